@@ -1,0 +1,269 @@
+"""The activities every journey uses: enter and leave a journey, and deliver a step.
+
+`deliver_step` is the one place a message goes out: it re-reads the truth, renders, tries the step's channels
+in order and records every attempt on a delivery row keyed by the step's business key, so a retried or
+repeated activity never sends twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.types import (
+    EnterJourneyInput,
+    EnterJourneyResult,
+    LeaveJourneyInput,
+    SendStatus,
+    SendStepInput,
+    SendStepResult,
+)
+from channels import Channel, OutboundMessage, PermanentDeliveryError, Reach, RetryableDeliveryError
+from touchflow.models import Customer, Delivery, DeliveryStatus, JourneyStatus, utcnow
+from touchflow.rendering import Renderer, TemplateMissing
+from touchflow.settings import Settings
+from touchflow.signing import Signer
+from touchflow.store import Store
+
+log = logging.getLogger(__name__)
+
+_FINAL = {
+    DeliveryStatus.SENT,
+    DeliveryStatus.DELIVERED,
+    DeliveryStatus.SKIPPED,
+    DeliveryStatus.FAILED,
+}
+_TO_RESULT = {
+    DeliveryStatus.SENT: SendStatus.SENT,
+    DeliveryStatus.DELIVERED: SendStatus.SENT,
+    DeliveryStatus.SKIPPED: SendStatus.SKIPPED,
+    DeliveryStatus.FAILED: SendStatus.FAILED,
+}
+
+
+@dataclass
+class _Outcome:
+    status: DeliveryStatus
+    reason: str | None = None
+    channel: str | None = None
+    provider_id: str | None = None
+
+
+class JourneyActivities:
+    def __init__(
+        self,
+        store: Store,
+        channels: dict[str, Channel],
+        renderer: Renderer,
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self.renderer = renderer
+        self.settings = settings
+        self.signer = Signer(settings.secret_key.get_secret_value())
+
+    # -- entering and leaving -------------------------------------------------------------------------------
+
+    @activity.defn(name="enter_journey")
+    async def enter_journey(self, input: EnterJourneyInput) -> EnterJourneyResult:
+        entry, earlier = await asyncio.to_thread(
+            self.store.enter_journey,
+            run_id=input.run_id,
+            workflow_id=input.workflow_id,
+            journey=input.journey,
+            customer_id=input.customer_id,
+            entry_key=input.entry_key,
+        )
+        reason = None
+        if earlier and input.reentry == "once":
+            reason = "already went through this journey"
+        elif earlier and input.reentry == "cooldown" and input.cooldown_seconds is not None:
+            since = entry.entered_at - earlier[0].entered_at
+            if since < timedelta(seconds=input.cooldown_seconds):
+                reason = f"re-entry cooldown: last entry {since} ago"
+        if reason is not None:
+            await asyncio.to_thread(
+                self.store.leave_journey, input.run_id, JourneyStatus.EXITED, "not admitted"
+            )
+        return EnterJourneyResult(
+            admitted=reason is None,
+            entered_at=entry.entered_at,
+            entry_id=entry.id or 0,
+            reason=reason,
+            timings=self.settings.journey_timings(),
+        )
+
+    @activity.defn(name="leave_journey")
+    async def leave_journey(self, input: LeaveJourneyInput) -> None:
+        await asyncio.to_thread(
+            self.store.leave_journey, input.run_id, JourneyStatus(input.status), input.ended_by
+        )
+
+    # -- delivering -----------------------------------------------------------------------------------------
+
+    @activity.defn(name="deliver_step")
+    async def deliver_step(self, input: SendStepInput) -> SendStepResult:
+        delivery = await asyncio.to_thread(
+            self.store.claim_delivery,
+            Delivery(
+                key=input.key,
+                journey=input.journey,
+                step=input.step,
+                customer_id=input.customer_id,
+                workflow_id=input.workflow_id,
+                stage=input.stage,
+                variant=input.variant,
+            ),
+        )
+        assert delivery.id is not None
+        if delivery.status in _FINAL:
+            # An earlier attempt finished this step: answer as it did, send nothing.
+            return self._result(delivery)
+        outcome = await self._attempt(input, delivery)
+        values: dict[str, Any] = {
+            "status": outcome.status,
+            "channel": outcome.channel,
+            "provider_id": outcome.provider_id,
+            "error": outcome.reason,
+            "attempts": delivery.attempts,
+        }
+        if outcome.status == DeliveryStatus.SENT:
+            values["sent_at"] = utcnow()
+        delivery = await asyncio.to_thread(self.store.update_delivery, delivery.id, **values)
+        log.info(
+            "step delivered",
+            extra={
+                "journey": input.journey,
+                "step": input.step,
+                "delivery_id": delivery.id,
+                "status": str(outcome.status),
+                "channel": outcome.channel,
+            },
+        )
+        return self._result(delivery)
+
+    async def _attempt(self, input: SendStepInput, delivery: Delivery) -> _Outcome:
+        customer = await asyncio.to_thread(self.store.get_customer, input.customer_id)
+        if customer is None:
+            return _Outcome(DeliveryStatus.SKIPPED, "customer no longer exists")
+        if input.exit_on:
+            goal = await asyncio.to_thread(
+                self.store.event_since,
+                input.customer_id,
+                input.exit_on,
+                input.entered_at,
+                input.exit_match,
+            )
+            if goal is not None:
+                return _Outcome(DeliveryStatus.SKIPPED, f"journey ended by {goal.name}")
+        context = await self._context(input, customer)
+        failed_before = {a["channel"] for a in delivery.attempts if a.get("outcome") == "permanent"}
+        reasons: list[str] = []
+        permanent = False
+        for name in input.channels:
+            channel = self.channels.get(name)
+            if channel is None:
+                reasons.append(f"{name}: channel not configured")
+                continue
+            if name in failed_before:
+                permanent = True
+                continue
+            address = self._address(channel, customer)
+            if address is None:
+                reason = f"{name}: customer has no {channel.reaches.value}"
+                delivery.attempts.append({"channel": name, "outcome": "unreachable", "reason": reason})
+                reasons.append(reason)
+                continue
+            try:
+                language, content = self.renderer.render(
+                    input.journey, input.step, name, customer.locale, context
+                )
+            except TemplateMissing as exc:
+                reasons.append(f"{name}: {exc}")
+                delivery.attempts.append({"channel": name, "outcome": "no_template"})
+                continue
+            message = OutboundMessage(
+                key=input.key,
+                address=address,
+                content={part: content[part] for part in channel.parts if part in content},
+                marketing=not input.transactional,
+                unsubscribe_url=context["unsubscribe_url"],
+                locale=language,
+            )
+            try:
+                receipt = await channel.send(message)
+            except RetryableDeliveryError as exc:
+                delivery.attempts.append(
+                    {"channel": name, "outcome": "retryable", "reason": exc.reason, "at": _now()}
+                )
+                await asyncio.to_thread(
+                    self.store.update_delivery, delivery.id or 0, attempts=delivery.attempts
+                )
+                # Temporal retries the activity; the next attempt starts again from this channel.
+                raise ApplicationError(
+                    f"{name}: {exc.reason}",
+                    type="RetryableDeliveryError",
+                    next_retry_delay=timedelta(seconds=exc.retry_after) if exc.retry_after else None,
+                ) from None
+            except PermanentDeliveryError as exc:
+                permanent = True
+                reasons.append(f"{name}: {exc.reason}")
+                delivery.attempts.append(
+                    {"channel": name, "outcome": "permanent", "reason": exc.reason, "at": _now()}
+                )
+                continue
+            delivery.attempts.append({"channel": name, "outcome": "sent", "at": _now()})
+            return _Outcome(DeliveryStatus.SENT, None, name, receipt.provider_id)
+        status = DeliveryStatus.FAILED if permanent else DeliveryStatus.SKIPPED
+        return _Outcome(status, "; ".join(reasons) or "no channel could reach the customer")
+
+    def _address(self, channel: Channel, customer: Customer) -> str | None:
+        if channel.reaches is Reach.EMAIL:
+            return customer.email
+        if channel.reaches is Reach.PHONE:
+            return customer.phone
+        return customer.id
+
+    async def _context(self, input: SendStepInput, customer: Customer) -> dict[str, Any]:
+        event = None
+        if input.event_id:
+            event = await asyncio.to_thread(self.store.get_event, input.event_id)
+        attributes = customer.attributes
+        return {
+            "brand": self.settings.brand_name,
+            "customer": {
+                "id": customer.id,
+                "first_name": attributes.get("first_name") or attributes.get("name") or "",
+                "attributes": attributes,
+                "timezone": customer.timezone,
+            },
+            "event": event.properties if event else {},
+            "data": input.data,
+            "variant": input.variant,
+            "public_url": self.settings.public_url,
+            "unsubscribe_url": self.unsubscribe_url(customer.id),
+        }
+
+    def unsubscribe_url(self, customer_id: str) -> str:
+        token = self.signer.sign("unsubscribe", customer_id)
+        return f"{self.settings.public_url.rstrip('/')}/unsubscribe/{token}"
+
+    @staticmethod
+    def _result(delivery: Delivery) -> SendStepResult:
+        return SendStepResult(
+            status=_TO_RESULT[delivery.status],
+            delivery_id=delivery.id or 0,
+            channel=delivery.channel,
+            reason=delivery.error,
+        )
+
+
+def _now() -> str:
+    return utcnow().isoformat()

@@ -1,0 +1,75 @@
+"""The data a journey hands its activities and gets back: one input and one result type per activity.
+
+Workflows import this module (it does no I/O), so fields can be added with defaults without breaking running
+histories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class SendStatus(StrEnum):
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass
+class EnterJourneyInput:
+    journey: str
+    workflow_id: str
+    run_id: str
+    customer_id: str
+    entry_key: str | None
+    reentry: str
+    cooldown_seconds: float | None = None
+
+
+@dataclass
+class EnterJourneyResult:
+    admitted: bool
+    entered_at: datetime
+    entry_id: int = 0
+    reason: str | None = None
+    # Every journey timing setting, in seconds, read once per run so a replay sees the same values.
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class LeaveJourneyInput:
+    run_id: str
+    status: str
+    ended_by: str | None = None
+
+
+@dataclass
+class SendStepInput:
+    journey: str
+    step: str
+    workflow_id: str
+    customer_id: str
+    # Business idempotency key: journey, customer, entry and step (and occurrence for repeated steps).
+    key: str
+    channels: list[str]
+    stage: str
+    entered_at: datetime
+    transactional: bool = False
+    # The event whose properties the template renders (e.g. the newest cart_updated).
+    event_id: str | None = None
+    # Guard: skip the send when one of these events was stored since the journey began.
+    exit_on: list[str] = field(default_factory=list)
+    exit_match: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SendStepResult:
+    status: SendStatus
+    delivery_id: int
+    channel: str | None = None
+    reason: str | None = None

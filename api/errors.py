@@ -1,0 +1,27 @@
+"""Validation errors as a person reads them: `events.3.customer_id: Field required`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+def describe_errors(errors: Sequence[Any]) -> list[str]:
+    messages = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part not in ("body",)]
+        where = ".".join(location) or "body"
+        messages.append(f"{where}: {error.get('msg', 'invalid')}")
+    return messages
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    messages = describe_errors(errors)
+    detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+    return JSONResponse(status_code=422, content={"message": "; ".join(messages), "detail": detail})

@@ -1,0 +1,67 @@
+"""The FastAPI app: profiles and events in, health out. OpenAPI at /docs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from functools import partial
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from api.deps import hash_key
+from api.errors import validation_error_handler
+from api.routes import customers, dev, events, health
+from touchflow.db import make_engine, migrate
+from touchflow.router import Relay
+from touchflow.settings import Settings
+from touchflow.store import Store
+from touchflow.temporal import connect
+
+
+def create_app(settings: Settings, *, run_relay: bool = True) -> FastAPI:
+    """Build the app; `run_relay=False` leaves the outbox to another process (tests of the API alone)."""
+    if not settings.api_keys:
+        raise ValueError("TOUCHFLOW_API_KEYS is empty: set at least one API key (comma-separated)")
+    engine = make_engine(settings.resolved_database_url)
+    store = Store(engine)
+    relay = Relay(
+        store,
+        partial(connect, settings),
+        settings.task_queue,
+        settings.relay_interval,
+        settings.relay_batch_size,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            await asyncio.to_thread(migrate, engine)
+        task = asyncio.create_task(relay.run_forever()) if run_relay else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            engine.dispose()
+
+    app = FastAPI(
+        title="touchflow",
+        version="0.1.0",
+        summary="Customer journeys as code: events in, messages out.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.relay = relay
+    app.state.api_key_hashes = [hash_key(key) for key in settings.api_keys]
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.include_router(health.router)
+    app.include_router(customers.router)
+    app.include_router(events.router)
+    if settings.dev_mail_dir is not None:
+        app.include_router(dev.router)
+    return app

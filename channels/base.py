@@ -1,0 +1,62 @@
+"""The contract every channel adapter follows: what it needs from a customer, its limits, one `send`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+if TYPE_CHECKING:
+    from touchflow.settings import Settings
+
+
+class Reach(StrEnum):
+    """What a channel needs to know about a customer to reach them."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+    PUSH_SUBSCRIPTION = "push_subscription"
+    CUSTOMER_ID = "customer_id"
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A rendered message for one recipient on one channel.
+
+    `key` is the business idempotency key of the delivery (journey, customer, entry, step); channels derive
+    the provider's own idempotency handle from it (SMTP Message-ID, Zalo tracking_id).
+    `content` holds the rendered template parts the channel declared in `Channel.parts`.
+    """
+
+    key: str
+    address: str
+    content: dict[str, str]
+    marketing: bool = True
+    unsubscribe_url: str | None = None
+    locale: str = "en"
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    provider_id: str | None = None
+
+
+class Channel(ABC):
+    """One delivery channel. Subclasses declare their needs and limits as class attributes."""
+
+    name: ClassVar[str]
+    reaches: ClassVar[Reach]
+    parts: ClassVar[tuple[str, ...]]
+    required_parts: ClassVar[tuple[str, ...]] = ()
+    max_payload: ClassVar[int | None] = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """Build the channel from touchflow's settings; channels that need none just construct."""
+        return cls()
+
+    @abstractmethod
+    async def send(self, message: OutboundMessage) -> Receipt:
+        """Deliver one message, or raise RetryableDeliveryError / PermanentDeliveryError."""

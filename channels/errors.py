@@ -1,0 +1,33 @@
+"""The two ways a delivery can fail. Every channel raises one of them; nothing returns False.
+
+    DeliveryError
+    ├── RetryableDeliveryError    try again later: timeouts, refused connections, 5xx, 429, SMTP 4xx,
+    │                             provider quota or token windows. Temporal's retry policy does the waiting;
+    │                             `retry_after` (seconds) carries a provider's own hint where it gives one.
+    └── PermanentDeliveryError    will never succeed as sent: hard bounce, invalid address, subscription gone,
+                                  payload too large, template rejected. `address_dead` says the address
+                                  itself should be suppressed (a 410 push subscription, a 5.1.1 bounce).
+
+Messages never hold the recipient's address or a secret: they end up in logs and in the Temporal history.
+"""
+
+from __future__ import annotations
+
+
+class DeliveryError(Exception):
+    def __init__(self, reason: str, *, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class RetryableDeliveryError(DeliveryError):
+    def __init__(self, reason: str, *, code: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(reason, code=code)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    def __init__(self, reason: str, *, code: str | None = None, address_dead: bool = False) -> None:
+        super().__init__(reason, code=code)
+        self.address_dead = address_dead

@@ -1,0 +1,234 @@
+"""The `touchflow` command: `dev` (everything on one machine), `api`, `worker`, `journeys`, `migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from touchflow.db import make_engine, migrate
+from touchflow.settings import Settings, get_settings
+
+log = logging.getLogger("touchflow")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside our own loop: the caller owns the signals and stops it by `should_exit`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+
+def _serve(settings: Settings, host: str, port: int) -> _Server:
+    from api.main import create_app
+
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning", lifespan="on")
+    return _Server(config)
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _run_api(settings: Settings) -> None:
+    server = _serve(settings, settings.api_host, settings.api_port)
+    task = asyncio.create_task(server.serve())
+    waiter = asyncio.create_task(_until_signalled())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await task
+
+
+async def _run_worker(settings: Settings) -> None:
+    from touchflow.temporal import connect
+    from touchflow.worker import build_activities, build_worker
+
+    activities = build_activities(settings)
+    client = await connect(settings)
+    worker = build_worker(client, settings, activities)
+    async with worker:
+        log.info("worker polling task queue %s", settings.task_queue)
+        await _until_signalled()
+
+
+def _dev_secrets(home: Path) -> dict[str, str]:
+    """The dev API key and secret, made once and kept under .touchflow/ so restarts keep them."""
+    path = home / "dev-secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    home.mkdir(parents=True, exist_ok=True)
+    values = {
+        "api_key": "dev_" + secrets.token_urlsafe(18),
+        "secret_key": secrets.token_urlsafe(32),
+    }
+    path.write_text(json.dumps(values, indent=2))
+    path.chmod(0o600)
+    return values
+
+
+async def _run_dev(args: argparse.Namespace) -> None:
+    from touchflow.devinbox import start_inbox
+    from touchflow.temporal import DevServer, connect
+    from touchflow.worker import build_activities, build_worker
+
+    base = get_settings()
+    home = base.home.resolve()
+    secrets_ = _dev_secrets(home)
+    overrides: dict[str, object] = {
+        "home": home,
+        "temporal_address": f"127.0.0.1:{args.temporal_port}",
+        "api_port": args.api_port,
+        "public_url": base.public_url
+        if "TOUCHFLOW_PUBLIC_URL" in os.environ
+        else f"http://localhost:{args.api_port}",
+        "api_keys": base.api_keys or [secrets_["api_key"]],
+        "secret_key": base.secret_key.get_secret_value() or secrets_["secret_key"],
+    }
+    own_inbox = "TOUCHFLOW_SMTP_HOST" not in os.environ
+    if own_inbox:
+        overrides |= {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": args.smtp_port,
+            "dev_mail_dir": home / "mail",
+        }
+    settings = Settings.model_validate(base.model_dump() | overrides)
+    await asyncio.to_thread(migrate, make_engine(settings.resolved_database_url))
+
+    temporal = DevServer(home / "temporal.db", port=args.temporal_port, ui_port=args.ui_port)
+    inbox = None
+    try:
+        await temporal.start()
+        if own_inbox:
+            inbox = start_inbox(home / "mail", "127.0.0.1", args.smtp_port)
+        client = await connect(settings)
+        worker = build_worker(client, settings, build_activities(settings))
+        server = _serve(settings, "127.0.0.1", args.api_port)
+        async with worker:
+            api = asyncio.create_task(server.serve())
+            while not server.started and not api.done():
+                await asyncio.sleep(0.05)
+            if api.done():
+                api.result()
+            _print_banner(settings, args, own_inbox)
+            waiter = asyncio.create_task(_until_signalled())
+            await asyncio.wait({api, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            print("\nstopping touchflow dev ...", flush=True)
+            server.should_exit = True
+            await api
+    finally:
+        if inbox is not None:
+            inbox.stop()
+        temporal.stop()
+
+
+def _print_banner(settings: Settings, args: argparse.Namespace, own_inbox: bool) -> None:
+    lines = [
+        "",
+        "touchflow dev is running",
+        f"  API              http://localhost:{args.api_port}   (OpenAPI: /docs)",
+        f"  API key          {settings.api_keys[0]}",
+        f"  Temporal UI      http://localhost:{args.ui_port}",
+        f"  Temporal gRPC    {settings.temporal_address}",
+    ]
+    if own_inbox:
+        lines += [
+            f"  SMTP inbox       127.0.0.1:{args.smtp_port}",
+            f"  Mail             http://localhost:{args.api_port}/dev/mail   "
+            f"(files: {settings.dev_mail_dir})",
+        ]
+    else:
+        lines.append(f"  SMTP             {settings.smtp_host}:{settings.smtp_port}")
+    lines += [
+        f"  Database         {settings.resolved_database_url}",
+        "  Ctrl-C stops everything.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _print_journeys(as_json: bool) -> None:
+    from workflows import REGISTRY
+
+    if as_json:
+        rows = [
+            {
+                "journey": spec.name,
+                "description": spec.description,
+                "starts_on": spec.starts_on,
+                "ends_on": spec.ends_on,
+                "goals": spec.goals,
+                "listens_to": spec.listens_to,
+                "key": spec.key,
+                "reentry": spec.reentry.value,
+                "steps": [{"step": s.name, "channels": s.via, "stage": s.stage.value} for s in spec.steps],
+            }
+            for spec in REGISTRY.values()
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    for spec in REGISTRY.values():
+        print(f"{spec.name}: {spec.description}")
+        print(f"  starts on  {', '.join(spec.starts_on)}   (re-entry: {spec.reentry.value})")
+        if spec.ends_on:
+            print(f"  ends on    {', '.join(spec.ends_on)}   (goal: {', '.join(spec.goals) or '-'})")
+        if spec.listens_to:
+            print(f"  listens to {', '.join(spec.listens_to)}")
+        for step in spec.steps:
+            print(f"  step {step.name:<28} {step.stage.value:<14} via {' → '.join(step.via)}")
+        print()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="touchflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    dev = sub.add_parser("dev", help="run everything locally: Temporal dev server + UI, worker, API, mail")
+    dev.add_argument("--temporal-port", type=int, default=7233)
+    dev.add_argument("--ui-port", type=int, default=8233)
+    dev.add_argument("--api-port", type=int, default=8000)
+    dev.add_argument("--smtp-port", type=int, default=1025)
+    sub.add_parser("api", help="run the HTTP API (TOUCHFLOW_API_HOST/PORT)")
+    sub.add_parser("worker", help="run a Temporal worker for every journey")
+    journeys = sub.add_parser("journeys", help="list the journeys: triggers, exits, steps, channels")
+    journeys.add_argument("--json", action="store_true")
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=os.environ.get("TOUCHFLOW_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for chatty in ("mail.log", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        if args.command == "dev":
+            asyncio.run(_run_dev(args))
+        elif args.command == "api":
+            asyncio.run(_run_api(get_settings()))
+        elif args.command == "worker":
+            asyncio.run(_run_worker(get_settings()))
+        elif args.command == "journeys":
+            _print_journeys(args.json)
+        elif args.command == "migrate":
+            migrate(make_engine(get_settings().resolved_database_url))
+    except ValueError as exc:
+        sys.exit(f"touchflow: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Storage tables (SQLModel) and the API's data shapes built on them.
+
+Families follow the FastAPI template: `X(table=True)` is the row, `XIn` what a client sends and
+`XPublic` what the API answers.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, EmailStr, StringConstraints
+from sqlalchemy import JSON, Column, DateTime, Index, String, TypeDecorator, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC and always hands back an aware datetime (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def json_column(nullable: bool = False) -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSONType, nullable=nullable))
+
+
+def time_column(*, nullable: bool = False, index: bool = False) -> Any:
+    default: Any = None if nullable else utcnow
+    if nullable:
+        return Field(default=None, sa_column=Column(UTCDateTime(), nullable=True, index=index))
+    return Field(default_factory=default, sa_column=Column(UTCDateTime(), nullable=False, index=index))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Validated scalar types shared by the API models
+# ---------------------------------------------------------------------------------------------------------
+
+Identifier = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\s/?#]+$"),
+]
+EventName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[A-Za-z][A-Za-z0-9_.:-]*$"
+    ),
+]
+
+
+def _check_locale(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*", value):
+        raise ValueError("must be a language tag such as 'vi', 'en' or 'vi-VN'")
+    return value.replace("_", "-")
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("must be an IANA time zone such as 'Asia/Ho_Chi_Minh'") from None
+    return value
+
+
+def _check_phone(value: str) -> str:
+    digits = re.sub(r"[\s().-]", "", value)
+    if not re.fullmatch(r"\+?\d{8,15}", digits):
+        raise ValueError("must be a phone number of 8 to 15 digits, e.g. '+84912345678'")
+    return digits
+
+
+Locale = Annotated[str, StringConstraints(max_length=35), AfterValidator(_check_locale)]
+TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_check_timezone)]
+Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(_check_phone)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Customers
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customers"
+
+    id: str = Field(primary_key=True, max_length=128)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    locale: str | None = Field(default=None, max_length=35)
+    timezone: str | None = Field(default=None, max_length=64)
+    attributes: dict[str, Any] = json_column()
+    consents: dict[str, Any] = json_column()
+    created_at: datetime = time_column()
+    updated_at: datetime = time_column()
+
+
+class CustomerIn(SQLModel, extra="forbid"):
+    """A profile upsert. Fields left out keep their stored value; `attributes` are merged key by key."""
+
+    id: Identifier
+    email: EmailStr | None = None
+    phone: Phone | None = None
+    locale: Locale | None = None
+    timezone: TimeZone | None = None
+    attributes: dict[str, Any] | None = None
+    consents: dict[str, bool] | None = None
+
+
+class CustomerPublic(SQLModel):
+    id: str
+    email: str | None
+    phone: str | None
+    locale: str | None
+    timezone: str | None
+    attributes: dict[str, Any]
+    consents: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Events and the outbox that relays them to Temporal
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Event(SQLModel, table=True):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_customer_occurred", "customer_id", "occurred_at"),)
+
+    id: str = Field(primary_key=True, max_length=128)
+    customer_id: str = Field(max_length=128)
+    name: str = Field(max_length=100, index=True)
+    properties: dict[str, Any] = json_column()
+    occurred_at: datetime = time_column()
+    received_at: datetime = time_column()
+
+
+class EventIn(SQLModel, extra="forbid"):
+    id: Identifier
+    customer_id: Identifier
+    name: EventName
+    properties: dict[str, Any] = Field(default_factory=dict)
+    timestamp: datetime | None = None
+
+
+class EventPublic(SQLModel):
+    id: str
+    customer_id: str
+    name: str
+    properties: dict[str, Any]
+    occurred_at: datetime
+    received_at: datetime
+
+
+class IngestStatus(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+class EventAck(SQLModel):
+    id: str
+    status: IngestStatus
+
+
+class BatchItemResult(SQLModel):
+    index: int
+    id: str | None
+    status: IngestStatus
+    errors: list[str] = Field(default_factory=list)
+
+
+class BatchAck(SQLModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[BatchItemResult]
+
+
+class OutboxEntry(SQLModel, table=True):
+    """An accepted event that still has to reach its journeys. Deleted once Temporal has it."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=128, unique=True)
+    attempts: int = 0
+    available_at: datetime = time_column(index=True)
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Journeys and deliveries
+# ---------------------------------------------------------------------------------------------------------
+
+
+class JourneyStatus(StrEnum):
+    ACTIVE = "active"
+    CONVERTED = "converted"
+    EXITED = "exited"
+    COMPLETED = "completed"
+
+
+class JourneyEntry(SQLModel, table=True):
+    """One customer's run through a journey, kept after Temporal's retention forgets it.
+
+    `run_id` is the first run id of the workflow execution (stable across continue-as-new).
+    """
+
+    __tablename__ = "journey_entries"
+    __table_args__ = (Index("ix_journey_entries_customer", "customer_id", "journey"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=64, unique=True)
+    workflow_id: str = Field(max_length=300, index=True)
+    journey: str = Field(max_length=100, index=True)
+    customer_id: str = Field(max_length=128)
+    entry_key: str | None = Field(default=None, max_length=128)
+    status: JourneyStatus = Field(default=JourneyStatus.ACTIVE, sa_column=Column(String(16), nullable=False))
+    entered_at: datetime = time_column()
+    ended_at: datetime | None = time_column(nullable=True)
+    ended_by: str | None = Field(default=None, max_length=100)
+
+
+class DeliveryStatus(StrEnum):
+    CLAIMED = "claimed"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Delivery(SQLModel, table=True):
+    """One message step of one journey run; `key` is the business key that makes a send happen once."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_deliveries_key"),
+        Index("ix_deliveries_customer_created", "customer_id", "created_at"),
+        Index("ix_deliveries_journey_step", "journey", "step"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=400)
+    journey: str = Field(max_length=100)
+    step: str = Field(max_length=100)
+    customer_id: str = Field(max_length=128)
+    workflow_id: str = Field(max_length=300)
+    stage: str | None = Field(default=None, max_length=32)
+    variant: str | None = Field(default=None, max_length=64)
+    channel: str | None = Field(default=None, max_length=32)
+    status: DeliveryStatus = Field(
+        default=DeliveryStatus.CLAIMED, sa_column=Column(String(16), nullable=False)
+    )
+    provider_id: str | None = Field(default=None, max_length=300)
+    error: str | None = Field(default=None, max_length=1000)
+    attempts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType))
+    created_at: datetime = time_column()
+    sent_at: datetime | None = time_column(nullable=True)
+    updated_at: datetime = time_column()
+
+
+class DeliveryPublic(SQLModel):
+    id: int
+    journey: str
+    step: str
+    stage: str | None
+    variant: str | None
+    channel: str | None
+    status: DeliveryStatus
+    provider_id: str | None
+    error: str | None
+    attempts: list[dict[str, Any]]
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class CustomerDetail(SQLModel):
+    customer: CustomerPublic
+    events: list[EventPublic]
+    deliveries: list[DeliveryPublic]

@@ -1,0 +1,187 @@
+"""Routing and relay: stored events become signal-with-start / signal calls on their journeys.
+
+The API stores an event and its outbox entry in one transaction and answers; the relay (running in every API
+process) leases outbox entries, hands each event to Temporal and deletes the entry only when Temporal has it.
+A crash anywhere in between leaves the entry to be leased again; a repeat reaches the run as the same event
+id, which the journey drops. So an accepted event is acted on exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from touchflow.models import Event
+from touchflow.store import ClaimedEvent, Store
+from workflows import REGISTRY
+from workflows.base import JourneyEvent, JourneyInput, JourneySpec
+
+log = logging.getLogger(__name__)
+
+# How long a relay owns leased entries before another may take them over.
+LEASE = timedelta(seconds=30)
+MAX_BACKOFF = timedelta(minutes=5)
+_SERVER_DOWN = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
+
+
+def routed_event_names(registry: Mapping[str, JourneySpec] = REGISTRY) -> set[str]:
+    """The event names some journey starts on, ends on or listens to; only these go to Temporal."""
+    return {name for spec in registry.values() for name in spec.events()}
+
+
+class Router:
+    def __init__(
+        self,
+        client: Client,
+        store: Store,
+        task_queue: str,
+        registry: Mapping[str, JourneySpec] = REGISTRY,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.task_queue = task_queue
+        self.registry = registry
+
+    async def route(self, event: Event) -> None:
+        """Hand one event to every journey it starts, feeds or ends. Raises when Temporal is unreachable."""
+        journey_event = JourneyEvent(
+            id=event.id, name=event.name, properties=event.properties, occurred_at=event.occurred_at
+        )
+        for spec in self.registry.values():
+            if event.name in spec.starts_on:
+                await self._start_or_feed(spec, event, journey_event)
+            elif event.name in spec.ends_on or event.name in spec.listens_to:
+                await self._feed_running(spec, event, journey_event)
+
+    async def _start_or_feed(self, spec: JourneySpec, event: Event, journey_event: JourneyEvent) -> None:
+        entry_key = spec.entry_key(event.properties)
+        if spec.key is not None and entry_key is None:
+            log.warning(
+                "event lacks the journey's key; not started",
+                extra={"journey": spec.name, "event_id": event.id, "key": spec.key},
+            )
+            return
+        workflow_id = spec.workflow_id(event.customer_id, entry_key)
+        try:
+            await self.client.start_workflow(
+                spec.name,
+                JourneyInput(customer_id=event.customer_id, entry_key=entry_key),
+                id=workflow_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=spec.id_reuse_policy,
+                id_conflict_policy=spec.id_conflict_policy,
+                start_signal="on_event",
+                start_signal_args=[journey_event],
+                search_attributes=spec.search_attributes(event.customer_id),
+                static_summary=f"{spec.name} · customer {event.customer_id}",
+                static_details=spec.description,
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.ALREADY_EXISTS:
+                # A journey that runs once per customer (or key) has run: nothing more to do.
+                log.info("journey already ran", extra={"workflow_id": workflow_id})
+                return
+            raise
+
+    async def _feed_running(self, spec: JourneySpec, event: Event, journey_event: JourneyEvent) -> None:
+        entry_key = spec.entry_key(event.properties)
+        if spec.key is None or entry_key is not None:
+            targets = [spec.workflow_id(event.customer_id, entry_key)]
+        else:
+            # An exit without the key (an order with no cart id) reaches every open entry of the customer.
+            entries = await asyncio.to_thread(self.store.active_entries, spec.name, event.customer_id)
+            targets = sorted({entry.workflow_id for entry in entries})
+        for workflow_id in targets:
+            try:
+                await self.client.get_workflow_handle(workflow_id).signal("on_event", journey_event)
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                # No run open for this customer: the event is stored, and that is all it needs.
+
+
+class Relay:
+    """Drains the outbox into Temporal; several relays (API processes) may run against one store.
+
+    It connects to Temporal lazily, so the API accepts events while Temporal is still down.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        connect: Callable[[], Awaitable[Client]],
+        task_queue: str,
+        interval: timedelta,
+        batch_size: int,
+        registry: Mapping[str, JourneySpec] = REGISTRY,
+    ) -> None:
+        self.store = store
+        self.connect = connect
+        self.task_queue = task_queue
+        self.interval = interval.total_seconds()
+        self.batch_size = batch_size
+        self.registry = registry
+        self._router: Router | None = None
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New entries are waiting: relay now instead of at the next tick."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                busy = await self.relay_once()
+            except Exception as exc:
+                log.warning("relay pass failed: %s: %s", type(exc).__name__, exc)
+                busy = False
+            if busy:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            self._wake.clear()
+
+    async def router(self) -> Router:
+        if self._router is None:
+            client = await self.connect()
+            self._router = Router(client, self.store, self.task_queue, self.registry)
+        return self._router
+
+    async def relay_once(self) -> bool:
+        """One pass; True when it relayed a full batch (there may be more)."""
+        if await asyncio.to_thread(self.store.outbox_size) == 0:
+            return False
+        router = await self.router()
+        claimed = await asyncio.to_thread(self.store.claim_outbox, self.batch_size, LEASE)
+        done: list[int] = []
+        for index, item in enumerate(claimed):
+            try:
+                await router.route(item.event)
+            except RPCError as exc:
+                if exc.status in _SERVER_DOWN:
+                    # Temporal is away: hand the whole rest of the batch back, not one timeout each.
+                    for rest in claimed[index:]:
+                        await self._back_off(rest, f"temporal unavailable: {exc.message}")
+                    break
+                await self._back_off(item, f"temporal: {exc.status!s} {exc.message}")
+                continue
+            except Exception as exc:
+                await self._back_off(item, f"{type(exc).__name__}: {exc}")
+                continue
+            done.append(item.outbox_id)
+        await asyncio.to_thread(self.store.finish_outbox, done)
+        return len(claimed) == self.batch_size and len(done) == len(claimed)
+
+    async def _back_off(self, item: ClaimedEvent, error: str) -> None:
+        delay = min(timedelta(seconds=2 ** min(item.attempts, 12) / 4), MAX_BACKOFF)
+        log.warning(
+            "relay will retry",
+            extra={"event_id": item.event.id, "attempts": item.attempts, "retry_in": str(delay)},
+        )
+        await asyncio.to_thread(self.store.retry_outbox, item.outbox_id, error, delay)

@@ -1,0 +1,115 @@
+"""touchflow's one settings object, read from `TOUCHFLOW_*` environment variables.
+
+Every field here is listed in the README; durations accept `30s`, `15m`, `1h`, `2d` or ISO 8601 (`PT1H`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept `30s`/`15m`/`1h`/`2d`/`1w` (and compounds like `1h30m`) besides what pydantic takes."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", text, re.IGNORECASE)
+    if parts and re.fullmatch(r"(?:\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)\s*)+", text, re.IGNORECASE):
+        seconds = sum(float(n) * _UNIT_SECONDS[unit.lower()] for n, unit in parts)
+        return timedelta(seconds=seconds)
+    return text  # ISO 8601 (`PT1H`, `P2D`) or plain seconds: pydantic parses those
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
+
+
+# The settings a journey may read with `Journey.timing(name)`.
+JOURNEY_TIMINGS = ("welcome_nudge_delay",)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOUCHFLOW_", extra="ignore")
+
+    # Where state lives
+    home: Path = Field(Path(".touchflow"), description="Folder for local state (SQLite, dev mail).")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite under `home`.")
+
+    # Temporal
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "touchflow"
+
+    # API
+    api_keys: CsvList = Field(default_factory=list)
+    secret_key: SecretStr = SecretStr("")
+    public_url: str = "http://localhost:8000"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    max_batch_size: int = Field(1000, ge=1, le=10_000)
+    auto_migrate: bool = True
+    dev_mail_dir: Path | None = None
+
+    # Relay (store-then-relay outbox)
+    relay_interval: Duration = timedelta(milliseconds=500)
+    relay_batch_size: int = Field(200, ge=1)
+
+    # Email (SMTP)
+    smtp_host: str = "localhost"
+    smtp_port: int = 1025
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = False
+    smtp_timeout: Duration = timedelta(seconds=10)
+    email_from: str = "touchflow <hello@touchflow.local>"
+
+    # Messages
+    brand_name: str = "touchflow"
+    default_locale: str = "en"
+    templates_dir: Path | None = Field(
+        None, description="Extra template folder searched before the built-in templates."
+    )
+
+    # Journey timings (every wait of the built-in journeys is a setting; listed in JOURNEY_TIMINGS)
+    welcome_nudge_delay: Duration = timedelta(days=2)
+
+    @field_validator("default_locale")
+    @classmethod
+    def _lower_locale(cls, value: str) -> str:
+        return value.lower()
+
+    def journey_timings(self) -> dict[str, float]:
+        """The journey timings, in seconds: what a run reads once when it enters."""
+        return {
+            name: value.total_seconds()
+            for name, value in self
+            if isinstance(value, timedelta) and name in JOURNEY_TIMINGS
+        }
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'touchflow.db').as_posix()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,485 @@
+"""The small base every journey stands on: declare it with `@journey`, write its plan, use these verbs.
+
+    @journey(starts_on="signed_up", ends_on=("order_placed",), goals=("order_placed",))
+    class Welcome(Journey):
+        welcome = Step(via=("email",), stage=Stage.AWARENESS)
+
+        async def plan(self, signup: JourneyEvent) -> None:
+            await self.send(self.welcome)
+
+Every event reaches a run through one signal, `on_event` (signal-with-start brings the trigger), and is
+taken once: a repeated event id is ignored, so a relay that retries never acts twice.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar, cast
+
+from temporalio import workflow
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from activities.types import (
+        EnterJourneyInput,
+        EnterJourneyResult,
+        LeaveJourneyInput,
+        SendStatus,
+        SendStepInput,
+        SendStepResult,
+    )
+
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+JOURNEY_STAGE = SearchAttributeKey.for_keyword("JourneyStage")
+SEARCH_ATTRIBUTES = (CUSTOMER_ID, JOURNEY_STAGE)
+
+# Deliveries retry with backoff but give up within a day: a stale reminder is worse than none.
+DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+)
+DELIVERY_GIVE_UP = timedelta(hours=12)
+BOOKKEEPING_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
+# How many event ids a run remembers to drop repeats (a relay retry arrives within seconds).
+SEEN_EVENTS_KEPT = 500
+
+
+class Stage(StrEnum):
+    """The stages of a customer journey; every step serves one, and analytics group by them."""
+
+    AWARENESS = "awareness"
+    CONSIDERATION = "consideration"
+    PURCHASE = "purchase"
+    RETENTION = "retention"
+    ADVOCACY = "advocacy"
+
+
+class Reentry(StrEnum):
+    """How often one customer may go through a journey (per entry key, where the journey has one)."""
+
+    ONCE = "once"  # once ever
+    ONE_AT_A_TIME = "one_at_a_time"  # again after the previous run ended
+    COOLDOWN = "cooldown"  # again once `cooldown` has passed since the previous entry
+
+
+@dataclass
+class JourneyEvent:
+    """An event as a journey sees it: ids and behaviour, never the customer's profile."""
+
+    id: str
+    name: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    occurred_at: datetime | None = None
+
+
+@dataclass
+class JourneyInput:
+    customer_id: str
+    entry_key: str | None = None
+    # Set when the run continues-as-new: the journey's own state and what the base must remember.
+    carried: dict[str, Any] | None = None
+
+
+@dataclass
+class JourneyOutcome:
+    status: str  # completed | converted | exited | not_admitted
+    ended_by: str | None = None
+
+
+@dataclass
+class JourneyState:
+    """What `get_state` answers: where the customer is, for the Temporal UI and the API."""
+
+    journey: str
+    customer_id: str
+    stage: str | None
+    detail: str
+    sent: list[str]
+    ended_by: str | None
+
+
+@dataclass(frozen=True)
+class Step:
+    """A message step: its template (the attribute name), channels to try in order, the stage it serves."""
+
+    via: tuple[str, ...]
+    stage: Stage
+    transactional: bool = False
+    name: str = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", name)
+
+
+@dataclass(frozen=True)
+class JourneySpec:
+    """A journey as the registry, the router and `touchflow journeys` see it."""
+
+    name: str
+    workflow: type[Journey]
+    starts_on: tuple[str, ...]
+    ends_on: tuple[str, ...]
+    goals: tuple[str, ...]
+    listens_to: tuple[str, ...]
+    key: str | None
+    reentry: Reentry
+    cooldown: timedelta | None
+    steps: tuple[Step, ...]
+    description: str
+
+    def workflow_id(self, customer_id: str, entry_key: str | None = None) -> str:
+        return ":".join(part for part in (self.name, customer_id, entry_key) if part)
+
+    def entry_key(self, properties: dict[str, Any]) -> str | None:
+        if self.key is None:
+            return None
+        value = properties.get(self.key)
+        return None if value is None else str(value)
+
+    @property
+    def id_reuse_policy(self) -> WorkflowIDReusePolicy:
+        if self.reentry is Reentry.ONCE:
+            return WorkflowIDReusePolicy.REJECT_DUPLICATE
+        return WorkflowIDReusePolicy.ALLOW_DUPLICATE
+
+    id_conflict_policy: ClassVar[WorkflowIDConflictPolicy] = WorkflowIDConflictPolicy.USE_EXISTING
+
+    def search_attributes(self, customer_id: str) -> TypedSearchAttributes:
+        return TypedSearchAttributes([SearchAttributePair(CUSTOMER_ID, customer_id)])
+
+    def events(self) -> set[str]:
+        return {*self.starts_on, *self.ends_on, *self.listens_to}
+
+
+J = TypeVar("J", bound="Journey")
+
+
+def journey(
+    *,
+    starts_on: str | Sequence[str],
+    ends_on: Sequence[str] = (),
+    goals: Sequence[str] = (),
+    listens_to: Sequence[str] = (),
+    key: str | None = None,
+    reentry: Reentry = Reentry.ONCE,
+    cooldown: timedelta | None = None,
+    name: str | None = None,
+) -> Callable[[type[J]], type[J]]:
+    """Make a `Journey` subclass a Temporal workflow and describe it for the router.
+
+    `ends_on` events end a run (those also in `goals` count as converted); `listens_to` events are handed to
+    a running plan (`wait_for`); `key` names the event property that tells entries apart (a cart id).
+    """
+
+    def wrap(cls: type[J]) -> type[J]:
+        journey_name = name or _snake(cls.__name__)
+        if reentry is Reentry.COOLDOWN and cooldown is None:
+            raise ValueError(f"journey {journey_name}: reentry=COOLDOWN needs a cooldown")
+        spec = JourneySpec(
+            name=journey_name,
+            workflow=cls,
+            starts_on=(starts_on,) if isinstance(starts_on, str) else tuple(starts_on),
+            ends_on=tuple(dict.fromkeys((*ends_on, *goals))),
+            goals=tuple(goals),
+            listens_to=tuple(listens_to),
+            key=key,
+            reentry=reentry,
+            cooldown=cooldown,
+            steps=tuple(v for v in vars(cls).values() if isinstance(v, Step)),
+            description=(cls.__doc__ or "").strip().split("\n")[0],
+        )
+        cls.spec = spec
+
+        # Temporal wants the @workflow.run method defined on the workflow class itself, so each journey
+        # gets its own thin one; the logic stays in Journey._run.
+        # `self` stays unannotated: Temporal reads the argument types from the hints and skips a bare self.
+        async def run(self, input: JourneyInput) -> JourneyOutcome:  # type: ignore[no-untyped-def]
+            return await cast(Journey, self)._run(input)
+
+        run.__module__ = cls.__module__
+        run.__qualname__ = f"{cls.__name__}.run"
+        cls.run = workflow.run(run)  # type: ignore[attr-defined]
+        return workflow.defn(name=journey_name)(cls)
+
+    return wrap
+
+
+def _snake(name: str) -> str:
+    name = name.removesuffix("Journey")
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+class Journey:
+    """Base of every journey: holds the run's state and gives the plan its verbs."""
+
+    spec: ClassVar[JourneySpec]
+
+    def __init__(self) -> None:
+        self.customer_id = ""
+        self.entry_key: str | None = None
+        self.entered_at: datetime | None = None
+        self.ended_by: JourneyEvent | None = None
+        self.stage: Stage | None = None
+        self.detail = "waiting for the trigger"
+        self.sent: list[str] = []
+        self._timings: dict[str, float] = {}
+        self._entry_id = 0
+        self._inbox: deque[JourneyEvent] = deque()
+        self._seen: deque[str] = deque(maxlen=SEEN_EVENTS_KEPT)
+        self._step_counts: dict[str, int] = {}
+        self._latest: dict[str, JourneyEvent] = {}
+
+    # -- what Temporal calls --------------------------------------------------------------------------------
+
+    @workflow.signal
+    def on_event(self, event: JourneyEvent) -> None:
+        if event.id in self._seen:
+            return  # a relay retry: already taken
+        self._seen.append(event.id)
+        self._latest[event.name] = event
+        if event.name in self.spec.ends_on and event.name not in self.spec.starts_on:
+            if self.ended_by is None and self._matches_entry(event):
+                self.ended_by = event
+            return
+        self._inbox.append(event)
+
+    @workflow.query
+    def get_state(self) -> JourneyState:
+        return JourneyState(
+            journey=self.spec.name,
+            customer_id=self.customer_id,
+            stage=self.stage.value if self.stage else None,
+            detail=self.detail,
+            sent=list(self.sent),
+            ended_by=self.ended_by.name if self.ended_by else None,
+        )
+
+    async def _run(self, input: JourneyInput) -> JourneyOutcome:
+        info = workflow.info()
+        self.customer_id = input.customer_id
+        self.entry_key = input.entry_key
+        if input.carried:
+            self._restore(input.carried)
+            trigger = None
+        else:
+            await workflow.wait_condition(lambda: bool(self._inbox) or self.ended_by is not None)
+            if not self._inbox:
+                return JourneyOutcome(status="exited", ended_by=self._ended_name())
+            trigger = self._inbox.popleft()
+            entry: EnterJourneyResult = await workflow.execute_activity(
+                "enter_journey",
+                EnterJourneyInput(
+                    journey=self.spec.name,
+                    workflow_id=info.workflow_id,
+                    run_id=info.first_execution_run_id,
+                    customer_id=self.customer_id,
+                    entry_key=self.entry_key,
+                    reentry=self.spec.reentry.value,
+                    cooldown_seconds=self.spec.cooldown.total_seconds() if self.spec.cooldown else None,
+                ),
+                result_type=EnterJourneyResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=BOOKKEEPING_RETRY,
+            )
+            if not entry.admitted:
+                self._set_detail(f"not admitted: {entry.reason}")
+                return JourneyOutcome(status="not_admitted", ended_by=entry.reason)
+            self.entered_at = entry.entered_at
+            self._entry_id = entry.entry_id
+            self._timings = entry.timings
+        await self.plan(trigger)  # type: ignore[arg-type]
+        status = "completed"
+        if self.ended_by is not None:
+            status = "converted" if self.ended_by.name in self.spec.goals else "exited"
+        self._set_detail(f"ended: {status}")
+        await workflow.execute_activity(
+            "leave_journey",
+            LeaveJourneyInput(run_id=info.first_execution_run_id, status=status, ended_by=self._ended_name()),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=BOOKKEEPING_RETRY,
+        )
+        return JourneyOutcome(status=status, ended_by=self._ended_name())
+
+    # -- the verbs a plan uses ------------------------------------------------------------------------------
+
+    async def plan(self, trigger: JourneyEvent) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define `async def plan(self, trigger)`")
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_by is not None
+
+    def timing(self, setting: str) -> timedelta:
+        """A journey timing from settings (`TOUCHFLOW_<SETTING>`), as read when this run entered."""
+        if setting not in self._timings:
+            raise KeyError(f"no duration setting named {setting!r} (TOUCHFLOW_{setting.upper()})")
+        return timedelta(seconds=self._timings[setting])
+
+    async def wait(self, duration: timedelta | str) -> bool:
+        """Sleep durably; False when an exit event ended the journey first (the plan should stop)."""
+        delay = self.timing(duration) if isinstance(duration, str) else duration
+        if self.ended:
+            return False
+        self._set_detail(f"waiting {delay} until {workflow.now() + delay:%Y-%m-%d %H:%M} UTC")
+        try:
+            await workflow.wait_condition(lambda: self.ended, timeout=delay)
+        except TimeoutError:
+            return True
+        return False
+
+    async def wait_for(
+        self,
+        *names: str,
+        timeout: timedelta | str,
+        where: Callable[[JourneyEvent], bool] | None = None,
+    ) -> JourneyEvent | None:
+        """The next event of these names within `timeout`, or None (also None when the journey ended)."""
+        limit = self.timing(timeout) if isinstance(timeout, str) else timeout
+        found: list[JourneyEvent] = []
+
+        def arrived() -> bool:
+            if self.ended:
+                return True
+            for event in list(self._inbox):
+                if event.name in names and (where is None or where(event)):
+                    self._inbox.remove(event)
+                    found.append(event)
+                    return True
+            return False
+
+        self._set_detail(f"waiting up to {limit} for {' or '.join(names)}")
+        try:
+            await workflow.wait_condition(arrived, timeout=limit)
+        except TimeoutError:
+            return None
+        return found[0] if found else None
+
+    def latest(self, name: str) -> JourneyEvent | None:
+        """The newest event of this name the run has seen (the trigger included)."""
+        return self._latest.get(name)
+
+    async def send(
+        self,
+        step: Step,
+        *,
+        event: JourneyEvent | None = None,
+        variant: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> SendStepResult | None:
+        """Deliver a step over the first channel that reaches the customer; None when the journey ended."""
+        if self.ended:
+            return None
+        info = workflow.info()
+        count = self._step_counts.get(step.name, 0) + 1
+        self._step_counts[step.name] = count
+        # The business key: journey, customer, entry (workflow id + entry number) and step.
+        key = f"{info.workflow_id}:{self._entry_id}:{step.name}"
+        if count > 1:
+            key += f"#{count}"
+        self._set_stage(step.stage)
+        self._set_detail(f"sending {step.name}")
+        result: SendStepResult = await workflow.execute_activity(
+            "deliver_step",
+            SendStepInput(
+                journey=self.spec.name,
+                step=step.name,
+                workflow_id=info.workflow_id,
+                customer_id=self.customer_id,
+                key=key,
+                channels=list(step.via),
+                stage=step.stage.value,
+                entered_at=self.entered_at or workflow.now(),
+                transactional=step.transactional,
+                event_id=event.id if event else None,
+                exit_on=[] if step.transactional else list(self.spec.ends_on),
+                exit_match=self._entry_match(),
+                variant=variant,
+                data=data or {},
+            ),
+            result_type=SendStepResult,
+            start_to_close_timeout=timedelta(minutes=1),
+            schedule_to_close_timeout=DELIVERY_GIVE_UP,
+            retry_policy=DELIVERY_RETRY,
+        )
+        if result.status == SendStatus.SENT:
+            self.sent.append(step.name)
+        self._set_detail(f"{step.name}: {result.status} via {result.channel or '-'}")
+        return result
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _entry_match(self) -> dict[str, Any]:
+        if self.spec.key and self.entry_key is not None:
+            return {self.spec.key: self.entry_key}
+        return {}
+
+    def _matches_entry(self, event: JourneyEvent) -> bool:
+        """An exit event for another entry (another cart) does not end this run; one without the key does."""
+        if not self.spec.key or self.spec.key not in event.properties:
+            return True
+        return str(event.properties[self.spec.key]) == self.entry_key
+
+    def _ended_name(self) -> str | None:
+        return self.ended_by.name if self.ended_by else None
+
+    def _set_stage(self, stage: Stage) -> None:
+        if stage != self.stage:
+            self.stage = stage
+            workflow.upsert_search_attributes([JOURNEY_STAGE.value_set(stage.value)])
+
+    def _set_detail(self, detail: str) -> None:
+        self.detail = detail
+        workflow.set_current_details(detail)
+
+    def carry(self) -> dict[str, Any]:
+        """The base's state for continue-as-new; journeys add their own with `super().carry()`."""
+        return {
+            "entered_at": self.entered_at.isoformat() if self.entered_at else None,
+            "timings": self._timings,
+            "entry_id": self._entry_id,
+            "seen": list(self._seen),
+            "step_counts": self._step_counts,
+            "stage": self.stage.value if self.stage else None,
+            "sent": self.sent,
+        }
+
+    def _restore(self, carried: dict[str, Any]) -> None:
+        entered = carried.get("entered_at")
+        self.entered_at = datetime.fromisoformat(entered) if entered else None
+        self._timings = dict(carried.get("timings", {}))
+        self._seen.extend(carried.get("seen", []))
+        self._step_counts = dict(carried.get("step_counts", {}))
+        self._entry_id = int(carried.get("entry_id", 0))
+        for event in carried.get("inbox", []):
+            occurred = event.get("occurred_at")
+            event["occurred_at"] = datetime.fromisoformat(occurred) if occurred else None
+            self._inbox.append(JourneyEvent(**event))
+        self.stage = Stage(carried["stage"]) if carried.get("stage") else None
+        self.sent = list(carried.get("sent", []))
+        self.restore(carried)
+
+    def restore(self, carried: dict[str, Any]) -> None:
+        """Journeys that continue-as-new read their own state back here."""
+
+    def continue_as_new(self) -> None:
+        """Start a fresh run with the same state (history stays small); pending events go along."""
+        workflow.continue_as_new(
+            JourneyInput(
+                customer_id=self.customer_id,
+                entry_key=self.entry_key,
+                carried={**self.carry(), "inbox": [vars(e) for e in self._inbox]},
+            )
+        )

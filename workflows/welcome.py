@@ -1,0 +1,18 @@
+"""Welcome series: greet a new sign-up at once, then nudge toward a first order if none came."""
+
+from __future__ import annotations
+
+from workflows.base import Journey, JourneyEvent, Stage, Step, journey
+
+
+@journey(starts_on="signed_up", goals=("order_placed",))
+class Welcome(Journey):
+    """Greets a new sign-up, then nudges toward a first order after `welcome_nudge_delay`."""
+
+    welcome = Step(via=("email",), stage=Stage.AWARENESS)
+    first_purchase_nudge = Step(via=("email",), stage=Stage.CONSIDERATION)
+
+    async def plan(self, signup: JourneyEvent) -> None:
+        await self.send(self.welcome, event=signup)
+        if await self.wait("welcome_nudge_delay"):
+            await self.send(self.first_purchase_nudge, event=signup)
