@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import activity
@@ -40,11 +40,17 @@ _FINAL = {
     DeliveryStatus.FAILED,
 }
 _TO_RESULT = {
+    DeliveryStatus.DEFERRED: SendStatus.DEFERRED,
     DeliveryStatus.SENT: SendStatus.SENT,
     DeliveryStatus.DELIVERED: SendStatus.SENT,
     DeliveryStatus.SKIPPED: SendStatus.SKIPPED,
     DeliveryStatus.FAILED: SendStatus.FAILED,
 }
+
+
+# A provider asking us to wait longer than this (a night window) defers the step: the journey sleeps
+# durably and asks again, instead of an activity retry holding the slot.
+DEFER_AFTER = timedelta(minutes=5)
 
 
 @dataclass
@@ -53,6 +59,7 @@ class _Outcome:
     reason: str | None = None
     channel: str | None = None
     provider_id: str | None = None
+    retry_at: datetime | None = None
 
 
 class JourneyActivities:
@@ -133,6 +140,7 @@ class JourneyActivities:
             "provider_id": outcome.provider_id,
             "error": outcome.reason,
             "attempts": delivery.attempts,
+            "retry_at": outcome.retry_at,
         }
         if outcome.status == DeliveryStatus.SENT:
             values["sent_at"] = utcnow()
@@ -203,6 +211,9 @@ class JourneyActivities:
                 delivery.attempts.append(
                     {"channel": name, "outcome": "retryable", "reason": exc.reason, "at": _now()}
                 )
+                if exc.retry_after is not None and exc.retry_after >= DEFER_AFTER.total_seconds():
+                    retry_at = utcnow() + timedelta(seconds=exc.retry_after)
+                    return _Outcome(DeliveryStatus.DEFERRED, f"{name}: {exc.reason}", retry_at=retry_at)
                 await asyncio.to_thread(
                     self.store.update_delivery, delivery.id or 0, attempts=delivery.attempts
                 )
@@ -262,6 +273,7 @@ class JourneyActivities:
             delivery_id=delivery.id or 0,
             channel=delivery.channel,
             reason=delivery.error,
+            retry_at=delivery.retry_at,
         )
 
 

@@ -16,6 +16,8 @@ class SendStatus(StrEnum):
     SENT = "sent"
     SKIPPED = "skipped"
     FAILED = "failed"
+    # Not now: the step may go out at `retry_at` (quiet hours, a provider's night window); the journey sleeps.
+    DEFERRED = "deferred"
 
 
 @dataclass
@@ -73,3 +75,4 @@ class SendStepResult:
     delivery_id: int
     channel: str | None = None
     reason: str | None = None
+    retry_at: datetime | None = None

@@ -55,11 +55,12 @@ async def _run_api(settings: Settings) -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
-    from touchflow.temporal import connect
+    from touchflow.temporal import connect, ensure_search_attributes
     from touchflow.worker import build_activities, build_worker
 
     activities = build_activities(settings)
     client = await connect(settings)
+    await ensure_search_attributes(client)
     worker = build_worker(client, settings, activities)
     async with worker:
         log.info("worker polling task queue %s", settings.task_queue)

@@ -251,6 +251,7 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     SKIPPED = "skipped"
+    DEFERRED = "deferred"
 
 
 class Delivery(SQLModel, table=True):
@@ -280,6 +281,7 @@ class Delivery(SQLModel, table=True):
     attempts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType))
     created_at: datetime = time_column()
     sent_at: datetime | None = time_column(nullable=True)
+    retry_at: datetime | None = time_column(nullable=True)
     updated_at: datetime = time_column()
 
 

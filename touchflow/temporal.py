@@ -12,7 +12,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from touchflow.settings import Settings
 
@@ -24,6 +27,20 @@ SEARCH_ATTRIBUTES = {"CustomerId": "Keyword", "JourneyStage": "Keyword"}
 
 async def connect(settings: Settings) -> Client:
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register touchflow's search attributes on the namespace; those already there are left alone."""
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        request = AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")},
+        )
+        try:
+            await client.operator_service.add_search_attributes(request)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.ALREADY_EXISTS:
+                raise
 
 
 def temporal_cli() -> str:

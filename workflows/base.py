@@ -391,6 +391,27 @@ class Journey:
             key += f"#{count}"
         self._set_stage(step.stage)
         self._set_detail(f"sending {step.name}")
+        while True:
+            result = await self._deliver(step, key, event, variant, data)
+            if result.status != SendStatus.DEFERRED or result.retry_at is None:
+                break
+            # Quiet hours or a provider's window: sleep durably until then, then ask again (same key).
+            if not await self.wait(max(result.retry_at - workflow.now(), timedelta(seconds=1))):
+                return None
+        if result.status == SendStatus.SENT:
+            self.sent.append(step.name)
+        self._set_detail(f"{step.name}: {result.status} via {result.channel or '-'}")
+        return result
+
+    async def _deliver(
+        self,
+        step: Step,
+        key: str,
+        event: JourneyEvent | None,
+        variant: str | None,
+        data: dict[str, Any] | None,
+    ) -> SendStepResult:
+        info = workflow.info()
         result: SendStepResult = await workflow.execute_activity(
             "deliver_step",
             SendStepInput(
@@ -414,9 +435,6 @@ class Journey:
             schedule_to_close_timeout=DELIVERY_GIVE_UP,
             retry_policy=DELIVERY_RETRY,
         )
-        if result.status == SendStatus.SENT:
-            self.sent.append(step.name)
-        self._set_detail(f"{step.name}: {result.status} via {result.channel or '-'}")
         return result
 
     # -- helpers --------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ def upgrade() -> None:
     sa.Column('attempts', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True),
     sa.Column('created_at', touchflow.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('sent_at', touchflow.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('retry_at', touchflow.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('updated_at', touchflow.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('key', name='uq_deliveries_key')

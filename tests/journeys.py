@@ -1,0 +1,85 @@
+"""A harness for journey tests: a worker on the time-skipping server with the real activities, store and
+channels, and a `post` that sends an event the way the API does (store, then relay)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from touchflow.models import EventIn
+from touchflow.router import Relay, routed_event_names
+from touchflow.settings import Settings
+from touchflow.store import Store
+from workflows import REGISTRY
+from workflows.base import JourneyOutcome, JourneyState
+
+
+@dataclass
+class JourneyHarness:
+    env: WorkflowEnvironment
+    store: Store
+    settings: Settings
+    relay: Relay
+
+    async def post(
+        self,
+        customer_id: str,
+        name: str,
+        properties: dict[str, Any] | None = None,
+        *,
+        event_id: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> WorkflowHandle[Any, Any] | None:
+        """Ingest one event and relay it; returns the handle of the journey it starts, if any."""
+        event = EventIn(
+            id=event_id or f"{name}-{uuid.uuid4().hex[:12]}",
+            customer_id=customer_id,
+            name=name,
+            properties=properties or {},
+            timestamp=timestamp,
+        )
+        self.store.ingest_events([event], routed_event_names())
+        while await self.relay.relay_once():
+            pass
+        for spec in REGISTRY.values():
+            if name in spec.starts_on:
+                workflow_id = spec.workflow_id(customer_id, spec.entry_key(event.properties))
+                return self.env.client.get_workflow_handle(workflow_id, result_type=JourneyOutcome)
+        return None
+
+    @staticmethod
+    async def state(handle: WorkflowHandle[Any, Any]) -> JourneyState:
+        return await handle.query("get_state", result_type=JourneyState)
+
+    async def state_when(
+        self,
+        handle: WorkflowHandle[Any, Any],
+        condition: Callable[[JourneyState], bool],
+        timeout: float = 10.0,
+    ) -> JourneyState:
+        """The run's state once `condition` holds (queried until then; fails after `timeout` seconds)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            state = await self.state(handle)
+            if condition(state):
+                return state
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"journey state never matched; last: {state}")
+            await asyncio.sleep(0.02)
+
+    async def outcome(self, handle: WorkflowHandle[Any, Any]) -> JourneyOutcome:
+        """Wait for the run to end, letting the test server skip time meanwhile.
+
+        Handles the router started are not the test client's own, so the skipping is unlocked here
+        (the SDK does it by itself only for handles `start_workflow` returned to the test).
+        """
+        async with self.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            outcome: JourneyOutcome = await handle.result()
+        return outcome

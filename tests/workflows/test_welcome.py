@@ -1,0 +1,55 @@
+"""The welcome journey on Temporal's time-skipping test server, with real activities, store and SMTP."""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio.client import WorkflowHandle
+
+from tests.conftest import SmtpInbox
+from tests.journeys import JourneyHarness
+from touchflow.models import CustomerIn, DeliveryStatus
+
+
+async def test_welcome_email_at_once_in_the_customers_language(
+    journeys: JourneyHarness, smtp: SmtpInbox
+) -> None:
+    journeys.store.upsert_customer(
+        CustomerIn(id="c-vi", email="an@example.com", locale="vi-VN", attributes={"first_name": "An"})
+    )
+    handle = await journeys.post("c-vi", "signed_up")
+
+    [mail] = await smtp.wait_for(1)
+    assert mail["To"] == "an@example.com"
+    assert mail["Subject"] == "Chào mừng bạn đến với touchflow, An!"
+    assert handle.id == "welcome:c-vi"
+    state = await journeys.state_when(handle, lambda s: bool(s.sent))
+    assert state.sent == ["welcome"]
+    assert state.stage == "awareness"
+
+
+async def test_nudge_after_the_delay_unless_an_order_came(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
+    for customer in ("buyer", "browser"):
+        journeys.store.upsert_customer(CustomerIn(id=customer, email=f"{customer}@example.com"))
+    buyer = await journeys.post("buyer", "signed_up")
+    browser = await journeys.post("browser", "signed_up")
+    await smtp.wait_for(2)
+    await journeys.post("buyer", "order_placed", {"order_id": "o-1"})
+
+    # Waiting on a result lets the test server skip the two days.
+    assert (await journeys.outcome(browser)).status == "completed"
+    assert (await journeys.outcome(buyer)).status == "converted"
+    subjects = sorted(str(m["Subject"]) for m in smtp.messages)
+    assert subjects == ["Welcome to touchflow!", "Welcome to touchflow!", "Your first order is waiting"]
+    nudged = [d for d in journeys.store.customer_deliveries("browser") if d.step == "first_purchase_nudge"]
+    assert [d.status for d in nudged] == [DeliveryStatus.SENT]
+
+
+async def test_a_second_signup_does_not_restart_the_series(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
+    journeys.store.upsert_customer(CustomerIn(id="twice", email="twice@example.com"))
+    first: WorkflowHandle = await journeys.post("twice", "signed_up")
+    await smtp.wait_for(1)
+    await journeys.post("twice", "signed_up", event_id=f"again-{uuid.uuid4().hex}")
+    state = await journeys.state(first)
+    assert state.sent == ["welcome"]
+    assert len(smtp.messages) == 1
