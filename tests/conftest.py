@@ -29,7 +29,7 @@ from sqlmodel import SQLModel
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.journeys import JourneyHarness
+from tests.support.harness import TEMPLATES, TEST_REGISTRY, JourneyHarness
 from touchflow.db import make_engine, migrate
 from touchflow.router import Relay
 from touchflow.settings import Settings
@@ -199,12 +199,19 @@ async def journeys(
     make_settings: Callable[..., Settings],
 ) -> AsyncIterator[JourneyHarness]:
     """Every registered journey on the time-skipping server, with real activities and the loopback SMTP."""
-    settings = make_settings(smtp_port=smtp.port, task_queue=f"tq-{uuid.uuid4().hex[:8]}")
-    worker = build_worker(time_skipping_env.client, settings, build_activities(settings, sqlite_store))
+    settings = make_settings(
+        smtp_port=smtp.port, task_queue=f"tq-{uuid.uuid4().hex[:8]}", templates_dir=TEMPLATES
+    )
+    worker = build_worker(
+        time_skipping_env.client,
+        settings,
+        build_activities(settings, sqlite_store),
+        TEST_REGISTRY.values(),
+    )
 
     async def connect() -> Client:
         return time_skipping_env.client
 
-    relay = Relay(sqlite_store, connect, settings.task_queue, settings.relay_interval, 100)
+    relay = Relay(sqlite_store, connect, settings.task_queue, settings.relay_interval, 100, TEST_REGISTRY)
     async with worker:
         yield JourneyHarness(time_skipping_env, sqlite_store, settings, relay)

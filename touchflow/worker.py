@@ -6,6 +6,8 @@ activities and channels.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -15,7 +17,7 @@ from touchflow.db import make_engine
 from touchflow.rendering import Renderer
 from touchflow.settings import Settings
 from touchflow.store import Store
-from workflows import REGISTRY
+from workflows import REGISTRY, JourneySpec
 
 
 def build_activities(settings: Settings, store: Store | None = None) -> JourneyActivities:
@@ -28,11 +30,16 @@ def build_activities(settings: Settings, store: Store | None = None) -> JourneyA
     )
 
 
-def build_worker(client: Client, settings: Settings, activities: JourneyActivities) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    activities: JourneyActivities,
+    journeys: Iterable[JourneySpec] = REGISTRY.values(),
+) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[spec.workflow for spec in REGISTRY.values()],
+        workflows=[spec.workflow for spec in journeys],
         activities=[activities.enter_journey, activities.leave_journey, activities.deliver_step],
         max_concurrent_activities=100,
     )

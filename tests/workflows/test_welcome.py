@@ -7,7 +7,7 @@ import uuid
 from temporalio.client import WorkflowHandle
 
 from tests.conftest import SmtpInbox
-from tests.journeys import JourneyHarness
+from tests.support.harness import JourneyHarness
 from touchflow.models import CustomerIn, DeliveryStatus
 
 

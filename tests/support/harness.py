@@ -8,17 +8,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from tests.support.probe import Probe
 from touchflow.models import EventIn
 from touchflow.router import Relay, routed_event_names
 from touchflow.settings import Settings
 from touchflow.store import Store
 from workflows import REGISTRY
-from workflows.base import JourneyOutcome, JourneyState
+from workflows.base import JourneyOutcome, JourneySpec, JourneyState
+
+# Every built-in journey plus the probe journey of the channel tests.
+TEST_REGISTRY: dict[str, JourneySpec] = {**REGISTRY, Probe.spec.name: Probe.spec}
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 @dataclass
@@ -45,10 +51,10 @@ class JourneyHarness:
             properties=properties or {},
             timestamp=timestamp,
         )
-        self.store.ingest_events([event], routed_event_names())
+        self.store.ingest_events([event], routed_event_names(TEST_REGISTRY))
         while await self.relay.relay_once():
             pass
-        for spec in REGISTRY.values():
+        for spec in TEST_REGISTRY.values():
             if name in spec.starts_on:
                 workflow_id = spec.workflow_id(customer_id, spec.entry_key(event.properties))
                 return self.env.client.get_workflow_handle(workflow_id, result_type=JourneyOutcome)
