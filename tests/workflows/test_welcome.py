@@ -48,8 +48,8 @@ async def test_nudge_after_the_delay_unless_an_order_came(journeys: JourneyHarne
 async def test_a_second_signup_does_not_restart_the_series(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
     journeys.store.upsert_customer(CustomerIn(id="twice", email="twice@example.com"))
     first: WorkflowHandle = await journeys.post("twice", "signed_up")
-    await smtp.wait_for(1)
+    await journeys.state_when(first, lambda s: s.sent == ["welcome"])
     await journeys.post("twice", "signed_up", event_id=f"again-{uuid.uuid4().hex}")
-    state = await journeys.state(first)
+    state = await journeys.state_when(first, lambda s: "waiting" in s.detail)
     assert state.sent == ["welcome"]
     assert len(smtp.messages) == 1
