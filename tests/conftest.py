@@ -24,11 +24,13 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlmodel import SQLModel
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from api.main import create_app
 from tests.support.harness import TEMPLATES, TEST_REGISTRY, JourneyHarness
 from touchflow.db import make_engine, migrate
 from touchflow.router import Relay
@@ -215,3 +217,14 @@ async def journeys(
     relay = Relay(sqlite_store, connect, settings.task_queue, settings.relay_interval, 100, TEST_REGISTRY)
     async with worker:
         yield JourneyHarness(time_skipping_env, sqlite_store, settings, relay)
+
+
+# -- the API ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api(db_url: str, make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+    """The API on each database, authenticated with a valid key; its relay is off (nothing to relay to)."""
+    app = create_app(make_settings(database_url=db_url), run_relay=False)
+    with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
+        yield client

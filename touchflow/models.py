@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, EmailStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
 from sqlalchemy import JSON, Column, DateTime, Index, String, TypeDecorator, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -117,8 +117,10 @@ class Customer(SQLModel, table=True):
     updated_at: datetime = time_column()
 
 
-class CustomerIn(SQLModel, extra="forbid"):
+class CustomerIn(BaseModel):
     """A profile upsert. Fields left out keep their stored value; `attributes` are merged key by key."""
+
+    model_config = ConfigDict(extra="forbid")
 
     id: Identifier
     email: EmailStr | None = None
@@ -158,7 +160,9 @@ class Event(SQLModel, table=True):
     received_at: datetime = time_column()
 
 
-class EventIn(SQLModel, extra="forbid"):
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     id: Identifier
     customer_id: Identifier
     name: EventName

@@ -46,7 +46,7 @@ async def post_batch(
     """
     if len(events) > settings.max_batch_size:
         raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            status.HTTP_413_CONTENT_TOO_LARGE,
             f"a batch holds at most {settings.max_batch_size} events; this one has {len(events)}: split it",
         )
     valid: list[tuple[int, EventIn]] = []
