@@ -17,8 +17,9 @@ from touchflow.settings import Settings
 
 # SMTP replies that say "this mailbox is gone" rather than "this message was refused".
 _DEAD_ADDRESS_CODES = {550, 551, 553}
-# Long unbreakable headers (List-Unsubscribe URLs) must stay plain text, not folded into encoded words.
-_POLICY = email.policy.default.clone(max_line_length=998)
+# Long unbreakable headers (List-Unsubscribe URLs) stay on one line (RFC 5322 allows 998 characters):
+# we flatten the message ourselves, since aiosmtplib would refold at 78.
+_POLICY = email.policy.SMTP.clone(max_line_length=998)
 _ADDRESS = re.compile(r"<?[^\s<>]+@[^\s<>]+>?")
 
 
@@ -84,7 +85,9 @@ class Email(Channel):
         mail = self.build(message)
         try:
             await aiosmtplib.send(
-                mail,
+                mail.as_bytes(policy=_POLICY),
+                sender=parseaddr(self.sender)[1],
+                recipients=[message.address],
                 hostname=self.host,
                 port=self.port,
                 username=self.username or None,

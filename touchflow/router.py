@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # How long a relay owns leased entries before another may take them over.
 LEASE = timedelta(seconds=30)
-MAX_BACKOFF = timedelta(minutes=5)
+MAX_BACKOFF = timedelta(seconds=30)
 _SERVER_DOWN = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 
 
