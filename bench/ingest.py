@@ -1,7 +1,7 @@
 """Events accepted per second by POST /v1/events/batch on the embedded default (SQLite), against a bare
 FastAPI endpoint that does one SQLite executemany per batch, measured in the same run.
 
-    .venv/bin/python bench/ingest.py [--events 100000] [--batch 1000] [--concurrency 4]
+    .venv/bin/python -m bench.ingest [--events 100000] [--batch 1000] [--concurrency 4]
 
 Both servers run under uvicorn in their own process on loopback; the client pre-encodes every batch so it
 measures the server, not itself.
@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,14 +21,17 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import machine
 from touchflow.temporal import free_port, wait_for_port
 
-BARE_APP = '''
+BARE_APP = """
 import json, os, sqlite3
 from fastapi import FastAPI, Request
 db = sqlite3.connect(os.environ["BENCH_DB"], check_same_thread=False)
 db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous=NORMAL")
-db.execute("CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, customer_id TEXT, name TEXT, properties TEXT)")
+db.execute(
+    "CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, customer_id TEXT, name TEXT, properties TEXT)"
+)
 app = FastAPI()
 @app.post("/v1/events/batch")
 async def batch(request: Request):
@@ -38,7 +40,7 @@ async def batch(request: Request):
     with db:
         db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", rows)
     return {"accepted": len(rows)}
-'''
+"""
 
 
 def make_batches(total: int, size: int, tag: str) -> list[bytes]:
@@ -119,7 +121,7 @@ async def main() -> None:
     print(
         json.dumps(
             {
-                "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+                "machine": machine(),
                 "events": args.events,
                 "batch": args.batch,
                 "concurrency": args.concurrency,
