@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.policy
 import hashlib
 import re
+import socket
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import ClassVar, Self
@@ -49,6 +50,8 @@ class Email(Channel):
         self.starttls = starttls
         self.timeout = timeout
         self.domain = parseaddr(sender)[1].rpartition("@")[2] or "touchflow.local"
+        # Looked up once: aiosmtplib would resolve it again (a DNS round trip) on every connection.
+        self.local_hostname = socket.getfqdn()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -94,6 +97,7 @@ class Email(Channel):
                 password=self.password or None,
                 start_tls=self.starttls,
                 timeout=self.timeout,
+                local_hostname=self.local_hostname,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.journey import JourneyActivities
 from channels import build_channels
@@ -18,6 +19,13 @@ from touchflow.rendering import Renderer
 from touchflow.settings import Settings
 from touchflow.store import Store
 from workflows import REGISTRY, JourneySpec
+
+# The sandbox re-imports workflow modules for every run. The journey base and the activities' data types are
+# deterministic library code (no clocks, randomness or I/O), so they are imported once; journeys themselves
+# stay sandboxed, which is what guards the code users write.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.base", "activities.types")
+)
 
 
 def build_activities(settings: Settings, store: Store | None = None) -> JourneyActivities:
@@ -40,6 +48,7 @@ def build_worker(
         client,
         task_queue=settings.task_queue,
         workflows=[spec.workflow for spec in journeys],
+        workflow_runner=WORKFLOW_RUNNER,
         activities=[activities.enter_journey, activities.leave_journey, activities.deliver_step],
         max_concurrent_activities=100,
     )
