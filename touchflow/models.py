@@ -216,6 +216,16 @@ class OutboxEntry(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
 
 
+class RateWindow(SQLModel, table=True):
+    """Requests one API key made in one fixed window: shared by every API process."""
+
+    __tablename__ = "rate_windows"
+
+    key_id: str = Field(primary_key=True, max_length=16)
+    window: int = Field(primary_key=True)  # window start, in seconds since the epoch
+    count: int = 0
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Journeys and deliveries
 # ---------------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from touchflow.models import (
     JourneyEntry,
     JourneyStatus,
     OutboxEntry,
+    RateWindow,
     utcnow,
 )
 
@@ -238,6 +239,23 @@ class Store:
     def get_event(self, event_id: str) -> Event | None:
         with self.session() as session:
             return session.get(Event, event_id)
+
+    # -- rate limits ----------------------------------------------------------------------------------------
+
+    def count_request(self, key_id: str, window_seconds: int, now: float) -> tuple[int, float]:
+        """Count one request in the key's current window; returns the count and when the window ends."""
+        window = int(now // window_seconds) * window_seconds
+        table = _table(RateWindow)
+        with self.engine.begin() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            stmt = dialect.insert(table).values(key_id=key_id, window=window, count=1)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[table.c.key_id, table.c.window], set_={"count": table.c.count + 1}
+            ).returning(table.c.count)
+            count = int(conn.execute(stmt).scalar_one())
+            if count == 1:  # first request of a new window: forget the old ones
+                conn.execute(delete(table).where(table.c.key_id == key_id, table.c.window < window))
+        return count, window + window_seconds
 
     # -- journeys -------------------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,7 +63,14 @@ async def test_events_posted_while_temporal_is_down_start_each_journey_once(
                     lambda: store.outbox_size() == 0, 60, "the relay to catch up after a restart"
                 )
 
-                ids = sorted([e.id async for e in client.list_workflows("WorkflowType = 'welcome'")])
+                expected = len(CUSTOMERS) + 1
+                ids: list[str] = []
+                # The visibility store (what list_workflows reads) trails the executions by a moment.
+                for _ in range(100):
+                    ids = sorted([e.id async for e in client.list_workflows("WorkflowType = 'welcome'")])
+                    if len(ids) >= expected:
+                        break
+                    await asyncio.sleep(0.1)
         finally:
             temporal.stop()
 
