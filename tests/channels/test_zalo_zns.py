@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from channels.base import OutboundMessage
 from channels.errors import PermanentDeliveryError, RetryableDeliveryError
 from channels.zalo_zns import (
     ERRORS,
+    NIGHT_ENDS,
+    VIETNAM,
     Kind,
     ZaloOAuth,
     ZaloZns,
@@ -23,7 +26,10 @@ from channels.zalo_zns import (
     seconds_until,
     tracking_id,
 )
+from tests.conftest import SmtpInbox
+from tests.support.harness import JourneyHarness
 from tests.support.zalo import SEED_REFRESH_TOKEN, ZaloServer
+from touchflow.models import CustomerIn, Delivery, DeliveryStatus
 from touchflow.settings import Settings
 from touchflow.store import Store
 
@@ -131,8 +137,6 @@ def test_every_documented_code_is_one_of_the_two_errors(code: int) -> None:
     ],
 )
 def test_night_window_ends_at_six_vietnam_time(now_utc: datetime, hours: float) -> None:
-    from channels.zalo_zns import NIGHT_ENDS
-
     assert seconds_until(NIGHT_ENDS, now_utc) == pytest.approx(hours * 3600)
 
 
@@ -282,3 +286,110 @@ async def test_settings_decide_the_behaviour(
 
 def test_no_token_provider_leaves_zalo_off(zalo: ZaloServer, make_settings: Callable[..., Settings]) -> None:
     assert "zalo_zns" not in build_channels(make_settings(**zalo.settings()))
+
+
+# -- in a journey: fallback, night window, retries --------------------------------------------------------
+
+
+@pytest.fixture
+def journey_settings(zalo: ZaloServer) -> dict[str, Any]:
+    """The `journeys` worker talks to the loopback Zalo server."""
+    return zalo.settings()
+
+
+async def _delivery_when(
+    journeys: JourneyHarness, customer_id: str, condition: Callable[[Delivery], bool]
+) -> Delivery:
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        found = journeys.store.customer_deliveries(customer_id)
+        if found and condition(found[0]):
+            return found[0]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"delivery never matched; last: {found}")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_probe_goes_out_over_zalo(journeys: JourneyHarness, zalo: ZaloServer) -> None:
+    journeys.store.upsert_customer(CustomerIn(id="z1", phone="+84 912 345 678", attributes={"name": "Bi"}))
+    handle = await journeys.post("z1", "probe", {"probe_id": "x1", "via": ["zalo_zns", "email"]})
+    assert (await journeys.outcome(handle)).status == "completed"
+    [body] = zalo.sent
+    assert body["phone"] == NORMALISED and body["template_id"] == "231245"
+    assert body["template_data"] == {"customer_name": "Bi", "probe_id": "x1"}
+    [delivery] = journeys.store.customer_deliveries("z1")
+    assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "zalo_zns")
+    assert delivery.provider_id and delivery.provider_id != body["tracking_id"]
+
+
+@pytest.mark.parametrize(
+    ("phone", "zalo_outcome"),
+    [(None, "unreachable"), (PHONE, "permanent")],  # no phone; a phone without a Zalo account (-118)
+)
+async def test_fallback_to_email(
+    phone: str | None, zalo_outcome: str, journeys: JourneyHarness, zalo: ZaloServer, smtp: SmtpInbox
+) -> None:
+    zalo.not_on_zalo.add(NORMALISED)
+    journeys.store.upsert_customer(CustomerIn(id="z2", email="z2@example.com", phone=phone))
+    handle = await journeys.post("z2", "probe", {"probe_id": "x2", "via": ["zalo_zns", "email"]})
+    assert (await journeys.outcome(handle)).status == "completed"
+    [mail] = smtp.messages
+    assert mail["Subject"] == "Probe x2"
+    assert zalo.sent == []
+    [delivery] = journeys.store.customer_deliveries("z2")
+    assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "email")
+    assert [(a["channel"], a["outcome"]) for a in delivery.attempts] == [
+        ("zalo_zns", zalo_outcome),
+        ("email", "sent"),
+    ]
+    reason = delivery.attempts[0]["reason"]
+    assert NORMALISED not in reason and PHONE not in reason
+    assert ("-118" in reason) == (zalo_outcome == "permanent")
+
+
+async def test_night_window_defers_the_step_to_six_vietnam_time(
+    journeys: JourneyHarness, zalo: ZaloServer
+) -> None:
+    journeys.store.upsert_customer(CustomerIn(id="z3", phone=PHONE))
+    zalo.fail(-133)
+    handle = await journeys.post("z3", "probe", {"probe_id": "x3", "via": ["zalo_zns", "email"]})
+    deferred = await _delivery_when(journeys, "z3", lambda d: d.status == DeliveryStatus.DEFERRED)
+    expected = datetime.now(UTC) + timedelta(seconds=seconds_until(NIGHT_ENDS, datetime.now(UTC)))
+    assert deferred.retry_at is not None
+    assert abs((deferred.retry_at - expected).total_seconds()) < 30
+    assert deferred.retry_at.astimezone(VIETNAM).strftime("%H:%M") in ("06:00", "05:59")
+    assert zalo.sent == []
+
+    # The journey sleeps (skipped time) through the night and asks again with the same key.
+    assert (await journeys.outcome(handle)).status == "completed"
+    [delivery] = journeys.store.customer_deliveries("z3")
+    assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "zalo_zns")
+    assert [a["outcome"] for a in delivery.attempts] == ["retryable", "sent"]
+    assert len(zalo.sent) == 1
+
+
+async def test_a_burst_of_503_and_expired_tokens_delivers_every_message_exactly_once(
+    journeys: JourneyHarness, zalo: ZaloServer
+) -> None:
+    journeys.store.upsert_customer(CustomerIn(id="warm", phone=PHONE))
+    await journeys.outcome(await journeys.post("warm", "probe", {"probe_id": "w", "via": ["zalo_zns"]}))
+    assert zalo.refreshes == 1
+
+    zalo.expire_tokens()
+    zalo.fail(*["503"] * 6)
+    customers = [f"b{n}" for n in range(5)]
+    handles = []
+    for customer in customers:
+        journeys.store.upsert_customer(CustomerIn(id=customer, phone=PHONE))
+        handles.append(await journeys.post(customer, "probe", {"probe_id": customer, "via": ["zalo_zns"]}))
+    for handle in handles:
+        assert (await journeys.outcome(handle)).status == "completed"
+
+    assert zalo.refreshes == 2  # every -124 of the burst shared one refresh
+    assert zalo.faults == []
+    assert set(zalo.arrivals().values()) == {1} and len(zalo.sent) == 6
+    probes = sorted(body["template_data"]["probe_id"] for body in zalo.sent)
+    assert probes == sorted([*customers, "w"])
+    for customer in customers:
+        [delivery] = journeys.store.customer_deliveries(customer)
+        assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "zalo_zns")
