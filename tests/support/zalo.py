@@ -113,7 +113,7 @@ class ZaloServer:
         if fault == "429":
             return Response("Too Many Requests", status_code=429, headers={"Retry-After": "3"})
         if fault == "slow":
-            await asyncio.sleep(3)
+            await asyncio.sleep(1.5)
             return _error(-100)
         if token not in self.access_tokens:
             return _error(-124)
