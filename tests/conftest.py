@@ -234,8 +234,16 @@ async def journeys(
 
 
 @pytest.fixture
-def api(db_url: str, make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+def api_settings() -> dict[str, Any]:
+    """Extra settings for the `api` app; a test module overrides this fixture to add its own."""
+    return {}
+
+
+@pytest.fixture
+def api(
+    db_url: str, make_settings: Callable[..., Settings], api_settings: dict[str, Any]
+) -> Iterator[TestClient]:
     """The API on each database, authenticated with a valid key; its relay is off (nothing to relay to)."""
-    app = create_app(make_settings(database_url=db_url), run_relay=False)
+    app = create_app(make_settings(database_url=db_url, **api_settings), run_relay=False)
     with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
         yield client

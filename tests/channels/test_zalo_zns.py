@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from channels.zalo_zns import (
 )
 from tests.conftest import SmtpInbox
 from tests.support.harness import JourneyHarness
+from tests.support.waiting import eventually
 from tests.support.zalo import SEED_REFRESH_TOKEN, ZaloServer
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus
 from touchflow.settings import Settings
@@ -300,14 +300,14 @@ def journey_settings(zalo: ZaloServer) -> dict[str, Any]:
 async def _delivery_when(
     journeys: JourneyHarness, customer_id: str, condition: Callable[[Delivery], bool]
 ) -> Delivery:
-    deadline = asyncio.get_running_loop().time() + 10
-    while True:
-        found = journeys.store.customer_deliveries(customer_id)
-        if found and condition(found[0]):
-            return found[0]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"delivery never matched; last: {found}")
-        await asyncio.sleep(0.02)
+    found: list[Delivery] = []
+
+    def matched() -> bool:
+        found[:] = journeys.store.customer_deliveries(customer_id)
+        return bool(found) and condition(found[0])
+
+    await eventually(matched, what=f"the delivery of {customer_id}")
+    return found[0]
 
 
 async def test_a_probe_goes_out_over_zalo(journeys: JourneyHarness, zalo: ZaloServer) -> None:
