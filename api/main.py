@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 
 from api.errors import validation_error_handler
 from api.limits import BodySizeLimit
-from api.routes import customers, dev, events, health
+from api.routes import customers, dev, events, health, webhooks
 from touchflow.apikeys import parse_keys
 from touchflow.db import make_engine, migrate
 from touchflow.router import Relay
@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, run_relay: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.include_router(customers.router)
     app.include_router(events.router)
+    app.include_router(webhooks.router)
     if settings.dev_mail_dir is not None:
         app.include_router(dev.router)
     return app

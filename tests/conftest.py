@@ -32,6 +32,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from tests.support.harness import TEMPLATES, TEST_REGISTRY, JourneyHarness
+from tests.support.zalo import zalo  # noqa: F401  (the loopback Zalo server fixture)
 from touchflow.db import make_engine, migrate
 from touchflow.router import Relay
 from touchflow.settings import Settings
@@ -194,15 +195,25 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
+def journey_settings() -> dict[str, Any]:
+    """Extra settings for the `journeys` worker; a test module overrides this fixture to add its own."""
+    return {}
+
+
+@pytest.fixture
 async def journeys(
     time_skipping_env: WorkflowEnvironment,
     sqlite_store: Store,
     smtp: SmtpInbox,
     make_settings: Callable[..., Settings],
+    journey_settings: dict[str, Any],
 ) -> AsyncIterator[JourneyHarness]:
     """Every registered journey on the time-skipping server, with real activities and the loopback SMTP."""
     settings = make_settings(
-        smtp_port=smtp.port, task_queue=f"tq-{uuid.uuid4().hex[:8]}", templates_dir=TEMPLATES
+        smtp_port=smtp.port,
+        task_queue=f"tq-{uuid.uuid4().hex[:8]}",
+        templates_dir=TEMPLATES,
+        **journey_settings,
     )
     worker = build_worker(
         time_skipping_env.client,
@@ -223,8 +234,16 @@ async def journeys(
 
 
 @pytest.fixture
-def api(db_url: str, make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+def api_settings() -> dict[str, Any]:
+    """Extra settings for the `api` app; a test module overrides this fixture to add its own."""
+    return {}
+
+
+@pytest.fixture
+def api(
+    db_url: str, make_settings: Callable[..., Settings], api_settings: dict[str, Any]
+) -> Iterator[TestClient]:
     """The API on each database, authenticated with a valid key; its relay is off (nothing to relay to)."""
-    app = create_app(make_settings(database_url=db_url), run_relay=False)
+    app = create_app(make_settings(database_url=db_url, **api_settings), run_relay=False)
     with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
         yield client

@@ -276,6 +276,7 @@ class Delivery(SQLModel, table=True):
         UniqueConstraint("key", name="uq_deliveries_key"),
         Index("ix_deliveries_customer_created", "customer_id", "created_at"),
         Index("ix_deliveries_journey_step", "journey", "step"),
+        Index("ix_deliveries_provider_id", "provider_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -295,6 +296,8 @@ class Delivery(SQLModel, table=True):
     attempts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType))
     created_at: datetime = time_column()
     sent_at: datetime | None = time_column(nullable=True)
+    # When the provider reported the message on the recipient's device (a Zalo delivery webhook).
+    delivered_at: datetime | None = time_column(nullable=True)
     retry_at: datetime | None = time_column(nullable=True)
     updated_at: datetime = time_column()
 
@@ -312,9 +315,33 @@ class DeliveryPublic(SQLModel):
     attempts: list[dict[str, Any]]
     created_at: datetime
     sent_at: datetime | None
+    delivered_at: datetime | None = None
 
 
 class CustomerDetail(SQLModel):
     customer: CustomerPublic
     events: list[EventPublic]
     deliveries: list[DeliveryPublic]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Provider credentials that rotate
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ZaloToken(SQLModel, table=True):
+    """The Zalo OA token pair of one app. Refresh tokens are single-use: every refresh stores the new pair
+    here (under a row lock) before anyone uses it, so all workers share one chain.
+
+    `seed_hash` remembers which TOUCHFLOW_ZALO_REFRESH_TOKEN started the chain: a new seed restarts it.
+    """
+
+    __tablename__ = "zalo_tokens"
+
+    app_id: str = Field(primary_key=True, max_length=64)
+    access_token: str | None = Field(default=None, max_length=2048)
+    refresh_token: str = Field(max_length=2048)
+    expires_at: datetime | None = time_column(nullable=True)
+    seed_hash: str = Field(max_length=64)
+    rotations: int = 0
+    updated_at: datetime = time_column()

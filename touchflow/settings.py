@@ -82,6 +82,19 @@ class Settings(BaseSettings):
     smtp_timeout: Duration = timedelta(seconds=10)
     email_from: str = "touchflow <hello@touchflow.local>"
 
+    # Zalo ZNS (Zalo OA OpenAPI; see docs/channels/zalo-zns.md)
+    zalo_app_id: str = Field("", description="Zalo app id; empty leaves the zalo_zns channel off.")
+    zalo_secret_key: SecretStr = Field(SecretStr(""), description="The app's secret key (OAuth v4).")
+    zalo_refresh_token: SecretStr = Field(
+        SecretStr(""), description="Seed OA refresh token; used once, then rotated in the database."
+    )
+    zalo_oa_secret_key: SecretStr = Field(
+        SecretStr(""), description="OA Secret Key that signs webhooks (X-ZEvent-Signature)."
+    )
+    zalo_api_base: str = "https://business.openapi.zalo.me"
+    zalo_oauth_base: str = "https://oauth.zaloapp.com"
+    zalo_timeout: Duration = timedelta(seconds=10)
+
     # Messages
     brand_name: str = "touchflow"
     default_locale: str = "en"

@@ -6,7 +6,8 @@ it in a thread (`asyncio.to_thread`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from touchflow.models import (
     JourneyStatus,
     OutboxEntry,
     RateWindow,
+    ZaloToken,
     utcnow,
 )
 
@@ -339,3 +341,84 @@ class Store:
     def deliveries_with_status(self, status: DeliveryStatus) -> list[Delivery]:
         with self.session() as session:
             return list(session.scalars(select(Delivery).where(col(Delivery.status) == status)))
+
+    def mark_delivered(self, channel: str, provider_id: str, delivered_at: datetime) -> Delivery | None:
+        """A provider says the message reached the device: a sent delivery becomes delivered (once)."""
+        with session_scope(self.engine) as session:
+            delivery = session.scalars(
+                select(Delivery).where(
+                    col(Delivery.channel) == channel, col(Delivery.provider_id) == provider_id
+                )
+            ).first()
+            if delivery is None:
+                return None
+            if delivery.status == DeliveryStatus.SENT:
+                delivery.status = DeliveryStatus.DELIVERED
+                delivery.delivered_at = delivered_at
+                delivery.updated_at = utcnow()
+                session.add(delivery)
+        return delivery
+
+    # -- Zalo OA tokens -------------------------------------------------------------------------------------
+
+    def get_zalo_token(self, app_id: str) -> ZaloToken | None:
+        with self.session() as session:
+            return session.get(ZaloToken, app_id)
+
+    def rotate_zalo_token(
+        self,
+        app_id: str,
+        seed: str,
+        rejected: str | None,
+        refresh: Callable[[str], tuple[str, str, float]],
+        fresh_for: timedelta,
+    ) -> ZaloToken:
+        """A usable access token, refreshing the pair at most once across every worker and process.
+
+        Holds a lock on the app's row (`SELECT ... FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite)
+        while it decides and refreshes. After taking it, it re-reads: when another worker already replaced
+        the `rejected` token, that worker's token is the answer and nothing is refreshed. Otherwise
+        `refresh(refresh_token)` -> (access token, new refresh token, expires in seconds) runs inside the
+        lock, and the new pair is committed before this returns: a refresh token is single-use, so the
+        rotated one must be on disk before anybody sends with its access token. An error in `refresh`
+        rolls back and leaves the stored pair as it was.
+        """
+        seed_hash = hashlib.sha256(seed.encode()).hexdigest() if seed else ""
+        table = _table(ZaloToken)
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                # Take the write lock now, not at the first write: two readers must not both refresh.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if seed:
+                seeded = ZaloToken(app_id=app_id, refresh_token=seed, seed_hash=seed_hash)
+                self._insert_ignore(conn, ZaloToken, [seeded.model_dump()])
+            query = select(table).where(table.c.app_id == app_id)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            found = conn.execute(query).one_or_none()
+            if found is None:
+                raise LookupError(
+                    f"no Zalo refresh token stored for app {app_id}: set TOUCHFLOW_ZALO_REFRESH_TOKEN"
+                )
+            token = ZaloToken.model_validate(found._mapping)
+            now = utcnow()
+            if seed and token.seed_hash != seed_hash:
+                # The operator set a new seed (the old chain broke or expired): start again from it.
+                token.refresh_token, token.access_token, token.seed_hash = seed, None, seed_hash
+            elif (
+                token.access_token
+                and token.access_token != rejected
+                and token.expires_at is not None
+                and token.expires_at > now + fresh_for
+            ):
+                return token
+            access_token, refresh_token, expires_in = refresh(token.refresh_token)
+            token.access_token, token.refresh_token = access_token, refresh_token
+            token.expires_at = now + timedelta(seconds=expires_in)
+            token.rotations += 1
+            token.updated_at = now
+            conn.execute(
+                update(table).where(table.c.app_id == app_id).values(token.model_dump(exclude={"app_id"}))
+            )
+            conn.commit()
+        return token

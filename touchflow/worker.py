@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.journey import JourneyActivities
+from activities.zalo_tokens import StoreTokenProvider
 from channels import build_channels
 from touchflow.db import make_engine
 from touchflow.rendering import Renderer
@@ -32,7 +33,7 @@ def build_activities(settings: Settings, store: Store | None = None) -> JourneyA
     store = store or Store(make_engine(settings.resolved_database_url))
     return JourneyActivities(
         store=store,
-        channels=build_channels(settings),
+        channels=build_channels(settings, zalo_tokens=StoreTokenProvider.from_settings(settings, store)),
         renderer=Renderer(settings.templates_dir, settings.default_locale),
         settings=settings,
     )
