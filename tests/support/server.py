@@ -14,9 +14,9 @@ from touchflow.temporal import free_port
 
 
 @contextlib.asynccontextmanager
-async def serving(app: ASGIApp, timeout: float = 10.0) -> AsyncIterator[str]:
+async def serving(app: ASGIApp, port: int | None = None, timeout: float = 10.0) -> AsyncIterator[str]:
     """Yields the base URL (`http://127.0.0.1:PORT`) once the server accepts connections; stops it after."""
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
     )
