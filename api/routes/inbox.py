@@ -188,7 +188,9 @@ async def _stream(
     yield f"retry: {RECONNECT_MS}\n\n"
     while not await request.is_disconnected():
         now = loop.time()
-        messages = await asyncio.to_thread(store.inbox_after, customer, sent.settled)
+        # Rows above `settled` include the recent ones sent already: ask for that many more than a page.
+        limit = len(sent.recent) + INBOX_PAGE_MAX
+        messages = await asyncio.to_thread(store.inbox_after, customer, sent.settled, limit)
         by_id = {m.id: m for m in messages if m.id is not None}
         for ident in sent.fresh(sorted(by_id), now):
             last_write = now

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import insert
 
 from tests.api.conftest import SHOP, RunningApi, customer_headers, customer_token, running_api
 from tests.conftest import API_KEY
-from touchflow.models import InboxMessage
+from touchflow.models import InboxMessage, utcnow
 from touchflow.settings import Settings
 
 
@@ -258,6 +261,33 @@ async def test_stream_resumes_after_last_event_id(inbox_api: RunningApi) -> None
     async with stream(inbox_api, "c1", after=0, headers={"Last-Event-ID": str(first.id)}) as events:
         got = [(await events.until(is_message))["id"] for _ in missed]
     assert got == [str(m.id) for m in missed]
+
+
+async def test_stream_sends_a_burst_larger_than_a_page(inbox_api: RunningApi) -> None:
+    made = [add(inbox_api, "c1", n) for n in range(130)]
+    async with stream(inbox_api, "c1", after=0) as events:
+        got = [(await events.until(is_message))["id"] for _ in made]
+    assert got == [str(m.id) for m in made]
+
+
+async def test_stream_sends_a_message_whose_commit_came_late(
+    make_settings: Callable[..., Settings], postgres_schema_url: str
+) -> None:
+    """Two workers: the one that took the lower id commits after the other. The stream still sends both."""
+    customer = f"late-{uuid.uuid4().hex[:8]}"
+    async with running_api(make_settings, postgres_schema_url) as api, stream(api, customer) as events:
+        with api.store.engine.connect() as slow_worker:
+            pending = slow_worker.begin()
+            slow_worker.execute(
+                insert(InboxMessage).values(
+                    key=f"{customer}:slow", customer_id=customer, title="slow", body="b", created_at=utcnow()
+                )
+            )
+            fast = add(api, customer, 1)
+            assert json.loads((await events.until(is_message))["data"])["title"] == "t1"
+            pending.commit()
+        slow = json.loads((await events.until(is_message))["data"])
+    assert slow["title"] == "slow" and slow["id"] < (fast.id or 0)
 
 
 async def test_stream_sends_a_heartbeat_when_quiet(
