@@ -52,19 +52,27 @@ def _require_chromium() -> None:
 
 
 def shop_page(api_url: str, customer: str) -> Starlette:
-    """The brand's site: any page that includes the script with its customer and token."""
-    tag = (
-        f'<script src="{escape(api_url)}/inbox.js" async data-customer="{escape(customer)}" '
-        f'data-token="{customer_token(customer)}"></script>'
-    )
+    """The brand's site: a page that includes the script with its customer and token (`/header`: in a
+    header element of its own, by `data-target`)."""
+
+    def page(target: str) -> str:
+        tag = (
+            f'<script src="{escape(api_url)}/inbox.js" async data-customer="{escape(customer)}" '
+            f'data-token="{customer_token(customer)}"{target}></script>'
+        )
+        header = '<header><span id="bell-here"></span></header>'
+        return f"<!doctype html><meta charset=utf-8><title>Shop</title>{header}<h1>Shop</h1>{tag}"
 
     async def home(_: object) -> HTMLResponse:
-        return HTMLResponse(f"<!doctype html><meta charset=utf-8><title>Shop</title><h1>Shop</h1>{tag}")
+        return HTMLResponse(page(""))
+
+    async def in_header(_: object) -> HTMLResponse:
+        return HTMLResponse(page(' data-target="#bell-here"'))
 
     async def no_icon(_: object) -> Response:
         return Response(status_code=204)
 
-    return Starlette(routes=[Route("/", home), Route("/favicon.ico", no_icon)])
+    return Starlette(routes=[Route("/", home), Route("/header", in_header), Route("/favicon.ico", no_icon)])
 
 
 @pytest.fixture
@@ -179,5 +187,31 @@ async def test_a_dangerous_link_is_not_rendered_as_one(site: tuple[str, RunningA
             assert await page.locator(".tf-item a").count() == 0
             await entry.click()
             assert await page.evaluate("window.pwned") is None
+        finally:
+            await browser.close()
+
+
+async def test_older_pages_and_a_target_element(site: tuple[str, RunningApi]) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    url, api = site
+    for n in range(25):
+        await deliver(api, f"m{n}", title=f"Message {n}", body="x")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(url + "header")
+            await expect(page.locator("#bell-here .tf-count")).to_have_text("25", timeout=5000)
+            await page.locator(".tf-bell").click()
+            items = page.locator(".tf-item .tf-title")
+            await expect(items).to_have_count(20)
+            await expect(items.first).to_have_text("Message 24")
+            await page.locator(".tf-more").click()
+            await expect(items).to_have_count(25)
+            await expect(items.last).to_have_text("Message 0")
+            await expect(page.locator(".tf-more")).to_be_hidden()
+            await until(lambda: api.store.inbox_unread_count("b1") == 0)
+            await expect(page.locator(".tf-count")).to_be_hidden()
         finally:
             await browser.close()
