@@ -6,6 +6,7 @@ from channels.base import Channel, OutboundMessage, Reach, Receipt
 from channels.console import Console
 from channels.email import Email
 from channels.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from channels.onsite import InboxSink, Onsite
 from channels.zalo_zns import TokenProvider, ZaloZns
 from touchflow.settings import Settings
 
@@ -13,6 +14,7 @@ __all__ = [
     "REGISTRY",
     "Channel",
     "DeliveryError",
+    "InboxSink",
     "OutboundMessage",
     "PermanentDeliveryError",
     "Reach",
@@ -25,16 +27,28 @@ __all__ = [
 REGISTRY: dict[str, type[Channel]] = {
     Email.name: Email,
     Console.name: Console,
+    Onsite.name: Onsite,
+    ZaloZns.name: ZaloZns,
 }
+# Channels that need something besides settings: build_channels adds them when given it.
+_NEEDS_MORE = {Onsite, ZaloZns}
 
 
-def build_channels(settings: Settings, *, zalo_tokens: TokenProvider | None = None) -> dict[str, Channel]:
+def build_channels(
+    settings: Settings,
+    *,
+    inbox: InboxSink | None = None,
+    zalo_tokens: TokenProvider | None = None,
+) -> dict[str, Channel]:
     """Every channel the settings configure, by the name a journey step uses.
 
-    `zalo_zns` joins when its settings are there and the caller hands it a token provider (the worker
-    passes the database-backed one); otherwise a step's `zalo_zns` is "not configured" and falls back.
+    Channels know no database, so the two that need one join only when the caller (the worker) hands in
+    what they need: `onsite` the `inbox` that stores its messages, `zalo_zns` (when its settings are there)
+    the database-backed token provider. Otherwise a step's channel is "not configured" and falls back.
     """
-    channels = {name: cls.from_settings(settings) for name, cls in REGISTRY.items()}
+    channels = {name: cls.from_settings(settings) for name, cls in REGISTRY.items() if cls not in _NEEDS_MORE}
+    if inbox is not None:
+        channels[Onsite.name] = Onsite(inbox)
     if zalo_tokens is not None and ZaloZns.configured(settings):
         channels[ZaloZns.name] = ZaloZns.from_settings(settings, zalo_tokens)
     return channels

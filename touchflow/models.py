@@ -345,3 +345,59 @@ class ZaloToken(SQLModel, table=True):
     seed_hash: str = Field(max_length=64)
     rotations: int = 0
     updated_at: datetime = time_column()
+
+
+# The onsite inbox
+# ---------------------------------------------------------------------------------------------------------
+
+
+class InboxMessage(SQLModel, table=True):
+    """One message in a customer's onsite inbox; `key` is the delivery key, so a retried send stores once."""
+
+    __tablename__ = "inbox_messages"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_inbox_messages_key"),
+        Index("ix_inbox_messages_customer_created", "customer_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=400)
+    customer_id: str = Field(max_length=128)
+    title: str = Field(max_length=200)
+    body: str = Field(max_length=4000)
+    action_url: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = time_column()
+    seen_at: datetime | None = time_column(nullable=True)
+    read_at: datetime | None = time_column(nullable=True)
+    archived_at: datetime | None = time_column(nullable=True)
+
+
+class InboxMessagePublic(SQLModel):
+    id: int
+    title: str
+    body: str
+    action_url: str | None
+    created_at: datetime
+    seen_at: datetime | None
+    read_at: datetime | None
+    archived_at: datetime | None
+
+
+class InboxPage(SQLModel):
+    messages: list[InboxMessagePublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null on the last page."
+    )
+
+
+class InboxUnread(SQLModel):
+    unread: int
+
+
+class InboxUpdated(SQLModel):
+    updated: int
+
+
+class InboxToken(SQLModel):
+    customer_id: str
+    token: str

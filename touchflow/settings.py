@@ -94,6 +94,21 @@ class Settings(BaseSettings):
     zalo_api_base: str = "https://business.openapi.zalo.me"
     zalo_oauth_base: str = "https://oauth.zaloapp.com"
     zalo_timeout: Duration = timedelta(seconds=10)
+    # Onsite inbox (browser API, inbox.js)
+    inbox_allowed_origins: CsvList = Field(
+        default_factory=list,
+        description="Origins (`https://shop.example`) whose pages may call the inbox API; `*` for any.",
+    )
+    inbox_poll_interval: Duration = Field(
+        timedelta(seconds=1), description="How often a live stream asks the database for new messages."
+    )
+    inbox_heartbeat: Duration = Field(
+        timedelta(seconds=15), description="A comment line on an idle stream, so proxies keep it open."
+    )
+    inbox_stream_max_age: Duration = Field(
+        timedelta(minutes=5),
+        description="A stream ends after this long; the browser reconnects with Last-Event-ID.",
+    )
 
     # Messages
     brand_name: str = "touchflow"
