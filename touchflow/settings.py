@@ -110,6 +110,14 @@ class Settings(BaseSettings):
         description="A stream ends after this long; the browser reconnects with Last-Event-ID.",
     )
 
+    # Customer protection (see docs/guarantees.md)
+    marketing_consent_default: bool = Field(
+        True, description="Marketing is allowed unless the profile says no; false requires an explicit yes."
+    )
+    quiet_hours: str = Field("21:00-08:00", description="No marketing then, in the customer's time zone.")
+    default_timezone: str = "Asia/Ho_Chi_Minh"
+    frequency_caps: str = Field("3/1d", description="Marketing caps: `3/1d, email=2/1d, web_push=4/12h`.")
+
     # Messages
     brand_name: str = "touchflow"
     default_locale: str = "en"
