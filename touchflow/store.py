@@ -43,6 +43,10 @@ def _table(model: Any) -> Table:
     return table
 
 
+# The event that withdraws consent; the store applies it as it stores it.
+UNSUBSCRIBED = "unsubscribed"
+
+
 @dataclass(frozen=True)
 class ClaimedEvent:
     """An outbox entry leased to one relay, with the event it carries."""
@@ -120,6 +124,17 @@ class Store:
             session.add(customer)
         return customer, created
 
+    def set_consents(self, customer_id: str, changes: dict[str, bool]) -> Customer | None:
+        """Merge consent changes into a profile (unsubscribe, provider signals); None if there is none."""
+        with session_scope(self.engine) as session:
+            customer = session.get(Customer, customer_id, with_for_update=True)
+            if customer is None:
+                return None
+            customer.consents = {**customer.consents, **changes}
+            customer.updated_at = utcnow()
+            session.add(customer)
+        return customer
+
     def get_customer(self, customer_id: str) -> Customer | None:
         with self.session() as session:
             return session.get(Customer, customer_id)
@@ -184,6 +199,9 @@ class Store:
                 if event.id in inserted and event.name in relayed
             ]
             self._insert_ignore(conn, OutboxEntry, outbox)
+            for event in events:
+                if event.name == UNSUBSCRIBED and event.id in inserted:
+                    self._apply_unsubscribe(conn, event)
         statuses: list[IngestStatus] = []
         seen: set[str] = set()
         for event in events:
@@ -191,6 +209,22 @@ class Store:
             statuses.append(IngestStatus.ACCEPTED if new else IngestStatus.DUPLICATE)
             seen.add(event.id)
         return statuses
+
+    def _apply_unsubscribe(self, conn: Connection, event: EventIn) -> None:
+        """An `unsubscribed` event turns a consent off: `{"channel": "email"}` → `email.marketing`,
+        `{"topic": "all"}` → every message; no properties → all marketing."""
+        channel = event.properties.get("channel")
+        topic = str(event.properties.get("topic") or "marketing")
+        key = "all" if topic == "all" else (f"{channel}.{topic}" if channel else topic)
+        table = _table(Customer)
+        consents = conn.execute(
+            select(table.c.consents).where(table.c.id == event.customer_id)
+        ).scalar_one_or_none()
+        conn.execute(
+            update(table)
+            .where(table.c.id == event.customer_id)
+            .values(consents={**(consents or {}), key: False}, updated_at=utcnow())
+        )
 
     def claim_outbox(self, limit: int, lease: timedelta) -> list[ClaimedEvent]:
         """Lease up to `limit` due entries to the caller; another relay skips them until the lease ends."""

@@ -1,0 +1,57 @@
+"""Unsubscribe: a signed link, a confirmation page for GET, RFC 8058 one-click POST; and the event."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import SECRET
+from touchflow.signing import Signer
+
+
+def link(customer_id: str) -> str:
+    return f"/unsubscribe/{Signer(SECRET).sign('unsubscribe', customer_id)}"
+
+
+def consents(api: TestClient, customer_id: str) -> dict[str, object]:
+    result: dict[str, object] = api.get(f"/v1/customers/{customer_id}").json()["customer"]["consents"]
+    return result
+
+
+def test_get_only_asks_and_post_unsubscribes_once_and_for_good(api: TestClient) -> None:
+    api.post("/v1/customers", json={"id": "c1", "locale": "vi", "consents": {"marketing": True}})
+    page = api.get(link("c1"))
+    assert page.status_code == 200
+    assert "Hủy đăng ký" in page.text and "<form method='post'>" in page.text
+    assert consents(api, "c1") == {"marketing": True}  # a link scanner's GET changes nothing
+
+    api.headers.pop("Authorization")  # the customer's browser or mail client holds no key
+    one_click = api.post(link("c1"), data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200 and "Bạn đã hủy đăng ký" in one_click.text
+    again = api.post(link("c1"), data={"List-Unsubscribe": "One-Click"})
+    assert again.status_code == 200
+    api.headers["Authorization"] = "Bearer test-key-1"
+    assert consents(api, "c1") == {"marketing": False}
+
+
+def test_a_forged_or_mangled_link_changes_nothing(api: TestClient) -> None:
+    api.post("/v1/customers", json={"id": "c2"})
+    forged = f"/unsubscribe/{Signer('another-secret-key').sign('unsubscribe', 'c2')}"
+    for url in (forged, link("c2")[:-3] + "AAA", "/unsubscribe/nonsense"):
+        assert api.get(url).status_code == 404
+        assert api.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 404
+    assert consents(api, "c2") == {}
+
+
+def test_the_unsubscribed_event_turns_consent_off(api: TestClient) -> None:
+    api.post("/v1/customers", json={"id": "c3", "consents": {"marketing": True}})
+    events = [
+        {"id": "u1", "customer_id": "c3", "name": "unsubscribed", "properties": {"channel": "email"}},
+        {"id": "u2", "customer_id": "c3", "name": "unsubscribed", "properties": {"channel": "zalo_zns"}},
+    ]
+    api.post("/v1/events/batch", json={"events": events})
+    assert consents(api, "c3") == {"marketing": True, "email.marketing": False, "zalo_zns.marketing": False}
+    api.post(
+        "/v1/events",
+        json={"id": "u3", "customer_id": "c3", "name": "unsubscribed", "properties": {"topic": "all"}},
+    )
+    assert consents(api, "c3")["all"] is False
