@@ -318,6 +318,12 @@ class DeliveryPublic(SQLModel):
     delivered_at: datetime | None = None
 
 
+class Erasure(SQLModel):
+    customer_id: str
+    journeys_ended: int
+    removed: dict[str, int]
+
+
 class CustomerDetail(SQLModel):
     customer: CustomerPublic
     events: list[EventPublic]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Table, and_, delete, func, or_, select, update
+from sqlalchemy import Engine, String, Table, and_, cast, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
@@ -42,6 +42,11 @@ def _table(model: Any) -> Table:
     table: Table = model.__table__
     return table
 
+
+# What stands in for a customer id once the customer is erased.
+ERASED = "erased"
+# Tables whose rows belong to one person and go with them on erasure.
+PERSONAL_TABLES: tuple[Any, ...] = (Event, InboxMessage)
 
 # The event that withdraws consent; the store applies it as it stores it.
 UNSUBSCRIBED = "unsubscribed"
@@ -134,6 +139,53 @@ class Store:
             customer.updated_at = utcnow()
             session.add(customer)
         return customer
+
+    def erase_customer(self, customer_id: str) -> dict[str, int]:
+        """Delete a customer's personal data; keep their deliveries and journey entries as anonymous counts.
+
+        Events (and any not yet relayed), inbox messages and device subscriptions go; deliveries and journey
+        entries lose every link to the person (ids, keys, provider ids, errors, attempt details) but keep the
+        journey, step, channel, stage, status and times that the funnels count. Returns what was removed.
+        """
+        removed: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            events = _table(Event)
+            event_ids = select(events.c.id).where(events.c.customer_id == customer_id)
+            outbox = _table(OutboxEntry)
+            removed["outbox"] = conn.execute(delete(outbox).where(outbox.c.event_id.in_(event_ids))).rowcount
+            for model in PERSONAL_TABLES:
+                table = _table(model)
+                removed[table.name] = conn.execute(
+                    delete(table).where(table.c.customer_id == customer_id)
+                ).rowcount
+            deliveries = _table(Delivery)
+            removed["deliveries anonymised"] = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.customer_id == customer_id)
+                .values(
+                    customer_id=ERASED,
+                    workflow_id=ERASED,
+                    key=literal(f"{ERASED}:") + cast(deliveries.c.id, String),
+                    provider_id=None,
+                    error=None,
+                    attempts=[],
+                )
+            ).rowcount
+            entries = _table(JourneyEntry)
+            removed["journey entries anonymised"] = conn.execute(
+                update(entries)
+                .where(entries.c.customer_id == customer_id)
+                .values(
+                    customer_id=ERASED,
+                    workflow_id=literal(f"{ERASED}:") + cast(entries.c.id, String),
+                    entry_key=None,
+                )
+            ).rowcount
+            customers = _table(Customer)
+            removed["customers"] = conn.execute(
+                delete(customers).where(customers.c.id == customer_id)
+            ).rowcount
+        return removed
 
     def get_customer(self, customer_id: str) -> Customer | None:
         with self.session() as session:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, HTTPException, Response, status
+from temporalio.service import RPCError
 
-from api.deps import Ingest, Read, StoreDep
+from api.deps import Admin, Ingest, Read, RelayDep, StoreDep
 from touchflow.models import (
     CustomerDetail,
     CustomerIn,
     CustomerPublic,
     DeliveryPublic,
+    Erasure,
     EventPublic,
 )
 
@@ -29,6 +31,27 @@ async def upsert_customer(body: CustomerIn, store: StoreDep, response: Response)
     customer, created = await asyncio.to_thread(store.upsert_customer, body)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return CustomerPublic.model_validate(customer)
+
+
+@router.delete("/{customer_id}", response_model=Erasure, dependencies=[Admin])
+async def erase_customer(customer_id: str, store: StoreDep, relay: RelayDep) -> Erasure:
+    """Erase a customer: end their journeys, delete their profile, events, inbox and devices.
+
+    Deliveries and journey entries stay as anonymous counts for the funnels. If Temporal cannot be reached
+    the answer is 503 and nothing is deleted: try again.
+    """
+    if await asyncio.to_thread(store.get_customer, customer_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer with id {customer_id!r}")
+    try:
+        router_ = await relay.router()
+        ended = await router_.end_customer_journeys(customer_id, reason="customer erased")
+    except RPCError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"could not end the customer's journeys ({exc.status!s}); nothing was deleted: try again",
+        ) from None
+    removed = await asyncio.to_thread(store.erase_customer, customer_id)
+    return Erasure(customer_id=customer_id, journeys_ended=ended, removed=removed)
 
 
 @router.get("/{customer_id}", response_model=CustomerDetail, dependencies=[Read])

@@ -1,0 +1,59 @@
+"""DELETE /v1/customers/{id}: journeys end, personal data goes, anonymous counts stay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+from sqlmodel import select
+from temporalio.client import WorkflowExecutionStatus
+
+from api.main import create_app
+from tests.conftest import SmtpInbox
+from tests.support.harness import JourneyHarness
+from touchflow.models import CustomerIn, Delivery
+from touchflow.settings import Settings
+from touchflow.store import ERASED
+
+
+async def test_erasure_ends_journeys_and_keeps_only_anonymous_counts(
+    journeys: JourneyHarness, smtp: SmtpInbox, make_settings: Callable[..., Settings]
+) -> None:
+    store = journeys.store
+    store.upsert_customer(CustomerIn(id="gone", email="gone@example.com", attributes={"first_name": "X"}))
+    store.upsert_customer(CustomerIn(id="stays", email="stays@example.com"))
+    gone = await journeys.post("gone", "signed_up")
+    await journeys.post("stays", "signed_up")
+    await smtp.wait_for(2)
+    await journeys.state_when(gone, lambda s: "waiting" in s.detail)
+
+    app = create_app(make_settings(database_url=str(store.engine.url)), run_relay=False)
+    app.state.relay = journeys.relay
+    with TestClient(app, headers={"Authorization": "Bearer test-key-1"}) as api:
+        answer = api.delete("/v1/customers/gone")
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["journeys_ended"] == 1
+        assert body["removed"]["customers"] == 1 and body["removed"]["events"] == 1
+        assert api.get("/v1/customers/gone").status_code == 404
+        assert api.delete("/v1/customers/gone").status_code == 404
+        assert api.get("/v1/customers/stays").status_code == 200
+
+    assert (await gone.describe()).status == WorkflowExecutionStatus.TERMINATED
+    assert store.customer_events("gone") == [] and store.get_customer("gone") is None
+    with store.session() as session:
+        rows = list(session.scalars(select(Delivery)))
+    assert sorted((d.customer_id, d.journey, d.step, d.status) for d in rows) == [
+        (ERASED, "welcome", "welcome", "sent"),
+        ("stays", "welcome", "welcome", "sent"),
+    ]
+    anonymous = next(d for d in rows if d.customer_id == ERASED)
+    assert "gone" not in anonymous.key and anonymous.workflow_id == ERASED and anonymous.attempts == []
+
+
+def test_erasure_needs_an_admin_key(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings(api_keys=["ingest:ingest-key-1", "read:read-key-12"]), run_relay=False)
+    with TestClient(app) as client:
+        for key in ("ingest-key-1", "read-key-12"):
+            response = client.delete("/v1/customers/x", headers={"Authorization": f"Bearer {key}"})
+            assert response.status_code == 403
