@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.coupons import CouponActivities
 from activities.journey import JourneyActivities
 from channels import build_channels
 from touchflow.db import make_engine
@@ -40,6 +41,11 @@ def build_worker(
         client,
         task_queue=settings.task_queue,
         workflows=[spec.workflow for spec in journeys],
-        activities=[activities.enter_journey, activities.leave_journey, activities.deliver_step],
+        activities=[
+            activities.enter_journey,
+            activities.leave_journey,
+            activities.deliver_step,
+            CouponActivities(activities.store, settings).issue_coupon,
+        ],
         max_concurrent_activities=100,
     )
