@@ -181,37 +181,61 @@ def _binary(name: str) -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def _start_time_skipping() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_binary("temporal-test-server")
     )
     await ensure_search_attributes(env.client)
+    return env
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await _start_time_skipping()
     yield env
     await env.shutdown()
 
 
 @pytest.fixture
+async def own_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A test server for one test (it starts in about 0.1 s): runs and clock that no other test shares, so
+    a long-lived journey left open cannot hold up time skipping for the next test."""
+    env = await _start_time_skipping()
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def journey_settings() -> dict[str, Any]:
+    """Settings for the `journeys` harness; a test module overrides this fixture to change a timing."""
+    return {}
+
+
+@pytest.fixture
 async def journeys(
-    time_skipping_env: WorkflowEnvironment,
+    own_time_skipping_env: WorkflowEnvironment,
     sqlite_store: Store,
     smtp: SmtpInbox,
     make_settings: Callable[..., Settings],
+    journey_settings: dict[str, Any],
 ) -> AsyncIterator[JourneyHarness]:
     """Every registered journey on the time-skipping server, with real activities and the loopback SMTP."""
     settings = make_settings(
-        smtp_port=smtp.port, task_queue=f"tq-{uuid.uuid4().hex[:8]}", templates_dir=TEMPLATES
+        smtp_port=smtp.port,
+        task_queue=f"tq-{uuid.uuid4().hex[:8]}",
+        templates_dir=TEMPLATES,
+        **journey_settings,
     )
     worker = build_worker(
-        time_skipping_env.client,
+        own_time_skipping_env.client,
         settings,
         build_activities(settings, sqlite_store),
         TEST_REGISTRY.values(),
     )
 
     async def connect() -> Client:
-        return time_skipping_env.client
+        return own_time_skipping_env.client
 
     relay = Relay(sqlite_store, connect, settings.task_queue, settings.relay_interval, 100, TEST_REGISTRY)
     async with worker:
-        yield JourneyHarness(time_skipping_env, sqlite_store, settings, relay)
+        yield JourneyHarness(own_time_skipping_env, sqlite_store, settings, relay)

@@ -54,11 +54,18 @@ class JourneyHarness:
         self.store.ingest_events([event], routed_event_names(TEST_REGISTRY))
         while await self.relay.relay_once():
             pass
-        for spec in TEST_REGISTRY.values():
-            if name in spec.starts_on:
-                workflow_id = spec.workflow_id(customer_id, spec.entry_key(event.properties))
-                return self.env.client.get_workflow_handle(workflow_id, result_type=JourneyOutcome)
-        return None
+        handles = [
+            self.env.client.get_workflow_handle(
+                spec.workflow_id(customer_id, spec.entry_key(event.properties)), result_type=JourneyOutcome
+            )
+            for spec in TEST_REGISTRY.values()
+            if name in spec.starts_on
+        ]
+        return handles[0] if handles else None
+
+    def handle(self, journey: str, customer_id: str, entry_key: str | None = None) -> WorkflowHandle[Any, Any]:
+        workflow_id = TEST_REGISTRY[journey].workflow_id(customer_id, entry_key)
+        return self.env.client.get_workflow_handle(workflow_id, result_type=JourneyOutcome)
 
     @staticmethod
     async def state(handle: WorkflowHandle[Any, Any]) -> JourneyState:

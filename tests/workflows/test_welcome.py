@@ -8,6 +8,7 @@ from temporalio.client import WorkflowHandle
 
 from tests.conftest import SmtpInbox
 from tests.support.harness import JourneyHarness
+from channels import build_channels
 from touchflow.models import CustomerIn, DeliveryStatus
 
 
@@ -39,7 +40,8 @@ async def test_nudge_after_the_delay_unless_an_order_came(journeys: JourneyHarne
     # Waiting on a result lets the test server skip the two days.
     assert (await journeys.outcome(browser)).status == "completed"
     assert (await journeys.outcome(buyer)).status == "converted"
-    subjects = sorted(str(m["Subject"]) for m in smtp.messages)
+    # (The order also starts the post-purchase journey: its confirmation is not the welcome series' mail.)
+    subjects = sorted(str(m["Subject"]) for m in smtp.messages if not str(m["Subject"]).startswith("Order"))
     assert subjects == ["Welcome to touchflow!", "Welcome to touchflow!", "Your first order is waiting"]
     nudged = [d for d in journeys.store.customer_deliveries("browser") if d.step == "first_purchase_nudge"]
     assert [d.status for d in nudged] == [DeliveryStatus.SENT]
@@ -53,3 +55,31 @@ async def test_a_second_signup_does_not_restart_the_series(journeys: JourneyHarn
     state = await journeys.state_when(first, lambda s: "waiting" in s.detail)
     assert state.sent == ["welcome"]
     assert len(smtp.messages) == 1
+
+
+async def test_welcome_inbox_message_goes_beside_the_email(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
+    """The onsite step is part of the series; where the onsite channel is not set up it is skipped, not failed."""
+    journeys.store.upsert_customer(CustomerIn(id="inbox", email="inbox@example.com"))
+    handle = await journeys.post("inbox", "signed_up")
+    await journeys.state_when(handle, lambda s: " UTC" in s.detail)  # in the wait after both steps
+    steps = {d.step: d for d in journeys.store.customer_deliveries("inbox")}
+    assert steps["welcome"].status == DeliveryStatus.SENT
+    assert steps["welcome_inbox"].stage == "awareness"
+    expected = DeliveryStatus.SENT if "onsite" in build_channels(journeys.settings) else DeliveryStatus.SKIPPED
+    assert steps["welcome_inbox"].status == expected
+
+
+async def test_welcome_runs_once_ever_even_when_temporal_forgot(journeys: JourneyHarness) -> None:
+    """Re-entry ONCE: Temporal rejects the id while it remembers; the store's entry covers after retention."""
+    journeys.store.upsert_customer(CustomerIn(id="forgot", email="forgot@example.com"))
+    journeys.store.enter_journey(
+        run_id="run-before-retention",
+        workflow_id="welcome:forgot",
+        journey="welcome",
+        customer_id="forgot",
+        entry_key=None,
+    )
+    handle = await journeys.post("forgot", "signed_up")
+    outcome = await journeys.outcome(handle)
+    assert outcome.status == "not_admitted"
+    assert journeys.store.customer_deliveries("forgot") == []
