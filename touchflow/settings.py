@@ -26,7 +26,9 @@ def parse_duration(value: Any) -> Any:
     if parts and re.fullmatch(r"(?:\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)\s*)+", text, re.IGNORECASE):
         seconds = sum(float(n) * _UNIT_SECONDS[unit.lower()] for n, unit in parts)
         return timedelta(seconds=seconds)
-    return text  # ISO 8601 (`PT1H`, `P2D`) or plain seconds: pydantic parses those
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return timedelta(seconds=float(text))  # plain seconds (pydantic reads "90" as a malformed ISO form)
+    return text  # ISO 8601 (`PT1H`, `P2D`): pydantic parses those
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]

@@ -63,7 +63,9 @@ class JourneyHarness:
         ]
         return handles[0] if handles else None
 
-    def handle(self, journey: str, customer_id: str, entry_key: str | None = None) -> WorkflowHandle[Any, Any]:
+    def handle(
+        self, journey: str, customer_id: str, entry_key: str | None = None
+    ) -> WorkflowHandle[Any, Any]:
         workflow_id = TEST_REGISTRY[journey].workflow_id(customer_id, entry_key)
         return self.env.client.get_workflow_handle(workflow_id, result_type=JourneyOutcome)
 

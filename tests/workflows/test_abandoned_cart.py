@@ -16,7 +16,13 @@ def cart(cart_id: str, *items: tuple[str, int, int]) -> dict[str, Any]:
     return {
         "cart_id": cart_id,
         "items": [
-            {"name": n, "price": p, "quantity": q, "image": f"https://shop.example/{n}.png", "url": "https://x"}
+            {
+                "name": n,
+                "price": p,
+                "quantity": q,
+                "image": f"https://shop.example/{n}.png",
+                "url": "https://x",
+            }
             for n, p, q in items
         ],
         "total": sum(p * q for _, p, q in items),
@@ -27,7 +33,9 @@ def cart(cart_id: str, *items: tuple[str, int, int]) -> dict[str, Any]:
 
 def customer(journeys: JourneyHarness, locale: str = "vi") -> str:
     customer_id = f"c-{uuid.uuid4().hex[:8]}"
-    journeys.store.upsert_customer(CustomerIn(id=customer_id, email=f"{customer_id}@example.com", locale=locale))
+    journeys.store.upsert_customer(
+        CustomerIn(id=customer_id, email=f"{customer_id}@example.com", locale=locale)
+    )
     return customer_id
 
 

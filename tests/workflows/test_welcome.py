@@ -6,9 +6,9 @@ import uuid
 
 from temporalio.client import WorkflowHandle
 
+from channels import build_channels
 from tests.conftest import SmtpInbox
 from tests.support.harness import JourneyHarness
-from channels import build_channels
 from touchflow.models import CustomerIn, DeliveryStatus
 
 
@@ -65,7 +65,9 @@ async def test_welcome_inbox_message_goes_beside_the_email(journeys: JourneyHarn
     steps = {d.step: d for d in journeys.store.customer_deliveries("inbox")}
     assert steps["welcome"].status == DeliveryStatus.SENT
     assert steps["welcome_inbox"].stage == "awareness"
-    expected = DeliveryStatus.SENT if "onsite" in build_channels(journeys.settings) else DeliveryStatus.SKIPPED
+    expected = (
+        DeliveryStatus.SENT if "onsite" in build_channels(journeys.settings) else DeliveryStatus.SKIPPED
+    )
     assert steps["welcome_inbox"].status == expected
 
 
