@@ -108,7 +108,12 @@ async def loyalty(h: JourneyHarness) -> None:
     await save(handle, "loyalty_mid_wait")
 
 
-SCENARIOS: list[Callable[[JourneyHarness], Awaitable[None]]] = [welcome, abandoned_cart, post_purchase, loyalty]
+SCENARIOS: list[Callable[[JourneyHarness], Awaitable[None]]] = [
+    welcome,
+    abandoned_cart,
+    post_purchase,
+    loyalty,
+]
 
 
 async def main() -> None:
@@ -120,7 +125,9 @@ async def main() -> None:
         inbox = SmtpInbox(host="127.0.0.1", port=free_port())
         smtp = Controller(inbox, hostname=inbox.host, port=inbox.port)
         smtp.start()
-        env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=_binary("temporal-test-server"))
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=_binary("temporal-test-server")
+        )
         try:
             await ensure_search_attributes(env.client)
             settings = Settings.model_validate(
@@ -140,7 +147,9 @@ async def main() -> None:
                 return env.client
 
             relay = Relay(store, connect, settings.task_queue, settings.relay_interval, 100, TEST_REGISTRY)
-            worker = build_worker(env.client, settings, build_activities(settings, store), TEST_REGISTRY.values())
+            worker = build_worker(
+                env.client, settings, build_activities(settings, store), TEST_REGISTRY.values()
+            )
             async with worker:
                 harness = JourneyHarness(env, store, settings, relay)
                 for scenario in SCENARIOS:

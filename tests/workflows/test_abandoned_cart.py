@@ -61,7 +61,7 @@ async def test_two_reminders_show_the_newest_cart(journeys: JourneyHarness, smtp
     assert first["Subject"] == expected
     assert second["Subject"] == "Bạn vẫn đang cân nhắc?"
     body = second.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "Mũ × 1: 750.000\xa0₫" in body
+    assert "Mũ \u00d7 1: 750.000\xa0₫" in body
     assert "Tổng cộng: 1.250.000\xa0₫" in body
     assert cart_deliveries(journeys, c) == {
         "cart_reminder_1": [DeliveryStatus.SENT],

@@ -1,4 +1,4 @@
-"""Replay saved histories of every built-in journey (finished runs and runs mid-wait) against the current code.
+"""Replay saved histories of every built-in journey (finished and mid-wait) against the current code.
 
 A change that would break a customer already in a journey fails here: guard it with `workflow.patched`
 (docs/journeys.md). Re-record with `.venv/bin/python -m tests.workflows.record_histories`.

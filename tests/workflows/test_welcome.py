@@ -58,7 +58,7 @@ async def test_a_second_signup_does_not_restart_the_series(journeys: JourneyHarn
 
 
 async def test_welcome_inbox_message_goes_beside_the_email(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
-    """The onsite step is part of the series; where the onsite channel is not set up it is skipped, not failed."""
+    """The onsite step is part of the series; without an onsite channel it is skipped, not failed."""
     journeys.store.upsert_customer(CustomerIn(id="inbox", email="inbox@example.com"))
     handle = await journeys.post("inbox", "signed_up")
     await journeys.state_when(handle, lambda s: " UTC" in s.detail)  # in the wait after both steps
