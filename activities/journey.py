@@ -205,7 +205,7 @@ class JourneyActivities:
             message = OutboundMessage(
                 key=input.key,
                 address=address,
-                content={part: content[part] for part in channel.parts if part in content},
+                content={part: value for part, value in content.items() if channel.accepts(part)},
                 marketing=not input.transactional,
                 unsubscribe_url=context["unsubscribe_url"],
                 locale=language,

@@ -1,14 +1,16 @@
-"""Dependencies shared by the routers: settings, the store, API-key authentication."""
+"""Dependencies shared by the routers: settings, the store, API keys with scopes and rate limits."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from typing import Annotated
+import asyncio
+import math
+import time
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from touchflow.apikeys import ApiKey, Scope, match
 from touchflow.router import Relay
 from touchflow.settings import Settings
 from touchflow.store import Store
@@ -36,29 +38,46 @@ RelayDep = Annotated[Relay, Depends(get_relay)]
 _bearer = HTTPBearer(auto_error=False, description="An API key from TOUCHFLOW_API_KEYS")
 
 
-def hash_key(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+def require(scope: Scope) -> Any:
+    """A dependency that admits a request whose key holds `scope`, within the key's rate limit."""
+
+    async def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> ApiKey:
+        key = None
+        if credentials is not None and credentials.scheme.lower() == "bearer":
+            key = match(credentials.credentials, request.app.state.api_keys)
+        if key is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing or invalid API key: send 'Authorization: Bearer <key>' with a key "
+                "from TOUCHFLOW_API_KEYS",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not key.allows(scope):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this API key (id {key.id}) lacks the '{scope}' scope; "
+                f"give it '{scope}:' in TOUCHFLOW_API_KEYS or use another key",
+            )
+        settings: Settings = request.app.state.settings
+        if settings.rate_limit_per_minute:
+            store: Store = request.app.state.store
+            count, window_end = await asyncio.to_thread(store.count_request, key.id, 60, time.time())
+            if count > settings.rate_limit_per_minute:
+                retry_after = max(1, math.ceil(window_end - time.time()))
+                raise HTTPException(
+                    status.HTTP_429_TOO_MANY_REQUESTS,
+                    f"rate limit of {settings.rate_limit_per_minute} requests a minute reached for API "
+                    f"key {key.id}; retry after {retry_after}s (TOUCHFLOW_RATE_LIMIT_PER_MINUTE)",
+                    headers={"Retry-After": str(retry_after)},
+                )
+        return key
+
+    return Depends(check)
 
 
-def require_api_key(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Accept any configured key; the presented key is compared, hashed, against all of them in full."""
-    unauthorized = HTTPException(
-        status_code=status.HTTP_401_UNAUTHORIZED,
-        detail="missing or invalid API key: send 'Authorization: Bearer <key>' with a key "
-        "from TOUCHFLOW_API_KEYS",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise unauthorized
-    presented = hash_key(credentials.credentials)
-    matched = False
-    for known in request.app.state.api_key_hashes:
-        matched |= hmac.compare_digest(presented, known)
-    if not matched:
-        raise unauthorized
-
-
-ApiKey = Depends(require_api_key)
+Ingest = require(Scope.INGEST)
+Read = require(Scope.READ)
+Admin = require(Scope.ADMIN)

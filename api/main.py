@@ -1,4 +1,4 @@
-"""The FastAPI app: profiles and events in, health out. OpenAPI at /docs."""
+"""The FastAPI app: profiles and events in, the onsite inbox, health out. OpenAPI at /docs."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from functools import partial
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from api.deps import hash_key
 from api.errors import validation_error_handler
-from api.routes import customers, dev, events, health
+from api.limits import BodySizeLimit
+from api.routes import customers, dev, events, health, inbox, webhooks
+from touchflow.apikeys import parse_keys
 from touchflow.db import make_engine, migrate
 from touchflow.router import Relay
 from touchflow.settings import Settings
@@ -57,11 +58,15 @@ def create_app(settings: Settings, *, run_relay: bool = True) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.relay = relay
-    app.state.api_key_hashes = [hash_key(key) for key in settings.api_keys]
+    app.state.api_keys = parse_keys(settings.api_keys)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(customers.router)
     app.include_router(events.router)
+    app.include_router(webhooks.router)
+    app.include_router(inbox.router)
+    app.add_middleware(inbox.InboxCORS, origins=settings.inbox_allowed_origins)
     if settings.dev_mail_dir is not None:
         app.include_router(dev.router)
     return app

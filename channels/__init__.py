@@ -6,26 +6,49 @@ from channels.base import Channel, OutboundMessage, Reach, Receipt
 from channels.console import Console
 from channels.email import Email
 from channels.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from channels.onsite import InboxSink, Onsite
+from channels.zalo_zns import TokenProvider, ZaloZns
 from touchflow.settings import Settings
 
 __all__ = [
     "REGISTRY",
     "Channel",
     "DeliveryError",
+    "InboxSink",
     "OutboundMessage",
     "PermanentDeliveryError",
     "Reach",
     "Receipt",
     "RetryableDeliveryError",
+    "TokenProvider",
     "build_channels",
 ]
 
 REGISTRY: dict[str, type[Channel]] = {
     Email.name: Email,
     Console.name: Console,
+    Onsite.name: Onsite,
+    ZaloZns.name: ZaloZns,
 }
+# Channels that need something besides settings: build_channels adds them when given it.
+_NEEDS_MORE = {Onsite, ZaloZns}
 
 
-def build_channels(settings: Settings) -> dict[str, Channel]:
-    """Every channel the settings configure, by the name a journey step uses."""
-    return {name: cls.from_settings(settings) for name, cls in REGISTRY.items()}
+def build_channels(
+    settings: Settings,
+    *,
+    inbox: InboxSink | None = None,
+    zalo_tokens: TokenProvider | None = None,
+) -> dict[str, Channel]:
+    """Every channel the settings configure, by the name a journey step uses.
+
+    Channels know no database, so the two that need one join only when the caller (the worker) hands in
+    what they need: `onsite` the `inbox` that stores its messages, `zalo_zns` (when its settings are there)
+    the database-backed token provider. Otherwise a step's channel is "not configured" and falls back.
+    """
+    channels = {name: cls.from_settings(settings) for name, cls in REGISTRY.items() if cls not in _NEEDS_MORE}
+    if inbox is not None:
+        channels[Onsite.name] = Onsite(inbox)
+    if zalo_tokens is not None and ZaloZns.configured(settings):
+        channels[ZaloZns.name] = ZaloZns.from_settings(settings, zalo_tokens)
+    return channels

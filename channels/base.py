@@ -26,7 +26,7 @@ class OutboundMessage:
 
     `key` is the business idempotency key of the delivery (journey, customer, entry, step); channels derive
     the provider's own idempotency handle from it (SMTP Message-ID, Zalo tracking_id).
-    `content` holds the rendered template parts the channel declared in `Channel.parts`.
+    `content` holds the rendered template parts the channel accepts (`Channel.parts`, `Channel.accepts`).
     """
 
     key: str
@@ -51,6 +51,11 @@ class Channel(ABC):
     parts: ClassVar[tuple[str, ...]]
     required_parts: ClassVar[tuple[str, ...]] = ()
     max_payload: ClassVar[int | None] = None
+
+    @classmethod
+    def accepts(cls, part: str) -> bool:
+        """Whether a rendered template part is for this channel (`parts`; a channel may take a family)."""
+        return part in cls.parts
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:

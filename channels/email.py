@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.policy
 import hashlib
 import re
+import socket
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import ClassVar, Self
@@ -17,8 +18,9 @@ from touchflow.settings import Settings
 
 # SMTP replies that say "this mailbox is gone" rather than "this message was refused".
 _DEAD_ADDRESS_CODES = {550, 551, 553}
-# Long unbreakable headers (List-Unsubscribe URLs) must stay plain text, not folded into encoded words.
-_POLICY = email.policy.default.clone(max_line_length=998)
+# Long unbreakable headers (List-Unsubscribe URLs) stay on one line (RFC 5322 allows 998 characters):
+# we flatten the message ourselves, since aiosmtplib would refold at 78.
+_POLICY = email.policy.SMTP.clone(max_line_length=998)
 _ADDRESS = re.compile(r"<?[^\s<>]+@[^\s<>]+>?")
 
 
@@ -48,6 +50,8 @@ class Email(Channel):
         self.starttls = starttls
         self.timeout = timeout
         self.domain = parseaddr(sender)[1].rpartition("@")[2] or "touchflow.local"
+        # Looked up once: aiosmtplib would resolve it again (a DNS round trip) on every connection.
+        self.local_hostname = socket.getfqdn()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -84,13 +88,16 @@ class Email(Channel):
         mail = self.build(message)
         try:
             await aiosmtplib.send(
-                mail,
+                mail.as_bytes(policy=_POLICY),
+                sender=parseaddr(self.sender)[1],
+                recipients=[message.address],
                 hostname=self.host,
                 port=self.port,
                 username=self.username or None,
                 password=self.password or None,
                 start_tls=self.starttls,
                 timeout=self.timeout,
+                local_hostname=self.local_hostname,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]

@@ -24,12 +24,15 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlmodel import SQLModel
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from api.main import create_app
 from tests.support.harness import TEMPLATES, TEST_REGISTRY, JourneyHarness
+from tests.support.zalo import zalo  # noqa: F401  (the loopback Zalo server fixture)
 from touchflow.db import make_engine, migrate
 from touchflow.router import Relay
 from touchflow.settings import Settings
@@ -207,7 +210,7 @@ async def own_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture
 def journey_settings() -> dict[str, Any]:
-    """Settings for the `journeys` harness; a test module overrides this fixture to change a timing."""
+    """Extra settings for the `journeys` worker; a test module overrides this fixture to add its own."""
     return {}
 
 
@@ -239,3 +242,22 @@ async def journeys(
     relay = Relay(sqlite_store, connect, settings.task_queue, settings.relay_interval, 100, TEST_REGISTRY)
     async with worker:
         yield JourneyHarness(own_time_skipping_env, sqlite_store, settings, relay)
+
+
+# -- the API ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_settings() -> dict[str, Any]:
+    """Extra settings for the `api` app; a test module overrides this fixture to add its own."""
+    return {}
+
+
+@pytest.fixture
+def api(
+    db_url: str, make_settings: Callable[..., Settings], api_settings: dict[str, Any]
+) -> Iterator[TestClient]:
+    """The API on each database, authenticated with a valid key; its relay is off (nothing to relay to)."""
+    app = create_app(make_settings(database_url=db_url, **api_settings), run_relay=False)
+    with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
+        yield client

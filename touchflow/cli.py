@@ -16,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
+from touchflow.apikeys import Scope, new_key
 from touchflow.db import make_engine, migrate
 from touchflow.settings import Settings, get_settings
 
@@ -229,6 +230,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     journeys = sub.add_parser("journeys", help="list the journeys: triggers, exits, steps, channels")
     journeys.add_argument("--json", action="store_true")
     sub.add_parser("migrate", help="bring the database schema up to date")
+    api_key = sub.add_parser("api-key", help="make an API key; prints it and the hashed entry to configure")
+    api_key.add_argument(
+        "--scope", action="append", choices=[s.value for s in Scope], help="repeatable; default: admin"
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(
@@ -246,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             asyncio.run(_run_worker(get_settings()))
         elif args.command == "journeys":
             _print_journeys(args.json)
+        elif args.command == "api-key":
+            key, entry = new_key([Scope(s) for s in args.scope or []])
+            print(f"key:   {key}\nentry: {entry}   (add to TOUCHFLOW_API_KEYS; the key itself is not stored)")
         elif args.command == "migrate":
             migrate(make_engine(get_settings().resolved_database_url))
     except ValueError as exc:

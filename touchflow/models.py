@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, EmailStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
 from sqlalchemy import JSON, Column, DateTime, Index, String, TypeDecorator, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -117,8 +117,10 @@ class Customer(SQLModel, table=True):
     updated_at: datetime = time_column()
 
 
-class CustomerIn(SQLModel, extra="forbid"):
+class CustomerIn(BaseModel):
     """A profile upsert. Fields left out keep their stored value; `attributes` are merged key by key."""
+
+    model_config = ConfigDict(extra="forbid")
 
     id: Identifier
     email: EmailStr | None = None
@@ -158,7 +160,9 @@ class Event(SQLModel, table=True):
     received_at: datetime = time_column()
 
 
-class EventIn(SQLModel, extra="forbid"):
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     id: Identifier
     customer_id: Identifier
     name: EventName
@@ -212,6 +216,16 @@ class OutboxEntry(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
 
 
+class RateWindow(SQLModel, table=True):
+    """Requests one API key made in one fixed window: shared by every API process."""
+
+    __tablename__ = "rate_windows"
+
+    key_id: str = Field(primary_key=True, max_length=16)
+    window: int = Field(primary_key=True)  # window start, in seconds since the epoch
+    count: int = 0
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Journeys and deliveries
 # ---------------------------------------------------------------------------------------------------------
@@ -262,6 +276,7 @@ class Delivery(SQLModel, table=True):
         UniqueConstraint("key", name="uq_deliveries_key"),
         Index("ix_deliveries_customer_created", "customer_id", "created_at"),
         Index("ix_deliveries_journey_step", "journey", "step"),
+        Index("ix_deliveries_provider_id", "provider_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -281,6 +296,8 @@ class Delivery(SQLModel, table=True):
     attempts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType))
     created_at: datetime = time_column()
     sent_at: datetime | None = time_column(nullable=True)
+    # When the provider reported the message on the recipient's device (a Zalo delivery webhook).
+    delivered_at: datetime | None = time_column(nullable=True)
     retry_at: datetime | None = time_column(nullable=True)
     updated_at: datetime = time_column()
 
@@ -298,12 +315,92 @@ class DeliveryPublic(SQLModel):
     attempts: list[dict[str, Any]]
     created_at: datetime
     sent_at: datetime | None
+    delivered_at: datetime | None = None
 
 
 class CustomerDetail(SQLModel):
     customer: CustomerPublic
     events: list[EventPublic]
     deliveries: list[DeliveryPublic]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Provider credentials that rotate
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ZaloToken(SQLModel, table=True):
+    """The Zalo OA token pair of one app. Refresh tokens are single-use: every refresh stores the new pair
+    here (under a row lock) before anyone uses it, so all workers share one chain.
+
+    `seed_hash` remembers which TOUCHFLOW_ZALO_REFRESH_TOKEN started the chain: a new seed restarts it.
+    """
+
+    __tablename__ = "zalo_tokens"
+
+    app_id: str = Field(primary_key=True, max_length=64)
+    access_token: str | None = Field(default=None, max_length=2048)
+    refresh_token: str = Field(max_length=2048)
+    expires_at: datetime | None = time_column(nullable=True)
+    seed_hash: str = Field(max_length=64)
+    rotations: int = 0
+    updated_at: datetime = time_column()
+
+
+# The onsite inbox
+# ---------------------------------------------------------------------------------------------------------
+
+
+class InboxMessage(SQLModel, table=True):
+    """One message in a customer's onsite inbox; `key` is the delivery key, so a retried send stores once."""
+
+    __tablename__ = "inbox_messages"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_inbox_messages_key"),
+        Index("ix_inbox_messages_customer_created", "customer_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=400)
+    customer_id: str = Field(max_length=128)
+    title: str = Field(max_length=200)
+    body: str = Field(max_length=4000)
+    action_url: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = time_column()
+    seen_at: datetime | None = time_column(nullable=True)
+    read_at: datetime | None = time_column(nullable=True)
+    archived_at: datetime | None = time_column(nullable=True)
+
+
+class InboxMessagePublic(SQLModel):
+    id: int
+    title: str
+    body: str
+    action_url: str | None
+    created_at: datetime
+    seen_at: datetime | None
+    read_at: datetime | None
+    archived_at: datetime | None
+
+
+class InboxPage(SQLModel):
+    messages: list[InboxMessagePublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null on the last page."
+    )
+
+
+class InboxUnread(SQLModel):
+    unread: int
+
+
+class InboxUpdated(SQLModel):
+    updated: int
+
+
+class InboxToken(SQLModel):
+    customer_id: str
+    token: str
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # How long a relay owns leased entries before another may take them over.
 LEASE = timedelta(seconds=30)
-MAX_BACKOFF = timedelta(minutes=5)
+MAX_BACKOFF = timedelta(seconds=30)
 _SERVER_DOWN = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 
 
@@ -163,22 +163,39 @@ class Relay:
             return False
         router = await self.router()
         claimed = await asyncio.to_thread(self.store.claim_outbox, self.batch_size, LEASE)
+        # One customer's events go in order; different customers' go side by side.
+        by_customer: dict[str, list[ClaimedEvent]] = {}
+        for item in claimed:
+            by_customer.setdefault(item.event.customer_id, []).append(item)
         done: list[int] = []
-        for index, item in enumerate(claimed):
-            try:
-                await router.route(item.event)
-            except RPCError as exc:
-                if exc.status in _SERVER_DOWN:
-                    # Temporal is away: hand the whole rest of the batch back, not one timeout each.
-                    for rest in claimed[index:]:
-                        await self._back_off(rest, f"temporal unavailable: {exc.message}")
-                    break
-                await self._back_off(item, f"temporal: {exc.status!s} {exc.message}")
-                continue
-            except Exception as exc:
-                await self._back_off(item, f"{type(exc).__name__}: {exc}")
-                continue
-            done.append(item.outbox_id)
+        server_down = asyncio.Event()
+
+        async def relay_customer(items: list[ClaimedEvent]) -> None:
+            for index, item in enumerate(items):
+                if server_down.is_set():
+                    await self._back_off(item, "temporal unavailable")
+                    continue
+                try:
+                    await router.route(item.event)
+                except RPCError as exc:
+                    if exc.status in _SERVER_DOWN:
+                        # Temporal is away: hand the rest back at once, not one timeout each.
+                        server_down.set()
+                        await self._back_off(item, f"temporal unavailable: {exc.message}")
+                        continue
+                    await self._back_off(item, f"temporal: {exc.status!s} {exc.message}")
+                    # Later events of this customer wait too, so they do not overtake this one.
+                    for rest in items[index + 1 :]:
+                        await self._back_off(rest, f"waiting behind event {item.event.id}")
+                    return
+                except Exception as exc:
+                    await self._back_off(item, f"{type(exc).__name__}: {exc}")
+                    for rest in items[index + 1 :]:
+                        await self._back_off(rest, f"waiting behind event {item.event.id}")
+                    return
+                done.append(item.outbox_id)
+
+        await asyncio.gather(*(relay_customer(items) for items in by_customer.values()))
         await asyncio.to_thread(self.store.finish_outbox, done)
         return len(claimed) == self.batch_size and len(done) == len(claimed)
 

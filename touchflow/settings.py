@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_batch_size: int = Field(1000, ge=1, le=10_000)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    rate_limit_per_minute: int = Field(6000, ge=0, description="Requests per API key per minute; 0: off.")
     auto_migrate: bool = True
     dev_mail_dir: Path | None = None
 
@@ -112,6 +114,34 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_timeout: Duration = timedelta(seconds=10)
     email_from: str = "touchflow <hello@touchflow.local>"
+
+    # Zalo ZNS (Zalo OA OpenAPI; see docs/channels/zalo-zns.md)
+    zalo_app_id: str = Field("", description="Zalo app id; empty leaves the zalo_zns channel off.")
+    zalo_secret_key: SecretStr = Field(SecretStr(""), description="The app's secret key (OAuth v4).")
+    zalo_refresh_token: SecretStr = Field(
+        SecretStr(""), description="Seed OA refresh token; used once, then rotated in the database."
+    )
+    zalo_oa_secret_key: SecretStr = Field(
+        SecretStr(""), description="OA Secret Key that signs webhooks (X-ZEvent-Signature)."
+    )
+    zalo_api_base: str = "https://business.openapi.zalo.me"
+    zalo_oauth_base: str = "https://oauth.zaloapp.com"
+    zalo_timeout: Duration = timedelta(seconds=10)
+    # Onsite inbox (browser API, inbox.js)
+    inbox_allowed_origins: CsvList = Field(
+        default_factory=list,
+        description="Origins (`https://shop.example`) whose pages may call the inbox API; `*` for any.",
+    )
+    inbox_poll_interval: Duration = Field(
+        timedelta(seconds=1), description="How often a live stream asks the database for new messages."
+    )
+    inbox_heartbeat: Duration = Field(
+        timedelta(seconds=15), description="A comment line on an idle stream, so proxies keep it open."
+    )
+    inbox_stream_max_age: Duration = Field(
+        timedelta(minutes=5),
+        description="A stream ends after this long; the browser reconnects with Last-Event-ID.",
+    )
 
     # Messages
     brand_name: str = "touchflow"

@@ -1,7 +1,8 @@
 """HMAC signatures with `TOUCHFLOW_SECRET_KEY`: unsubscribe links, tracked links, onsite customer tokens.
 
 A token is `<base64url payload>.<base64url HMAC-SHA256>`; the MAC covers a purpose, so a token made for
-one use cannot open another.
+one use cannot open another. The onsite customer token is the exception: a plain hex HMAC of the customer id,
+because a site's backend must be able to compute it with one line of any language.
 """
 
 from __future__ import annotations
@@ -46,3 +47,16 @@ class Signer:
             return payload.decode()
         except UnicodeDecodeError:
             return None
+
+    def customer_token(self, customer_id: str) -> str:
+        """A customer's onsite inbox token: hex HMAC-SHA256 of the id under the secret key.
+
+        Computed by the site's backend the same way (identity verification in Intercom's style), so the page
+        can prove which customer it shows without holding any secret; docs/channels/onsite.md has snippets.
+        """
+        return hmac.new(self._key, customer_id.encode(), hashlib.sha256).hexdigest()
+
+    def check_customer_token(self, customer_id: str, token: str) -> bool:
+        """Constant-time: does `token` open this customer's inbox?"""
+        expected = self.customer_token(customer_id).encode()
+        return hmac.compare_digest(expected, token.strip().lower().encode())

@@ -6,11 +6,14 @@ it in a thread (`asyncio.to_thread`).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, Table, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,10 +31,13 @@ from touchflow.models import (
     DeliveryStatus,
     Event,
     EventIn,
+    InboxMessage,
     IngestStatus,
     JourneyEntry,
     JourneyStatus,
     OutboxEntry,
+    RateWindow,
+    ZaloToken,
     utcnow,
 )
 
@@ -63,6 +69,32 @@ class ClaimedEvent:
     outbox_id: int
     attempts: int
     event: Event
+
+
+@dataclass(frozen=True)
+class InboxSlice:
+    """One page of a customer's inbox, newest first; `next_cursor` opens the older page after it."""
+
+    messages: list[InboxMessage]
+    next_cursor: str | None
+
+
+InboxMark = Literal["seen", "read", "archived"]
+INBOX_PAGE_MAX = 100
+
+
+def _inbox_cursor(message: InboxMessage) -> str:
+    raw = f"{message.created_at.isoformat()}|{message.id}"
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+
+
+def _parse_inbox_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, ident = raw.partition("|")
+        return datetime.fromisoformat(created), int(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValueError("cursor: not a cursor this API returned; pass `next_cursor` as it came") from None
 
 
 class Store:
@@ -336,6 +368,23 @@ class Store:
         with self.session() as session:
             return session.get(Event, event_id)
 
+    # -- rate limits ----------------------------------------------------------------------------------------
+
+    def count_request(self, key_id: str, window_seconds: int, now: float) -> tuple[int, float]:
+        """Count one request in the key's current window; returns the count and when the window ends."""
+        window = int(now // window_seconds) * window_seconds
+        table = _table(RateWindow)
+        with self.engine.begin() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            stmt = dialect.insert(table).values(key_id=key_id, window=window, count=1)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[table.c.key_id, table.c.window], set_={"count": table.c.count + 1}
+            ).returning(table.c.count)
+            count = int(conn.execute(stmt).scalar_one())
+            if count == 1:  # first request of a new window: forget the old ones
+                conn.execute(delete(table).where(table.c.key_id == key_id, table.c.window < window))
+        return count, window + window_seconds
+
     # -- journeys -------------------------------------------------------------------------------------------
 
     def enter_journey(
@@ -418,6 +467,195 @@ class Store:
     def deliveries_with_status(self, status: DeliveryStatus) -> list[Delivery]:
         with self.session() as session:
             return list(session.scalars(select(Delivery).where(col(Delivery.status) == status)))
+
+    def mark_delivered(self, channel: str, provider_id: str, delivered_at: datetime) -> Delivery | None:
+        """A provider says the message reached the device: a sent delivery becomes delivered (once)."""
+        with session_scope(self.engine) as session:
+            delivery = session.scalars(
+                select(Delivery).where(
+                    col(Delivery.channel) == channel, col(Delivery.provider_id) == provider_id
+                )
+            ).first()
+            if delivery is None:
+                return None
+            if delivery.status == DeliveryStatus.SENT:
+                delivery.status = DeliveryStatus.DELIVERED
+                delivery.delivered_at = delivered_at
+                delivery.updated_at = utcnow()
+                session.add(delivery)
+        return delivery
+
+    # -- Zalo OA tokens -------------------------------------------------------------------------------------
+
+    def get_zalo_token(self, app_id: str) -> ZaloToken | None:
+        with self.session() as session:
+            return session.get(ZaloToken, app_id)
+
+    def rotate_zalo_token(
+        self,
+        app_id: str,
+        seed: str,
+        rejected: str | None,
+        refresh: Callable[[str], tuple[str, str, float]],
+        fresh_for: timedelta,
+    ) -> ZaloToken:
+        """A usable access token, refreshing the pair at most once across every worker and process.
+
+        Holds a lock on the app's row (`SELECT ... FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite)
+        while it decides and refreshes. After taking it, it re-reads: when another worker already replaced
+        the `rejected` token, that worker's token is the answer and nothing is refreshed. Otherwise
+        `refresh(refresh_token)` -> (access token, new refresh token, expires in seconds) runs inside the
+        lock, and the new pair is committed before this returns: a refresh token is single-use, so the
+        rotated one must be on disk before anybody sends with its access token. An error in `refresh`
+        rolls back and leaves the stored pair as it was.
+        """
+        seed_hash = hashlib.sha256(seed.encode()).hexdigest() if seed else ""
+        table = _table(ZaloToken)
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                # Take the write lock now, not at the first write: two readers must not both refresh.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if seed:
+                seeded = ZaloToken(app_id=app_id, refresh_token=seed, seed_hash=seed_hash)
+                self._insert_ignore(conn, ZaloToken, [seeded.model_dump()])
+            query = select(table).where(table.c.app_id == app_id)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            found = conn.execute(query).one_or_none()
+            if found is None:
+                raise LookupError(
+                    f"no Zalo refresh token stored for app {app_id}: set TOUCHFLOW_ZALO_REFRESH_TOKEN"
+                )
+            token = ZaloToken.model_validate(found._mapping)
+            now = utcnow()
+            if seed and token.seed_hash != seed_hash:
+                # The operator set a new seed (the old chain broke or expired): start again from it.
+                token.refresh_token, token.access_token, token.seed_hash = seed, None, seed_hash
+            elif (
+                token.access_token
+                and token.access_token != rejected
+                and token.expires_at is not None
+                and token.expires_at > now + fresh_for
+            ):
+                return token
+            access_token, refresh_token, expires_in = refresh(token.refresh_token)
+            token.access_token, token.refresh_token = access_token, refresh_token
+            token.expires_at = now + timedelta(seconds=expires_in)
+            token.rotations += 1
+            token.updated_at = now
+            conn.execute(
+                update(table).where(table.c.app_id == app_id).values(token.model_dump(exclude={"app_id"}))
+            )
+            conn.commit()
+        return token
+
+    # -- the onsite inbox -----------------------------------------------------------------------------------
+
+    def add_inbox_message(
+        self, *, key: str, customer_id: str, title: str, body: str, action_url: str | None
+    ) -> InboxMessage:
+        """Store a message once per delivery `key`: a retried send gets the row the first one made."""
+        row = {
+            "key": key,
+            "customer_id": customer_id,
+            "title": title,
+            "body": body,
+            "action_url": action_url,
+            "created_at": utcnow(),
+        }
+        with self.engine.begin() as conn:
+            self._insert_ignore(conn, InboxMessage, [row])
+        with self.session() as session:
+            return session.scalars(select(InboxMessage).where(col(InboxMessage.key) == key)).one()
+
+    def list_inbox(
+        self, customer_id: str, *, limit: int = 20, cursor: str | None = None, archived: bool = False
+    ) -> InboxSlice:
+        """A page of messages, newest first: the archived ones when `archived`, else the others.
+
+        Raises ValueError (naming `limit` or `cursor`) for a limit outside 1..100 or a cursor not made here.
+        """
+        if not 1 <= limit <= INBOX_PAGE_MAX:
+            raise ValueError(f"limit: must be between 1 and {INBOX_PAGE_MAX}")
+        archived_at = col(InboxMessage.archived_at)
+        stmt = select(InboxMessage).where(
+            col(InboxMessage.customer_id) == customer_id,
+            archived_at.is_not(None) if archived else archived_at.is_(None),
+        )
+        if cursor is not None:
+            created_at, ident = _parse_inbox_cursor(cursor)
+            stmt = stmt.where(
+                or_(
+                    col(InboxMessage.created_at) < created_at,
+                    and_(col(InboxMessage.created_at) == created_at, col(InboxMessage.id) < ident),
+                )
+            )
+        stmt = stmt.order_by(col(InboxMessage.created_at).desc(), col(InboxMessage.id).desc())
+        with self.session() as session:
+            rows = list(session.scalars(stmt.limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return InboxSlice(rows, _inbox_cursor(rows[-1]) if more else None)
+
+    def inbox_after(self, customer_id: str, after_id: int, limit: int = INBOX_PAGE_MAX) -> list[InboxMessage]:
+        """Unarchived messages with an id above `after_id`, oldest first: what a live stream sends next."""
+        stmt = (
+            select(InboxMessage)
+            .where(
+                col(InboxMessage.customer_id) == customer_id,
+                col(InboxMessage.id) > after_id,
+                col(InboxMessage.archived_at).is_(None),
+            )
+            .order_by(col(InboxMessage.id))
+            .limit(limit)
+        )
+        with self.session() as session:
+            return list(session.scalars(stmt))
+
+    def latest_inbox_id(self, customer_id: str) -> int:
+        """The newest message id of the customer, 0 for an empty inbox."""
+        stmt = select(func.max(col(InboxMessage.id))).where(col(InboxMessage.customer_id) == customer_id)
+        with self.engine.connect() as conn:
+            return int(conn.scalar(stmt) or 0)
+
+    def inbox_unread_count(self, customer_id: str) -> int:
+        stmt = (
+            select(func.count())
+            .select_from(InboxMessage)
+            .where(
+                col(InboxMessage.customer_id) == customer_id,
+                col(InboxMessage.read_at).is_(None),
+                col(InboxMessage.archived_at).is_(None),
+            )
+        )
+        with self.engine.connect() as conn:
+            return int(conn.scalar(stmt) or 0)
+
+    def mark_inbox_message(self, customer_id: str, message_id: int, mark: InboxMark) -> InboxMessage | None:
+        """Set `<mark>_at` (reading also sees) unless set; None when the customer has no such message."""
+        with session_scope(self.engine) as session:
+            message = session.get(InboxMessage, message_id, with_for_update=True)
+            if message is None or message.customer_id != customer_id:
+                return None
+            now = utcnow()
+            marks = ("seen", "read") if mark == "read" else (mark,)
+            for name in marks:
+                if getattr(message, f"{name}_at") is None:
+                    setattr(message, f"{name}_at", now)
+            session.add(message)
+        return message
+
+    def read_all_inbox(self, customer_id: str) -> int:
+        """Mark every unread, unarchived message of the customer read (and seen); returns how many changed."""
+        now = utcnow()
+        table = _table(InboxMessage)
+        where = and_(
+            table.c.customer_id == customer_id, table.c.read_at.is_(None), table.c.archived_at.is_(None)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(update(table).where(where, table.c.seen_at.is_(None)).values(seen_at=now))
+            result = conn.execute(update(table).where(where).values(read_at=now))
+        return int(result.rowcount)
 
     # -- coupons --------------------------------------------------------------------------------------------
 

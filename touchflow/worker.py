@@ -6,26 +6,62 @@ activities and channels.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
+from sqlalchemy.exc import OperationalError
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.coupons import CouponActivities
 from activities.journey import JourneyActivities
-from channels import build_channels
+from activities.zalo_tokens import StoreTokenProvider
+from channels import RetryableDeliveryError, build_channels
 from touchflow.db import make_engine
 from touchflow.rendering import Renderer
 from touchflow.settings import Settings
 from touchflow.store import Store
 from workflows import REGISTRY, JourneySpec
 
+# The sandbox re-imports workflow modules for every run. The journey base and the activities' data types are
+# deterministic library code (no clocks, randomness or I/O), so they are imported once; journeys themselves
+# stay sandboxed, which is what guards the code users write.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.base", "activities.types")
+)
+
+
+class StoreInbox:
+    """The onsite channel's `InboxSink`: the store, run off the event loop."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def save(self, customer_id: str, key: str, title: str, body: str, url: str | None) -> str:
+        try:
+            message = await asyncio.to_thread(
+                self.store.add_inbox_message,
+                key=key,
+                customer_id=customer_id,
+                title=title,
+                body=body,
+                action_url=url,
+            )
+        except OperationalError as exc:  # unreachable or locked database: Temporal retries the activity
+            raise RetryableDeliveryError(f"onsite: inbox storage unavailable: {type(exc).__name__}") from None
+        return str(message.id)
+
 
 def build_activities(settings: Settings, store: Store | None = None) -> JourneyActivities:
     store = store or Store(make_engine(settings.resolved_database_url))
     return JourneyActivities(
         store=store,
-        channels=build_channels(settings),
+        channels=build_channels(
+            settings,
+            inbox=StoreInbox(store),
+            zalo_tokens=StoreTokenProvider.from_settings(settings, store),
+        ),
         renderer=Renderer(settings.templates_dir, settings.default_locale),
         settings=settings,
     )
@@ -41,6 +77,7 @@ def build_worker(
         client,
         task_queue=settings.task_queue,
         workflows=[spec.workflow for spec in journeys],
+        workflow_runner=WORKFLOW_RUNNER,
         activities=[
             activities.enter_journey,
             activities.leave_journey,

@@ -326,7 +326,9 @@ class Journey:
             if not self._inbox:
                 return JourneyOutcome(status="exited", ended_by=self._ended_name())
             trigger = self._inbox.popleft()
-            entry: EnterJourneyResult = await workflow.execute_activity(
+            # Local activities: bookkeeping in the worker, recorded with the workflow task (no extra
+            # round trips through the server on the way to the first message).
+            entry: EnterJourneyResult = await workflow.execute_local_activity(
                 "enter_journey",
                 EnterJourneyInput(
                     journey=self.spec.name,
@@ -354,7 +356,7 @@ class Journey:
         if self.ended_by is not None:
             status = "converted" if self.ended_by.name in self.spec.goals else "exited"
         self._set_detail(f"ended: {status}")
-        await workflow.execute_activity(
+        await workflow.execute_local_activity(
             "leave_journey",
             LeaveJourneyInput(run_id=info.first_execution_run_id, status=status, ended_by=self._ended_name()),
             start_to_close_timeout=timedelta(seconds=30),

@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, HTTPException, Response, status
 
-from api.deps import ApiKey, StoreDep
+from api.deps import Ingest, Read, StoreDep
 from touchflow.models import (
     CustomerDetail,
     CustomerIn,
@@ -15,11 +15,12 @@ from touchflow.models import (
     EventPublic,
 )
 
-router = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[ApiKey])
+router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
 
 @router.post(
     "",
+    dependencies=[Ingest],
     response_model=CustomerPublic,
     responses={201: {"description": "Created"}, 200: {"description": "Updated"}},
 )
@@ -30,7 +31,7 @@ async def upsert_customer(body: CustomerIn, store: StoreDep, response: Response)
     return CustomerPublic.model_validate(customer)
 
 
-@router.get("/{customer_id}", response_model=CustomerDetail)
+@router.get("/{customer_id}", response_model=CustomerDetail, dependencies=[Read])
 async def get_customer(customer_id: str, store: StoreDep) -> CustomerDetail:
     """A profile with its 50 newest events and deliveries."""
     customer = await asyncio.to_thread(store.get_customer, customer_id)

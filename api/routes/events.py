@@ -8,12 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, status
 from pydantic import ValidationError
 
-from api.deps import ApiKey, RelayDep, SettingsDep, StoreDep
+from api.deps import Ingest, RelayDep, SettingsDep, StoreDep
 from api.errors import describe_errors
 from touchflow.models import BatchAck, BatchItemResult, EventAck, EventIn, IngestStatus
 from touchflow.router import routed_event_names
 
-router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[ApiKey])
+router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Ingest])
 
 _ROUTED = routed_event_names()
 _BATCH_DOC = "Up to TOUCHFLOW_MAX_BATCH_SIZE (default 1,000) events, each shaped like `POST /v1/events`."
@@ -46,7 +46,7 @@ async def post_batch(
     """
     if len(events) > settings.max_batch_size:
         raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            status.HTTP_413_CONTENT_TOO_LARGE,
             f"a batch holds at most {settings.max_batch_size} events; this one has {len(events)}: split it",
         )
     valid: list[tuple[int, EventIn]] = []

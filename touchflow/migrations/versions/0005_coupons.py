@@ -1,7 +1,7 @@
 """coupons and their redemptions
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-26
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import touchflow.models
 
 revision = '0005'
-down_revision = '0001'
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

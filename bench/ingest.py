@@ -1,0 +1,138 @@
+"""Events accepted per second by POST /v1/events/batch on the embedded default (SQLite), against a bare
+FastAPI endpoint that does one SQLite executemany per batch, measured in the same run.
+
+    .venv/bin/python -m bench.ingest [--events 100000] [--batch 1000] [--concurrency 4]
+
+Both servers run under uvicorn in their own process on loopback; the client pre-encodes every batch so it
+measures the server, not itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.common import machine
+from touchflow.temporal import free_port, wait_for_port
+
+BARE_APP = """
+import json, os, sqlite3
+from fastapi import FastAPI, Request
+db = sqlite3.connect(os.environ["BENCH_DB"], check_same_thread=False)
+db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous=NORMAL")
+db.execute(
+    "CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, customer_id TEXT, name TEXT, properties TEXT)"
+)
+app = FastAPI()
+@app.post("/v1/events/batch")
+async def batch(request: Request):
+    events = (await request.json())["events"]
+    rows = [(e["id"], e["customer_id"], e["name"], json.dumps(e.get("properties", {}))) for e in events]
+    with db:
+        db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", rows)
+    return {"accepted": len(rows)}
+"""
+
+
+def make_batches(total: int, size: int, tag: str) -> list[bytes]:
+    batches = []
+    for start in range(0, total, size):
+        events = [
+            {
+                "id": f"{tag}-{i}",
+                "customer_id": f"cust-{i % 5000}",
+                "name": "page_viewed" if i % 10 else "cart_updated",
+                "properties": {"url": f"https://shop.example/p/{i % 300}", "cart_id": f"cart-{i % 5000}"},
+                "timestamp": "2026-11-25T10:00:00Z",
+            }
+            for i in range(start, min(start + size, total))
+        ]
+        batches.append(json.dumps({"events": events}).encode())
+    return batches
+
+
+async def blast(url: str, batches: list[bytes], concurrency: int, headers: dict[str, str]) -> float:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in batches:
+        queue.put_nowait(body)
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            response = await client.post(url, content=body, headers=headers)
+            response.raise_for_status()
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="touchflow-bench-"))
+    results = {}
+    for name in ("bare", "touchflow"):
+        port = free_port()
+        env = dict(os.environ)
+        if name == "bare":
+            (work / "bare_app.py").write_text(BARE_APP)
+            env |= {"PYTHONPATH": str(work), "BENCH_DB": str(work / "bare.db")}
+            command = ["-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level", "warning"]
+            headers = {"Content-Type": "application/json"}
+        else:
+            env |= {
+                "TOUCHFLOW_HOME": str(work / "tf"),
+                "TOUCHFLOW_API_KEYS": "bench",
+                "TOUCHFLOW_SECRET_KEY": "bench-secret",
+                # No Temporal here: the relay keeps routed events in the outbox, as when Temporal is away.
+                "TOUCHFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+                "TOUCHFLOW_API_PORT": str(port),
+            }
+            command = ["-m", "touchflow.cli", "api"]
+            headers = {"Content-Type": "application/json", "Authorization": "Bearer bench"}
+        process = subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.DEVNULL)
+        try:
+            await wait_for_port("127.0.0.1", port, 60)
+            url = f"http://127.0.0.1:{port}/v1/events/batch"
+            warm = make_batches(args.batch, args.batch, f"{name}-warm")
+            await blast(url, warm, 1, headers)
+            batches = make_batches(args.events, args.batch, name)
+            seconds = await blast(url, batches, args.concurrency, headers)
+            results[name] = args.events / seconds
+        finally:
+            process.terminate()
+            process.wait(30)
+    ratio = results["touchflow"] / results["bare"]
+    print(
+        json.dumps(
+            {
+                "machine": machine(),
+                "events": args.events,
+                "batch": args.batch,
+                "concurrency": args.concurrency,
+                "bare_events_per_s": round(results["bare"]),
+                "touchflow_events_per_s": round(results["touchflow"]),
+                "ratio": round(ratio, 3),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,425 @@
+"""Zalo ZNS: pre-approved template messages to a phone's Zalo account over the Zalo OA OpenAPI (httpx).
+
+Both directions live here: sending (`ZaloZns`, which asks an injected `TokenProvider` for the OA access token
+and refreshes it once when Zalo answers -124), and Zalo's delivery webhook mapped to a receipt
+(`parse_webhook`). The OAuth v4 refresh call itself is `ZaloOAuth`; keeping the rotated tokens (and locking
+so only one worker refreshes) is the provider's job, outside this package.
+
+A template is a file `templates/<journey>/<step>.zalo_zns.<locale>.txt` whose blocks are `template_id` and one
+`param_<name>` per template parameter; see docs/channels/zalo-zns.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from enum import Enum
+from typing import Any, ClassVar, NamedTuple, Protocol, Self
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from channels.base import Channel, OutboundMessage, Reach, Receipt
+from channels.errors import PermanentDeliveryError, RetryableDeliveryError
+from touchflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
+# ZNS may not reach phones between 22:00 and 06:00 Vietnam time (error -133).
+NIGHT_ENDS = time(6, 0)
+PARAM_PREFIX = "param_"
+TRACKING_ID_LENGTH = 32  # Zalo allows 48; a hex digest prefix of the delivery key
+
+
+class Kind(Enum):
+    """What a Zalo error code means for the message."""
+
+    RETRY = "retry"  # try again later (Temporal's retry policy)
+    PERMANENT = "permanent"  # will not succeed as sent: the step falls back to the next channel
+    TEMPLATE = "template"  # permanent, and someone must fix the template: logged as an error
+    DEAD_ADDRESS = "dead_address"  # permanent, the phone number itself is unusable
+    TOKEN = "token"  # access token refused: refresh once and send again in the same call
+    NIGHT = "night"  # night window: retry at 06:00 Vietnam time
+    QUOTA = "quota"  # a daily quota: retry after midnight Vietnam time
+
+
+# Zalo's published ZNS error table (zalo.cloud/zns/guidelines/handle-error-code). Codes not listed are
+# permanent: an unknown refusal should fall back to the next channel, not retry for hours.
+ERRORS: dict[int, tuple[Kind, str]] = {
+    -100: (Kind.RETRY, "unknown error at Zalo"),
+    -101: (Kind.PERMANENT, "application invalid: check TOUCHFLOW_ZALO_APP_ID"),
+    -102: (Kind.PERMANENT, "application does not exist: check TOUCHFLOW_ZALO_APP_ID"),
+    -103: (Kind.PERMANENT, "application not activated on Zalo for Developers"),
+    -104: (Kind.PERMANENT, "app secret key invalid: check TOUCHFLOW_ZALO_SECRET_KEY"),
+    -105: (Kind.PERMANENT, "application not linked to an Official Account"),
+    -106: (Kind.PERMANENT, "method unsupported"),
+    -107: (Kind.PERMANENT, "message id invalid"),
+    -108: (Kind.DEAD_ADDRESS, "phone number invalid"),
+    -109: (Kind.TEMPLATE, "template id invalid"),
+    -110: (Kind.PERMANENT, "recipient's Zalo app version unsupported"),
+    -111: (Kind.TEMPLATE, "template data empty"),
+    -112: (Kind.TEMPLATE, "template data invalid"),
+    -113: (Kind.TEMPLATE, "button invalid"),
+    -114: (Kind.PERMANENT, "recipient inactive, refused the message or cannot receive it now"),
+    -115: (Kind.RETRY, "out of ZNS quota (account balance)"),
+    -116: (Kind.TEMPLATE, "text invalid"),
+    -117: (Kind.TEMPLATE, "OA or app has no permission to use this template"),
+    -118: (Kind.PERMANENT, "no Zalo account for this phone number"),
+    -119: (Kind.PERMANENT, "account cannot receive ZNS"),
+    -120: (Kind.PERMANENT, "OA has no permission to use this feature"),
+    -121: (Kind.PERMANENT, "request body empty"),
+    -122: (Kind.PERMANENT, "request body format invalid"),
+    -123: (Kind.RETRY, "Zalo could not create the message hash"),
+    -124: (Kind.TOKEN, "access token invalid"),
+    -125: (Kind.PERMANENT, "OA id invalid"),
+    -126: (Kind.PERMANENT, "recipient not allowed in development mode"),
+    -127: (Kind.PERMANENT, "OA not allowed to send in development mode"),
+    -128: (Kind.PERMANENT, "encoding method invalid"),
+    -129: (Kind.RETRY, "Zalo could not create the RSA key"),
+    -130: (Kind.TEMPLATE, "content longer than the template allows"),
+    -131: (Kind.TEMPLATE, "template not approved"),
+    -132: (Kind.TEMPLATE, "parameter invalid"),
+    -133: (Kind.NIGHT, "ZNS cannot be sent at night (22:00-06:00 Vietnam time)"),
+    -134: (Kind.PERMANENT, "recipient has not answered the OA's request to receive ZNS"),
+    -135: (Kind.PERMANENT, "OA has no permission to send ZNS"),
+    -136: (Kind.PERMANENT, "OA needs a linked Zalo Cloud Account to pay for ZNS"),
+    -137: (Kind.RETRY, "payment through the Zalo Cloud Account failed"),
+    -138: (Kind.PERMANENT, "app has no permission to send ZNS"),
+    -139: (Kind.PERMANENT, "recipient refuses this type of ZNS"),
+    -140: (Kind.PERMANENT, "OA may not send promotional ZNS to this recipient"),
+    -141: (Kind.PERMANENT, "recipient refuses ZNS from this OA"),
+    -142: (Kind.PERMANENT, "RSA key does not exist"),
+    -143: (Kind.PERMANENT, "RSA key already exists"),
+    -144: (Kind.QUOTA, "OA exceeded its daily ZNS quota"),
+    -145: (Kind.TEMPLATE, "OA may not send this type of template"),
+    -146: (Kind.TEMPLATE, "template disabled"),
+    -147: (Kind.QUOTA, "template exceeded its daily quota"),
+    -148: (Kind.PERMANENT, "ZNS journey token not found"),
+    -149: (Kind.PERMANENT, "ZNS journey token expired"),
+    -150: (Kind.PERMANENT, "ZNS journey token not activated"),
+    -151: (Kind.PERMANENT, "ZNS journey token used up"),
+    -152: (Kind.PERMANENT, "template may not be sent to this recipient"),
+    -153: (Kind.TEMPLATE, "content violates Zalo's rules"),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Classification
+# ---------------------------------------------------------------------------------------------------------
+
+
+def seconds_until(moment: time, now: datetime) -> float:
+    """Seconds from `now` until the next `moment` on the Vietnam clock (never zero: at least a minute)."""
+    local = now.astimezone(VIETNAM)
+    target = local.replace(hour=moment.hour, minute=moment.minute, second=0, microsecond=0)
+    if target <= local:
+        target += timedelta(days=1)
+    return max((target - local).total_seconds(), 60.0)
+
+
+def classify(code: int, now: datetime) -> RetryableDeliveryError | PermanentDeliveryError:
+    """The delivery error for a Zalo `error` code other than 0 (and -124 once a refresh did not help)."""
+    kind, meaning = ERRORS.get(code, (Kind.PERMANENT, "undocumented error"))
+    reason = f"Zalo ZNS error {code}: {meaning}"
+    if kind is Kind.NIGHT:
+        return RetryableDeliveryError(reason, code=str(code), retry_after=seconds_until(NIGHT_ENDS, now))
+    if kind is Kind.QUOTA:
+        return RetryableDeliveryError(reason, code=str(code), retry_after=seconds_until(time(0, 0), now))
+    if kind in (Kind.RETRY, Kind.TOKEN):
+        return RetryableDeliveryError(reason, code=str(code))
+    return PermanentDeliveryError(reason, code=str(code), address_dead=kind is Kind.DEAD_ADDRESS)
+
+
+def normalize_phone(raw: str) -> str:
+    """A Vietnamese mobile number as Zalo wants it: `84` and nine digits.
+
+    Accepts `0912345678`, `+84 912 345 678`, `84912345678` (spaces, dots, dashes, brackets ignored); anything
+    else is a PermanentDeliveryError that never quotes the number.
+    """
+    digits = re.sub(r"[\s().-]", "", raw)
+    if digits.startswith("+84"):
+        national = digits[3:]
+    elif digits.startswith("84") and len(digits) == 11:
+        national = digits[2:]
+    elif digits.startswith("0"):
+        national = digits[1:]
+    else:
+        raise PermanentDeliveryError("invalid phone: not a Vietnamese mobile number", address_dead=True)
+    if not re.fullmatch(r"[35789]\d{8}", national):
+        raise PermanentDeliveryError("invalid phone: not a Vietnamese mobile number", address_dead=True)
+    return f"84{national}"
+
+
+def tracking_id(key: str) -> str:
+    """Zalo's `tracking_id` for a delivery: derived from its key, without the customer id in clear."""
+    return hashlib.sha256(key.encode()).hexdigest()[:TRACKING_ID_LENGTH]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Access tokens (OAuth v4)
+# ---------------------------------------------------------------------------------------------------------
+
+
+class TokenPair(NamedTuple):
+    access_token: str
+    refresh_token: str
+    expires_in: float  # seconds
+
+
+class TokenProvider(Protocol):
+    """Where the channel gets the OA access token. The worker wires one backed by the database."""
+
+    async def access_token(self) -> str:
+        """A token believed valid (refreshing first when none is stored or it is about to expire)."""
+        ...
+
+    async def refresh(self, rejected: str) -> str:
+        """A token other than `rejected`, which Zalo refused: refreshed now, or by another worker already."""
+        ...
+
+
+class ZaloOAuth:
+    """`POST {oauth_base}/v4/oa/access_token` with a refresh token: the new access and refresh token.
+
+    Synchronous on purpose: the caller runs it in a thread while holding a database lock.
+    """
+
+    def __init__(self, *, oauth_base: str, app_id: str, secret_key: str, timeout: float = 10.0) -> None:
+        self.url = f"{oauth_base.rstrip('/')}/v4/oa/access_token"
+        self.app_id = app_id
+        self.secret_key = secret_key
+        self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(
+            oauth_base=settings.zalo_oauth_base,
+            app_id=settings.zalo_app_id,
+            secret_key=settings.zalo_secret_key.get_secret_value(),
+            timeout=settings.zalo_timeout.total_seconds(),
+        )
+
+    def refresh(self, refresh_token: str) -> TokenPair:
+        try:
+            with httpx.Client(timeout=self.timeout) as client:
+                response = client.post(
+                    self.url,
+                    headers={"secret_key": self.secret_key},
+                    data={
+                        "refresh_token": refresh_token,
+                        "app_id": self.app_id,
+                        "grant_type": "refresh_token",
+                    },
+                )
+        except httpx.HTTPError as exc:
+            raise RetryableDeliveryError(f"Zalo OAuth unreachable: {type(exc).__name__}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise RetryableDeliveryError(f"Zalo OAuth answered HTTP {response.status_code}")
+        body = _json(response)
+        if body is None:
+            raise RetryableDeliveryError(f"Zalo OAuth answered HTTP {response.status_code} without JSON")
+        if body.get("access_token") and body.get("refresh_token"):
+            return TokenPair(
+                str(body["access_token"]), str(body["refresh_token"]), float(body.get("expires_in") or 3600)
+            )
+        code = body.get("error")
+        name = str(body.get("error_name") or body.get("error_reason") or "refused")[:100]
+        log.error("zalo token refresh refused", extra={"zalo_error": code, "zalo_error_name": name})
+        raise PermanentDeliveryError(
+            f"Zalo OAuth refused the token refresh (error {code}: {name}): check TOUCHFLOW_ZALO_APP_ID and "
+            "TOUCHFLOW_ZALO_SECRET_KEY, or set TOUCHFLOW_ZALO_REFRESH_TOKEN to a new refresh token",
+            code=str(code),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sending
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _Answer(NamedTuple):
+    code: int
+    data: dict[str, Any]
+
+
+class ZaloZns(Channel):
+    name = "zalo_zns"
+    reaches = Reach.PHONE
+    # Rendered parts: `template_id` and every `param_<name>` block (see `accepts`).
+    parts: ClassVar[tuple[str, ...]] = ("template_id",)
+    required_parts: ClassVar[tuple[str, ...]] = ("template_id",)
+
+    def __init__(
+        self,
+        *,
+        api_base: str,
+        tokens: TokenProvider,
+        timeout: float = 10.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.url = f"{api_base.rstrip('/')}/message/template"
+        self.tokens = tokens
+        self.timeout = timeout
+        self.clock = clock
+
+    @classmethod
+    def accepts(cls, part: str) -> bool:
+        return part in cls.parts or part.startswith(PARAM_PREFIX)
+
+    @staticmethod
+    def configured(settings: Settings) -> bool:
+        """Zalo needs an app id, its secret key and a refresh token; without them the channel stays off."""
+        return bool(
+            settings.zalo_app_id
+            and settings.zalo_secret_key.get_secret_value()
+            and settings.zalo_refresh_token.get_secret_value()
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, tokens: TokenProvider | None = None) -> Self:
+        if tokens is None:
+            raise ValueError("the zalo_zns channel needs a token provider (the worker builds one)")
+        return cls(
+            api_base=settings.zalo_api_base, tokens=tokens, timeout=settings.zalo_timeout.total_seconds()
+        )
+
+    def request(self, message: OutboundMessage) -> dict[str, Any]:
+        """The JSON body of `POST /message/template` for this message."""
+        template_id = message.content.get("template_id", "").strip()
+        if not template_id:
+            raise PermanentDeliveryError("zalo_zns template has no `template_id` block")
+        return {
+            "phone": normalize_phone(message.address),
+            "template_id": template_id,
+            "template_data": {
+                part.removeprefix(PARAM_PREFIX): value
+                for part, value in message.content.items()
+                if part.startswith(PARAM_PREFIX)
+            },
+            "tracking_id": tracking_id(message.key),
+        }
+
+    async def send(self, message: OutboundMessage) -> Receipt:
+        body = self.request(message)
+        token = await self.tokens.access_token()
+        answer = await self._post(token, body)
+        if answer.code == -124:
+            # Expired or revoked: refresh once (or take the token another worker just got) and send again.
+            token = await self.tokens.refresh(token)
+            answer = await self._post(token, body)
+        if answer.code == 0:
+            return Receipt(provider_id=str(answer.data.get("msg_id") or "") or None)
+        error = classify(answer.code, self.clock())
+        if ERRORS.get(answer.code, (None,))[0] is Kind.TEMPLATE:
+            # Someone has to fix the template or its mapping: say so loudly (ids only, never the data).
+            log.error(
+                "zalo template rejected",
+                extra={"zalo_error": answer.code, "template_id": body["template_id"], "reason": error.reason},
+            )
+        raise error
+
+    async def _post(self, token: str, body: dict[str, Any]) -> _Answer:
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.post(self.url, headers={"access_token": token}, json=body)
+        except httpx.HTTPError as exc:
+            raise RetryableDeliveryError(f"Zalo ZNS unreachable: {type(exc).__name__}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            retry_after = _retry_after(response)
+            raise RetryableDeliveryError(
+                f"Zalo ZNS answered HTTP {response.status_code}",
+                code=str(response.status_code),
+                retry_after=retry_after,
+            )
+        if response.status_code >= 400:
+            raise PermanentDeliveryError(
+                f"Zalo ZNS answered HTTP {response.status_code}: check TOUCHFLOW_ZALO_API_BASE",
+                code=str(response.status_code),
+            )
+        answer = _json(response)
+        if answer is None or not isinstance(answer.get("error"), int):
+            raise RetryableDeliveryError("Zalo ZNS answered without an error code")
+        data = answer.get("data")
+        return _Answer(answer["error"], data if isinstance(data, dict) else {})
+
+
+def _json(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        value = response.json()
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The delivery webhook (Zalo -> us)
+# ---------------------------------------------------------------------------------------------------------
+
+DELIVERED_EVENT = "user_received_message"
+
+
+class WebhookError(ValueError):
+    """The body is not a Zalo event we can read (answered 422)."""
+
+
+class WebhookSignatureError(WebhookError):
+    """`X-ZEvent-Signature` is missing or does not match (answered 401)."""
+
+
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    """Zalo reports a ZNS message on the recipient's device."""
+
+    msg_id: str
+    tracking_id: str | None
+    delivered_at: datetime
+
+
+def webhook_signature(app_id: str, body: bytes, timestamp: str, oa_secret_key: str) -> str:
+    """`mac=` + hex SHA-256 of app id + raw body + the body's `timestamp` + OA Secret Key, as Zalo signs."""
+    digest = hashlib.sha256(app_id.encode() + body + timestamp.encode() + oa_secret_key.encode())
+    return f"mac={digest.hexdigest()}"
+
+
+def parse_webhook(
+    body: bytes, signature: str | None, *, app_id: str, oa_secret_key: str
+) -> DeliveryReceipt | None:
+    """Check Zalo's signature and map the event: a delivery receipt, or None for events we do not use."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        raise WebhookError("body: not JSON") from None
+    if not isinstance(event, dict):
+        raise WebhookError("body: not a JSON object")
+    timestamp = str(event.get("timestamp", ""))
+    expected = webhook_signature(app_id, body, timestamp, oa_secret_key)
+    presented = (signature or "").strip()
+    if not presented.startswith("mac="):
+        presented = f"mac={presented}"
+    if not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise WebhookSignatureError("X-ZEvent-Signature does not match")
+    if event.get("event_name") != DELIVERED_EVENT:
+        return None
+    message = event.get("message")
+    if not isinstance(message, dict) or not message.get("msg_id"):
+        raise WebhookError("message.msg_id: missing")
+    delivered_ms = str(message.get("delivery_time") or timestamp)
+    if not delivered_ms.isdigit():
+        raise WebhookError("message.delivery_time: not milliseconds since the epoch")
+    return DeliveryReceipt(
+        msg_id=str(message["msg_id"]),
+        tracking_id=str(message["tracking_id"]) if message.get("tracking_id") else None,
+        delivered_at=datetime.fromtimestamp(int(delivered_ms) / 1000, UTC),
+    )

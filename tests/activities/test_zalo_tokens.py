@@ -1,0 +1,90 @@
+"""The database-backed Zalo token provider: one rotation per expiry across workers, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from activities.zalo_tokens import StoreTokenProvider
+from channels import build_channels
+from channels.base import OutboundMessage
+from channels.zalo_zns import ZaloZns, tracking_id
+from tests.support.zalo import APP_ID, ZaloServer
+from touchflow.db import make_engine
+from touchflow.settings import Settings
+from touchflow.store import Store
+
+MESSAGES_PER_WORKER = 6
+
+
+@pytest.fixture
+def workers(
+    db_url: str, zalo: ZaloServer, make_settings: Callable[..., Settings]
+) -> Iterator[list[tuple[Store, ZaloZns]]]:
+    """Two "workers": each with its own engine, Store, token provider and channel, on one database."""
+    settings = make_settings(**zalo.settings())
+    built: list[tuple[Store, ZaloZns]] = []
+    for _ in range(2):
+        store = Store(make_engine(db_url))
+        channel = build_channels(settings, zalo_tokens=StoreTokenProvider.from_settings(settings, store))[
+            "zalo_zns"
+        ]
+        assert isinstance(channel, ZaloZns)
+        built.append((store, channel))
+    yield built
+    for store, _ in built:
+        store.engine.dispose()
+
+
+def _message(key: str) -> OutboundMessage:
+    content = {"template_id": "231245", "param_order_code": key}
+    return OutboundMessage(key=key, address="0912345678", content=content)
+
+
+async def _burst(workers: list[tuple[Store, ZaloZns]], round_: str) -> list[str]:
+    sends = [
+        (channel, f"{round_}-w{number}-{n}")
+        for number, (_, channel) in enumerate(workers)
+        for n in range(MESSAGES_PER_WORKER)
+    ]
+    await asyncio.gather(*(channel.send(_message(key)) for channel, key in sends))
+    return [key for _, key in sends]
+
+
+async def test_the_token_rotates_exactly_once_per_expiry_across_workers(
+    workers: list[tuple[Store, ZaloZns]], zalo: ZaloServer
+) -> None:
+    zalo.refresh_delay = 0.2  # both workers ask while the first refresh is still in flight
+    first = await _burst(workers, "a")
+    assert zalo.refreshes == 1  # the seed was used once, by one worker
+
+    zalo.expire_tokens()
+    second = await _burst(workers, "b")
+    assert zalo.refreshes == 2  # one refresh for the expiry, though twelve sends met -124
+    assert zalo.token_errors == []  # nobody presented a used refresh token
+
+    assert zalo.arrivals() == {tracking_id(key): 1 for key in first + second}
+    for store, _ in workers:
+        stored = store.get_zalo_token(APP_ID)
+        assert stored is not None
+        assert stored.refresh_token == zalo.refresh_token
+        assert stored.access_token in zalo.access_tokens
+        assert stored.rotations == 2
+
+
+async def test_a_new_seed_restarts_the_chain(
+    workers: list[tuple[Store, ZaloZns]], zalo: ZaloServer, make_settings: Callable[..., Settings]
+) -> None:
+    store, channel = workers[0]
+    await channel.send(_message("before"))
+    # The operator pastes a fresh refresh token (say the old chain lapsed): it wins over the stored one.
+    zalo.refresh_token = "rt-pasted"
+    zalo.expire_tokens()
+    settings = make_settings(**zalo.settings(zalo_refresh_token="rt-pasted"))
+    fresh = build_channels(settings, zalo_tokens=StoreTokenProvider.from_settings(settings, store))
+    await fresh["zalo_zns"].send(_message("after"))
+    assert zalo.refreshes == 2 and zalo.token_errors == []
+    stored = store.get_zalo_token(APP_ID)
+    assert stored is not None and stored.refresh_token == zalo.refresh_token

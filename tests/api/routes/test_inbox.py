@@ -1,0 +1,322 @@
+"""The browser inbox API under uvicorn, on SQLite and PostgreSQL: tokens, pages, counts, marks, CORS, SSE.
+
+Messages are added through a store of another engine, as a worker process would add them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import insert
+
+from tests.api.conftest import SHOP, RunningApi, customer_headers, customer_token, running_api
+from tests.conftest import API_KEY
+from touchflow.models import InboxMessage, utcnow
+from touchflow.settings import Settings
+
+
+def add(api: RunningApi, customer: str, n: int) -> InboxMessage:
+    return api.store.add_inbox_message(
+        key=f"{customer}:{n}", customer_id=customer, title=f"t{n}", body=f"b{n}", action_url=None
+    )
+
+
+class EventStream:
+    """Reads Server-Sent Events off a streamed response, one field dict per event (comments as `comment`)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.lines = response.aiter_lines()
+
+    async def next(self) -> dict[str, str]:
+        event: dict[str, str] = {}
+        async for line in self.lines:
+            if not line:
+                if event:
+                    return event
+                continue
+            if line.startswith(":"):
+                event["comment"] = line[1:].strip()
+                continue
+            name, _, value = line.partition(":")
+            event[name] = value.removeprefix(" ")
+        raise EOFError("the stream ended")
+
+    async def until(self, wanted: Callable[[dict[str, str]], bool], timeout: float = 5.0) -> dict[str, str]:
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.next()
+                if wanted(event):
+                    return event
+
+
+@contextlib.asynccontextmanager
+async def stream(
+    api: RunningApi, customer: str, headers: dict[str, str] | None = None, **params: Any
+) -> AsyncIterator[EventStream]:
+    query = {"customer": customer, "token": customer_token(customer), **params}
+    async with api.client.stream("GET", "/v1/inbox/stream", params=query, headers=headers) as response:
+        assert response.status_code == 200, response.status_code
+        assert response.headers["content-type"].startswith("text/event-stream")
+        yield EventStream(response)
+
+
+def is_message(event: dict[str, str]) -> bool:
+    return event.get("event") == "message"
+
+
+# -- who may open an inbox -----------------------------------------------------------------------------------
+
+GOOD = customer_headers("c1")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("GET", "/v1/inbox/messages", {}),
+        ("GET", "/v1/inbox/messages", {"X-Touchflow-Customer": "c1"}),
+        ("GET", "/v1/inbox/messages", {"X-Touchflow-Customer": "c1", "X-Touchflow-Token": "0" * 64}),
+        # c2's valid token does not open c1's inbox
+        (
+            "GET",
+            "/v1/inbox/unread",
+            {"X-Touchflow-Customer": "c1", "X-Touchflow-Token": customer_token("c2")},
+        ),
+        (
+            "POST",
+            "/v1/inbox/read-all",
+            {"X-Touchflow-Customer": "c2", "X-Touchflow-Token": GOOD["X-Touchflow-Token"]},
+        ),
+        (
+            "POST",
+            "/v1/inbox/messages/1/read",
+            {"Authorization": f"Bearer {API_KEY}"},
+        ),  # the server key is not it
+        ("GET", "/v1/inbox/stream", {}),
+        ("GET", "/v1/inbox/stream?customer=c1&token=" + "ab" * 32, {}),
+        ("GET", "/v1/inbox/stream?customer=c1&token=" + customer_token("c2"), {}),
+        ("GET", "/v1/inbox/tokens/c1", GOOD),  # minting tokens needs the API key
+    ],
+)
+async def test_a_wrong_or_missing_token_is_401(
+    inbox_api: RunningApi, method: str, path: str, headers: dict[str, str]
+) -> None:
+    response = await inbox_api.client.request(method, path, headers=headers)
+    assert response.status_code == 401
+    assert "c2" not in response.text and customer_token("c1") not in response.text
+
+
+async def test_the_backend_can_get_a_token_with_its_api_key(inbox_api: RunningApi) -> None:
+    response = await inbox_api.client.get(
+        "/v1/inbox/tokens/c1", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    assert response.status_code == 200
+    assert response.json() == {"customer_id": "c1", "token": customer_token("c1")}
+    upper = {**GOOD, "X-Touchflow-Token": GOOD["X-Touchflow-Token"].upper()}
+    assert (await inbox_api.client.get("/v1/inbox/unread", headers=upper)).json() == {"unread": 0}
+
+
+async def test_without_a_secret_key_the_inbox_says_what_to_set(
+    make_settings: Callable[..., Settings], sqlite_store: Any
+) -> None:
+    url = str(sqlite_store.engine.url)
+    async with running_api(make_settings, url, secret_key="") as api:
+        response = await api.client.get("/v1/inbox/unread", headers=GOOD)
+    assert response.status_code == 503
+    assert "TOUCHFLOW_SECRET_KEY" in response.json()["detail"]
+
+
+# -- pages, counts, marks ------------------------------------------------------------------------------------
+
+
+async def test_pages_follow_the_cursor_newest_first(inbox_api: RunningApi) -> None:
+    made = [add(inbox_api, "c1", n) for n in range(5)]
+    add(inbox_api, "c2", 0)
+    titles: list[str] = []
+    params: dict[str, Any] = {"limit": 2}
+    while True:
+        response = await inbox_api.client.get("/v1/inbox/messages", params=params, headers=GOOD)
+        assert response.status_code == 200
+        page = response.json()
+        titles += [m["title"] for m in page["messages"]]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert titles == [m.title for m in reversed(made)]
+    assert set(page["messages"][0]) == {
+        "id", "title", "body", "action_url", "created_at", "seen_at", "read_at", "archived_at",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"limit": 101}, "limit"), ({"limit": 0}, "limit"), ({"cursor": "garbage!"}, "cursor")],
+)
+async def test_bad_paging_is_422_naming_the_field(
+    inbox_api: RunningApi, params: dict[str, Any], field: str
+) -> None:
+    response = await inbox_api.client.get("/v1/inbox/messages", params=params, headers=GOOD)
+    assert response.status_code == 422
+    assert field in response.text
+
+
+async def test_counts_and_marks(inbox_api: RunningApi) -> None:
+    one, two, three = (add(inbox_api, "c1", n) for n in range(3))
+    theirs = add(inbox_api, "c2", 0)
+    client = inbox_api.client
+
+    async def unread() -> int:
+        response = await client.get("/v1/inbox/unread", headers=GOOD)
+        count: int = response.json()["unread"]
+        return count
+
+    assert await unread() == 3
+    seen = (await client.post(f"/v1/inbox/messages/{one.id}/seen", headers=GOOD)).json()
+    assert seen["seen_at"] is not None and seen["read_at"] is None
+    read = (await client.post(f"/v1/inbox/messages/{one.id}/read", headers=GOOD)).json()
+    assert read["read_at"] is not None and read["seen_at"] == seen["seen_at"]
+    assert await unread() == 2
+
+    archived = await client.post(f"/v1/inbox/messages/{two.id}/archive", headers=GOOD)
+    assert archived.json()["archived_at"] is not None
+    assert await unread() == 1
+    listed = (await client.get("/v1/inbox/messages", headers=GOOD)).json()["messages"]
+    assert [m["id"] for m in listed] == [three.id, one.id]
+    listed = (await client.get("/v1/inbox/messages?archived=true", headers=GOOD)).json()["messages"]
+    assert [m["id"] for m in listed] == [two.id]
+
+    # Another customer's message looks just like a missing one.
+    for message_id in (theirs.id, 999_999):
+        response = await client.post(f"/v1/inbox/messages/{message_id}/read", headers=GOOD)
+        assert response.status_code == 404
+    assert (await client.post("/v1/inbox/read-all", headers=GOOD)).json() == {"updated": 1}
+    assert await unread() == 0
+    assert inbox_api.store.inbox_unread_count("c2") == 1
+
+
+# -- CORS and the script -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "origin", "allowed"),
+    [
+        ("/v1/inbox/messages", SHOP, True),
+        ("/v1/inbox/messages", "https://evil.example", False),
+        ("/v1/events", SHOP, False),  # the server API is not for browsers
+    ],
+)
+async def test_cors_only_for_the_inbox_and_the_allowed_sites(
+    inbox_api: RunningApi, path: str, origin: str, allowed: bool
+) -> None:
+    preflight = await inbox_api.client.options(
+        path,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "x-touchflow-customer,x-touchflow-token",
+        },
+    )
+    assert (preflight.headers.get("access-control-allow-origin") == origin) is allowed
+    simple = await inbox_api.client.get(path, headers={**GOOD, "Origin": origin})
+    assert (simple.headers.get("access-control-allow-origin") == origin) is allowed
+
+
+async def test_the_script_is_served(inbox_api: RunningApi) -> None:
+    response = await inbox_api.client.get("/inbox.js")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/javascript")
+    assert "EventSource" in response.text
+    assert "innerHTML" not in response.text
+
+
+# -- the live stream -----------------------------------------------------------------------------------------
+
+
+async def test_stream_delivers_what_another_process_stores(inbox_api: RunningApi) -> None:
+    old = add(inbox_api, "c1", 0)
+    async with stream(inbox_api, "c1") as events:
+        assert (await events.next()) == {"retry": "2000"}
+        assert (await events.until(lambda e: e.get("event") == "unread"))["data"] == '{"unread": 1}'
+        add(inbox_api, "c2", 1)  # someone else's: never on this stream
+        new = add(inbox_api, "c1", 2)
+        event = await events.until(lambda e: e.get("event") in ("message", "unread"))
+        assert event["event"] == "message" and event["id"] == str(new.id)
+        assert '"title":"t2"' in event["data"] and '"read_at":null' in event["data"]
+        assert (await events.until(lambda e: e.get("event") == "unread"))["data"] == '{"unread": 2}'
+    assert old.id is not None and new.id is not None and new.id > old.id
+
+
+async def test_stream_resumes_after_last_event_id(inbox_api: RunningApi) -> None:
+    first = add(inbox_api, "c1", 1)
+    async with stream(inbox_api, "c1", after=0) as events:
+        assert (await events.until(is_message))["id"] == str(first.id)
+    missed = [add(inbox_api, "c1", n) for n in (2, 3)]  # while the browser was away
+    async with stream(inbox_api, "c1", after=0, headers={"Last-Event-ID": str(first.id)}) as events:
+        got = [(await events.until(is_message))["id"] for _ in missed]
+    assert got == [str(m.id) for m in missed]
+
+
+async def test_stream_sends_a_burst_larger_than_a_page(inbox_api: RunningApi) -> None:
+    made = [add(inbox_api, "c1", n) for n in range(130)]
+    async with stream(inbox_api, "c1", after=0) as events:
+        got = [(await events.until(is_message))["id"] for _ in made]
+    assert got == [str(m.id) for m in made]
+
+
+async def test_stream_sends_a_message_whose_commit_came_late(
+    make_settings: Callable[..., Settings], postgres_schema_url: str
+) -> None:
+    """Two workers: the one that took the lower id commits after the other. The stream still sends both."""
+    customer = f"late-{uuid.uuid4().hex[:8]}"
+    async with running_api(make_settings, postgres_schema_url) as api, stream(api, customer) as events:
+        with api.store.engine.connect() as slow_worker:
+            pending = slow_worker.begin()
+            slow_worker.execute(
+                insert(InboxMessage).values(
+                    key=f"{customer}:slow", customer_id=customer, title="slow", body="b", created_at=utcnow()
+                )
+            )
+            fast = add(api, customer, 1)
+            assert json.loads((await events.until(is_message))["data"])["title"] == "t1"
+            pending.commit()
+        slow = json.loads((await events.until(is_message))["data"])
+    assert slow["title"] == "slow" and slow["id"] < (fast.id or 0)
+
+
+async def test_stream_sends_a_heartbeat_when_quiet(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    async with (
+        running_api(make_settings, db_url, inbox_heartbeat="100ms") as api,
+        stream(api, "quiet") as events,
+    ):
+        assert (await events.until(lambda e: "comment" in e))["comment"] == "heartbeat"
+
+
+async def test_stream_ends_at_its_max_age_for_the_browser_to_reconnect(
+    make_settings: Callable[..., Settings], sqlite_store: Any
+) -> None:
+    url = str(sqlite_store.engine.url)
+    async with (
+        running_api(make_settings, url, inbox_stream_max_age="200ms") as api,
+        stream(api, "c1") as events,
+    ):
+        with pytest.raises(EOFError):
+            await events.until(lambda e: False)
+
+
+async def test_stream_rejects_a_last_event_id_that_is_no_id(inbox_api: RunningApi) -> None:
+    response = await inbox_api.client.get(
+        "/v1/inbox/stream",
+        params={"customer": "c1", "token": customer_token("c1")},
+        headers={"Last-Event-ID": "x"},
+    )
+    assert response.status_code == 422
+    assert "Last-Event-ID" in response.text

@@ -1,0 +1,161 @@
+"""POST /v1/events and /v1/events/batch: auth, validation, duplicates, partially invalid batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from touchflow.store import Store
+
+
+def event(id: str = "e-1", **fields: Any) -> dict[str, Any]:
+    return {"id": id, "customer_id": "c-1", "name": "signed_up", **fields}
+
+
+def store_of(api: TestClient) -> Store:
+    store: Store = api.app.state.store  # type: ignore[attr-defined]
+    return store
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({}, "no header"),
+        ({"Authorization": "Bearer wrong"}, "unknown key"),
+        ({"Authorization": "Basic dGVzdC1rZXktMTo="}, "not a bearer token"),
+        ({"Authorization": "Bearer "}, "empty key"),
+    ],
+)
+def test_a_missing_or_wrong_key_gets_401_and_stores_nothing(
+    api: TestClient, headers: dict[str, str], why: str
+) -> None:
+    api.headers.pop("Authorization")
+    response = api.post("/v1/events", json=event(), headers=headers)
+    assert response.status_code == 401, why
+    assert "TOUCHFLOW_API_KEYS" in response.json()["detail"]
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert store_of(api).get_event("e-1") is None
+
+
+def test_an_event_is_stored_and_queued_for_its_journeys(api: TestClient) -> None:
+    response = api.post("/v1/events", json=event(properties={"plan": "free"}))
+    assert response.status_code == 202
+    assert response.json() == {"id": "e-1", "status": "accepted"}
+    stored = store_of(api).get_event("e-1")
+    assert stored is not None and stored.properties == {"plan": "free"}
+    assert store_of(api).outbox_size() == 1
+
+
+def test_an_event_no_journey_cares_about_is_stored_but_not_relayed(api: TestClient) -> None:
+    assert api.post("/v1/events", json=event(name="page_viewed")).status_code == 202
+    assert store_of(api).get_event("e-1") is not None
+    assert store_of(api).outbox_size() == 0
+
+
+def test_an_unknown_customer_gets_a_bare_profile(api: TestClient) -> None:
+    api.post("/v1/events", json=event(customer_id="new-one"))
+    profile = api.get("/v1/customers/new-one").json()
+    assert profile["customer"]["email"] is None
+    assert [e["id"] for e in profile["events"]] == ["e-1"]
+
+
+def test_a_repeated_id_is_a_duplicate_and_changes_nothing(api: TestClient) -> None:
+    assert api.post("/v1/events", json=event(properties={"v": 1})).json()["status"] == "accepted"
+    again = api.post("/v1/events", json=event(properties={"v": 2}))
+    assert again.status_code == 202
+    assert again.json() == {"id": "e-1", "status": "duplicate"}
+    stored = store_of(api).get_event("e-1")
+    assert stored is not None and stored.properties == {"v": 1}
+    assert store_of(api).outbox_size() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "hint"),
+    [
+        ({"customer_id": "c-1", "name": "signed_up"}, "id", "Field required"),
+        (event(name="has spaces"), "name", "pattern"),
+        (event(name=""), "name", "at least 1"),
+        (event(customer_id="a/b"), "customer_id", "pattern"),
+        (event(id="x" * 129), "id", "at most 128"),
+        (event(timestamp="yesterday"), "timestamp", "datetime"),
+        (event(properties=[1, 2]), "properties", "dictionary"),
+        (event(colour="red"), "colour", "Extra inputs"),
+    ],
+)
+def test_invalid_events_get_422_naming_the_field(
+    api: TestClient, body: dict[str, Any], field: str, hint: str
+) -> None:
+    response = api.post("/v1/events", json=body)
+    assert response.status_code == 422
+    message = response.json()["message"]
+    assert message.startswith(f"{field}:"), message
+    assert hint in message
+    assert store_of(api).get_event(str(body.get("id"))) is None
+
+
+def test_a_body_that_is_not_json_gets_422(api: TestClient) -> None:
+    response = api.post("/v1/events", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert "JSON" in response.json()["message"]
+
+
+def test_a_batch_stores_the_valid_events_and_names_each_rejected_one(api: TestClient) -> None:
+    api.post("/v1/events", json=event("seen-before"))
+    batch = [
+        event("b-1"),
+        {"id": "b-2", "name": "signed_up"},  # no customer_id
+        event("seen-before"),
+        event("b-3", name="cart updated"),  # bad name
+        event("b-4", name="order_placed", properties={"order_id": "o-1"}),
+        event("b-1"),  # repeated inside the batch
+    ]
+    response = api.post("/v1/events/batch", json={"events": batch})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (2, 2, 2)
+    results = {r["index"]: r for r in body["results"]}
+    assert [results[i]["status"] for i in range(6)] == [
+        "accepted",
+        "rejected",
+        "duplicate",
+        "rejected",
+        "accepted",
+        "duplicate",
+    ]
+    assert results[1]["errors"] == ["customer_id: Field required"]
+    assert results[1]["id"] == "b-2"
+    assert results[3]["errors"][0].startswith("name: String should match pattern")
+    store = store_of(api)
+    assert store.get_event("b-1") is not None and store.get_event("b-4") is not None
+    assert store.get_event("b-2") is None and store.get_event("b-3") is None
+
+
+def test_resending_a_whole_batch_is_safe(api: TestClient) -> None:
+    batch = {"events": [event(f"r-{i}") for i in range(5)]}
+    assert api.post("/v1/events/batch", json=batch).json()["accepted"] == 5
+    again = api.post("/v1/events/batch", json=batch).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 5)
+    assert store_of(api).outbox_size() == 5
+
+
+def test_a_batch_over_the_limit_is_refused_whole(api: TestClient) -> None:
+    response = api.post("/v1/events/batch", json={"events": [event(f"x-{i}") for i in range(1001)]})
+    assert response.status_code == 413
+    assert "at most 1000" in response.json()["detail"]
+    assert store_of(api).get_event("x-0") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "events: Field required"),
+        ({"events": "nope"}, "events: Input should be a valid list"),
+        ({"events": ["nope"]}, "events.0: Input should be a valid dictionary"),
+    ],
+)
+def test_a_malformed_batch_gets_422(api: TestClient, body: dict[str, Any], message: str) -> None:
+    response = api.post("/v1/events/batch", json=body)
+    assert response.status_code == 422
+    assert response.json()["message"].startswith(message)

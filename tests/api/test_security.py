@@ -1,0 +1,95 @@
+"""Scoped keys, rotation, rate limits and body size limits at the API's door."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from touchflow.apikeys import digest
+from touchflow.settings import Settings
+
+INGEST_KEY = "ingest-only-key"
+OLD_KEY, NEW_KEY = "rotating-old-key", "rotating-new-key"
+
+
+@pytest.fixture
+def make_api(db_url: str, make_settings: Callable[..., Settings]) -> Iterator[Callable[..., TestClient]]:
+    clients: list[TestClient] = []
+
+    def make(**settings: object) -> TestClient:
+        app = create_app(make_settings(database_url=db_url, **settings), run_relay=False)
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_an_ingest_key_sends_events_but_cannot_read_profiles(make_api: Callable[..., TestClient]) -> None:
+    api = make_api(api_keys=[f"ingest:{INGEST_KEY}", "admin-key-123"])
+    event = {"id": "e1", "customer_id": "c1", "name": "signed_up"}
+    assert api.post("/v1/events", json=event, headers=bearer(INGEST_KEY)).status_code == 202
+    assert api.post("/v1/customers", json={"id": "c1"}, headers=bearer(INGEST_KEY)).status_code == 200
+    refused = api.get("/v1/customers/c1", headers=bearer(INGEST_KEY))
+    assert refused.status_code == 403
+    assert "lacks the 'read' scope" in refused.json()["detail"]
+    assert INGEST_KEY not in refused.text
+    assert api.get("/v1/customers/c1", headers=bearer("admin-key-123")).status_code == 200
+
+
+def test_keys_can_be_given_hashed_and_rotated(make_api: Callable[..., TestClient]) -> None:
+    api = make_api(api_keys=[OLD_KEY, f"sha256={digest(NEW_KEY).hex()}"])
+    for key in (OLD_KEY, NEW_KEY):
+        assert api.get("/v1/customers/nobody", headers=bearer(key)).status_code == 404
+    assert (
+        api.get("/v1/customers/nobody", headers=bearer("sha256=" + digest(NEW_KEY).hex())).status_code == 401
+    )
+
+
+def test_past_the_rate_limit_a_key_gets_429_with_retry_after(make_api: Callable[..., TestClient]) -> None:
+    api = make_api(api_keys=["key-one-123", "key-two-123"], rate_limit_per_minute=3)
+    answers = [api.get("/v1/customers/x", headers=bearer("key-one-123")).status_code for _ in range(4)]
+    assert answers == [404, 404, 404, 429]
+    limited = api.get("/v1/customers/x", headers=bearer("key-one-123"))
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert "TOUCHFLOW_RATE_LIMIT_PER_MINUTE" in limited.json()["detail"]
+    # another key has its own budget, and a second API process sees the same counts
+    assert api.get("/v1/customers/x", headers=bearer("key-two-123")).status_code == 404
+    other_process = make_api(api_keys=["key-one-123"], rate_limit_per_minute=3)
+    assert other_process.get("/v1/customers/x", headers=bearer("key-one-123")).status_code == 429
+
+
+def test_a_body_over_the_limit_gets_413_and_nothing_is_stored(make_api: Callable[..., TestClient]) -> None:
+    api = make_api(max_body_bytes=2048)
+    events = [{"id": f"e{i}", "customer_id": "c", "name": "page_viewed"} for i in range(100)]
+    response = api.post("/v1/events/batch", json={"events": events}, headers=bearer("test-key-1"))
+    assert response.status_code == 413
+    assert "TOUCHFLOW_MAX_BODY_BYTES" in response.json()["detail"]
+    assert api.app.state.store.get_event("e0") is None  # type: ignore[attr-defined]
+
+
+def test_a_streamed_body_over_the_limit_gets_413(make_api: Callable[..., TestClient]) -> None:
+    api = make_api(max_body_bytes=2048)
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"events": ['
+        for i in range(200):
+            yield b'{"id": "s%d", "customer_id": "c", "name": "x"},' % i
+        yield b"{}]}"
+
+    response = api.post(
+        "/v1/events/batch",
+        content=chunks(),
+        headers=bearer("test-key-1") | {"Content-Type": "application/json"},
+    )
+    assert response.status_code == 413

@@ -1,0 +1,395 @@
+"""The Zalo ZNS channel against a loopback Zalo server: request shape, error codes, token refresh."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from activities.zalo_tokens import StoreTokenProvider
+from channels import build_channels
+from channels.base import OutboundMessage
+from channels.errors import PermanentDeliveryError, RetryableDeliveryError
+from channels.zalo_zns import (
+    ERRORS,
+    NIGHT_ENDS,
+    VIETNAM,
+    Kind,
+    ZaloOAuth,
+    ZaloZns,
+    classify,
+    normalize_phone,
+    seconds_until,
+    tracking_id,
+)
+from tests.conftest import SmtpInbox
+from tests.support.harness import JourneyHarness
+from tests.support.waiting import eventually
+from tests.support.zalo import SEED_REFRESH_TOKEN, ZaloServer
+from touchflow.models import CustomerIn, Delivery, DeliveryStatus
+from touchflow.settings import Settings
+from touchflow.store import Store
+
+PHONE = "0912345678"
+NORMALISED = "84912345678"
+
+
+def message(key: str = "probe:c1:x1:1:probe", phone: str = PHONE, **content: str) -> OutboundMessage:
+    parts = content or {"template_id": "231245", "param_customer_name": "Bi", "param_order_code": "A-1"}
+    return OutboundMessage(key=key, address=phone, content=parts, locale="vi")
+
+
+def make_channel(settings: Settings, store: Store) -> ZaloZns:
+    channels = build_channels(settings, zalo_tokens=StoreTokenProvider.from_settings(settings, store))
+    channel = channels["zalo_zns"]
+    assert isinstance(channel, ZaloZns)
+    return channel
+
+
+@pytest.fixture
+def channel(zalo: ZaloServer, make_settings: Callable[..., Settings], sqlite_store: Store) -> ZaloZns:
+    return make_channel(make_settings(**zalo.settings()), sqlite_store)
+
+
+# -- phone numbers ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("0912345678", "84912345678"),
+        ("+84912345678", "84912345678"),
+        ("84912345678", "84912345678"),
+        ("+84 91 234 5678", "84912345678"),
+        ("091.234.5678", "84912345678"),
+        ("(+84) 912-345-678", "84912345678"),
+        ("0312345678", "84312345678"),
+        ("0987654321", "84987654321"),
+        ("912345678", None),  # no prefix: ambiguous
+        ("+14155550123", None),  # not Vietnam
+        ("0212345678", None),  # not a mobile range
+        ("091234567", None),  # too short
+        ("09123456789", None),  # too long
+        ("8491234567", None),  # 84 with too few digits
+        ("+849123456789", None),
+        ("hello", None),
+        ("", None),
+    ],
+)
+def test_phone_normalisation(raw: str, expected: str | None) -> None:
+    if expected is not None:
+        assert normalize_phone(raw) == expected
+        return
+    with pytest.raises(PermanentDeliveryError) as caught:
+        normalize_phone(raw)
+    assert caught.value.reason.startswith("invalid phone")
+    assert raw not in caught.value.reason or not raw
+
+
+# -- classification ---------------------------------------------------------------------------------------
+
+NIGHT = datetime(2026, 3, 10, 16, 30, tzinfo=UTC)  # 23:30 in Vietnam (UTC+7)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected", "retry_after"),
+    [
+        (-124, RetryableDeliveryError, None),  # only after the one refresh did not help
+        (-118, PermanentDeliveryError, None),
+        (-108, PermanentDeliveryError, None),
+        (-133, RetryableDeliveryError, 6.5 * 3600),  # until 06:00 Vietnam time
+        (-144, RetryableDeliveryError, 0.5 * 3600),  # daily quota: until midnight Vietnam time
+        (-147, RetryableDeliveryError, 0.5 * 3600),
+        (-131, PermanentDeliveryError, None),
+        (-146, PermanentDeliveryError, None),
+        (-100, RetryableDeliveryError, None),
+        (-109, PermanentDeliveryError, None),
+        (-999, PermanentDeliveryError, None),  # undocumented: fall back rather than retry for hours
+    ],
+)
+def test_error_codes_classify(code: int, expected: type[Exception], retry_after: float | None) -> None:
+    error = classify(code, NIGHT)
+    assert type(error) is expected
+    assert error.code == str(code)
+    assert getattr(error, "retry_after", None) == retry_after
+
+
+@pytest.mark.parametrize("code", sorted(ERRORS))
+def test_every_documented_code_is_one_of_the_two_errors(code: int) -> None:
+    kind, _ = ERRORS[code]
+    error = classify(code, NIGHT)
+    retryable = kind in (Kind.RETRY, Kind.TOKEN, Kind.NIGHT, Kind.QUOTA)
+    assert isinstance(error, RetryableDeliveryError if retryable else PermanentDeliveryError)
+    assert str(code) in error.reason
+
+
+@pytest.mark.parametrize(
+    ("now_utc", "hours"),
+    [
+        (datetime(2026, 3, 10, 15, 0, tzinfo=UTC), 8.0),  # 22:00 VN -> 06:00 next day
+        (datetime(2026, 3, 10, 16, 30, tzinfo=UTC), 6.5),  # 23:30 VN
+        (datetime(2026, 3, 10, 17, 0, tzinfo=UTC), 6.0),  # 00:00 VN
+        (datetime(2026, 3, 10, 22, 0, tzinfo=UTC), 1.0),  # 05:00 VN -> 06:00 the same day
+        (datetime(2026, 3, 10, 22, 59, 30, tzinfo=UTC), 60 / 3600),  # 05:59:30: at least a minute
+    ],
+)
+def test_night_window_ends_at_six_vietnam_time(now_utc: datetime, hours: float) -> None:
+    assert seconds_until(NIGHT_ENDS, now_utc) == pytest.approx(hours * 3600)
+
+
+# -- over the wire ----------------------------------------------------------------------------------------
+
+
+async def test_sends_the_real_request_shape(channel: ZaloZns, zalo: ZaloServer) -> None:
+    key = "probe:customer-with-a-long-identifier@example.com:1:probe"
+    receipt = await channel.send(message(key=key))
+    [body] = zalo.sent
+    assert body == {
+        "phone": NORMALISED,
+        "template_id": "231245",
+        "template_data": {"customer_name": "Bi", "order_code": "A-1"},
+        "tracking_id": tracking_id(key),
+    }
+    assert len(body["tracking_id"]) <= 48 and "example.com" not in body["tracking_id"]
+    headers = zalo.headers[-1]
+    assert headers["access_token"] in zalo.access_tokens
+    assert "authorization" not in headers
+    assert receipt.provider_id
+
+
+async def test_a_template_without_template_id_is_permanent(channel: ZaloZns, zalo: ZaloServer) -> None:
+    with pytest.raises(PermanentDeliveryError, match="template_id"):
+        await channel.send(message(param_name="Bi"))
+    assert zalo.sent == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected", "code"),
+    [
+        (-118, PermanentDeliveryError, "-118"),
+        (-108, PermanentDeliveryError, "-108"),
+        (-131, PermanentDeliveryError, "-131"),
+        (-146, PermanentDeliveryError, "-146"),
+        (-133, RetryableDeliveryError, "-133"),
+        (-144, RetryableDeliveryError, "-144"),
+        (-147, RetryableDeliveryError, "-147"),
+        ("503", RetryableDeliveryError, "503"),
+        ("429", RetryableDeliveryError, "429"),
+        ("slow", RetryableDeliveryError, None),  # the client's timeout
+    ],
+)
+async def test_zalo_answers_classify(
+    answer: int | str,
+    expected: type[Exception],
+    code: str | None,
+    zalo: ZaloServer,
+    make_settings: Callable[..., Settings],
+    sqlite_store: Store,
+) -> None:
+    channel = make_channel(make_settings(**zalo.settings(zalo_timeout="500ms")), sqlite_store)
+    zalo.fail(answer)
+    with pytest.raises(expected) as caught:
+        await channel.send(message())
+    assert caught.value.code == code  # type: ignore[attr-defined]
+    assert NORMALISED not in str(caught.value) and PHONE not in str(caught.value)
+    assert zalo.sent == []
+
+
+async def test_night_window_asks_to_come_back_at_six(
+    zalo: ZaloServer, make_settings: Callable[..., Settings], sqlite_store: Store
+) -> None:
+    channel = make_channel(make_settings(**zalo.settings()), sqlite_store)
+    channel.clock = lambda: NIGHT
+    zalo.fail(-133)
+    with pytest.raises(RetryableDeliveryError) as caught:
+        await channel.send(message())
+    assert caught.value.retry_after == 6.5 * 3600
+
+
+async def test_template_errors_are_logged_loudly_without_pii(
+    channel: ZaloZns, zalo: ZaloServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    zalo.fail(-131)
+    with caplog.at_level(logging.ERROR, logger="channels.zalo_zns"), pytest.raises(PermanentDeliveryError):
+        await channel.send(message())
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR
+    assert record.__dict__["template_id"] == "231245" and record.__dict__["zalo_error"] == -131
+    text = str(record.__dict__)
+    assert NORMALISED not in text and PHONE not in text and "Bi" not in text.replace("Bin", "")
+
+
+async def test_expired_token_is_refreshed_once_and_the_send_goes_through(
+    channel: ZaloZns, zalo: ZaloServer, sqlite_store: Store
+) -> None:
+    await channel.send(message(key="k1"))
+    assert zalo.refreshes == 1  # the seed, on first use
+    zalo.expire_tokens()
+    await channel.send(message(key="k2"))
+    assert zalo.refreshes == 2
+    assert zalo.arrivals() == {tracking_id("k1"): 1, tracking_id("k2"): 1}
+    stored = sqlite_store.get_zalo_token("1234567890123456789")
+    assert stored is not None and stored.refresh_token == zalo.refresh_token and stored.rotations == 2
+
+
+async def test_a_used_refresh_token_is_refused_with_zalos_error(channel: ZaloZns, zalo: ZaloServer) -> None:
+    await channel.send(message())
+    oauth = ZaloOAuth(oauth_base=zalo.url, app_id="1234567890123456789", secret_key="app-secret-key")
+    with pytest.raises(PermanentDeliveryError, match="TOUCHFLOW_ZALO_REFRESH_TOKEN") as caught:
+        oauth.refresh(SEED_REFRESH_TOKEN)  # already rotated away
+    assert caught.value.code == "-14014"
+    assert zalo.token_errors[-1]["error_reason"] == "Invalid refresh token"
+
+
+# -- settings -> behaviour --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "outcome"),
+    [
+        ({}, "sent"),
+        ({"zalo_api_base": "{url}/"}, "sent"),  # a trailing slash is fine
+        ({"zalo_app_id": ""}, "off"),
+        ({"zalo_secret_key": ""}, "off"),
+        ({"zalo_refresh_token": ""}, "off"),
+        ({"zalo_secret_key": "wrong"}, "TOUCHFLOW_ZALO_SECRET_KEY"),
+        ({"zalo_refresh_token": "rt-not-issued"}, "TOUCHFLOW_ZALO_REFRESH_TOKEN"),
+        ({"zalo_api_base": "{url}/nowhere"}, "TOUCHFLOW_ZALO_API_BASE"),  # HTTP 404
+        ({"zalo_oauth_base": "http://127.0.0.1:1"}, "unreachable"),
+    ],
+)
+async def test_settings_decide_the_behaviour(
+    overrides: dict[str, Any],
+    outcome: str,
+    zalo: ZaloServer,
+    make_settings: Callable[..., Settings],
+    sqlite_store: Store,
+) -> None:
+    values = {key: value.format(url=zalo.url) for key, value in overrides.items()}
+    settings = make_settings(**zalo.settings(**values))
+    channels = build_channels(settings, zalo_tokens=StoreTokenProvider.from_settings(settings, sqlite_store))
+    if outcome == "off":
+        assert "zalo_zns" not in channels
+        return
+    channel = channels["zalo_zns"]
+    if outcome == "sent":
+        await channel.send(message())
+        assert len(zalo.sent) == 1
+        return
+    with pytest.raises((PermanentDeliveryError, RetryableDeliveryError), match=outcome):
+        await channel.send(message())
+    assert zalo.sent == []
+
+
+def test_no_token_provider_leaves_zalo_off(zalo: ZaloServer, make_settings: Callable[..., Settings]) -> None:
+    assert "zalo_zns" not in build_channels(make_settings(**zalo.settings()))
+
+
+# -- in a journey: fallback, night window, retries --------------------------------------------------------
+
+
+@pytest.fixture
+def journey_settings(zalo: ZaloServer) -> dict[str, Any]:
+    """The `journeys` worker talks to the loopback Zalo server."""
+    return zalo.settings()
+
+
+async def _delivery_when(
+    journeys: JourneyHarness, customer_id: str, condition: Callable[[Delivery], bool]
+) -> Delivery:
+    found: list[Delivery] = []
+
+    def matched() -> bool:
+        found[:] = journeys.store.customer_deliveries(customer_id)
+        return bool(found) and condition(found[0])
+
+    await eventually(matched, what=f"the delivery of {customer_id}")
+    return found[0]
+
+
+async def test_a_probe_goes_out_over_zalo(journeys: JourneyHarness, zalo: ZaloServer) -> None:
+    journeys.store.upsert_customer(CustomerIn(id="z1", phone="+84 912 345 678", attributes={"name": "Bi"}))
+    handle = await journeys.post("z1", "probe", {"probe_id": "x1", "via": ["zalo_zns", "email"]})
+    assert (await journeys.outcome(handle)).status == "completed"
+    [body] = zalo.sent
+    assert body["phone"] == NORMALISED and body["template_id"] == "231245"
+    assert body["template_data"] == {"customer_name": "Bi", "probe_id": "x1"}
+    [delivery] = journeys.store.customer_deliveries("z1")
+    assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "zalo_zns")
+    assert delivery.provider_id and delivery.provider_id != body["tracking_id"]
+
+
+@pytest.mark.parametrize(
+    ("phone", "zalo_outcome"),
+    [(None, "unreachable"), (PHONE, "permanent")],  # no phone; a phone without a Zalo account (-118)
+)
+async def test_fallback_to_email(
+    phone: str | None, zalo_outcome: str, journeys: JourneyHarness, zalo: ZaloServer, smtp: SmtpInbox
+) -> None:
+    zalo.not_on_zalo.add(NORMALISED)
+    journeys.store.upsert_customer(CustomerIn(id="z2", email="z2@example.com", phone=phone))
+    handle = await journeys.post("z2", "probe", {"probe_id": "x2", "via": ["zalo_zns", "email"]})
+    assert (await journeys.outcome(handle)).status == "completed"
+    [mail] = smtp.messages
+    assert mail["Subject"] == "Probe x2"
+    assert zalo.sent == []
+    [delivery] = journeys.store.customer_deliveries("z2")
+    assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "email")
+    assert [(a["channel"], a["outcome"]) for a in delivery.attempts] == [
+        ("zalo_zns", zalo_outcome),
+        ("email", "sent"),
+    ]
+    reason = delivery.attempts[0]["reason"]
+    assert NORMALISED not in reason and PHONE not in reason
+    assert ("-118" in reason) == (zalo_outcome == "permanent")
+
+
+async def test_night_window_defers_the_step_to_six_vietnam_time(
+    journeys: JourneyHarness, zalo: ZaloServer
+) -> None:
+    journeys.store.upsert_customer(CustomerIn(id="z3", phone=PHONE))
+    zalo.fail(-133)
+    handle = await journeys.post("z3", "probe", {"probe_id": "x3", "via": ["zalo_zns", "email"]})
+    deferred = await _delivery_when(journeys, "z3", lambda d: d.status == DeliveryStatus.DEFERRED)
+    expected = datetime.now(UTC) + timedelta(seconds=seconds_until(NIGHT_ENDS, datetime.now(UTC)))
+    assert deferred.retry_at is not None
+    assert abs((deferred.retry_at - expected).total_seconds()) < 30
+    assert deferred.retry_at.astimezone(VIETNAM).strftime("%H:%M") in ("06:00", "05:59")
+    assert zalo.sent == []
+
+    # The journey sleeps (skipped time) through the night and asks again with the same key.
+    assert (await journeys.outcome(handle)).status == "completed"
+    [delivery] = journeys.store.customer_deliveries("z3")
+    assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "zalo_zns")
+    assert [a["outcome"] for a in delivery.attempts] == ["retryable", "sent"]
+    assert len(zalo.sent) == 1
+
+
+async def test_a_burst_of_503_and_expired_tokens_delivers_every_message_exactly_once(
+    journeys: JourneyHarness, zalo: ZaloServer
+) -> None:
+    journeys.store.upsert_customer(CustomerIn(id="warm", phone=PHONE))
+    await journeys.outcome(await journeys.post("warm", "probe", {"probe_id": "w", "via": ["zalo_zns"]}))
+    assert zalo.refreshes == 1
+
+    zalo.expire_tokens()
+    zalo.fail(*["503"] * 6)
+    customers = [f"b{n}" for n in range(5)]
+    handles = []
+    for customer in customers:
+        journeys.store.upsert_customer(CustomerIn(id=customer, phone=PHONE))
+        handles.append(await journeys.post(customer, "probe", {"probe_id": customer, "via": ["zalo_zns"]}))
+    for handle in handles:
+        assert (await journeys.outcome(handle)).status == "completed"
+
+    assert zalo.refreshes == 2  # every -124 of the burst shared one refresh
+    assert zalo.faults == []
+    assert set(zalo.arrivals().values()) == {1} and len(zalo.sent) == 6
+    probes = sorted(body["template_data"]["probe_id"] for body in zalo.sent)
+    assert probes == sorted([*customers, "w"])
+    for customer in customers:
+        [delivery] = journeys.store.customer_deliveries(customer)
+        assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "zalo_zns")

@@ -1,0 +1,112 @@
+"""The store on SQLite and on PostgreSQL: the same tests, each database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from touchflow.models import CustomerIn, Delivery, DeliveryStatus, EventIn, IngestStatus, JourneyStatus
+from touchflow.store import Store
+
+
+def ev(id: str, name: str = "signed_up", customer: str = "c-1", **props: object) -> EventIn:
+    return EventIn(id=id, customer_id=customer, name=name, properties=dict(props))
+
+
+def test_the_migrated_schema_matches_the_models(store: Store) -> None:
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert diff == []
+
+
+def test_ingest_stores_once_and_queues_only_routed_events(store: Store) -> None:
+    statuses = store.ingest_events([ev("a"), ev("b", "page_viewed"), ev("a")], {"signed_up"})
+    assert statuses == [IngestStatus.ACCEPTED, IngestStatus.ACCEPTED, IngestStatus.DUPLICATE]
+    assert store.ingest_events([ev("a"), ev("c")], {"signed_up"}) == [
+        IngestStatus.DUPLICATE,
+        IngestStatus.ACCEPTED,
+    ]
+    assert store.outbox_size() == 2
+    customer = store.get_customer("c-1")
+    assert customer is not None and customer.email is None
+
+
+def test_ingest_keeps_a_given_timestamp_as_aware_utc(store: Store) -> None:
+    when = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
+    store.ingest_events([EventIn(id="t", customer_id="c", name="x", timestamp=when)], set())
+    stored = store.get_event("t")
+    assert stored is not None
+    assert stored.occurred_at == when and stored.occurred_at.tzinfo is not None
+
+
+def test_upsert_merges_attributes_and_keeps_unsent_fields(store: Store) -> None:
+    _, created = store.upsert_customer(CustomerIn(id="c", email="a@example.com", attributes={"a": 1}))
+    _, created_again = store.upsert_customer(CustomerIn(id="c", attributes={"b": 2}))
+    customer = store.get_customer("c")
+    assert (created, created_again) == (True, False)
+    assert customer is not None
+    assert customer.email == "a@example.com"
+    assert customer.attributes == {"a": 1, "b": 2}
+
+
+def test_outbox_leases_are_exclusive_until_they_lapse(store: Store) -> None:
+    store.ingest_events([ev(f"e{i}") for i in range(5)], {"signed_up"})
+    first = store.claim_outbox(3, timedelta(minutes=1))
+    second = store.claim_outbox(10, timedelta(minutes=1))
+    assert [c.event.id for c in first] == ["e0", "e1", "e2"]
+    assert [c.event.id for c in second] == ["e3", "e4"]
+    assert store.claim_outbox(10, timedelta(minutes=1)) == []
+
+    store.retry_outbox(first[0].outbox_id, "temporal down", timedelta(0))
+    store.finish_outbox([c.outbox_id for c in first[1:]])
+    again = store.claim_outbox(10, timedelta(minutes=1))
+    assert [(c.event.id, c.attempts) for c in again] == [("e0", 2)]
+    assert store.outbox_size() == 3
+
+
+def test_an_expired_lease_is_taken_over(store: Store) -> None:
+    store.ingest_events([ev("lost")], {"signed_up"})
+    [claimed] = store.claim_outbox(10, timedelta(seconds=-1))  # the relay that took it died at once
+    [taken_over] = store.claim_outbox(10, timedelta(minutes=1))
+    assert taken_over.event.id == claimed.event.id == "lost"
+
+
+def test_event_since_finds_goals_for_the_entry_only(store: Store) -> None:
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    store.ingest_events([ev("o1", "order_placed", cart_id="cart-1")], set())
+    assert store.event_since("c-1", ["order_placed"], start, {"cart_id": "cart-2"}) is None
+    found = store.event_since("c-1", ["order_placed"], start, {"cart_id": "cart-1"})
+    assert found is not None and found.id == "o1"
+    assert store.event_since("c-1", ["order_placed"], datetime.now(UTC) + timedelta(hours=1)) is None
+
+
+def test_entering_a_journey_is_idempotent_per_run_and_sees_earlier_runs(store: Store) -> None:
+    entry, earlier = store.enter_journey(
+        run_id="r1", workflow_id="welcome:c", journey="welcome", customer_id="c", entry_key=None
+    )
+    same, _ = store.enter_journey(
+        run_id="r1", workflow_id="welcome:c", journey="welcome", customer_id="c", entry_key=None
+    )
+    assert earlier == [] and same.id == entry.id
+    store.leave_journey("r1", JourneyStatus.CONVERTED, "order_placed")
+    _, earlier = store.enter_journey(
+        run_id="r2", workflow_id="welcome:c", journey="welcome", customer_id="c", entry_key=None
+    )
+    assert [(e.run_id, e.status, e.ended_by) for e in earlier] == [
+        ("r1", JourneyStatus.CONVERTED, "order_placed")
+    ]
+    assert [e.run_id for e in store.active_entries("welcome", "c")] == ["r2"]
+
+
+def test_a_delivery_is_claimed_once_per_business_key(store: Store) -> None:
+    row = Delivery(
+        key="welcome:c:1:welcome", journey="welcome", step="welcome", customer_id="c", workflow_id="w"
+    )
+    first = store.claim_delivery(row)
+    store.update_delivery(first.id or 0, status=DeliveryStatus.SENT, channel="email")
+    second = store.claim_delivery(row.model_copy())
+    assert second.id == first.id
+    assert second.status == DeliveryStatus.SENT and second.channel == "email"
