@@ -25,7 +25,7 @@ from activities.types import (
     SendStepResult,
 )
 from channels import Channel, OutboundMessage, PermanentDeliveryError, Reach, RetryableDeliveryError
-from touchflow.models import Customer, Delivery, DeliveryStatus, JourneyStatus, utcnow
+from touchflow.models import Customer, Delivery, DeliveryStatus, Event, JourneyStatus, utcnow
 from touchflow.rendering import Renderer, TemplateMissing
 from touchflow.settings import Settings
 from touchflow.signing import Signer
@@ -60,6 +60,7 @@ class _Outcome:
     channel: str | None = None
     provider_id: str | None = None
     retry_at: datetime | None = None
+    ended_by: Event | None = None
 
 
 class JourneyActivities:
@@ -105,6 +106,7 @@ class JourneyActivities:
             entry_id=entry.id or 0,
             reason=reason,
             timings=self.settings.journey_timings(),
+            params=self.settings.journey_params(),
         )
 
     @activity.defn(name="leave_journey")
@@ -155,7 +157,10 @@ class JourneyActivities:
                 "channel": outcome.channel,
             },
         )
-        return self._result(delivery)
+        result = self._result(delivery)
+        if outcome.ended_by is not None:
+            result.ended_by, result.ended_by_event_id = outcome.ended_by.name, outcome.ended_by.id
+        return result
 
     async def _attempt(self, input: SendStepInput, delivery: Delivery) -> _Outcome:
         customer = await asyncio.to_thread(self.store.get_customer, input.customer_id)
@@ -170,7 +175,7 @@ class JourneyActivities:
                 input.exit_match,
             )
             if goal is not None:
-                return _Outcome(DeliveryStatus.SKIPPED, f"journey ended by {goal.name}")
+                return _Outcome(DeliveryStatus.SKIPPED, f"journey ended by {goal.name}", ended_by=goal)
         context = await self._context(input, customer)
         failed_before = {a["channel"] for a in delivery.attempts if a.get("outcome") == "permanent"}
         reasons: list[str] = []
@@ -247,6 +252,18 @@ class JourneyActivities:
         if input.event_id:
             event = await asyncio.to_thread(self.store.get_event, input.event_id)
         attributes = customer.attributes
+        coupon = None
+        if "coupon_id" in input.data:
+            # The code is read here, at render time, so it never travels through Temporal's history.
+            found = await asyncio.to_thread(self.store.get_coupon, int(input.data["coupon_id"]))
+            if found is not None:
+                coupon = {
+                    "code": found.code,
+                    "value": found.value,
+                    "unit": found.unit,
+                    "expires_at": found.expires_at,
+                    "redeemed": found.redeemed_at is not None,
+                }
         return {
             "brand": self.settings.brand_name,
             "customer": {
@@ -258,6 +275,7 @@ class JourneyActivities:
             "event": event.properties if event else {},
             "data": input.data,
             "variant": input.variant,
+            "coupon": coupon,
             "public_url": self.settings.public_url,
             "unsubscribe_url": self.unsubscribe_url(customer.id),
         }

@@ -39,6 +39,8 @@ class EnterJourneyResult:
     reason: str | None = None
     # Every journey timing setting, in seconds, read once per run so a replay sees the same values.
     timings: dict[str, float] = field(default_factory=dict)
+    # The other journey settings (`Journey.param`): numbers and tables, captured the same way.
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,3 +78,27 @@ class SendStepResult:
     channel: str | None = None
     reason: str | None = None
     retry_at: datetime | None = None
+    # Set when the guard found an exit event in the store: the journey ends as if it had been signalled.
+    ended_by: str | None = None
+    ended_by_event_id: str | None = None
+
+
+@dataclass
+class IssueCouponInput:
+    customer_id: str
+    # Business key (workflow id, entry, step): a retried or replayed call gets the same coupon back.
+    key: str
+    journey: str
+    entry_key: str | None
+    # Journey time (workflow.now() + validity), so the reminder before expiry lines up with it.
+    expires_at: datetime
+
+
+@dataclass
+class IssueCouponResult:
+    """What the journey learns about its coupon: never the code itself (it stays out of the history)."""
+
+    coupon_id: int
+    value: float
+    unit: str
+    expires_at: datetime

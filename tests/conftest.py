@@ -184,12 +184,26 @@ def _binary(name: str) -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def _start_time_skipping() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_binary("temporal-test-server")
     )
     await ensure_search_attributes(env.client)
+    return env
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await _start_time_skipping()
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+async def own_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A test server for one test (it starts in about 0.1 s): runs and clock that no other test shares, so
+    a long-lived journey left open cannot hold up time skipping for the next test."""
+    env = await _start_time_skipping()
     yield env
     await env.shutdown()
 
@@ -202,7 +216,7 @@ def journey_settings() -> dict[str, Any]:
 
 @pytest.fixture
 async def journeys(
-    time_skipping_env: WorkflowEnvironment,
+    own_time_skipping_env: WorkflowEnvironment,
     sqlite_store: Store,
     smtp: SmtpInbox,
     make_settings: Callable[..., Settings],
@@ -216,18 +230,18 @@ async def journeys(
         **journey_settings,
     )
     worker = build_worker(
-        time_skipping_env.client,
+        own_time_skipping_env.client,
         settings,
         build_activities(settings, sqlite_store),
         TEST_REGISTRY.values(),
     )
 
     async def connect() -> Client:
-        return time_skipping_env.client
+        return own_time_skipping_env.client
 
     relay = Relay(sqlite_store, connect, settings.task_queue, settings.relay_interval, 100, TEST_REGISTRY)
     async with worker:
-        yield JourneyHarness(time_skipping_env, sqlite_store, settings, relay)
+        yield JourneyHarness(own_time_skipping_env, sqlite_store, settings, relay)
 
 
 # -- the API ----------------------------------------------------------------------------------------------

@@ -167,32 +167,53 @@ def _print_banner(settings: Settings, args: argparse.Namespace, own_inbox: bool)
 def _print_journeys(as_json: bool) -> None:
     from workflows import REGISTRY
 
+    rows = [
+        {
+            "journey": spec.name,
+            "description": spec.description,
+            "starts_on": list(spec.starts_on),
+            "exits_on": [name for name in spec.ends_on if name not in spec.goals],
+            "goals": list(spec.goals),
+            "listens_to": list(spec.listens_to),
+            "key": spec.key,
+            "reentry": spec.reentry.value,
+            "cooldown_seconds": spec.cooldown.total_seconds() if spec.cooldown else None,
+            "steps": [
+                {
+                    "step": step.name,
+                    "stage": step.stage.value,
+                    "channels": list(step.via),
+                    "transactional": step.transactional,
+                    "experiment": step.experiment,
+                    "variants": list(step.variants) if step.experiment else [],
+                }
+                for step in spec.steps
+            ],
+        }
+        for spec in REGISTRY.values()
+    ]
     if as_json:
-        rows = [
-            {
-                "journey": spec.name,
-                "description": spec.description,
-                "starts_on": spec.starts_on,
-                "ends_on": spec.ends_on,
-                "goals": spec.goals,
-                "listens_to": spec.listens_to,
-                "key": spec.key,
-                "reentry": spec.reentry.value,
-                "steps": [{"step": s.name, "channels": s.via, "stage": s.stage.value} for s in spec.steps],
-            }
-            for spec in REGISTRY.values()
-        ]
         print(json.dumps(rows, indent=2))
         return
     for spec in REGISTRY.values():
+        reentry = spec.reentry.value.replace("_", " ")
+        if spec.cooldown:
+            reentry += f" ({spec.cooldown})"
+        per = f" per {spec.key}" if spec.key else ""
+        exits = [name for name in spec.ends_on if name not in spec.goals]
         print(f"{spec.name}: {spec.description}")
-        print(f"  starts on  {', '.join(spec.starts_on)}   (re-entry: {spec.reentry.value})")
-        if spec.ends_on:
-            print(f"  ends on    {', '.join(spec.ends_on)}   (goal: {', '.join(spec.goals) or '-'})")
+        print(f"  triggers   {', '.join(spec.starts_on)}   (re-entry: {reentry}{per})")
+        print(f"  goals      {', '.join(spec.goals) or '-'}")
+        print(f"  exits      {', '.join(exits) or '-'}")
         if spec.listens_to:
             print(f"  listens to {', '.join(spec.listens_to)}")
+        print(f"  {'step':<24} {'stage':<14} channels (in order of fallback)")
         for step in spec.steps:
-            print(f"  step {step.name:<28} {step.stage.value:<14} via {' → '.join(step.via)}")
+            notes = ["transactional"] if step.transactional else []
+            if step.experiment:
+                notes.append(f"A/B {step.experiment}: {'/'.join(step.variants)}")
+            extra = f"   [{'; '.join(notes)}]" if notes else ""
+            print(f"  {step.name:<24} {step.stage.value:<14} {' → '.join(step.via)}{extra}")
         print()
 
 

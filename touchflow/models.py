@@ -407,3 +407,45 @@ class InboxUpdated(SQLModel):
 class InboxToken(SQLModel):
     customer_id: str
     token: str
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Coupons
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Coupon(SQLModel, table=True):
+    """A unique, single-use coupon a journey issued; `key` (the journey step's business key) makes issuing
+    idempotent, `redeemed_at` is set once by the first `order_placed` that carries the code."""
+
+    __tablename__ = "coupons"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=400, unique=True)
+    code: str = Field(max_length=32, unique=True)
+    customer_id: str = Field(max_length=128, index=True)
+    journey: str = Field(max_length=100)
+    entry_key: str | None = Field(default=None, max_length=128)
+    value: float
+    unit: str = Field(max_length=16)  # "percent" or a currency code
+    expires_at: datetime = time_column()
+    created_at: datetime = time_column()
+    redeemed_at: datetime | None = time_column(nullable=True)
+    redeemed_order_id: str | None = Field(default=None, max_length=128)
+    redeemed_event_id: str | None = Field(default=None, max_length=128)
+
+
+class CouponRedemption(SQLModel, table=True):
+    """Every attempt to use a code, accepted or refused (and why): a code is applied once, never twice."""
+
+    __tablename__ = "coupon_redemptions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=128, unique=True)
+    code: str = Field(max_length=32, index=True)
+    coupon_id: int | None = Field(default=None)
+    customer_id: str = Field(max_length=128)
+    order_id: str | None = Field(default=None, max_length=128)
+    accepted: bool
+    reason: str | None = Field(default=None, max_length=200)
+    at: datetime = time_column()

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from touchflow.models import Event
@@ -82,9 +83,12 @@ class Router:
                 static_summary=f"{spec.name} · customer {event.customer_id}",
                 static_details=spec.description,
             )
+        except WorkflowAlreadyStartedError:
+            # A journey that runs once per customer (or key) has run: nothing more to do. (The SDK turns
+            # the server's ALREADY_EXISTS into this error; the RPCError branch covers servers that do not.)
+            log.info("journey already ran", extra={"workflow_id": workflow_id})
         except RPCError as exc:
             if exc.status == RPCStatusCode.ALREADY_EXISTS:
-                # A journey that runs once per customer (or key) has run: nothing more to do.
                 log.info("journey already ran", extra={"workflow_id": workflow_id})
                 return
             raise

@@ -26,7 +26,9 @@ def parse_duration(value: Any) -> Any:
     if parts and re.fullmatch(r"(?:\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)\s*)+", text, re.IGNORECASE):
         seconds = sum(float(n) * _UNIT_SECONDS[unit.lower()] for n, unit in parts)
         return timedelta(seconds=seconds)
-    return text  # ISO 8601 (`PT1H`, `P2D`) or plain seconds: pydantic parses those
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return timedelta(seconds=float(text))  # plain seconds (pydantic reads "90" as a malformed ISO form)
+    return text  # ISO 8601 (`PT1H`, `P2D`): pydantic parses those
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -41,8 +43,39 @@ def _split_csv(value: Any) -> Any:
 CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
 
 
-# The settings a journey may read with `Journey.timing(name)`.
-JOURNEY_TIMINGS = ("welcome_nudge_delay",)
+# The settings a journey may read with `Journey.timing(name)`: every wait of the built-in journeys.
+JOURNEY_TIMINGS = (
+    "welcome_nudge_delay",
+    "cart_reminder_delay",
+    "cart_second_reminder_delay",
+    "cart_goal_window",
+    "review_request_delay",
+    "coupon_valid_for",
+    "coupon_reminder_before",
+    "loyalty_inactive_after",
+    "loyalty_expiry_warning",
+    "loyalty_nudge_min_interval",
+)
+# Other settings a journey may read with `Journey.param(name)` (numbers, tier tables).
+JOURNEY_PARAMS = ("loyalty_tiers", "loyalty_tier_distance", "loyalty_events_per_run")
+
+
+def _parse_tiers(value: Any) -> Any:
+    """`silver:1000,gold:5000` → {"silver": 1000, "gold": 5000} (a JSON object works too)."""
+    if isinstance(value, str) and not value.strip().startswith("{"):
+        tiers: dict[str, int] = {}
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            name, sep, points = item.partition(":")
+            if not sep or not points.strip().isdigit():
+                raise ValueError(f"tier {item.strip()!r} must look like 'gold:5000'")
+            tiers[name.strip()] = int(points)
+        return tiers
+    return value
+
+
+Tiers = Annotated[dict[str, int], NoDecode, BeforeValidator(_parse_tiers)]
 
 
 class Settings(BaseSettings):
@@ -127,6 +160,47 @@ class Settings(BaseSettings):
 
     # Journey timings (every wait of the built-in journeys is a setting; listed in JOURNEY_TIMINGS)
     welcome_nudge_delay: Duration = timedelta(days=2)
+    cart_reminder_delay: Duration = Field(
+        timedelta(hours=1), description="Abandoned cart: quiet time after the last change before reminder 1."
+    )
+    cart_second_reminder_delay: Duration = Field(
+        timedelta(hours=23), description="Abandoned cart: time after reminder 1 before reminder 2."
+    )
+    cart_goal_window: Duration = Field(
+        timedelta(hours=72), description="Abandoned cart: an order this long after the last change converts."
+    )
+    review_request_delay: Duration = Field(
+        timedelta(days=5), description="Post-purchase: time after the order before the review request."
+    )
+    coupon_valid_for: Duration = Field(timedelta(days=30), description="Post-purchase coupon lifetime.")
+    coupon_reminder_before: Duration = Field(
+        timedelta(days=3), description="Post-purchase: remind this long before an unused coupon expires."
+    )
+    loyalty_inactive_after: Duration = Field(
+        timedelta(days=60), description="Loyalty: days without activity before the win-back nudge."
+    )
+    loyalty_expiry_warning: Duration = Field(
+        timedelta(days=14), description="Loyalty: warn this long before points expire."
+    )
+    loyalty_nudge_min_interval: Duration = Field(
+        timedelta(days=7), description="Loyalty: at most one nudge per this period."
+    )
+
+    # Journey parameters (listed in JOURNEY_PARAMS)
+    coupon_value: float = Field(10, gt=0, description="Post-purchase coupon value (see coupon_unit).")
+    coupon_unit: str = Field(
+        "percent", description="`percent`, or a currency code (`VND`, `USD`) for a fixed amount off."
+    )
+    loyalty_tiers: Tiers = Field(
+        default_factory=lambda: {"silver": 1000, "gold": 5000, "platinum": 20000},
+        description="Loyalty tiers by points needed, e.g. `silver:1000,gold:5000,platinum:20000`.",
+    )
+    loyalty_tier_distance: int = Field(
+        200, ge=1, description="Loyalty: nudge when this many points or fewer short of the next tier."
+    )
+    loyalty_events_per_run: int = Field(
+        1000, ge=1, description="Loyalty: continue-as-new after handling this many events."
+    )
 
     @field_validator("default_locale")
     @classmethod
@@ -140,6 +214,20 @@ class Settings(BaseSettings):
             for name, value in self
             if isinstance(value, timedelta) and name in JOURNEY_TIMINGS
         }
+
+    def journey_params(self) -> dict[str, Any]:
+        """The non-duration settings journeys read (`Journey.param`), captured at entry like timings."""
+        return {name: getattr(self, name) for name in JOURNEY_PARAMS}
+
+    @field_validator("coupon_unit")
+    @classmethod
+    def _check_unit(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() == "percent":
+            return "percent"
+        if not re.fullmatch(r"[A-Za-z]{3}", value):
+            raise ValueError("must be 'percent' or a 3-letter currency code such as 'VND'")
+        return value.upper()
 
     @property
     def resolved_database_url(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,10 +18,13 @@ from typing import Any, Literal
 from sqlalchemy import Engine, String, Table, and_, cast, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from touchflow.db import session_scope
 from touchflow.models import (
+    Coupon,
+    CouponRedemption,
     Customer,
     CustomerIn,
     Delivery,
@@ -37,6 +41,21 @@ from touchflow.models import (
     utcnow,
 )
 
+# An `order_placed` whose properties carry `coupon_code` redeems that coupon, once; an accepted redemption
+# adds the derived event `coupon_redeemed` (keyed by the order the coupon was issued for) so the journey that
+# issued it ends.
+REDEEMING_EVENT = "order_placed"
+COUPON_PROPERTY = "coupon_code"
+REDEEMED_EVENT = "coupon_redeemed"
+# Codes without look-alikes (0/O, 1/I/L): read aloud or typed from a phone without mistakes.
+_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def new_coupon_code() -> str:
+    """`TF-XXXX-XXXX`: 40 bits of randomness from `secrets`, unique by the table's constraint."""
+    body = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
+    return f"TF-{body[:4]}-{body[4:]}"
+
 
 def _table(model: Any) -> Table:
     table: Table = model.__table__
@@ -46,7 +65,7 @@ def _table(model: Any) -> Table:
 # What stands in for a customer id once the customer is erased.
 ERASED = "erased"
 # Tables whose rows belong to one person and go with them on erasure.
-PERSONAL_TABLES: tuple[Any, ...] = (Event, InboxMessage)
+PERSONAL_TABLES: tuple[Any, ...] = (Event, InboxMessage, CouponRedemption, Coupon)
 
 # The event that withdraws consent; the store applies it as it stores it.
 UNSUBSCRIBED = "unsubscribed"
@@ -245,10 +264,13 @@ class Store:
         with self.engine.begin() as conn:
             self._insert_ignore(conn, Customer, list(customers.values()))
             inserted = self._insert_ignore(conn, Event, rows, returning=_table(Event).c.id)
+            derived = self._redeem_coupons(conn, [r for r in rows if r["id"] in inserted], now)
+            if derived:
+                inserted |= self._insert_ignore(conn, Event, derived, returning=_table(Event).c.id)
             outbox = [
-                {"event_id": event.id, "attempts": 0, "available_at": now}
-                for event in events
-                if event.id in inserted and event.name in relayed
+                {"event_id": row["id"], "attempts": 0, "available_at": now}
+                for row in [*rows, *derived]
+                if row["id"] in inserted and row["name"] in relayed
             ]
             self._insert_ignore(conn, OutboxEntry, outbox)
             for event in events:
@@ -277,6 +299,81 @@ class Store:
             .where(table.c.id == event.customer_id)
             .values(consents={**(consents or {}), key: False}, updated_at=utcnow())
         )
+
+    def _redeem_coupons(
+        self, conn: Connection, rows: Sequence[dict[str, Any]], now: datetime
+    ) -> list[dict[str, Any]]:
+        """Record every coupon use of these new events; returns the `coupon_redeemed` events to add."""
+        coupons = _table(Coupon)
+        derived: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for row in rows:
+            code = row["properties"].get(COUPON_PROPERTY)
+            if row["name"] != REDEEMING_EVENT or not isinstance(code, str) or row["id"] in seen:
+                continue
+            seen.add(row["id"])
+            code = code.strip().upper()
+            order_id = row["properties"].get("order_id")
+            query = select(coupons).where(coupons.c.code == code)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            coupon = conn.execute(query).one_or_none()
+            reason = None
+            if coupon is None:
+                reason = "unknown code"
+            elif coupon.customer_id != row["customer_id"]:
+                reason = "issued to another customer"
+            elif coupon.redeemed_at is not None:
+                reason = "already redeemed"
+            elif coupon.expires_at < row["occurred_at"]:
+                reason = "expired"
+            else:
+                # The `redeemed_at IS NULL` re-check makes two concurrent redemptions apply once.
+                applied = conn.execute(
+                    update(coupons)
+                    .where(coupons.c.id == coupon.id, coupons.c.redeemed_at.is_(None))
+                    .values(
+                        redeemed_at=now,
+                        redeemed_order_id=None if order_id is None else str(order_id)[:128],
+                        redeemed_event_id=row["id"],
+                    )
+                ).rowcount
+                if applied != 1:
+                    reason = "already redeemed"
+            self._insert_ignore(
+                conn,
+                CouponRedemption,
+                [
+                    {
+                        "event_id": row["id"],
+                        "code": code[:32],
+                        "coupon_id": coupon.id if coupon is not None else None,
+                        "customer_id": row["customer_id"],
+                        "order_id": None if order_id is None else str(order_id)[:128],
+                        "accepted": reason is None,
+                        "reason": reason,
+                        "at": now,
+                    }
+                ],
+            )
+            if reason is None and coupon is not None:
+                derived.append(
+                    {
+                        "id": f"{REDEEMED_EVENT}:{coupon.id}",
+                        "customer_id": row["customer_id"],
+                        "name": REDEEMED_EVENT,
+                        "properties": {
+                            "coupon_id": coupon.id,
+                            "journey": coupon.journey,
+                            # The entry key of the run that issued it (the post-purchase order id).
+                            "order_id": coupon.entry_key,
+                            "redeemed_order_id": order_id,
+                        },
+                        "occurred_at": row["occurred_at"],
+                        "received_at": now,
+                    }
+                )
+        return derived
 
     def claim_outbox(self, limit: int, lease: timedelta) -> list[ClaimedEvent]:
         """Lease up to `limit` due entries to the caller; another relay skips them until the lease ends."""
@@ -645,3 +742,63 @@ class Store:
             conn.execute(update(table).where(where, table.c.seen_at.is_(None)).values(seen_at=now))
             result = conn.execute(update(table).where(where).values(read_at=now))
         return int(result.rowcount)
+
+    # -- coupons --------------------------------------------------------------------------------------------
+
+    def issue_coupon(
+        self,
+        *,
+        key: str,
+        customer_id: str,
+        journey: str,
+        entry_key: str | None,
+        value: float,
+        unit: str,
+        expires_at: datetime,
+    ) -> Coupon:
+        """A new unique coupon for this business key, or the one an earlier call made for it."""
+        for _ in range(5):
+            row = {
+                "key": key,
+                "code": new_coupon_code(),
+                "customer_id": customer_id,
+                "journey": journey,
+                "entry_key": entry_key,
+                "value": value,
+                "unit": unit,
+                "expires_at": expires_at,
+                "created_at": utcnow(),
+            }
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(_table(Coupon).insert(), [row])
+            except IntegrityError:
+                pass  # this key was issued already (found below), or the code collided (try again)
+            with self.session() as session:
+                found = session.scalars(select(Coupon).where(col(Coupon.key) == key)).one_or_none()
+            if found is not None:
+                return found
+        raise RuntimeError("could not draw a unique coupon code in 5 tries")
+
+    def get_coupon(self, coupon_id: int) -> Coupon | None:
+        with self.session() as session:
+            return session.get(Coupon, coupon_id)
+
+    def coupon_by_code(self, code: str) -> Coupon | None:
+        with self.session() as session:
+            stmt = select(Coupon).where(col(Coupon.code) == code.strip().upper())
+            return session.scalars(stmt).one_or_none()
+
+    def customer_coupons(self, customer_id: str) -> list[Coupon]:
+        with self.session() as session:
+            stmt = select(Coupon).where(col(Coupon.customer_id) == customer_id).order_by(col(Coupon.id))
+            return list(session.scalars(stmt))
+
+    def coupon_redemptions(self, code: str) -> list[CouponRedemption]:
+        with self.session() as session:
+            stmt = (
+                select(CouponRedemption)
+                .where(col(CouponRedemption.code) == code.strip().upper())
+                .order_by(col(CouponRedemption.id))
+            )
+            return list(session.scalars(stmt))

@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.coupons import CouponActivities
 from activities.journey import JourneyActivities
 from activities.zalo_tokens import StoreTokenProvider
 from channels import RetryableDeliveryError, build_channels
@@ -77,6 +78,11 @@ def build_worker(
         task_queue=settings.task_queue,
         workflows=[spec.workflow for spec in journeys],
         workflow_runner=WORKFLOW_RUNNER,
-        activities=[activities.enter_journey, activities.leave_journey, activities.deliver_step],
+        activities=[
+            activities.enter_journey,
+            activities.leave_journey,
+            activities.deliver_step,
+            CouponActivities(activities.store, settings).issue_coupon,
+        ],
         max_concurrent_activities=100,
     )

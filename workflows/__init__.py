@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from workflows.abandoned_cart import AbandonedCart
 from workflows.base import (
     Journey,
     JourneyEvent,
@@ -12,6 +13,8 @@ from workflows.base import (
     Step,
     journey,
 )
+from workflows.loyalty import Loyalty
+from workflows.post_purchase import PostPurchase
 from workflows.welcome import Welcome
 
 __all__ = [
@@ -26,4 +29,6 @@ __all__ = [
     "journey",
 ]
 
-REGISTRY: dict[str, JourneySpec] = {spec.name: spec for spec in (Welcome.spec,)}
+REGISTRY: dict[str, JourneySpec] = {
+    journey.spec.name: journey.spec for journey in (Welcome, AbandonedCart, PostPurchase, Loyalty)
+}

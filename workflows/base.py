@@ -13,6 +13,7 @@ taken once: a repeated event id is ignored, so a relay that retries never acts t
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,11 +68,29 @@ class Stage(StrEnum):
 
 
 class Reentry(StrEnum):
-    """How often one customer may go through a journey (per entry key, where the journey has one)."""
+    """How often one customer may go through a journey (per entry key, where the journey has one).
+
+    Each rule is a Temporal id policy plus a check on the store's `journey_entries` (kept after Temporal's
+    retention has forgotten a closed run), made by the `enter_journey` activity:
+
+    | rule          | id reuse policy  | store check at entry (`enter_journey`)      |
+    | ------------- | ---------------- | ------------------------------------------- |
+    | ONCE          | REJECT_DUPLICATE | any earlier entry: not admitted              |
+    | ONE_AT_A_TIME | ALLOW_DUPLICATE  | none                                        |
+    | COOLDOWN      | ALLOW_DUPLICATE  | an entry within `cooldown`: not admitted     |
+
+    With every rule the id conflict policy is USE_EXISTING: an event while a run is open feeds that run.
+    """
 
     ONCE = "once"  # once ever
     ONE_AT_A_TIME = "one_at_a_time"  # again after the previous run ended
     COOLDOWN = "cooldown"  # again once `cooldown` has passed since the previous entry
+
+    @property
+    def id_reuse_policy(self) -> WorkflowIDReusePolicy:
+        if self is Reentry.ONCE:
+            return WorkflowIDReusePolicy.REJECT_DUPLICATE
+        return WorkflowIDReusePolicy.ALLOW_DUPLICATE
 
 
 @dataclass
@@ -108,16 +127,27 @@ class JourneyState:
     detail: str
     sent: list[str]
     ended_by: str | None
+    # Sticky A/B assignments of this run: experiment → variant.
+    variants: dict[str, str] = field(default_factory=dict)
+    # The journey's own state (`Journey.snapshot`), e.g. the loyalty points and tier.
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Step:
-    """A message step: its template (the attribute name), channels to try in order, the stage it serves."""
+    """A message step: its template (the attribute name), channels to try in order, the stage it serves.
+
+    `transactional` steps (an order confirmation) skip the exit guard and marketing consent. With
+    `experiment` set, every send of the step is split sticky between `variants` (see `Journey.split`): the
+    variant is recorded on the delivery and handed to the template as `variant`.
+    """
 
     via: tuple[str, ...]
     stage: Stage
     transactional: bool = False
     name: str = ""
+    experiment: str | None = None
+    variants: tuple[str, ...] = ("a", "b")
 
     def __set_name__(self, owner: type, name: str) -> None:
         if not self.name:
@@ -151,10 +181,9 @@ class JourneySpec:
 
     @property
     def id_reuse_policy(self) -> WorkflowIDReusePolicy:
-        if self.reentry is Reentry.ONCE:
-            return WorkflowIDReusePolicy.REJECT_DUPLICATE
-        return WorkflowIDReusePolicy.ALLOW_DUPLICATE
+        return self.reentry.id_reuse_policy
 
+    # An event for a customer already in the journey feeds that run (signal-with-start), never a second one.
     id_conflict_policy: ClassVar[WorkflowIDConflictPolicy] = WorkflowIDConflictPolicy.USE_EXISTING
 
     def search_attributes(self, customer_id: str) -> TypedSearchAttributes:
@@ -165,6 +194,7 @@ class JourneySpec:
 
 
 J = TypeVar("J", bound="Journey")
+_REQUIRED: Any = object()
 
 
 def journey(
@@ -217,6 +247,14 @@ def journey(
     return wrap
 
 
+def sticky_variant(customer_id: str, experiment: str, variants: Sequence[str]) -> str:
+    """The variant of `experiment` for this customer: a hash of both, so every entry gets the same one."""
+    if not variants:
+        raise ValueError(f"experiment {experiment!r} needs at least one variant")
+    digest = hashlib.sha256(f"{experiment}:{customer_id}".encode()).digest()
+    return variants[int.from_bytes(digest[:8], "big") % len(variants)]
+
+
 def _snake(name: str) -> str:
     name = name.removesuffix("Journey")
     return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
@@ -235,12 +273,18 @@ class Journey:
         self.stage: Stage | None = None
         self.detail = "waiting for the trigger"
         self.sent: list[str] = []
+        self.variants: dict[str, str] = {}
         self._timings: dict[str, float] = {}
+        self._params: dict[str, Any] = {}
+        # The guard looks for exit events from here on: the earlier of entry and the trigger's own time,
+        # so an order stored before a late `cart_updated` started the run still counts.
+        self._since: datetime | None = None
         self._entry_id = 0
         self._inbox: deque[JourneyEvent] = deque()
         self._seen: deque[str] = deque(maxlen=SEEN_EVENTS_KEPT)
         self._step_counts: dict[str, int] = {}
         self._latest: dict[str, JourneyEvent] = {}
+        self._arrived: dict[str, datetime] = {}
 
     # -- what Temporal calls --------------------------------------------------------------------------------
 
@@ -250,6 +294,7 @@ class Journey:
             return  # a relay retry: already taken
         self._seen.append(event.id)
         self._latest[event.name] = event
+        self._arrived[event.name] = workflow.now()
         if event.name in self.spec.ends_on and event.name not in self.spec.starts_on:
             if self.ended_by is None and self._matches_entry(event):
                 self.ended_by = event
@@ -265,6 +310,8 @@ class Journey:
             detail=self.detail,
             sent=list(self.sent),
             ended_by=self.ended_by.name if self.ended_by else None,
+            variants=dict(self.variants),
+            data=self.snapshot(),
         )
 
     async def _run(self, input: JourneyInput) -> JourneyOutcome:
@@ -302,6 +349,8 @@ class Journey:
             self.entered_at = entry.entered_at
             self._entry_id = entry.entry_id
             self._timings = entry.timings
+            self._params = entry.params
+            self._since = min(entry.entered_at, trigger.occurred_at or entry.entered_at)
         await self.plan(trigger)  # type: ignore[arg-type]
         status = "completed"
         if self.ended_by is not None:
@@ -321,6 +370,11 @@ class Journey:
         raise NotImplementedError(f"{type(self).__name__} must define `async def plan(self, trigger)`")
 
     @property
+    def entry_number(self) -> int:
+        """This entry's number in the store (`journey_entries.id`): part of every business key of the run."""
+        return self._entry_id
+
+    @property
     def ended(self) -> bool:
         return self.ended_by is not None
 
@@ -330,17 +384,50 @@ class Journey:
             raise KeyError(f"no duration setting named {setting!r} (TOUCHFLOW_{setting.upper()})")
         return timedelta(seconds=self._timings[setting])
 
-    async def wait(self, duration: timedelta | str) -> bool:
-        """Sleep durably; False when an exit event ended the journey first (the plan should stop)."""
+    def param(self, setting: str, default: Any = _REQUIRED) -> Any:
+        """A journey parameter from settings (`JOURNEY_PARAMS`), as read when this run entered."""
+        if setting not in self._params:
+            if default is not _REQUIRED:
+                return default
+            raise KeyError(f"no journey parameter named {setting!r} (TOUCHFLOW_{setting.upper()})")
+        return self._params[setting]
+
+    def split(self, experiment: str, variants: Sequence[str] = ("a", "b")) -> str:
+        """The customer's sticky variant of an A/B experiment (same on every entry); shown in `get_state`."""
+        variant = sticky_variant(self.customer_id, experiment, variants)
+        self.variants[experiment] = variant
+        return variant
+
+    async def wait(self, duration: timedelta | str, *, restart_on: Sequence[str] = ()) -> bool:
+        """Sleep durably; False when an exit event ended the journey first (the plan should stop).
+
+        An event named in `restart_on` (a newer `cart_updated`) starts the wait over; `latest(name)` then
+        gives its newest contents.
+        """
         delay = self.timing(duration) if isinstance(duration, str) else duration
-        if self.ended:
+        restarted: list[JourneyEvent] = []
+
+        def woken() -> bool:
+            if self.ended:
+                return True
+            for event in list(self._inbox):
+                if event.name in restart_on:
+                    self._inbox.remove(event)
+                    restarted.append(event)
+                    return True
             return False
-        self._set_detail(f"waiting {delay} until {workflow.now() + delay:%Y-%m-%d %H:%M} UTC")
-        try:
-            await workflow.wait_condition(lambda: self.ended, timeout=delay)
-        except TimeoutError:
-            return True
-        return False
+
+        while True:
+            if self.ended:
+                return False
+            self._set_detail(f"waiting {delay} until {workflow.now() + delay:%Y-%m-%d %H:%M} UTC")
+            restarted.clear()
+            try:
+                await workflow.wait_condition(woken, timeout=delay)
+            except TimeoutError:
+                return True
+            if not restarted:
+                return False
 
     async def wait_for(
         self,
@@ -373,6 +460,11 @@ class Journey:
         """The newest event of this name the run has seen (the trigger included)."""
         return self._latest.get(name)
 
+    def since_latest(self, name: str) -> timedelta:
+        """Journey time since the newest event of this name reached the run (zero when none did)."""
+        arrived = self._arrived.get(name)
+        return workflow.now() - arrived if arrived else timedelta(0)
+
     async def send(
         self,
         step: Step,
@@ -384,6 +476,8 @@ class Journey:
         """Deliver a step over the first channel that reaches the customer; None when the journey ended."""
         if self.ended:
             return None
+        if step.experiment and variant is None:
+            variant = self.split(step.experiment, step.variants)
         info = workflow.info()
         count = self._step_counts.get(step.name, 0) + 1
         self._step_counts[step.name] = count
@@ -402,6 +496,9 @@ class Journey:
                 return None
         if result.status == SendStatus.SENT:
             self.sent.append(step.name)
+        elif result.ended_by and self.ended_by is None:
+            # The guard found the exit in the store before its signal came (or it never will).
+            self.ended_by = JourneyEvent(id=result.ended_by_event_id or "", name=result.ended_by)
         self._set_detail(f"{step.name}: {result.status} via {result.channel or '-'}")
         return result
 
@@ -424,7 +521,7 @@ class Journey:
                 key=key,
                 channels=list(step.via),
                 stage=step.stage.value,
-                entered_at=self.entered_at or workflow.now(),
+                entered_at=self._since or self.entered_at or workflow.now(),
                 transactional=step.transactional,
                 event_id=event.id if event else None,
                 exit_on=[] if step.transactional else list(self.spec.ends_on),
@@ -460,6 +557,10 @@ class Journey:
             self.stage = stage
             workflow.upsert_search_attributes([JOURNEY_STAGE.value_set(stage.value)])
 
+    def snapshot(self) -> dict[str, Any]:
+        """The journey's own state for `get_state` (the Temporal UI, the API); journeys override it."""
+        return {}
+
     def _set_detail(self, detail: str) -> None:
         self.detail = detail
         workflow.set_current_details(detail)
@@ -469,6 +570,9 @@ class Journey:
         return {
             "entered_at": self.entered_at.isoformat() if self.entered_at else None,
             "timings": self._timings,
+            "params": self._params,
+            "since": self._since.isoformat() if self._since else None,
+            "variants": self.variants,
             "entry_id": self._entry_id,
             "seen": list(self._seen),
             "step_counts": self._step_counts,
@@ -480,6 +584,10 @@ class Journey:
         entered = carried.get("entered_at")
         self.entered_at = datetime.fromisoformat(entered) if entered else None
         self._timings = dict(carried.get("timings", {}))
+        self._params = dict(carried.get("params", {}))
+        since = carried.get("since")
+        self._since = datetime.fromisoformat(since) if since else self.entered_at
+        self.variants = dict(carried.get("variants", {}))
         self._seen.extend(carried.get("seen", []))
         self._step_counts = dict(carried.get("step_counts", {}))
         self._entry_id = int(carried.get("entry_id", 0))

@@ -45,8 +45,11 @@ async def test_erasure_ends_journeys_and_keeps_only_anonymous_counts(
         rows = list(session.scalars(select(Delivery)))
     assert sorted((d.customer_id, d.journey, d.step, d.status) for d in rows) == [
         (ERASED, "welcome", "welcome", "sent"),
+        (ERASED, "welcome", "welcome_inbox", "sent"),
         ("stays", "welcome", "welcome", "sent"),
+        ("stays", "welcome", "welcome_inbox", "sent"),
     ]
+    assert body["removed"]["inbox_messages"] == 1
     anonymous = next(d for d in rows if d.customer_id == ERASED)
     assert "gone" not in anonymous.key and anonymous.workflow_id == ERASED and anonymous.attempts == []
 

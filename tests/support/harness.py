@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ class JourneyHarness:
     store: Store
     settings: Settings
     relay: Relay
+    registry: dict[str, JourneySpec] = field(default_factory=lambda: TEST_REGISTRY)
 
     async def post(
         self,
@@ -51,14 +52,23 @@ class JourneyHarness:
             properties=properties or {},
             timestamp=timestamp,
         )
-        self.store.ingest_events([event], routed_event_names(TEST_REGISTRY))
+        self.store.ingest_events([event], routed_event_names(self.registry))
         while await self.relay.relay_once():
             pass
-        for spec in TEST_REGISTRY.values():
-            if name in spec.starts_on:
-                workflow_id = spec.workflow_id(customer_id, spec.entry_key(event.properties))
-                return self.env.client.get_workflow_handle(workflow_id, result_type=JourneyOutcome)
-        return None
+        handles = [
+            self.env.client.get_workflow_handle(
+                spec.workflow_id(customer_id, spec.entry_key(event.properties)), result_type=JourneyOutcome
+            )
+            for spec in self.registry.values()
+            if name in spec.starts_on
+        ]
+        return handles[0] if handles else None
+
+    def handle(
+        self, journey: str, customer_id: str, entry_key: str | None = None
+    ) -> WorkflowHandle[Any, Any]:
+        workflow_id = self.registry[journey].workflow_id(customer_id, entry_key)
+        return self.env.client.get_workflow_handle(workflow_id, result_type=JourneyOutcome)
 
     @staticmethod
     async def state(handle: WorkflowHandle[Any, Any]) -> JourneyState:

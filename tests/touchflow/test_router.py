@@ -78,4 +78,5 @@ async def test_events_posted_while_temporal_is_down_start_each_journey_once(
     recipients = sorted(rcpt for _, [rcpt] in smtp.envelopes)
     assert recipients == sorted(f"{c}@example.com" for c in CUSTOMERS)
     for customer in CUSTOMERS:
-        assert [d.step for d in store.customer_deliveries(customer)] == ["welcome"]
+        # One welcome email each (the series' inbox step may still be on its way: not counted here).
+        assert [d.step for d in store.customer_deliveries(customer) if d.step == "welcome"] == ["welcome"]

@@ -1,0 +1,43 @@
+"""Coupons a journey hands out: `issue_coupon` makes a unique, single-use code, once per business key.
+
+Redemption is not an activity: an `order_placed` carrying the code is recorded when the event is stored
+(`Store.ingest_events`), in the same transaction, so a code is applied once whatever runs or retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from temporalio import activity
+
+from activities.types import IssueCouponInput, IssueCouponResult
+from touchflow.settings import Settings
+from touchflow.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class CouponActivities:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    @activity.defn(name="issue_coupon")
+    async def issue_coupon(self, input: IssueCouponInput) -> IssueCouponResult:
+        """The coupon for `input.key`: made on the first call, the same one on every retry or replay."""
+        coupon = await asyncio.to_thread(
+            self.store.issue_coupon,
+            key=input.key,
+            customer_id=input.customer_id,
+            journey=input.journey,
+            entry_key=input.entry_key,
+            value=self.settings.coupon_value,
+            unit=self.settings.coupon_unit,
+            expires_at=input.expires_at,
+        )
+        assert coupon.id is not None
+        log.info("coupon issued", extra={"journey": input.journey, "coupon_id": coupon.id})
+        return IssueCouponResult(
+            coupon_id=coupon.id, value=coupon.value, unit=coupon.unit, expires_at=coupon.expires_at
+        )

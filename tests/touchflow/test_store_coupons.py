@@ -1,0 +1,79 @@
+"""Coupons in the store (SQLite and PostgreSQL): issued once per key, redeemed once per code."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from touchflow.models import EventIn, utcnow
+from touchflow.store import REDEEMED_EVENT, Store, new_coupon_code
+
+
+def issue(store: Store, key: str = "post_purchase:c1:o-1:1:coupon", customer_id: str = "c1") -> str:
+    coupon = store.issue_coupon(
+        key=key,
+        customer_id=customer_id,
+        journey="post_purchase",
+        entry_key="o-1",
+        value=10,
+        unit="percent",
+        expires_at=utcnow() + timedelta(days=30),
+    )
+    return coupon.code
+
+
+def test_issuing_is_idempotent_by_key_and_codes_are_unique(store: Store) -> None:
+    first = issue(store)
+    assert issue(store) == first
+    other = issue(store, key="post_purchase:c1:o-2:2:coupon")
+    assert other != first
+    assert len({new_coupon_code() for _ in range(500)}) == 500
+
+
+def order(event_id: str, code: str, customer_id: str = "c1", **extra: object) -> EventIn:
+    properties = {"order_id": event_id, "coupon_code": code}
+    return EventIn(id=event_id, customer_id=customer_id, name="order_placed", properties=properties, **extra)
+
+
+@pytest.mark.parametrize(
+    ("customer_id", "code_of", "timestamp_days", "reason"),
+    [
+        ("c1", "issued", 0, None),
+        ("c2", "issued", 0, "issued to another customer"),
+        ("c1", "unknown", 0, "unknown code"),
+        ("c1", "issued", 31, "expired"),
+    ],
+)
+def test_redemption_rules(
+    store: Store, customer_id: str, code_of: str, timestamp_days: int, reason: str | None
+) -> None:
+    code = issue(store) if code_of == "issued" else "TF-NOPE-NOPE"
+    when = utcnow() + timedelta(days=timestamp_days)
+    store.ingest_events([order("e1", code.lower(), customer_id, timestamp=when)], {"order_placed"})
+    [use] = store.coupon_redemptions(code)
+    assert (use.accepted, use.reason) == (reason is None, reason)
+    derived = store.get_event(f"{REDEEMED_EVENT}:1")
+    assert (derived is not None) == (reason is None)
+
+
+def test_a_code_is_applied_once_and_the_second_use_is_recorded(store: Store) -> None:
+    code = issue(store)
+    relayed = {"order_placed", REDEEMED_EVENT}
+    store.ingest_events([order("e1", code)], relayed)
+    store.ingest_events([order("e1", code)], relayed)  # the same event again: a duplicate, nothing new
+    store.ingest_events([order("e2", code)], relayed)
+    uses = [(u.event_id, u.accepted, u.reason) for u in store.coupon_redemptions(code)]
+    assert uses == [("e1", True, None), ("e2", False, "already redeemed")]
+    coupon = store.coupon_by_code(code)
+    assert coupon is not None and coupon.redeemed_event_id == "e1"
+    derived = store.get_event(f"{REDEEMED_EVENT}:{coupon.id}")
+    assert derived is not None
+    assert derived.properties == {
+        "coupon_id": coupon.id,
+        "journey": "post_purchase",
+        "order_id": "o-1",
+        "redeemed_order_id": "e1",
+    }
+    # The derived event is relayed like any other: e1, e2 and coupon_redeemed wait in the outbox.
+    assert store.outbox_size() == 3
