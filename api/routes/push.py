@@ -67,8 +67,12 @@ class VapidPublicKey(BaseModel):
 
 
 @public_router.get("/vapid-public-key", response_model=VapidPublicKey)
-async def vapid_public_key(request: Request) -> VapidPublicKey:
-    """The `applicationServerKey` a page passes to `pushManager.subscribe()`; public, so no API key."""
+async def vapid_public_key(request: Request, response: Response) -> VapidPublicKey:
+    """The `applicationServerKey` a page passes to `pushManager.subscribe()`; public, so no API key.
+
+    Any origin may read it (CORS `*`): the site's own pages fetch it straight from the browser.
+    """
+    response.headers["Access-Control-Allow-Origin"] = "*"
     key: str | None = request.app.state.vapid_public_key
     if key is None:
         raise HTTPException(

@@ -139,9 +139,10 @@ def test_delete_forgets_one_subscription(client: TestClient, store: Store) -> No
 
 
 def test_the_vapid_public_key_is_public(client: TestClient, vapid: VapidKeys) -> None:
-    response = client.get("/v1/push/vapid-public-key")
+    response = client.get("/v1/push/vapid-public-key", headers={"Origin": "https://shop.example"})
     assert response.status_code == 200
     assert response.json() == {"public_key": vapid.public_key}
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
 
 
 def test_without_vapid_keys_the_public_key_is_not_found(
