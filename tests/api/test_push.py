@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from tests.conftest import API_KEY
 from tests.support.push_service import Subscriber
 from touchflow.settings import Settings
 from touchflow.store import Store
 from touchflow.vapid import VapidKeys, b64url_encode
-
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def browser(name: str = "a") -> dict[str, Any]:
@@ -27,49 +24,43 @@ def browser(name: str = "a") -> dict[str, Any]:
 
 
 @pytest.fixture
-def client(store: Store, make_settings: Callable[..., Settings], vapid: VapidKeys) -> Iterator[TestClient]:
-    settings = make_settings(
-        database_url=str(store.engine.url.render_as_string(hide_password=False)),
-        vapid_private_key=vapid.private_key,
-        vapid_subject="mailto:ops@shop.example",
-    )
-    with TestClient(create_app(settings, run_relay=False)) as client:
-        yield client
+def api_settings(vapid: VapidKeys) -> dict[str, Any]:
+    return {"vapid_private_key": vapid.private_key, "vapid_subject": "mailto:ops@shop.example"}
 
 
-def test_a_customer_can_have_several_devices_and_reposting_updates(client: TestClient, store: Store) -> None:
+def test_a_customer_can_have_several_devices_and_reposting_updates(api: TestClient, store: Store) -> None:
     phone, laptop = browser("phone"), browser("laptop")
-    first = client.post("/v1/customers/c1/push-subscriptions", json=phone, headers=AUTH)
+    first = api.post("/v1/customers/c1/push-subscriptions", json=phone)
     assert first.status_code == 201, first.text
     assert first.json()["origin"] == "https://fcm.googleapis.com"
     assert "endpoint" not in first.json()
-    assert client.post("/v1/customers/c1/push-subscriptions", json=laptop, headers=AUTH).status_code == 201
+    assert api.post("/v1/customers/c1/push-subscriptions", json=laptop).status_code == 201
 
     renewed = {**phone, "keys": browser("phone-again")["keys"]}
-    again = client.post("/v1/customers/c1/push-subscriptions", json=renewed, headers=AUTH)
+    again = api.post("/v1/customers/c1/push-subscriptions", json=renewed)
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
 
     stored = {s.endpoint: s for s in store.push_subscriptions("c1")}
     assert set(stored) == {phone["endpoint"], laptop["endpoint"]}
     assert stored[phone["endpoint"]].p256dh == renewed["keys"]["p256dh"]
-    listed = client.get("/v1/customers/c1/push-subscriptions", headers=AUTH).json()
+    listed = api.get("/v1/customers/c1/push-subscriptions").json()
     assert [s["id"] for s in listed] == sorted(s.id or 0 for s in stored.values())
     assert store.get_customer("c1") is not None  # an unknown customer gets a bare profile
 
 
-def test_a_browser_signed_in_as_someone_else_moves_to_them(client: TestClient, store: Store) -> None:
+def test_a_browser_signed_in_as_someone_else_moves_to_them(api: TestClient, store: Store) -> None:
     shared = browser("family-pc")
-    client.post("/v1/customers/mum/push-subscriptions", json=shared, headers=AUTH)
-    moved = client.post("/v1/customers/son/push-subscriptions", json=shared, headers=AUTH)
+    api.post("/v1/customers/mum/push-subscriptions", json=shared)
+    moved = api.post("/v1/customers/son/push-subscriptions", json=shared)
     assert moved.status_code == 200
     assert store.push_subscriptions("mum") == []
     assert [s.endpoint for s in store.push_subscriptions("son")] == [shared["endpoint"]]
 
 
-def test_expiration_time_is_kept(client: TestClient, store: Store) -> None:
+def test_expiration_time_is_kept(api: TestClient, store: Store) -> None:
     subscription = {**browser(), "expirationTime": 1_900_000_000_000}
-    client.post("/v1/customers/c1/push-subscriptions", json=subscription, headers=AUTH)
+    api.post("/v1/customers/c1/push-subscriptions", json=subscription)
     [stored] = store.push_subscriptions("c1")
     assert stored.expires_at is not None
     assert stored.expires_at.timestamp() == 1_900_000_000
@@ -104,9 +95,9 @@ def _with(path: str, value: Any) -> dict[str, Any]:
     ],
 )
 def test_a_bad_subscription_gets_a_422_naming_the_field(
-    client: TestClient, store: Store, body: dict[str, Any], field: str, says: str
+    api: TestClient, store: Store, body: dict[str, Any], field: str, says: str
 ) -> None:
-    response = client.post("/v1/customers/c1/push-subscriptions", json=body, headers=AUTH)
+    response = api.post("/v1/customers/c1/push-subscriptions", json=body)
     assert response.status_code == 422
     message = response.json()["message"]
     assert message.startswith(f"{field}: "), message
@@ -114,32 +105,32 @@ def test_a_bad_subscription_gets_a_422_naming_the_field(
     assert store.push_subscriptions("c1") == []
 
 
-def test_subscriptions_need_the_api_key(client: TestClient) -> None:
-    assert client.post("/v1/customers/c1/push-subscriptions", json=browser()).status_code == 401
-    assert client.get("/v1/customers/c1/push-subscriptions").status_code == 401
-    assert client.delete("/v1/customers/c1/push-subscriptions", params={"endpoint": "x"}).status_code == 401
+def test_subscriptions_need_the_api_key(api: TestClient) -> None:
+    api.headers.pop("Authorization")
+    assert api.post("/v1/customers/c1/push-subscriptions", json=browser()).status_code == 401
+    assert api.get("/v1/customers/c1/push-subscriptions").status_code == 401
+    assert api.delete("/v1/customers/c1/push-subscriptions", params={"endpoint": "x"}).status_code == 401
 
 
-def test_delete_forgets_one_subscription(client: TestClient, store: Store) -> None:
+def test_delete_forgets_one_subscription(api: TestClient, store: Store) -> None:
     phone, laptop = browser("phone"), browser("laptop")
     for subscription in (phone, laptop):
-        client.post("/v1/customers/c1/push-subscriptions", json=subscription, headers=AUTH)
+        api.post("/v1/customers/c1/push-subscriptions", json=subscription)
 
     url = "/v1/customers/c1/push-subscriptions"
-    assert client.delete(url, params={"endpoint": phone["endpoint"]}, headers=AUTH).status_code == 204
+    assert api.delete(url, params={"endpoint": phone["endpoint"]}).status_code == 204
     assert [s.endpoint for s in store.push_subscriptions("c1")] == [laptop["endpoint"]]
 
-    again = client.delete(url, params={"endpoint": phone["endpoint"]}, headers=AUTH)
+    again = api.delete(url, params={"endpoint": phone["endpoint"]})
     assert again.status_code == 404
-    other = client.delete(
-        "/v1/customers/c2/push-subscriptions", params={"endpoint": laptop["endpoint"]}, headers=AUTH
-    )
+    other = api.delete("/v1/customers/c2/push-subscriptions", params={"endpoint": laptop["endpoint"]})
     assert other.status_code == 404
-    assert client.delete(url, headers=AUTH).status_code == 422
+    assert api.delete(url).status_code == 422
 
 
-def test_the_vapid_public_key_is_public(client: TestClient, vapid: VapidKeys) -> None:
-    response = client.get("/v1/push/vapid-public-key", headers={"Origin": "https://shop.example"})
+def test_the_vapid_public_key_is_public(api: TestClient, vapid: VapidKeys) -> None:
+    api.headers.pop("Authorization")
+    response = api.get("/v1/push/vapid-public-key", headers={"Origin": "https://shop.example"})
     assert response.status_code == 200
     assert response.json() == {"public_key": vapid.public_key}
     assert response.headers["Access-Control-Allow-Origin"] == "*"
