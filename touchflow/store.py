@@ -48,7 +48,7 @@ def _table(model: Any) -> Table:
 # What stands in for a customer id once the customer is erased.
 ERASED = "erased"
 # Tables whose rows belong to one person and go with them on erasure.
-PERSONAL_TABLES: tuple[Any, ...] = (Event, InboxMessage)
+PERSONAL_TABLES: tuple[Any, ...] = (Event, InboxMessage, PushSubscription)
 
 # The event that withdraws consent; the store applies it as it stores it.
 UNSUBSCRIBED = "unsubscribed"

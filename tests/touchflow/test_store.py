@@ -135,3 +135,15 @@ def test_push_results_track_successes_failures_and_gone_subscriptions(store: Sto
     # Saving it again (the browser subscribed anew) starts it fresh.
     again, created = store.save_push_subscription("c1", one.subscription_in())
     assert created and again.failures == 0
+
+
+def test_erasure_deletes_the_customers_push_subscriptions(store: Store) -> None:
+    for customer, token in (("gone", "a"), ("gone", "b"), ("stays", "c")):
+        device = Subscriber(token=token, endpoint=f"https://push.example/{token}")
+        store.save_push_subscription(customer, device.subscription_in())
+
+    removed = store.erase_customer("gone")
+
+    assert removed["push_subscriptions"] == 2
+    assert store.push_subscriptions("gone") == []
+    assert len(store.push_subscriptions("stays")) == 1
