@@ -8,8 +8,9 @@ repeated activity never sends twice.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,15 @@ from activities.types import (
     SendStepInput,
     SendStepResult,
 )
-from channels import Channel, OutboundMessage, PermanentDeliveryError, Reach, RetryableDeliveryError
+from channels import (
+    Channel,
+    DeliveryError,
+    OutboundMessage,
+    PermanentDeliveryError,
+    Reach,
+    Receipt,
+    RetryableDeliveryError,
+)
 from touchflow.models import Customer, Delivery, DeliveryStatus, Event, JourneyStatus, utcnow
 from touchflow.rendering import Renderer, TemplateMissing
 from touchflow.settings import Settings
@@ -61,6 +70,14 @@ class _Outcome:
     provider_id: str | None = None
     retry_at: datetime | None = None
     ended_by: Event | None = None
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    """One address to send a step to; a push subscription (a customer may have several) carries its id."""
+
+    address: str
+    subscription_id: int | None = None
 
 
 class JourneyActivities:
@@ -188,8 +205,8 @@ class JourneyActivities:
             if name in failed_before:
                 permanent = True
                 continue
-            address = self._address(channel, customer)
-            if address is None:
+            recipients = await self._recipients(channel, customer)
+            if not recipients:
                 reason = f"{name}: customer has no {channel.reaches.value}"
                 delivery.attempts.append({"channel": name, "outcome": "unreachable", "reason": reason})
                 reasons.append(reason)
@@ -204,14 +221,14 @@ class JourneyActivities:
                 continue
             message = OutboundMessage(
                 key=input.key,
-                address=address,
+                address=recipients[0].address,
                 content={part: value for part, value in content.items() if channel.accepts(part)},
                 marketing=not input.transactional,
                 unsubscribe_url=context["unsubscribe_url"],
                 locale=language,
             )
             try:
-                receipt = await channel.send(message)
+                receipt = await self._send(channel, message, recipients)
             except RetryableDeliveryError as exc:
                 delivery.attempts.append(
                     {"channel": name, "outcome": "retryable", "reason": exc.reason, "at": _now()}
@@ -239,6 +256,46 @@ class JourneyActivities:
             return _Outcome(DeliveryStatus.SENT, None, name, receipt.provider_id)
         status = DeliveryStatus.FAILED if permanent else DeliveryStatus.SKIPPED
         return _Outcome(status, "; ".join(reasons) or "no channel could reach the customer")
+
+    async def _recipients(self, channel: Channel, customer: Customer) -> list[_Recipient]:
+        """Every address of the customer on this channel: one at most, except one per push subscription."""
+        if channel.reaches is Reach.PUSH_SUBSCRIPTION:
+            subscriptions = await asyncio.to_thread(self.store.push_subscriptions, customer.id)
+            return [_Recipient(json.dumps(s.to_json()), s.id) for s in subscriptions]
+        address = self._address(channel, customer)
+        return [] if address is None else [_Recipient(address)]
+
+    async def _send(
+        self, channel: Channel, message: OutboundMessage, recipients: list[_Recipient]
+    ) -> Receipt:
+        """Send to every recipient at once; the step went out when one of them took it.
+
+        A push subscription the service calls gone is deleted. When none took it, the most hopeful error is
+        raised: a retryable one if any, else the first permanent one.
+        """
+        results = await asyncio.gather(
+            *(channel.send(replace(message, address=r.address)) for r in recipients), return_exceptions=True
+        )
+        receipts: list[Receipt] = []
+        errors: list[DeliveryError] = []
+        for recipient, result in zip(recipients, results, strict=True):
+            if isinstance(result, Receipt):
+                receipts.append(result)
+            elif isinstance(result, DeliveryError):
+                errors.append(result)
+            else:
+                raise result
+            if recipient.subscription_id is not None:
+                gone = isinstance(result, PermanentDeliveryError) and result.address_dead
+                await asyncio.to_thread(
+                    self.store.record_push_result,
+                    recipient.subscription_id,
+                    ok=isinstance(result, Receipt),
+                    gone=gone,
+                )
+        if receipts:
+            return receipts[0]
+        raise next((e for e in errors if isinstance(e, RetryableDeliveryError)), errors[0])
 
     def _address(self, channel: Channel, customer: Customer) -> str | None:
         if channel.reaches is Reach.EMAIL:

@@ -12,13 +12,14 @@ from fastapi.exceptions import RequestValidationError
 
 from api.errors import validation_error_handler
 from api.limits import BodySizeLimit
-from api.routes import customers, dev, events, health, inbox, unsubscribe, webhooks
+from api.routes import customers, dev, events, health, inbox, push, unsubscribe, webhooks
 from touchflow.apikeys import parse_keys
 from touchflow.db import make_engine, migrate
 from touchflow.router import Relay
 from touchflow.settings import Settings
 from touchflow.store import Store
 from touchflow.temporal import connect
+from touchflow.vapid import load_private_key, public_key
 
 
 def create_app(settings: Settings, *, run_relay: bool = True) -> FastAPI:
@@ -59,6 +60,8 @@ def create_app(settings: Settings, *, run_relay: bool = True) -> FastAPI:
     app.state.store = store
     app.state.relay = relay
     app.state.api_keys = parse_keys(settings.api_keys)
+    vapid_key = settings.vapid_private_key.get_secret_value()
+    app.state.vapid_public_key = public_key(load_private_key(vapid_key)) if vapid_key else None
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
@@ -68,6 +71,8 @@ def create_app(settings: Settings, *, run_relay: bool = True) -> FastAPI:
     app.include_router(unsubscribe.router)
     app.include_router(inbox.router)
     app.add_middleware(inbox.InboxCORS, origins=settings.inbox_allowed_origins)
+    app.include_router(push.router)
+    app.include_router(push.public_router)
     if settings.dev_mail_dir is not None:
         app.include_router(dev.router)
     return app

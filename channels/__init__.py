@@ -7,6 +7,7 @@ from channels.console import Console
 from channels.email import Email
 from channels.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
 from channels.onsite import InboxSink, Onsite
+from channels.web_push import WebPush
 from channels.zalo_zns import TokenProvider, ZaloZns
 from touchflow.settings import Settings
 
@@ -29,6 +30,7 @@ REGISTRY: dict[str, type[Channel]] = {
     Console.name: Console,
     Onsite.name: Onsite,
     ZaloZns.name: ZaloZns,
+    WebPush.name: WebPush,
 }
 # Channels that need something besides settings: build_channels adds them when given it.
 _NEEDS_MORE = {Onsite, ZaloZns}

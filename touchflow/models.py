@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
@@ -17,6 +18,8 @@ from sqlalchemy import JSON, Column, DateTime, Index, String, TypeDecorator, Uni
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
+
+from touchflow.vapid import b64url_decode
 
 
 def utcnow() -> datetime:
@@ -449,3 +452,113 @@ class CouponRedemption(SQLModel, table=True):
     accepted: bool
     reason: str | None = Field(default=None, max_length=200)
     at: datetime = time_column()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Web push subscriptions: one row per browser (device) a customer allowed to notify them
+# ---------------------------------------------------------------------------------------------------------
+
+
+class PushSubscription(SQLModel, table=True):
+    """A browser's PushSubscription. The endpoint is a capability URL: treat it like a secret (no logs)."""
+
+    __tablename__ = "push_subscriptions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(max_length=128, index=True)
+    endpoint: str = Field(max_length=1024, unique=True)
+    p256dh: str = Field(max_length=100)
+    auth: str = Field(max_length=50)
+    user_agent: str | None = Field(default=None, max_length=512)
+    expires_at: datetime | None = time_column(nullable=True)
+    created_at: datetime = time_column()
+    updated_at: datetime = time_column()
+    last_success_at: datetime | None = time_column(nullable=True)
+    # Consecutive failed sends (reset by a success); a subscription the service says is gone is deleted.
+    failures: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The W3C `PushSubscription.toJSON()` shape: what a web push channel takes as its address."""
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+
+def _check_endpoint(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("must be the https URL of the browser's push service")
+    return value
+
+
+def _key_checker(size: int, what: str) -> Any:
+    def check(value: str) -> str:
+        raw = b64url_decode(value)
+        if len(raw) != size or (size == 65 and raw[0] != 0x04):
+            raise ValueError(f"must be base64url of {what} ({size} bytes), got {len(raw)} bytes")
+        return value.rstrip("=")
+
+    return check
+
+
+PushEndpoint = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=1024), AfterValidator(_check_endpoint)
+]
+P256dhKey = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=100),
+    AfterValidator(_key_checker(65, "an uncompressed P-256 point")),
+]
+AuthSecret = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=50),
+    AfterValidator(_key_checker(16, "the auth secret")),
+]
+
+
+class PushKeys(SQLModel):
+    p256dh: P256dhKey
+    auth: AuthSecret
+
+
+class PushSubscriptionIn(SQLModel):
+    """The JSON of a browser's `PushSubscription` (`subscription.toJSON()`), as the site's backend got it.
+
+    Unknown fields are ignored rather than refused: the JSON is the browser's, and browsers may add fields.
+    """
+
+    endpoint: PushEndpoint
+    expirationTime: float | None = Field(
+        default=None, ge=0, description="Milliseconds since the epoch, or null."
+    )
+    keys: PushKeys
+    user_agent: str | None = Field(
+        default=None, max_length=512, description="The device, for your own display."
+    )
+
+
+class PushSubscriptionPublic(SQLModel):
+    """A stored subscription as the API shows it: the endpoint's origin only, never its secret path."""
+
+    id: int
+    customer_id: str
+    origin: str
+    user_agent: str | None
+    expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    last_success_at: datetime | None
+    failures: int
+
+    @classmethod
+    def of(cls, row: PushSubscription) -> PushSubscriptionPublic:
+        parts = urlsplit(row.endpoint)
+        return cls(
+            id=row.id or 0,
+            customer_id=row.customer_id,
+            origin=f"{parts.scheme}://{parts.netloc}",
+            user_agent=row.user_agent,
+            expires_at=row.expires_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            last_success_at=row.last_success_at,
+            failures=row.failures,
+        )

@@ -151,6 +151,18 @@ class Settings(BaseSettings):
     default_timezone: str = "Asia/Ho_Chi_Minh"
     frequency_caps: str = Field("3/1d", description="Marketing caps: `3/1d, email=2/1d, web_push=4/12h`.")
 
+    # Web push (RFC 8030 + 8291 + 8292 VAPID); `touchflow vapid-keys` makes the key pair
+    vapid_private_key: SecretStr = Field(
+        SecretStr(""), description="VAPID private key (base64url); empty leaves web push unconfigured."
+    )
+    vapid_subject: str = Field(
+        "", description="VAPID `sub` claim: a mailto: or https: URL push services reach you at."
+    )
+    push_ttl: Duration = Field(
+        timedelta(days=1), description="How long a push service keeps a message for an offline device."
+    )
+    push_timeout: Duration = timedelta(seconds=10)
+
     # Messages
     brand_name: str = "touchflow"
     default_locale: str = "en"
@@ -201,6 +213,22 @@ class Settings(BaseSettings):
     loyalty_events_per_run: int = Field(
         1000, ge=1, description="Loyalty: continue-as-new after handling this many events."
     )
+
+    @field_validator("vapid_subject")
+    @classmethod
+    def _check_vapid_subject(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("mailto:", "https://")):
+            raise ValueError("must be a mailto: or https: URL, e.g. 'mailto:ops@shop.example'")
+        return value
+
+    @field_validator("push_ttl")
+    @classmethod
+    def _check_push_ttl(cls, value: timedelta) -> timedelta:
+        # Push services keep a message at most about four weeks (FCM: 28 days) and clamp longer TTLs.
+        if not timedelta(0) <= value <= timedelta(days=28):
+            raise ValueError("must be between 0s and 28d")
+        return value
 
     @field_validator("default_locale")
     @classmethod

@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Engine, String, Table, and_, cast, delete, func, literal, or_, select, update
@@ -36,6 +36,8 @@ from touchflow.models import (
     JourneyEntry,
     JourneyStatus,
     OutboxEntry,
+    PushSubscription,
+    PushSubscriptionIn,
     RateWindow,
     ZaloToken,
     utcnow,
@@ -65,7 +67,7 @@ def _table(model: Any) -> Table:
 # What stands in for a customer id once the customer is erased.
 ERASED = "erased"
 # Tables whose rows belong to one person and go with them on erasure.
-PERSONAL_TABLES: tuple[Any, ...] = (Event, InboxMessage, CouponRedemption, Coupon)
+PERSONAL_TABLES: tuple[Any, ...] = (Event, InboxMessage, PushSubscription, CouponRedemption, Coupon)
 
 # The event that withdraws consent; the store applies it as it stores it.
 UNSUBSCRIBED = "unsubscribed"
@@ -802,3 +804,81 @@ class Store:
                 .order_by(col(CouponRedemption.id))
             )
             return list(session.scalars(stmt))
+
+    # -- web push subscriptions -----------------------------------------------------------------------------
+
+    def save_push_subscription(
+        self, customer_id: str, data: PushSubscriptionIn
+    ) -> tuple[PushSubscription, bool]:
+        """Store a browser's subscription for a customer; returns it and whether it is new.
+
+        The endpoint is the key: posting it again updates its keys, and moves it to `customer_id` when another
+        customer had it (the same browser, now signed in as someone else). An unknown customer gets a bare
+        profile, as an event for one would.
+        """
+        now = utcnow()
+        expires_at = (
+            datetime.fromtimestamp(data.expirationTime / 1000, UTC)
+            if data.expirationTime is not None
+            else None
+        )
+        values = {
+            "customer_id": customer_id,
+            "p256dh": data.keys.p256dh,
+            "auth": data.keys.auth,
+            "user_agent": data.user_agent,
+            "expires_at": expires_at,
+            "updated_at": now,
+            "failures": 0,
+        }
+        table = _table(PushSubscription)
+        with self.engine.begin() as conn:
+            self._insert_ignore(
+                conn,
+                Customer,
+                [{"id": customer_id, "attributes": {}, "consents": {}, "created_at": now, "updated_at": now}],
+            )
+            # Insert-or-ignore, then update: safe when two requests carry the same endpoint at once.
+            created = self._insert_ignore(
+                conn,
+                PushSubscription,
+                [{**values, "endpoint": data.endpoint, "created_at": now}],
+                returning=table.c.id,
+            )
+            if not created:
+                conn.execute(update(table).where(table.c.endpoint == data.endpoint).values(**values))
+        with self.session() as session:
+            row = session.scalars(
+                select(PushSubscription).where(col(PushSubscription.endpoint) == data.endpoint)
+            ).one()
+        return row, bool(created)
+
+    def push_subscriptions(self, customer_id: str) -> list[PushSubscription]:
+        with self.session() as session:
+            stmt = (
+                select(PushSubscription)
+                .where(col(PushSubscription.customer_id) == customer_id)
+                .order_by(col(PushSubscription.id))
+            )
+            return list(session.scalars(stmt))
+
+    def delete_push_subscription(self, customer_id: str, endpoint: str) -> bool:
+        """Forget one of a customer's subscriptions (the browser unsubscribed); False when there was none."""
+        table = _table(PushSubscription)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                delete(table).where(table.c.customer_id == customer_id, table.c.endpoint == endpoint)
+            )
+        return bool(result.rowcount)
+
+    def record_push_result(self, subscription_id: int, *, ok: bool, gone: bool = False) -> None:
+        """After a send: a success resets the failure count, a failure adds one, `gone` deletes the row."""
+        table = _table(PushSubscription)
+        where = table.c.id == subscription_id
+        with self.engine.begin() as conn:
+            if gone:
+                conn.execute(delete(table).where(where))
+            elif ok:
+                conn.execute(update(table).where(where).values(last_success_at=utcnow(), failures=0))
+            else:
+                conn.execute(update(table).where(where).values(failures=table.c.failures + 1))

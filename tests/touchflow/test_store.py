@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
+from tests.support.push_service import Subscriber
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus, EventIn, IngestStatus, JourneyStatus
 from touchflow.store import Store
 
@@ -110,3 +111,39 @@ def test_a_delivery_is_claimed_once_per_business_key(store: Store) -> None:
     second = store.claim_delivery(row.model_copy())
     assert second.id == first.id
     assert second.status == DeliveryStatus.SENT and second.channel == "email"
+
+
+def test_push_results_track_successes_failures_and_gone_subscriptions(store: Store) -> None:
+    one, two = (Subscriber(token=t, endpoint=f"https://push.example/{t}") for t in ("one", "two"))
+    first, created = store.save_push_subscription("c1", one.subscription_in())
+    second, _ = store.save_push_subscription("c1", two.subscription_in())
+    assert created
+    assert first.id is not None and second.id is not None
+
+    store.record_push_result(first.id, ok=False)
+    store.record_push_result(first.id, ok=False)
+    store.record_push_result(second.id, ok=True)
+    rows = {s.id: s for s in store.push_subscriptions("c1")}
+    assert (rows[first.id].failures, rows[first.id].last_success_at) == (2, None)
+    assert rows[second.id].last_success_at is not None
+
+    store.record_push_result(first.id, ok=True)
+    assert {s.id: s.failures for s in store.push_subscriptions("c1")} == {first.id: 0, second.id: 0}
+
+    store.record_push_result(first.id, ok=False, gone=True)
+    assert [s.id for s in store.push_subscriptions("c1")] == [second.id]
+    # Saving it again (the browser subscribed anew) starts it fresh.
+    again, created = store.save_push_subscription("c1", one.subscription_in())
+    assert created and again.failures == 0
+
+
+def test_erasure_deletes_the_customers_push_subscriptions(store: Store) -> None:
+    for customer, token in (("gone", "a"), ("gone", "b"), ("stays", "c")):
+        device = Subscriber(token=token, endpoint=f"https://push.example/{token}")
+        store.save_push_subscription(customer, device.subscription_in())
+
+    removed = store.erase_customer("gone")
+
+    assert removed["push_subscriptions"] == 2
+    assert store.push_subscriptions("gone") == []
+    assert len(store.push_subscriptions("stays")) == 1

@@ -1,0 +1,174 @@
+"""Web push: RFC 8030 delivery, RFC 8291 (aes128gcm) encryption and RFC 8292 VAPID, through pywebpush.
+
+The address is a browser's subscription as JSON (`{"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}`).
+The service worker receives JSON: `title`, `body`, and when given `icon` and `url` (where a click goes), plus
+`tag`, derived from the delivery key so a repeated send replaces the notification instead of adding one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Self
+
+import aiohttp
+from py_vapid import Vapid
+from pywebpush import WebPushException, webpush_async
+
+from channels.base import Channel, OutboundMessage, Reach, Receipt
+from channels.errors import PermanentDeliveryError, RetryableDeliveryError
+from touchflow.settings import Settings
+from touchflow.vapid import b64url_encode, load_private_key
+
+# Answers that mean "this subscription no longer exists" (RFC 8030 §6.2 uses 404 and 410).
+_GONE = {404, 410}
+# Answers worth trying again; every other 4xx will fail the same way next time.
+_RETRY = {408, 425, 429}
+_REASONS = {
+    400: "request refused as malformed",
+    401: "VAPID authorization refused: check TOUCHFLOW_VAPID_PRIVATE_KEY and TOUCHFLOW_VAPID_SUBJECT",
+    403: "VAPID key refused: the subscription was made with another applicationServerKey",
+    404: "subscription gone",
+    410: "subscription gone",
+    413: "payload too large",
+    429: "rate limited",
+}
+
+
+class WebPush(Channel):
+    name = "web_push"
+    reaches = Reach.PUSH_SUBSCRIPTION
+    parts: ClassVar[tuple[str, ...]] = ("title", "body", "url", "icon")
+    required_parts: ClassVar[tuple[str, ...]] = ("title", "body")
+    # RFC 8291 §4: one 4096-byte record, less the 86-byte header, the 16-byte tag and the padding delimiter.
+    max_payload = 3_993
+
+    def __init__(self, *, private_key: str, subject: str, ttl: int, timeout: float) -> None:
+        # Parsed once here so a bad key stops the worker at start, with the setting's name.
+        self.vapid = Vapid(private_key=load_private_key(private_key)) if private_key else None
+        self.subject = subject
+        self.ttl = ttl
+        self.timeout = timeout
+        if self.vapid is not None and not subject:
+            raise ValueError(
+                "TOUCHFLOW_VAPID_SUBJECT is empty: set it to a mailto: or https: URL where push services "
+                "can reach you (required with TOUCHFLOW_VAPID_PRIVATE_KEY)"
+            )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(
+            private_key=settings.vapid_private_key.get_secret_value(),
+            subject=settings.vapid_subject,
+            ttl=int(settings.push_ttl.total_seconds()),
+            timeout=settings.push_timeout.total_seconds(),
+        )
+
+    @staticmethod
+    def tag(key: str) -> str:
+        """22 base64url characters: fits the Topic header (at most 32) and a notification tag."""
+        return b64url_encode(hashlib.sha256(key.encode()).digest()[:16])
+
+    def payload(self, message: OutboundMessage) -> bytes:
+        body: dict[str, str] = {
+            part: message.content[part] for part in self.parts if message.content.get(part)
+        }
+        body["tag"] = self.tag(message.key)
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+    async def send(self, message: OutboundMessage) -> Receipt:
+        if self.vapid is None:
+            raise PermanentDeliveryError(
+                "web push is not configured: set TOUCHFLOW_VAPID_PRIVATE_KEY and TOUCHFLOW_VAPID_SUBJECT "
+                "(`touchflow vapid-keys` makes them)",
+                code="not_configured",
+            )
+        subscription = _subscription(message.address)
+        payload = self.payload(message)
+        if len(payload) > self.max_payload:
+            raise PermanentDeliveryError(
+                f"payload is {len(payload)} bytes, web push carries at most {self.max_payload}: "
+                "shorten the step's title or body",
+                code="payload_too_large",
+            )
+        tag = self.tag(message.key)
+        try:
+            response = await webpush_async(
+                subscription,
+                data=payload.decode(),
+                vapid_private_key=self.vapid,
+                # A fresh dict every call: pywebpush writes `aud` and `exp` into the one it is given.
+                vapid_claims={"sub": self.subject},
+                ttl=self.ttl,
+                timeout=self.timeout,
+                # Topic: a message still waiting at the push service is replaced by a re-send, not doubled.
+                headers={"Topic": tag, "Urgency": "normal"},
+            )
+        except WebPushException as exc:
+            if exc.response is None:
+                raise PermanentDeliveryError(
+                    "subscription keys unusable", code="bad_subscription", address_dead=True
+                ) from None
+            raise classify(exc.response.status, exc.response.headers.get("Retry-After")) from None
+        except ValueError:
+            # cryptography refuses a p256dh that is not a point on the curve: the subscription is junk.
+            raise PermanentDeliveryError(
+                "subscription keys unusable", code="bad_subscription", address_dead=True
+            ) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise RetryableDeliveryError(f"push service unreachable: {type(exc).__name__}") from None
+        return Receipt(provider_id=_location(response))
+
+
+def classify(status: int, retry_after: str | None = None) -> RetryableDeliveryError | PermanentDeliveryError:
+    """The error a push service's answer means (RFC 8030 §5, §6.2; RFC 8292 §4)."""
+    reason = f"push service answered {status}"
+    if status in _REASONS:
+        reason += f": {_REASONS[status]}"
+    if status >= 500 or status in _RETRY:
+        return RetryableDeliveryError(reason, code=str(status), retry_after=parse_retry_after(retry_after))
+    return PermanentDeliveryError(reason, code=str(status), address_dead=status in _GONE)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: it is either a number of seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return float(max(0, math.ceil(seconds)))
+
+
+def _subscription(address: str) -> dict[str, Any]:
+    try:
+        data = json.loads(address)
+        keys = data["keys"]
+        subscription = {
+            "endpoint": str(data["endpoint"]),
+            "keys": {"p256dh": str(keys["p256dh"]), "auth": str(keys["auth"])},
+        }
+    except (ValueError, TypeError, KeyError):
+        raise PermanentDeliveryError(
+            "address is not a push subscription (JSON with endpoint and keys)",
+            code="bad_subscription",
+            address_dead=True,
+        ) from None
+    return subscription
+
+
+def _location(response: Any) -> str | None:
+    # RFC 8030 §5: 201 Created with the push message resource in Location.
+    headers = getattr(response, "headers", None)
+    location = headers.get("Location") if headers is not None else None
+    return str(location) if location else None

@@ -1,0 +1,146 @@
+"""Push subscriptions through the HTTP API (SQLite and PostgreSQL), and the public VAPID key."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from tests.support.push_service import Subscriber
+from touchflow.settings import Settings
+from touchflow.store import Store
+from touchflow.vapid import VapidKeys, b64url_encode
+
+
+def browser(name: str = "a") -> dict[str, Any]:
+    """A browser's PushSubscription JSON, as a push service on the internet would have issued it."""
+    subscription = Subscriber(token=name, endpoint="").to_json()
+    subscription["endpoint"] = f"https://fcm.googleapis.com/fcm/send/{name}-dGVzdA"
+    return subscription
+
+
+@pytest.fixture
+def api_settings(vapid: VapidKeys) -> dict[str, Any]:
+    return {"vapid_private_key": vapid.private_key, "vapid_subject": "mailto:ops@shop.example"}
+
+
+def test_a_customer_can_have_several_devices_and_reposting_updates(api: TestClient, store: Store) -> None:
+    phone, laptop = browser("phone"), browser("laptop")
+    first = api.post("/v1/customers/c1/push-subscriptions", json=phone)
+    assert first.status_code == 201, first.text
+    assert first.json()["origin"] == "https://fcm.googleapis.com"
+    assert "endpoint" not in first.json()
+    assert api.post("/v1/customers/c1/push-subscriptions", json=laptop).status_code == 201
+
+    renewed = {**phone, "keys": browser("phone-again")["keys"]}
+    again = api.post("/v1/customers/c1/push-subscriptions", json=renewed)
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+
+    stored = {s.endpoint: s for s in store.push_subscriptions("c1")}
+    assert set(stored) == {phone["endpoint"], laptop["endpoint"]}
+    assert stored[phone["endpoint"]].p256dh == renewed["keys"]["p256dh"]
+    listed = api.get("/v1/customers/c1/push-subscriptions").json()
+    assert [s["id"] for s in listed] == sorted(s.id or 0 for s in stored.values())
+    assert store.get_customer("c1") is not None  # an unknown customer gets a bare profile
+
+
+def test_a_browser_signed_in_as_someone_else_moves_to_them(api: TestClient, store: Store) -> None:
+    shared = browser("family-pc")
+    api.post("/v1/customers/mum/push-subscriptions", json=shared)
+    moved = api.post("/v1/customers/son/push-subscriptions", json=shared)
+    assert moved.status_code == 200
+    assert store.push_subscriptions("mum") == []
+    assert [s.endpoint for s in store.push_subscriptions("son")] == [shared["endpoint"]]
+
+
+def test_expiration_time_is_kept(api: TestClient, store: Store) -> None:
+    subscription = {**browser(), "expirationTime": 1_900_000_000_000}
+    api.post("/v1/customers/c1/push-subscriptions", json=subscription)
+    [stored] = store.push_subscriptions("c1")
+    assert stored.expires_at is not None
+    assert stored.expires_at.timestamp() == 1_900_000_000
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    subscription = copy.deepcopy(browser())
+    *parents, last = path.split(".")
+    target = subscription
+    for part in parents:
+        target = target[part]
+    if value is ...:
+        del target[last]
+    else:
+        target[last] = value
+    return subscription
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "says"),
+    [
+        (_with("endpoint", "http://push.example/x"), "endpoint", "https URL"),
+        (_with("endpoint", "not a url"), "endpoint", "https URL"),
+        (_with("endpoint", ...), "endpoint", "Field required"),
+        (_with("keys", ...), "keys", "Field required"),
+        (_with("keys.p256dh", b64url_encode(b"\x04" + bytes(63))), "keys.p256dh", "65 bytes), got 64"),
+        (_with("keys.p256dh", b64url_encode(b"\x02" + bytes(64))), "keys.p256dh", "uncompressed P-256 point"),
+        (_with("keys.p256dh", "not base64!"), "keys.p256dh", "not base64url"),
+        (_with("keys.auth", b64url_encode(bytes(15))), "keys.auth", "16 bytes), got 15"),
+        (_with("keys.auth", ...), "keys.auth", "Field required"),
+        (_with("expirationTime", "tomorrow"), "expirationTime", "valid number"),
+    ],
+)
+def test_a_bad_subscription_gets_a_422_naming_the_field(
+    api: TestClient, store: Store, body: dict[str, Any], field: str, says: str
+) -> None:
+    response = api.post("/v1/customers/c1/push-subscriptions", json=body)
+    assert response.status_code == 422
+    message = response.json()["message"]
+    assert message.startswith(f"{field}: "), message
+    assert says in message
+    assert store.push_subscriptions("c1") == []
+
+
+def test_subscriptions_need_the_api_key(api: TestClient) -> None:
+    api.headers.pop("Authorization")
+    assert api.post("/v1/customers/c1/push-subscriptions", json=browser()).status_code == 401
+    assert api.get("/v1/customers/c1/push-subscriptions").status_code == 401
+    assert api.delete("/v1/customers/c1/push-subscriptions", params={"endpoint": "x"}).status_code == 401
+
+
+def test_delete_forgets_one_subscription(api: TestClient, store: Store) -> None:
+    phone, laptop = browser("phone"), browser("laptop")
+    for subscription in (phone, laptop):
+        api.post("/v1/customers/c1/push-subscriptions", json=subscription)
+
+    url = "/v1/customers/c1/push-subscriptions"
+    assert api.delete(url, params={"endpoint": phone["endpoint"]}).status_code == 204
+    assert [s.endpoint for s in store.push_subscriptions("c1")] == [laptop["endpoint"]]
+
+    again = api.delete(url, params={"endpoint": phone["endpoint"]})
+    assert again.status_code == 404
+    other = api.delete("/v1/customers/c2/push-subscriptions", params={"endpoint": laptop["endpoint"]})
+    assert other.status_code == 404
+    assert api.delete(url).status_code == 422
+
+
+def test_the_vapid_public_key_is_public(api: TestClient, vapid: VapidKeys) -> None:
+    api.headers.pop("Authorization")
+    response = api.get("/v1/push/vapid-public-key", headers={"Origin": "https://shop.example"})
+    assert response.status_code == 200
+    assert response.json() == {"public_key": vapid.public_key}
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_without_vapid_keys_the_public_key_is_not_found(
+    sqlite_store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(database_url=str(sqlite_store.engine.url))
+    with TestClient(create_app(settings, run_relay=False)) as client:
+        response = client.get("/v1/push/vapid-public-key")
+    assert response.status_code == 404
+    assert "TOUCHFLOW_VAPID_PRIVATE_KEY" in response.json()["detail"]
