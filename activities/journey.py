@@ -14,9 +14,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from jinja2 import TemplateError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.policy import (
+    MARKETING,
+    PASSIVE_CHANNELS,
+    TRANSACTIONAL,
+    QuietHours,
+    consent_refusal,
+    parse_caps,
+)
 from activities.types import (
     EnterJourneyInput,
     EnterJourneyResult,
@@ -43,12 +52,14 @@ from touchflow.store import Store
 log = logging.getLogger(__name__)
 
 _FINAL = {
+    DeliveryStatus.CAPPED,
     DeliveryStatus.SENT,
     DeliveryStatus.DELIVERED,
     DeliveryStatus.SKIPPED,
     DeliveryStatus.FAILED,
 }
 _TO_RESULT = {
+    DeliveryStatus.CAPPED: SendStatus.CAPPED,
     DeliveryStatus.DEFERRED: SendStatus.DEFERRED,
     DeliveryStatus.SENT: SendStatus.SENT,
     DeliveryStatus.DELIVERED: SendStatus.SENT,
@@ -93,6 +104,8 @@ class JourneyActivities:
         self.renderer = renderer
         self.settings = settings
         self.signer = Signer(settings.secret_key.get_secret_value())
+        self.quiet_hours = QuietHours.parse(settings.quiet_hours)
+        self.caps = parse_caps(settings.frequency_caps)
 
     # -- entering and leaving -------------------------------------------------------------------------------
 
@@ -146,13 +159,29 @@ class JourneyActivities:
                 workflow_id=input.workflow_id,
                 stage=input.stage,
                 variant=input.variant,
+                marketing=not input.transactional,
             ),
         )
         assert delivery.id is not None
         if delivery.status in _FINAL:
             # An earlier attempt finished this step: answer as it did, send nothing.
             return self._result(delivery)
-        outcome = await self._attempt(input, delivery)
+        lease = self.settings.delivery_attempt_timeout
+        taken, interrupted = await asyncio.to_thread(self.store.start_sending, delivery.id, lease)
+        if not taken:
+            # Another attempt (a retry racing a slow one) is sending this step right now.
+            raise ApplicationError("another attempt is sending this step", type="StepBeingSent")
+        if interrupted:
+            # A worker died mid-send: the provider may have taken it. Sending again reuses the step's
+            # provider handle (Message-ID, tracking_id), which is how the two are reconciled.
+            delivery.attempts.append({"outcome": "interrupted", "at": _now()})
+        try:
+            outcome = await self._attempt(input, delivery)
+        except BaseException:
+            await asyncio.to_thread(
+                self.store.update_delivery, delivery.id, attempts=delivery.attempts, sending_until=None
+            )
+            raise
         values: dict[str, Any] = {
             "status": outcome.status,
             "channel": outcome.channel,
@@ -160,6 +189,7 @@ class JourneyActivities:
             "error": outcome.reason,
             "attempts": delivery.attempts,
             "retry_at": outcome.retry_at,
+            "sending_until": None,
         }
         if outcome.status == DeliveryStatus.SENT:
             values["sent_at"] = utcnow()
@@ -193,10 +223,16 @@ class JourneyActivities:
             )
             if goal is not None:
                 return _Outcome(DeliveryStatus.SKIPPED, f"journey ended by {goal.name}", ended_by=goal)
+        topic = TRANSACTIONAL if input.transactional else MARKETING
+        if topic == MARKETING:
+            held = await self._marketing_hold(input, customer)
+            if held is not None:
+                return held
         context = await self._context(input, customer)
-        failed_before = {a["channel"] for a in delivery.attempts if a.get("outcome") == "permanent"}
+        failed_before = {a.get("channel") for a in delivery.attempts if a.get("outcome") == "permanent"}
         reasons: list[str] = []
         permanent = False
+        capped = False
         for name in input.channels:
             channel = self.channels.get(name)
             if channel is None:
@@ -205,9 +241,19 @@ class JourneyActivities:
             if name in failed_before:
                 permanent = True
                 continue
+            refusal = consent_refusal(customer.consents, name, topic, self.settings.marketing_consent_default)
+            if refusal is not None:
+                delivery.attempts.append({"channel": name, "outcome": "no_consent", "reason": refusal})
+                reasons.append(f"{name}: {refusal}")
+                continue
+            if topic == MARKETING and await self._over_channel_cap(customer.id, name):
+                capped = True
+                delivery.attempts.append({"channel": name, "outcome": "capped"})
+                reasons.append(f"{name}: frequency cap reached")
+                continue
             recipients = await self._recipients(channel, customer)
             if not recipients:
-                reason = f"{name}: customer has no {channel.reaches.value}"
+                reason = f"{name}: customer has no usable {channel.reaches.value}"
                 delivery.attempts.append({"channel": name, "outcome": "unreachable", "reason": reason})
                 reasons.append(reason)
                 continue
@@ -215,9 +261,12 @@ class JourneyActivities:
                 language, content = self.renderer.render(
                     input.journey, input.step, name, customer.locale, context
                 )
-            except TemplateMissing as exc:
-                reasons.append(f"{name}: {exc}")
-                delivery.attempts.append({"channel": name, "outcome": "no_template"})
+            except (TemplateMissing, TemplateError) as exc:
+                # A missing or broken template will not mend itself: the next channel, not a retry.
+                reason = f"{name}: template: {type(exc).__name__}: {exc}"[:300]
+                log.error("template failed", extra={"journey": input.journey, "step": input.step})
+                reasons.append(reason)
+                delivery.attempts.append({"channel": name, "outcome": "no_template", "reason": reason})
                 continue
             message = OutboundMessage(
                 key=input.key,
@@ -236,9 +285,6 @@ class JourneyActivities:
                 if exc.retry_after is not None and exc.retry_after >= DEFER_AFTER.total_seconds():
                     retry_at = utcnow() + timedelta(seconds=exc.retry_after)
                     return _Outcome(DeliveryStatus.DEFERRED, f"{name}: {exc.reason}", retry_at=retry_at)
-                await asyncio.to_thread(
-                    self.store.update_delivery, delivery.id or 0, attempts=delivery.attempts
-                )
                 # Temporal retries the activity; the next attempt starts again from this channel.
                 raise ApplicationError(
                     f"{name}: {exc.reason}",
@@ -251,11 +297,45 @@ class JourneyActivities:
                 delivery.attempts.append(
                     {"channel": name, "outcome": "permanent", "reason": exc.reason, "at": _now()}
                 )
+                if exc.address_dead and len(recipients) == 1 and recipients[0].subscription_id is None:
+                    await asyncio.to_thread(self.store.suppress, name, recipients[0].address, exc.reason)
                 continue
             delivery.attempts.append({"channel": name, "outcome": "sent", "at": _now()})
             return _Outcome(DeliveryStatus.SENT, None, name, receipt.provider_id)
+        if capped and not permanent and all(a.get("outcome") != "sent" for a in delivery.attempts):
+            return _Outcome(DeliveryStatus.CAPPED, "; ".join(reasons))
         status = DeliveryStatus.FAILED if permanent else DeliveryStatus.SKIPPED
         return _Outcome(status, "; ".join(reasons) or "no channel could reach the customer")
+
+    async def _marketing_hold(self, input: SendStepInput, customer: Customer) -> _Outcome | None:
+        """Quiet hours (defer) and the overall frequency cap (capped), for a marketing step."""
+        if not all(name in PASSIVE_CHANNELS for name in input.channels) and self.quiet_hours is not None:
+            until = self.quiet_hours.next_allowed(
+                _server_now(), customer.timezone, self.settings.default_timezone
+            )
+            if until is not None:
+                return _Outcome(
+                    DeliveryStatus.DEFERRED, "quiet hours in the customer's time zone", retry_at=until
+                )
+        for cap in self.caps:
+            if cap.channel is None:
+                sent = await asyncio.to_thread(
+                    self.store.marketing_sent_since, customer.id, utcnow() - cap.window
+                )
+                # The step's own live lease is one of those counted: it may go when the others fit.
+                if sent - 1 >= cap.limit:
+                    return _Outcome(DeliveryStatus.CAPPED, f"frequency cap: {cap.describe()}")
+        return None
+
+    async def _over_channel_cap(self, customer_id: str, channel: str) -> bool:
+        for cap in self.caps:
+            if cap.channel == channel:
+                sent = await asyncio.to_thread(
+                    self.store.marketing_sent_since, customer_id, utcnow() - cap.window, channel
+                )
+                if sent >= cap.limit:
+                    return True
+        return False
 
     async def _recipients(self, channel: Channel, customer: Customer) -> list[_Recipient]:
         """Every address of the customer on this channel: one at most, except one per push subscription."""
@@ -263,7 +343,12 @@ class JourneyActivities:
             subscriptions = await asyncio.to_thread(self.store.push_subscriptions, customer.id)
             return [_Recipient(json.dumps(s.to_json()), s.id) for s in subscriptions]
         address = self._address(channel, customer)
-        return [] if address is None else [_Recipient(address)]
+        if address is None or (
+            channel.reaches in (Reach.EMAIL, Reach.PHONE)
+            and await asyncio.to_thread(self.store.is_suppressed, channel.name, address)
+        ):
+            return []  # none, or suppressed (a hard bounce, an invalid number): nothing bypasses that
+        return [_Recipient(address)]
 
     async def _send(
         self, channel: Channel, message: OutboundMessage, recipients: list[_Recipient]
@@ -354,3 +439,11 @@ class JourneyActivities:
 
 def _now() -> str:
     return utcnow().isoformat()
+
+
+def _server_now() -> datetime:
+    """Temporal's clock when this attempt was scheduled: the journey's own time (skipped time in tests)."""
+    try:
+        return activity.info().current_attempt_scheduled_time
+    except RuntimeError:  # called outside an activity
+        return utcnow()

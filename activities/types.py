@@ -18,6 +18,8 @@ class SendStatus(StrEnum):
     FAILED = "failed"
     # Not now: the step may go out at `retry_at` (quiet hours, a provider's night window); the journey sleeps.
     DEFERRED = "deferred"
+    # Over a frequency cap: not sent; the journey decides whether to go on without it (built-ins do).
+    CAPPED = "capped"
 
 
 @dataclass

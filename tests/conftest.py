@@ -124,6 +124,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "public_url": "https://shop.example",
             "smtp_host": "127.0.0.1",
             "smtp_port": 1,
+            # Off unless a test is about them: a suite run at night must not wait for the morning.
+            "quiet_hours": "off",
+            "frequency_caps": "",
         }
         values.update(overrides)
         return Settings.model_validate(values)

@@ -103,6 +103,9 @@ async def _run_dev(args: argparse.Namespace) -> None:
         "api_keys": base.api_keys or [secrets_["api_key"]],
         "secret_key": base.secret_key.get_secret_value() or secrets_["secret_key"],
     }
+    if "TOUCHFLOW_QUIET_HOURS" not in os.environ:
+        # Trying journeys at night should not wait for the morning; production keeps the default.
+        overrides["quiet_hours"] = "off"
     own_inbox = "TOUCHFLOW_SMTP_HOST" not in os.environ
     if own_inbox:
         overrides |= {
@@ -159,6 +162,7 @@ def _print_banner(settings: Settings, args: argparse.Namespace, own_inbox: bool)
         lines.append(f"  SMTP             {settings.smtp_host}:{settings.smtp_port}")
     lines += [
         f"  Database         {settings.resolved_database_url}",
+        f"  Quiet hours      {settings.quiet_hours}   (TOUCHFLOW_QUIET_HOURS; off in dev unless set)",
         "  Ctrl-C stops everything.",
         "",
     ]

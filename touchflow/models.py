@@ -229,6 +229,17 @@ class RateWindow(SQLModel, table=True):
     count: int = 0
 
 
+class Suppression(SQLModel, table=True):
+    """An address that must not be used again on a channel (hard bounce, invalid number): kept as a hash."""
+
+    __tablename__ = "suppressions"
+
+    channel: str = Field(primary_key=True, max_length=32)
+    address_hash: str = Field(primary_key=True, max_length=64)
+    reason: str = Field(max_length=300)
+    created_at: datetime = time_column()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Journeys and deliveries
 # ---------------------------------------------------------------------------------------------------------
@@ -269,6 +280,7 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     DEFERRED = "deferred"
+    CAPPED = "capped"  # a marketing step over a frequency cap: not sent, the journey goes on
 
 
 class Delivery(SQLModel, table=True):
@@ -291,9 +303,12 @@ class Delivery(SQLModel, table=True):
     stage: str | None = Field(default=None, max_length=32)
     variant: str | None = Field(default=None, max_length=64)
     channel: str | None = Field(default=None, max_length=32)
+    marketing: bool = True  # frequency caps count marketing deliveries only
     status: DeliveryStatus = Field(
         default=DeliveryStatus.CLAIMED, sa_column=Column(String(16), nullable=False)
     )
+    # Set while an attempt is sending: another attempt waits; an expired one means a worker died mid-send.
+    sending_until: datetime | None = time_column(nullable=True)
     provider_id: str | None = Field(default=None, max_length=300)
     error: str | None = Field(default=None, max_length=1000)
     attempts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType))

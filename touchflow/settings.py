@@ -55,6 +55,7 @@ JOURNEY_TIMINGS = (
     "loyalty_inactive_after",
     "loyalty_expiry_warning",
     "loyalty_nudge_min_interval",
+    "delivery_attempt_timeout",
 )
 # Other settings a journey may read with `Journey.param(name)` (numbers, tier tables).
 JOURNEY_PARAMS = ("loyalty_tiers", "loyalty_tier_distance", "loyalty_events_per_run")
@@ -168,6 +169,11 @@ class Settings(BaseSettings):
     default_locale: str = "en"
     templates_dir: Path | None = Field(
         None, description="Extra template folder searched before the built-in templates."
+    )
+
+    delivery_attempt_timeout: Duration = Field(
+        timedelta(minutes=1),
+        description="How long one delivery attempt may take before Temporal retries it (its send lease too).",
     )
 
     # Journey timings (every wait of the built-in journeys is a setting; listed in JOURNEY_TIMINGS)

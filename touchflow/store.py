@@ -39,6 +39,7 @@ from touchflow.models import (
     PushSubscription,
     PushSubscriptionIn,
     RateWindow,
+    Suppression,
     ZaloToken,
     utcnow,
 )
@@ -62,6 +63,10 @@ def new_coupon_code() -> str:
 def _table(model: Any) -> Table:
     table: Table = model.__table__
     return table
+
+
+def _address_hash(address: str) -> str:
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
 
 # What stands in for a customer id once the customer is erased.
@@ -552,9 +557,63 @@ class Store:
             session.add(delivery)
         return delivery
 
-    def deliveries_with_status(self, status: DeliveryStatus) -> list[Delivery]:
+    def start_sending(self, delivery_id: int, lease: timedelta) -> tuple[bool, bool]:
+        """Take the delivery's send lease: (taken, interrupted).
+
+        Not taken: another attempt holds a live lease (it is sending right now). Interrupted: an earlier
+        attempt took the lease and never finished (its worker died mid-send): whether that message went out
+        is unknown, so the caller records it and sends again under the same provider idempotency handle.
+        """
+        now = utcnow()
+        table = _table(Delivery)
+        with self.engine.begin() as conn:
+            before = conn.execute(
+                select(table.c.sending_until).where(table.c.id == delivery_id)
+            ).scalar_one_or_none()
+            taken = conn.execute(
+                update(table)
+                .where(
+                    table.c.id == delivery_id,
+                    or_(table.c.sending_until.is_(None), table.c.sending_until <= now),
+                )
+                .values(sending_until=now + lease)
+            ).rowcount
+        return bool(taken), bool(taken) and before is not None
+
+    def marketing_sent_since(self, customer_id: str, since: datetime, channel: str | None = None) -> int:
+        """Marketing deliveries sent (or being sent right now) to a customer since `since`."""
+        table = _table(Delivery)
+        conditions = [
+            table.c.customer_id == customer_id,
+            table.c.marketing.is_(True),
+            or_(table.c.sent_at >= since, table.c.sending_until > utcnow()),
+        ]
+        if channel is not None:
+            conditions.append(table.c.channel == channel)
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(table).where(*conditions)) or 0)
+
+    # -- suppressions ---------------------------------------------------------------------------------------
+
+    def suppress(self, channel: str, address: str, reason: str) -> None:
+        """Never use this address on this channel again (kept as a hash: the list itself holds no PII)."""
+        with self.engine.begin() as conn:
+            self._insert_ignore(
+                conn,
+                Suppression,
+                [
+                    {
+                        "channel": channel,
+                        "address_hash": _address_hash(address),
+                        "reason": reason[:300],
+                        "created_at": utcnow(),
+                    }
+                ],
+            )
+
+    def is_suppressed(self, channel: str, address: str) -> bool:
         with self.session() as session:
-            return list(session.scalars(select(Delivery).where(col(Delivery.status) == status)))
+            return session.get(Suppression, (channel, _address_hash(address))) is not None
 
     def mark_delivered(self, channel: str, provider_id: str, delivered_at: datetime) -> Delivery | None:
         """A provider says the message reached the device: a sent delivery becomes delivered (once)."""

@@ -530,13 +530,17 @@ class Journey:
                 data=data or {},
             ),
             result_type=SendStepResult,
-            start_to_close_timeout=timedelta(minutes=1),
+            start_to_close_timeout=self._attempt_timeout(),
             schedule_to_close_timeout=DELIVERY_GIVE_UP,
             retry_policy=DELIVERY_RETRY,
         )
         return result
 
     # -- helpers --------------------------------------------------------------------------------------------
+
+    def _attempt_timeout(self) -> timedelta:
+        # Runs recorded before the setting existed carry no value: they keep the old minute.
+        return timedelta(seconds=self._timings.get("delivery_attempt_timeout", 60))
 
     def _entry_match(self) -> dict[str, Any]:
         if self.spec.key and self.entry_key is not None:

@@ -332,7 +332,7 @@ async def test_without_subscriptions_the_step_falls_back_to_email(
     assert delivery.attempts[0] == {
         "channel": "web_push",
         "outcome": "unreachable",
-        "reason": "web_push: customer has no push_subscription",
+        "reason": "web_push: customer has no usable push_subscription",
     }
 
 
