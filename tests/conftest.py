@@ -252,19 +252,15 @@ async def journeys(
         templates_dir=TEMPLATES,
         **journey_settings,
     )
-    worker = build_worker(
-        own_time_skipping_env.client,
-        settings,
-        build_activities(settings, sqlite_store),
-        TEST_REGISTRY.values(),
-    )
+    activities = build_activities(settings, sqlite_store)
+    worker = build_worker(own_time_skipping_env.client, settings, activities, TEST_REGISTRY.values())
 
     async def connect() -> Client:
         return own_time_skipping_env.client
 
     relay = Relay(sqlite_store, connect, settings.task_queue, settings.relay_interval, 100, TEST_REGISTRY)
     async with worker:
-        yield JourneyHarness(own_time_skipping_env, sqlite_store, settings, relay)
+        yield JourneyHarness(own_time_skipping_env, sqlite_store, settings, relay, activities)
 
 
 # -- the API ----------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from activities.journey import JourneyActivities
 from tests.support.probe import Probe
 from touchflow.models import EventIn
 from touchflow.router import Relay, routed_event_names
@@ -33,6 +34,7 @@ class JourneyHarness:
     store: Store
     settings: Settings
     relay: Relay
+    activities: JourneyActivities
     registry: dict[str, JourneySpec] = field(default_factory=lambda: TEST_REGISTRY)
 
     async def post(
