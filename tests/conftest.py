@@ -43,6 +43,7 @@ from touchflow.store import Store
 from touchflow.temporal import ensure_search_attributes, free_port
 from touchflow.vapid import VapidKeys, generate
 from touchflow.worker import build_activities, build_worker
+from workflows.base import JourneySpec
 
 POSTGRES_URL = os.environ.get(
     "TOUCHFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -232,6 +233,12 @@ async def own_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
+def journey_registry() -> dict[str, JourneySpec]:
+    """The journeys the `journeys` worker runs; a test module overrides this fixture to run its own."""
+    return TEST_REGISTRY
+
+
+@pytest.fixture
 def journey_settings() -> dict[str, Any]:
     """Extra settings for the `journeys` worker; a test module overrides this fixture to add its own."""
     return {}
@@ -244,23 +251,28 @@ async def journeys(
     smtp: SmtpInbox,
     make_settings: Callable[..., Settings],
     journey_settings: dict[str, Any],
+    journey_registry: dict[str, JourneySpec],
 ) -> AsyncIterator[JourneyHarness]:
     """Every registered journey on the time-skipping server, with real activities and the loopback SMTP."""
     settings = make_settings(
-        smtp_port=smtp.port,
-        task_queue=f"tq-{uuid.uuid4().hex[:8]}",
-        templates_dir=TEMPLATES,
-        **journey_settings,
+        **{
+            "smtp_port": smtp.port,
+            "task_queue": f"tq-{uuid.uuid4().hex[:8]}",
+            "templates_dir": TEMPLATES,
+            **journey_settings,
+        }
     )
     activities = build_activities(settings, sqlite_store)
-    worker = build_worker(own_time_skipping_env.client, settings, activities, TEST_REGISTRY.values())
+    worker = build_worker(own_time_skipping_env.client, settings, activities, journey_registry.values())
 
     async def connect() -> Client:
         return own_time_skipping_env.client
 
-    relay = Relay(sqlite_store, connect, settings.task_queue, settings.relay_interval, 100, TEST_REGISTRY)
+    relay = Relay(sqlite_store, connect, settings.task_queue, settings.relay_interval, 100, journey_registry)
     async with worker:
-        yield JourneyHarness(own_time_skipping_env, sqlite_store, settings, relay, activities)
+        yield JourneyHarness(
+            own_time_skipping_env, sqlite_store, settings, relay, activities, journey_registry
+        )
 
 
 # -- the API ----------------------------------------------------------------------------------------------

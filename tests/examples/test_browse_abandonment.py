@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 from examples.browse_abandonment import BrowseAbandonment
 from tests.conftest import SmtpInbox
 from tests.support.harness import JourneyHarness
 from touchflow.models import CustomerIn, DeliveryStatus
-from touchflow.router import Relay
-from touchflow.settings import Settings
-from touchflow.store import Store
-from touchflow.worker import build_activities, build_worker
-from workflows.base import sticky_variant
+from workflows.base import JourneySpec, sticky_variant
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "browse_abandonment.py"
@@ -27,60 +20,46 @@ REGISTRY = {BrowseAbandonment.spec.name: BrowseAbandonment.spec}
 
 
 @pytest.fixture
-async def browse(
-    own_time_skipping_env: WorkflowEnvironment,
-    sqlite_store: Store,
-    smtp: SmtpInbox,
-    make_settings: Callable[..., Settings],
-) -> AsyncIterator[JourneyHarness]:
-    env = own_time_skipping_env
-    settings = make_settings(
-        smtp_port=smtp.port,
-        task_queue=f"tq-{uuid.uuid4().hex[:8]}",
-        templates_dir=ROOT / "examples" / "templates",
-    )
+def journey_registry() -> dict[str, JourneySpec]:
+    return REGISTRY
 
-    async def connect() -> Client:
-        return env.client
 
-    relay = Relay(sqlite_store, connect, settings.task_queue, settings.relay_interval, 100, REGISTRY)
-    async with build_worker(
-        env.client, settings, build_activities(settings, sqlite_store), REGISTRY.values()
-    ):
-        yield JourneyHarness(env, sqlite_store, settings, relay, REGISTRY)
+@pytest.fixture
+def journey_settings() -> dict[str, Any]:
+    return {"templates_dir": ROOT / "examples" / "templates"}
 
 
 VIEWED = {"product_id": "p1", "name": "Nón lá", "price": 120_000, "currency": "VND", "url": "https://x/p1"}
 
 
 async def test_reminds_of_the_last_product_then_waits_out_the_cooldown(
-    browse: JourneyHarness, smtp: SmtpInbox
+    journeys: JourneyHarness, smtp: SmtpInbox
 ) -> None:
-    browse.store.upsert_customer(CustomerIn(id="b1", email="b1@example.com", locale="vi"))
-    handle = await browse.post("b1", "product_viewed", {**VIEWED, "name": "Áo dài"})
-    await browse.post("b1", "product_viewed", VIEWED)
+    journeys.store.upsert_customer(CustomerIn(id="b1", email="b1@example.com", locale="vi"))
+    handle = await journeys.post("b1", "product_viewed", {**VIEWED, "name": "Áo dài"})
+    await journeys.post("b1", "product_viewed", VIEWED)
     assert handle is not None
-    assert (await browse.outcome(handle)).status == "completed"
+    assert (await journeys.outcome(handle)).status == "completed"
     [mail] = smtp.messages
     variant = sticky_variant("b1", "browse_copy", ("a", "b"))
     assert mail["Subject"] == {"a": "Nón lá đang chờ bạn", "b": "Bạn vẫn đang nghĩ về Nón lá?"}[variant]
     assert "120.000\xa0₫" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    [delivery] = browse.store.customer_deliveries("b1")
+    [delivery] = journeys.store.customer_deliveries("b1")
     assert (delivery.status, delivery.variant) == (DeliveryStatus.SENT, variant)
 
     # Browsing again within the week: a new run starts, is not admitted, and sends nothing.
-    again = await browse.post("b1", "product_viewed", VIEWED)
+    again = await journeys.post("b1", "product_viewed", VIEWED)
     assert again is not None
-    assert (await browse.outcome(again)).status == "not_admitted"
+    assert (await journeys.outcome(again)).status == "not_admitted"
     assert len(smtp.messages) == 1
 
 
-async def test_adding_to_the_cart_ends_it(browse: JourneyHarness, smtp: SmtpInbox) -> None:
-    browse.store.upsert_customer(CustomerIn(id="b2", email="b2@example.com"))
-    handle = await browse.post("b2", "product_viewed", VIEWED)
-    await browse.post("b2", "cart_updated", {"cart_id": "k1"})
+async def test_adding_to_the_cart_ends_it(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
+    journeys.store.upsert_customer(CustomerIn(id="b2", email="b2@example.com"))
+    handle = await journeys.post("b2", "product_viewed", VIEWED)
+    await journeys.post("b2", "cart_updated", {"cart_id": "k1"})
     assert handle is not None
-    assert (await browse.outcome(handle)).status == "exited"
+    assert (await journeys.outcome(handle)).status == "exited"
     assert smtp.messages == []
 
 
