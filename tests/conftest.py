@@ -35,6 +35,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from tests.support.harness import TEMPLATES, TEST_REGISTRY, JourneyHarness
 from tests.support.push_service import PushService
+from tests.support.waiting import eventually
 from tests.support.zalo import zalo  # noqa: F401  (the loopback Zalo server fixture)
 from touchflow.db import make_engine, migrate
 from touchflow.router import Relay
@@ -147,9 +148,11 @@ class SmtpInbox:
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     refuse: list[str] = field(default_factory=list)  # replies to give, one per RCPT, then accept
-    arrived: asyncio.Event | None = None
+    latency: float = 0.0  # a slow provider: seconds before each RCPT is answered
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.latency:
+            await asyncio.sleep(self.latency)  # the provider's own pace, not a test waiting on a result
         if self.refuse:
             return self.refuse.pop(0)
         envelope.rcpt_tos.append(address)
@@ -163,11 +166,7 @@ class SmtpInbox:
         return "250 Message accepted"
 
     async def wait_for(self, count: int, timeout: float = 20.0) -> list[EmailMessage]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.messages) < count:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{len(self.messages)} of {count} messages arrived in {timeout}s")
-            await asyncio.sleep(0.02)
+        await eventually(lambda: len(self.messages) >= count, timeout, f"{count} message(s) by SMTP")
         return self.messages
 
 
