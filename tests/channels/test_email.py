@@ -1,0 +1,163 @@
+"""The email channel against a real SMTP server on loopback (aiosmtpd)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from channels.base import OutboundMessage
+from channels.email import Email
+from channels.errors import PermanentDeliveryError, RetryableDeliveryError
+from tests.conftest import SmtpInbox
+from touchflow.settings import Settings
+from touchflow.temporal import free_port
+
+CONTENT = {"subject": "Chào An", "text": "Xin chào An!", "html": "<h1>Xin chào An!</h1>"}
+
+
+def message(key: str = "welcome:c1:1:welcome", **fields: Any) -> OutboundMessage:
+    values: dict[str, Any] = {
+        "key": key,
+        "address": "an@example.com",
+        "content": CONTENT,
+        "unsubscribe_url": "https://shop.example/unsubscribe/tok",
+    }
+    return OutboundMessage(**(values | fields))
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            {},
+            {"host": "127.0.0.1", "port": 1, "starttls": False, "username": "", "domain": "touchflow.local"},
+        ),
+        (
+            {"smtp_host": "smtp.example.net", "smtp_port": 587, "smtp_starttls": True},
+            {"host": "smtp.example.net", "port": 587, "starttls": True},
+        ),
+        (
+            {"smtp_username": "apikey", "smtp_password": "s3cret", "email_from": "Shop <hi@shop.example>"},
+            {
+                "username": "apikey",
+                "password": "s3cret",
+                "sender": "Shop <hi@shop.example>",
+                "domain": "shop.example",
+            },
+        ),
+        ({"smtp_timeout": "30s"}, {"timeout": 30.0}),
+    ],
+)
+def test_settings_configure_the_channel(
+    make_settings: Callable[..., Settings], settings: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    channel = Email.from_settings(make_settings(**settings))
+    assert {name: getattr(channel, name) for name in expected} == expected
+
+
+async def test_a_multipart_message_with_the_headers_inboxes_need(
+    make_settings: Callable[..., Settings], smtp: SmtpInbox
+) -> None:
+    channel = Email.from_settings(make_settings(smtp_port=smtp.port, email_from="Shop <hi@shop.example>"))
+    receipt = await channel.send(message())
+    [mail] = smtp.messages
+    assert smtp.envelopes == [("hi@shop.example", ["an@example.com"])]
+    assert (mail["From"], mail["To"], mail["Subject"]) == (
+        "Shop <hi@shop.example>",
+        "an@example.com",
+        "Chào An",
+    )
+    assert mail["Message-ID"] == receipt.provider_id and mail["Message-ID"].endswith("@shop.example>")
+    assert mail["Date"] is not None
+    assert mail["List-Unsubscribe"] == "<https://shop.example/unsubscribe/tok>"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail.get_body(("plain",)).get_content().strip() == "Xin chào An!"
+    assert mail.get_body(("html",)).get_content().strip() == "<h1>Xin chào An!</h1>"
+
+
+async def test_the_same_step_keeps_its_message_id_and_receipts_carry_no_unsubscribe(
+    make_settings: Callable[..., Settings], smtp: SmtpInbox
+) -> None:
+    channel = Email.from_settings(make_settings(smtp_port=smtp.port))
+    await channel.send(message())
+    await channel.send(message())  # a retry after an interrupted send
+    await channel.send(message(key="order:c1:1:order_confirmation", marketing=False))
+    first, retry, receipt = smtp.messages
+    assert first["Message-ID"] == retry["Message-ID"] != receipt["Message-ID"]
+    assert receipt["List-Unsubscribe"] is None and receipt["List-Unsubscribe-Post"] is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "address_dead"),
+    [
+        ("451 4.7.1 Greylisted, try again later", RetryableDeliveryError, False),
+        ("421 4.3.2 Service not available", RetryableDeliveryError, False),
+        ("452 4.2.2 Mailbox full", RetryableDeliveryError, False),
+        ("550 5.1.1 <an@example.com>: user unknown", PermanentDeliveryError, True),
+        ("553 5.1.3 Bad recipient address syntax", PermanentDeliveryError, True),
+        ("552 5.3.4 Message size exceeds limit", PermanentDeliveryError, False),
+        ("554 5.7.1 Rejected by policy", PermanentDeliveryError, False),
+    ],
+)
+async def test_server_answers_are_classified(
+    make_settings: Callable[..., Settings],
+    smtp: SmtpInbox,
+    reply: str,
+    error: type[Exception],
+    address_dead: bool,
+) -> None:
+    smtp.refuse = [reply]
+    channel = Email.from_settings(make_settings(smtp_port=smtp.port))
+    with pytest.raises(error) as raised:
+        await channel.send(message())
+    assert raised.value.code == reply[:3]  # type: ignore[attr-defined]
+    assert getattr(raised.value, "address_dead", False) is address_dead
+    assert "an@example.com" not in str(raised.value)  # the address never reaches logs or history
+    assert smtp.messages == []
+
+
+async def test_an_unreachable_server_is_retryable(make_settings: Callable[..., Settings]) -> None:
+    channel = Email.from_settings(make_settings(smtp_port=free_port(), smtp_timeout="2s"))
+    with pytest.raises(RetryableDeliveryError, match="unreachable"):
+        await channel.send(message())
+
+
+class _Authenticator:
+    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"apikey", b"s3cret")
+        return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def auth_smtp() -> Iterator[SmtpInbox]:
+    inbox = SmtpInbox(host="127.0.0.1", port=free_port())
+    controller = Controller(
+        inbox,
+        hostname=inbox.host,
+        port=inbox.port,
+        authenticator=_Authenticator(),
+        auth_required=True,
+        auth_require_tls=False,
+    )
+    controller.start()
+    yield inbox
+    controller.stop()
+
+
+# Plain AUTH on loopback is what this test is about; aiosmtpd warns about it for real servers.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_smtp_auth_by_settings(make_settings: Callable[..., Settings], auth_smtp: SmtpInbox) -> None:
+    good = Email.from_settings(
+        make_settings(smtp_port=auth_smtp.port, smtp_username="apikey", smtp_password="s3cret")
+    )
+    await good.send(message())
+    assert len(auth_smtp.messages) == 1
+    wrong = Email.from_settings(
+        make_settings(smtp_port=auth_smtp.port, smtp_username="apikey", smtp_password="x")
+    )
+    with pytest.raises(PermanentDeliveryError, match="535"):
+        await wrong.send(message())
