@@ -147,8 +147,9 @@ class Store:
             if customer is None:
                 customer = Customer(id=data.id)
             for field, value in changes.items():
-                if field in ("attributes", "consents") and value is not None:
-                    setattr(customer, field, {**getattr(customer, field), **value})
+                if field in ("attributes", "consents"):
+                    # merged key by key; null clears them
+                    setattr(customer, field, {} if value is None else {**getattr(customer, field), **value})
                 else:
                     setattr(customer, field, value)
             customer.updated_at = utcnow()

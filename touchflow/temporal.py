@@ -25,8 +25,17 @@ log = logging.getLogger(__name__)
 SEARCH_ATTRIBUTES = {"CustomerId": "Keyword", "JourneyStage": "Keyword"}
 
 
+class TemporalUnavailable(RuntimeError):
+    """Temporal could not be reached (not started, or the address is wrong)."""
+
+
 async def connect(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    try:
+        return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    except RuntimeError as exc:  # the SDK's "Failed client connect"
+        raise TemporalUnavailable(
+            f"cannot reach Temporal at {settings.temporal_address} (TOUCHFLOW_TEMPORAL_ADDRESS)"
+        ) from exc
 
 
 async def ensure_search_attributes(client: Client) -> None:

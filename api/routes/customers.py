@@ -16,6 +16,7 @@ from touchflow.models import (
     Erasure,
     EventPublic,
 )
+from touchflow.temporal import TemporalUnavailable
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -45,10 +46,10 @@ async def erase_customer(customer_id: str, store: StoreDep, relay: RelayDep) -> 
     try:
         router_ = await relay.router()
         ended = await router_.end_customer_journeys(customer_id, reason="customer erased")
-    except RPCError as exc:
+    except (RPCError, TemporalUnavailable) as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"could not end the customer's journeys ({exc.status!s}); nothing was deleted: try again",
+            f"could not end the customer's journeys ({exc}); nothing was deleted: try again",
         ) from None
     removed = await asyncio.to_thread(store.erase_customer, customer_id)
     return Erasure(customer_id=customer_id, journeys_ended=ended, removed=removed)

@@ -19,8 +19,9 @@ async def zalo_webhook(request: Request, settings: SettingsDep, store: StoreDep)
     """Zalo OA events. `user_received_message` marks a sent ZNS delivered; other events are ignored."""
     secret = settings.zalo_oa_secret_key.get_secret_value()
     if not settings.zalo_app_id or not secret:
+        # Not a server fault: this deployment simply has no Zalo webhook.
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
+            status.HTTP_404_NOT_FOUND,
             "Zalo webhooks are off: set TOUCHFLOW_ZALO_APP_ID and TOUCHFLOW_ZALO_OA_SECRET_KEY",
         )
     body = await request.body()

@@ -85,3 +85,10 @@ def test_health_needs_no_key(api: TestClient) -> None:
     response = api.get("/healthz")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+
+
+def test_null_attributes_clear_them(api: TestClient) -> None:
+    api.post("/v1/customers", json={"id": "c-5", "attributes": {"a": 1}, "consents": {"marketing": True}})
+    cleared = api.post("/v1/customers", json={"id": "c-5", "attributes": None, "consents": None})
+    assert cleared.status_code == 200
+    assert (cleared.json()["attributes"], cleared.json()["consents"]) == ({}, {})

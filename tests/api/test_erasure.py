@@ -14,6 +14,7 @@ from tests.support.harness import JourneyHarness
 from touchflow.models import CustomerIn, Delivery
 from touchflow.settings import Settings
 from touchflow.store import ERASED
+from touchflow.temporal import free_port
 
 
 async def test_erasure_ends_journeys_and_keeps_only_anonymous_counts(
@@ -60,3 +61,17 @@ def test_erasure_needs_an_admin_key(make_settings: Callable[..., Settings]) -> N
         for key in ("ingest-key-1", "read-key-12"):
             response = client.delete("/v1/customers/x", headers={"Authorization": f"Bearer {key}"})
             assert response.status_code == 403
+
+
+def test_without_temporal_erasure_answers_503_and_deletes_nothing(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(temporal_address=f"127.0.0.1:{free_port()}")  # nothing listens there
+    with TestClient(
+        create_app(settings, run_relay=False), headers={"Authorization": "Bearer test-key-1"}
+    ) as api:
+        api.post("/v1/customers", json={"id": "kept", "email": "kept@example.com"})
+        answer = api.delete("/v1/customers/kept")
+        assert answer.status_code == 503
+        assert "nothing was deleted" in answer.json()["detail"]
+        assert api.get("/v1/customers/kept").json()["customer"]["email"] == "kept@example.com"

@@ -143,5 +143,5 @@ def test_webhooks_are_off_without_the_oa_secret(
     app = create_app(make_settings(zalo_app_id=APP_ID), run_relay=False)
     with TestClient(app) as client:
         response = client.post("/v1/webhooks/zalo", content=event(), headers=signed(event()))
-    assert response.status_code == 503
+    assert response.status_code == 404
     assert "TOUCHFLOW_ZALO_OA_SECRET_KEY" in response.json()["detail"]
