@@ -97,14 +97,14 @@ async def main() -> None:
         else:
             env |= {
                 "TOUCHFLOW_HOME": str(work / "tf"),
-                "TOUCHFLOW_API_KEYS": "bench",
+                "TOUCHFLOW_API_KEYS": "bench-key-1",
                 "TOUCHFLOW_SECRET_KEY": "bench-secret",
                 # No Temporal here: the relay keeps routed events in the outbox, as when Temporal is away.
                 "TOUCHFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
                 "TOUCHFLOW_API_PORT": str(port),
             }
             command = ["-m", "touchflow.cli", "api"]
-            headers = {"Content-Type": "application/json", "Authorization": "Bearer bench"}
+            headers = {"Content-Type": "application/json", "Authorization": "Bearer bench-key-1"}
         process = subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.DEVNULL)
         try:
             await wait_for_port("127.0.0.1", port, 60)

@@ -27,7 +27,7 @@ from aiosmtpd.controller import Controller
 from bench.common import machine
 from touchflow.temporal import free_port
 
-KEY = "bench"
+KEY = "bench-key-1"
 
 
 class Arrivals:

@@ -188,19 +188,20 @@ class IngestStatus(StrEnum):
     REJECTED = "rejected"
 
 
-class EventAck(SQLModel):
+# Plain pydantic models: a batch answer holds a thousand of these, and SQLModel's constructor is slower.
+class EventAck(BaseModel):
     id: str
     status: IngestStatus
 
 
-class BatchItemResult(SQLModel):
+class BatchItemResult(BaseModel):
     index: int
     id: str | None
     status: IngestStatus
-    errors: list[str] = Field(default_factory=list)
+    errors: list[str] = []
 
 
-class BatchAck(SQLModel):
+class BatchAck(BaseModel):
     accepted: int
     duplicates: int
     rejected: int
