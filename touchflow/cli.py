@@ -170,7 +170,7 @@ def _print_banner(settings: Settings, args: argparse.Namespace, own_inbox: bool)
 
 
 def _print_journeys(as_json: bool) -> None:
-    from workflows import REGISTRY
+    from workflows.registry import REGISTRY
 
     rows = [
         {

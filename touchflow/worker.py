@@ -22,7 +22,8 @@ from touchflow.db import make_engine
 from touchflow.rendering import Renderer
 from touchflow.settings import Settings
 from touchflow.store import Store
-from workflows import REGISTRY, JourneySpec
+from workflows import JourneySpec
+from workflows.registry import REGISTRY
 
 # The sandbox re-imports workflow modules for every run. The journey base and the activities' data types are
 # deterministic library code (no clocks, randomness or I/O), so they are imported once; journeys themselves

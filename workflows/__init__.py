@@ -1,8 +1,11 @@
-"""Journeys as code. `REGISTRY` is the list the worker runs and the router routes events to."""
+"""Journeys as code: the building blocks a journey imports. The list of journeys is `workflows.registry`.
+
+This package's `__init__` imports only the journey base on purpose: Temporal's sandbox re-imports a journey's
+module (and so this package) for every run, and must not re-import every other journey with it.
+"""
 
 from __future__ import annotations
 
-from workflows.abandoned_cart import AbandonedCart
 from workflows.base import (
     Journey,
     JourneyEvent,
@@ -13,12 +16,8 @@ from workflows.base import (
     Step,
     journey,
 )
-from workflows.loyalty import Loyalty
-from workflows.post_purchase import PostPurchase
-from workflows.welcome import Welcome
 
 __all__ = [
-    "REGISTRY",
     "Journey",
     "JourneyEvent",
     "JourneyInput",
@@ -28,7 +27,3 @@ __all__ = [
     "Step",
     "journey",
 ]
-
-REGISTRY: dict[str, JourneySpec] = {
-    journey.spec.name: journey.spec for journey in (Welcome, AbandonedCart, PostPurchase, Loyalty)
-}

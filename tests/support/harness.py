@@ -20,8 +20,8 @@ from touchflow.models import EventIn
 from touchflow.router import Relay, routed_event_names
 from touchflow.settings import Settings
 from touchflow.store import Store
-from workflows import REGISTRY
 from workflows.base import JourneyOutcome, JourneySpec, JourneyState
+from workflows.registry import REGISTRY
 
 # Every built-in journey plus the probe journey of the channel tests.
 TEST_REGISTRY: dict[str, JourneySpec] = {**REGISTRY, Probe.spec.name: Probe.spec}
