@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -16,7 +16,6 @@ import pytest
 
 from tests.conftest import API_KEY, SECRET, SmtpInbox
 from tests.support.waiting import eventually
-from touchflow.db import make_engine, migrate
 from touchflow.models import CustomerIn, DeliveryStatus, EventIn
 from touchflow.router import Relay, routed_event_names
 from touchflow.settings import Settings
@@ -35,11 +34,9 @@ async def temporal(tmp_path: Path) -> AsyncIterator[DevServer]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'touchflow.db'}")
-    migrate(engine)
-    yield Store(engine)
-    engine.dispose()
+def store(sqlite_store: Store) -> Store:
+    """The processes of these tests share one SQLite file."""
+    return sqlite_store
 
 
 @pytest.fixture
