@@ -420,6 +420,8 @@ class JourneyActivities:
             "coupon": coupon,
             "public_url": self.settings.public_url,
             "unsubscribe_url": self.unsubscribe_url(customer.id),
+            # The built-in ZNS templates read their approved template id from the settings.
+            "zalo_template_id": self.settings.zalo_template_ids.get(f"{input.journey}.{input.step}", ""),
         }
 
     def unsubscribe_url(self, customer_id: str) -> str:

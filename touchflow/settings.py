@@ -43,6 +43,21 @@ def _split_csv(value: Any) -> Any:
 CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
 
 
+def _split_pairs(value: Any) -> Any:
+    """`a=1, b=2` → {"a": "1", "b": "2"}."""
+    if not isinstance(value, str):
+        return value
+    pairs = {}
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise ValueError(f"{item!r} is not name=value")
+        pairs[key.strip()] = val.strip()
+    return pairs
+
+
 # The settings a journey may read with `Journey.timing(name)`: every wait of the built-in journeys.
 JOURNEY_TIMINGS = (
     "welcome_nudge_delay",
@@ -128,6 +143,10 @@ class Settings(BaseSettings):
     zalo_api_base: str = "https://business.openapi.zalo.me"
     zalo_oauth_base: str = "https://oauth.zaloapp.com"
     zalo_timeout: Duration = timedelta(seconds=10)
+    zalo_template_ids: Annotated[dict[str, str], NoDecode, BeforeValidator(_split_pairs)] = Field(
+        default_factory=dict,
+        description="ZNS template ids of built-in steps: `post_purchase.order_confirmation_zns=231245,…`.",
+    )
     # Onsite inbox (browser API, inbox.js)
     inbox_allowed_origins: CsvList = Field(
         default_factory=list,

@@ -81,3 +81,48 @@ def test_templates_cannot_reach_python_internals(tmp_path: Path) -> None:
 def test_a_missing_template_names_what_was_looked_for() -> None:
     with pytest.raises(TemplateMissing, match=r"welcome/nope\.email"):
         Renderer().render("welcome", "nope", "email", "vi", context())
+
+
+@pytest.mark.parametrize(
+    ("journey", "step", "extra", "params"),
+    [
+        (
+            "post_purchase",
+            "order_confirmation_zns",
+            {"event": {"order_id": "O-7", "total": 1250000, "currency": "VND"}},
+            {"param_customer_name": "Lan", "param_order_code": "O-7", "param_total": "1.250.000\xa0₫"},
+        ),
+        (
+            "abandoned_cart",
+            "cart_reminder_2",
+            {"event": {"items": [{"name": "a"}, {"name": "b"}], "total": 99000, "currency": "VND"}},
+            {"param_item_count": "2", "param_cart_total": "99.000\xa0₫"},
+        ),
+        (
+            "post_purchase",
+            "coupon",
+            {
+                "coupon": {
+                    "code": "TF-ABCD",
+                    "value": 10,
+                    "unit": "percent",
+                    "expires_at": __import__("datetime").datetime(2026, 12, 31),
+                }
+            },
+            {"param_coupon_code": "TF-ABCD", "param_coupon_value": "10%", "param_expiry_date": "31/12/2026"},
+        ),
+        (
+            "loyalty",
+            "points_expiring",
+            {"data": {"expiring_points": 1200, "points_expire_at": "2026-12-31T00:00:00+00:00"}},
+            {"param_expiring_points": "1.200", "param_expiry_date": "31/12/2026"},
+        ),
+    ],
+)
+def test_built_in_zns_templates_take_their_id_from_settings(
+    journey: str, step: str, extra: dict[str, object], params: dict[str, str]
+) -> None:
+    values = context(first_name="Lan") | extra | {"zalo_template_id": "231245"}
+    _, parts = Renderer().render(journey, step, "zalo_zns", "vi", values)
+    assert parts["template_id"] == "231245"
+    assert {name: parts[name] for name in params} == params
