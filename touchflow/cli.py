@@ -12,7 +12,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -70,18 +70,21 @@ async def _run_worker(settings: Settings) -> None:
 
 
 def _dev_secrets(home: Path) -> dict[str, str]:
-    """The dev API key and secret, made once and kept under .touchflow/ so restarts keep them."""
+    """The dev API key, secret and VAPID key, made once and kept under .touchflow/ so restarts keep them."""
+    from touchflow.vapid import generate
+
     path = home / "dev-secrets.json"
-    if path.exists():
-        stored: dict[str, str] = json.loads(path.read_text())
-        return stored
-    home.mkdir(parents=True, exist_ok=True)
-    values = {
-        "api_key": "dev_" + secrets.token_urlsafe(18),
-        "secret_key": secrets.token_urlsafe(32),
+    values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing: dict[str, Callable[[], str]] = {
+        "api_key": lambda: "dev_" + secrets.token_urlsafe(18),
+        "secret_key": lambda: secrets.token_urlsafe(32),
+        "vapid_private_key": lambda: generate().private_key,
     }
-    path.write_text(json.dumps(values, indent=2))
-    path.chmod(0o600)
+    if not missing.keys() <= values.keys():
+        values = {name: values.get(name) or make() for name, make in missing.items()}
+        home.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values, indent=2))
+        path.chmod(0o600)
     return values
 
 
@@ -103,6 +106,12 @@ async def _run_dev(args: argparse.Namespace) -> None:
         "api_keys": base.api_keys or [secrets_["api_key"]],
         "secret_key": base.secret_key.get_secret_value() or secrets_["secret_key"],
     }
+    if not base.vapid_private_key.get_secret_value():
+        # Web push works in dev out of the box: a key of its own, kept with the other dev secrets.
+        overrides |= {
+            "vapid_private_key": secrets_["vapid_private_key"],
+            "vapid_subject": base.vapid_subject or "mailto:dev@touchflow.local",
+        }
     if "TOUCHFLOW_QUIET_HOURS" not in os.environ:
         # Trying journeys at night should not wait for the morning; production keeps the default.
         overrides["quiet_hours"] = "off"

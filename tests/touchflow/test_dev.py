@@ -170,6 +170,9 @@ async def test_dev_keeps_mail_in_its_own_inbox_and_stops_every_child(tmp_path: P
             assert "Chào mừng bạn đến với touchflow" in page and eml.name in page
             shown = await client.get(f"/dev/mail/{eml.name}")
             assert shown.status_code == 200 and "Xin chào" in shown.text
+            # web push works out of the box: dev made a VAPID key of its own
+            vapid = await client.get("/v1/push/vapid-public-key")
+            assert vapid.status_code == 200 and len(vapid.json()["public_key"]) == 87
     finally:
         assert stop_dev(stack) == 0
     # Temporal's dev server was a child: after Ctrl-C nothing answers on its port.
