@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -59,3 +60,13 @@ def test_timings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     settings = Settings()
     assert settings.cart_reminder_delay == timedelta(minutes=15)
     assert settings.loyalty_tiers == {"silver": 10, "gold": 20}
+
+
+def test_the_readme_lists_every_setting() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [
+        f"TOUCHFLOW_{name.upper()}"
+        for name in Settings.model_fields
+        if f"TOUCHFLOW_{name.upper()}" not in readme
+    ]
+    assert missing == []
