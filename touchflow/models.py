@@ -337,6 +337,37 @@ class DeliveryPublic(SQLModel):
     delivered_at: datetime | None = None
 
 
+class StepFunnel(BaseModel):
+    """One step of a journey's funnel: how many runs reached it and what became of their messages."""
+
+    step: str
+    stage: str
+    channels: list[str]
+    reached: int  # deliveries recorded for the step (every outcome)
+    sent: int  # sent or delivered
+    delivered: int  # the provider confirmed the device got it
+    skipped: int
+    failed: int
+    capped: int
+    deferred: int  # waiting for quiet hours or a provider's window to end
+    dropped_before: int  # runs that entered but never reached this step (so far)
+    by_channel: dict[str, int]  # sent, per channel
+    by_variant: dict[str, int]  # sent, per A/B variant
+
+
+class JourneyFunnel(BaseModel):
+    journey: str
+    description: str
+    entered: int
+    active: int
+    converted: int
+    exited: int
+    completed: int
+    conversion_rate: float  # converted / entered
+    stages: dict[str, int]  # sent messages per stage
+    steps: list[StepFunnel]
+
+
 class Erasure(SQLModel):
     customer_id: str
     journeys_ended: int

@@ -536,6 +536,28 @@ class Store:
             )
             return list(session.scalars(stmt))
 
+    def journey_counts(self, journey: str, since: datetime | None = None) -> dict[str, int]:
+        """Runs of a journey by status (entered since `since`, when given)."""
+        table = _table(JourneyEntry)
+        query = select(table.c.status, func.count()).where(table.c.journey == journey)
+        if since is not None:
+            query = query.where(table.c.entered_at >= since)
+        with self.engine.connect() as conn:
+            return {str(status): int(n) for status, n in conn.execute(query.group_by(table.c.status))}
+
+    def delivery_counts(
+        self, journey: str, since: datetime | None = None
+    ) -> list[tuple[str, str, str | None, str | None, int]]:
+        """(step, status, channel, variant, count) of a journey's deliveries."""
+        table = _table(Delivery)
+        columns = (table.c.step, table.c.status, table.c.channel, table.c.variant)
+        query = select(*columns, func.count()).where(table.c.journey == journey)
+        if since is not None:
+            query = query.where(table.c.created_at >= since)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.group_by(*columns)).all()
+        return [(str(s), str(st), ch, v, int(n)) for s, st, ch, v, n in rows]
+
     # -- deliveries -----------------------------------------------------------------------------------------
 
     def claim_delivery(self, delivery: Delivery) -> Delivery:
