@@ -3,7 +3,6 @@ channels, and a `post` that sends an event the way the API does (store, then rel
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.journey import JourneyActivities
 from tests.support.probe import Probe
+from tests.support.waiting import eventually
 from touchflow.models import EventIn
 from touchflow.router import Relay, routed_event_names
 from touchflow.settings import Settings
@@ -83,14 +83,14 @@ class JourneyHarness:
         timeout: float = 10.0,
     ) -> JourneyState:
         """The run's state once `condition` holds (queried until then; fails after `timeout` seconds)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            state = await self.state(handle)
-            if condition(state):
-                return state
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"journey state never matched; last: {state}")
-            await asyncio.sleep(0.02)
+        states: list[JourneyState] = []
+
+        async def holds() -> bool:
+            states.append(await self.state(handle))
+            return condition(states[-1])
+
+        await eventually(holds, timeout, f"the state of {handle.id} to match")
+        return states[-1]
 
     async def outcome(self, handle: WorkflowHandle[Any, Any]) -> JourneyOutcome:
         """Wait for the run to end, letting the test server skip time meanwhile.

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from tests.support.waiting import eventually
 from touchflow.cli import _Server
 from touchflow.temporal import free_port
 
@@ -22,14 +23,10 @@ async def serving(app: ASGIApp, port: int | None = None, timeout: float = 10.0) 
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve())
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("uvicorn stopped before it started")
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"uvicorn did not start in {timeout}s")
-        await asyncio.sleep(0.01)
+    await eventually(lambda: server.started or task.done(), timeout, "uvicorn to start")
+    if task.done():
+        task.result()
+        raise RuntimeError("uvicorn stopped before it started")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

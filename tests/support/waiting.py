@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 
 
 async def eventually(
-    condition: Callable[[], bool], timeout: float = 10.0, what: str = "the condition"
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = "the condition"
 ) -> None:
-    """Return as soon as `condition()` holds; fail after `timeout` seconds, naming `what` was awaited."""
+    """Return as soon as `condition()` holds (it may be a coroutine function); fail after `timeout` seconds,
+    naming `what` was awaited. Checks every 20 ms: a poll with a deadline, not a sleep that hopes."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
+    while True:
+        held = condition()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         await asyncio.sleep(0.02)

@@ -113,7 +113,7 @@ class ZaloServer:
         if fault == "429":
             return Response("Too Many Requests", status_code=429, headers={"Retry-After": "3"})
         if fault == "slow":
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(1.5)  # a provider slower than the channel's timeout
             return _error(-100)
         if token not in self.access_tokens:
             return _error(-124)
@@ -195,6 +195,7 @@ def zalo() -> Iterator[ZaloServer]:
     )
     thread = threading.Thread(target=uv.run, name="zalo-server", daemon=True)
     thread.start()
+    # A bounded wait for the server thread to come up (synchronous tests use this fixture too).
     deadline = time.monotonic() + 10
     while not uv.started:
         if not thread.is_alive() or time.monotonic() > deadline:

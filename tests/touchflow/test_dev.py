@@ -5,7 +5,6 @@ Every port is picked here, so a developer's own `touchflow dev` on 7233/8233/800
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -143,13 +142,14 @@ async def test_signup_to_email_through_the_dev_stack(dev_with_smtp: DevStack, sm
         ]
 
         # The welcome series also puts a message in the onsite inbox, right after the email.
-        deadline = asyncio.get_running_loop().time() + 30
-        while True:
+        steps: list[tuple[str, str, str]] = []
+
+        async def both_steps() -> bool:
             profile = (await client.get("/v1/customers/cus_42")).json()
-            steps = sorted((d["step"], d["status"], d["channel"]) for d in profile["deliveries"])
-            if len(steps) >= 2 or asyncio.get_running_loop().time() > deadline:
-                break
-            await asyncio.sleep(0.05)
+            steps[:] = sorted((d["step"], d["status"], d["channel"]) for d in profile["deliveries"])
+            return len(steps) >= 2
+
+        await eventually(both_steps, timeout=30, what="the welcome's two steps")
         assert steps == [("welcome", "sent", "email"), ("welcome_inbox", "sent", "onsite")]
     assert stop_dev(stack) == 0
 

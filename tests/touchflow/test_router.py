@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,12 +64,13 @@ async def test_events_posted_while_temporal_is_down_start_each_journey_once(
 
                 expected = len(CUSTOMERS) + 1
                 ids: list[str] = []
-                # The visibility store (what list_workflows reads) trails the executions by a moment.
-                for _ in range(100):
-                    ids = sorted([e.id async for e in client.list_workflows("WorkflowType = 'welcome'")])
-                    if len(ids) >= expected:
-                        break
-                    await asyncio.sleep(0.1)
+
+                async def all_listed() -> bool:
+                    # The visibility store (what list_workflows reads) trails the executions by a moment.
+                    ids[:] = sorted([e.id async for e in client.list_workflows("WorkflowType = 'welcome'")])
+                    return len(ids) >= expected
+
+                await eventually(all_listed, timeout=10, what="every run to be listed")
         finally:
             temporal.stop()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +9,7 @@ import pytest
 
 from tests.conftest import SmtpInbox
 from tests.support.harness import JourneyHarness
+from tests.support.waiting import eventually
 from touchflow.models import CustomerIn
 
 
@@ -63,10 +63,10 @@ async def test_continue_as_new_keeps_points_tier_and_what_was_nudged(journeys: J
     await journeys.post("l2", "loyalty_points_changed", {"points": 4900, "tier": "silver"})
     await journeys.post("l2", "loyalty_points_changed", {"points": 4950})
 
-    deadline = asyncio.get_running_loop().time() + 10
-    while (await handle.describe()).run_id == first_run:
-        assert asyncio.get_running_loop().time() < deadline, "the run never continued as new"
-        await asyncio.sleep(0.02)
+    async def continued() -> bool:
+        return (await handle.describe()).run_id != first_run
+
+    await eventually(continued, timeout=10, what="the run to continue as new")
     state = await journeys.state_when(handle, lambda s: s.data["points"] == 4950)
     assert state.data["tier"] == "silver"
     assert state.sent == ["tier_nudge"]  # still 50 points from gold, but that nudge was given already
