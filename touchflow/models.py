@@ -6,6 +6,7 @@ Families follow the FastAPI template: `X(table=True)` is the row, `XIn` what a c
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -96,6 +97,19 @@ def _check_phone(value: str) -> str:
     return digits
 
 
+# Free-form JSON a client sends (event properties, profile attributes) is bounded, so one record stays small.
+MAX_JSON_BYTES = 32 * 1024
+
+
+def _check_json_size(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(value, default=str, ensure_ascii=False).encode())
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"at most {MAX_JSON_BYTES // 1024} KiB of JSON; this is {size} bytes")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json_size)]
+
 Locale = Annotated[str, StringConstraints(max_length=35), AfterValidator(_check_locale)]
 TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_check_timezone)]
 Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(_check_phone)]
@@ -130,7 +144,7 @@ class CustomerIn(BaseModel):
     phone: Phone | None = None
     locale: Locale | None = None
     timezone: TimeZone | None = None
-    attributes: dict[str, Any] | None = None
+    attributes: JsonObject | None = None
     consents: dict[str, bool] | None = None
 
 
@@ -169,7 +183,7 @@ class EventIn(BaseModel):
     id: Identifier
     customer_id: Identifier
     name: EventName
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: JsonObject = Field(default_factory=dict)
     timestamp: datetime | None = None
 
 

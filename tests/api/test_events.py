@@ -159,3 +159,9 @@ def test_a_malformed_batch_gets_422(api: TestClient, body: dict[str, Any], messa
     response = api.post("/v1/events/batch", json=body)
     assert response.status_code == 422
     assert response.json()["message"].startswith(message)
+
+
+def test_properties_are_bounded(api: TestClient) -> None:
+    response = api.post("/v1/events", json=event(properties={"blob": "x" * 40_000}))
+    assert response.status_code == 422
+    assert response.json()["message"].startswith("properties: Value error, at most 32 KiB of JSON")
