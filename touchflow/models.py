@@ -102,7 +102,7 @@ MAX_JSON_BYTES = 32 * 1024
 
 
 def _check_json_size(value: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(value, default=str, ensure_ascii=False).encode())
+    size = len(json.dumps(value, default=str))  # ASCII-escaped: a safe upper bound, and the fast path
     if size > MAX_JSON_BYTES:
         raise ValueError(f"at most {MAX_JSON_BYTES // 1024} KiB of JSON; this is {size} bytes")
     return value
