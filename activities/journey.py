@@ -228,7 +228,7 @@ class JourneyActivities:
             held = await self._marketing_hold(input, customer)
             if held is not None:
                 return held
-        context = await self._context(input, customer)
+        context = await self._context(input, customer, delivery.id or 0)
         failed_before = {a.get("channel") for a in delivery.attempts if a.get("outcome") == "permanent"}
         reasons: list[str] = []
         permanent = False
@@ -389,7 +389,7 @@ class JourneyActivities:
             return customer.phone
         return customer.id
 
-    async def _context(self, input: SendStepInput, customer: Customer) -> dict[str, Any]:
+    async def _context(self, input: SendStepInput, customer: Customer, delivery_id: int) -> dict[str, Any]:
         event = None
         if input.event_id:
             event = await asyncio.to_thread(self.store.get_event, input.event_id)
@@ -420,13 +420,25 @@ class JourneyActivities:
             "coupon": coupon,
             "public_url": self.settings.public_url,
             "unsubscribe_url": self.unsubscribe_url(customer.id),
+            # Tracked links and the open pixel count this delivery's clicks and opens in the funnel.
+            "track": lambda url: self.tracked_link(delivery_id, str(url)),
+            "open_pixel_url": f"{self._public_url()}/t/o/{self.signer.sign('open', str(delivery_id))}.gif",
             # The built-in ZNS templates read their approved template id from the settings.
             "zalo_template_id": self.settings.zalo_template_ids.get(f"{input.journey}.{input.step}", ""),
         }
 
     def unsubscribe_url(self, customer_id: str) -> str:
         token = self.signer.sign("unsubscribe", customer_id)
-        return f"{self.settings.public_url.rstrip('/')}/unsubscribe/{token}"
+        return f"{self._public_url()}/unsubscribe/{token}"
+
+    def tracked_link(self, delivery_id: int, url: str) -> str:
+        """A signed redirect through the API that records the click; other links are left as they are."""
+        if not url.startswith(("https://", "http://")):
+            return url
+        return f"{self._public_url()}/t/c/{self.signer.sign('click', f'{delivery_id}|{url}')}"
+
+    def _public_url(self) -> str:
+        return self.settings.public_url.rstrip("/")
 
     @staticmethod
     def _result(delivery: Delivery) -> SendStepResult:

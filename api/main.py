@@ -12,7 +12,18 @@ from fastapi.exceptions import RequestValidationError
 
 from api.errors import validation_error_handler
 from api.limits import BodySizeLimit
-from api.routes import customers, dev, events, health, inbox, journeys, push, unsubscribe, webhooks
+from api.routes import (
+    customers,
+    dev,
+    events,
+    health,
+    inbox,
+    journeys,
+    push,
+    tracking,
+    unsubscribe,
+    webhooks,
+)
 from touchflow.apikeys import parse_keys
 from touchflow.db import make_engine, migrate
 from touchflow.router import Relay
@@ -70,6 +81,7 @@ def create_app(settings: Settings, *, run_relay: bool = True) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(journeys.router)
+    app.include_router(tracking.router)
     app.include_router(inbox.router)
     app.add_middleware(inbox.InboxCORS, origins=settings.inbox_allowed_origins)
     app.include_router(push.router)

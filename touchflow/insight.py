@@ -17,6 +17,7 @@ def build_funnel(
     spec: JourneySpec,
     runs: dict[str, int],
     deliveries: list[tuple[str, str, str | None, str | None, int]],
+    engagement: dict[str, tuple[int, int]] | None = None,
 ) -> JourneyFunnel:
     entered = sum(runs.values())
     by_step: dict[str, Counter[str]] = defaultdict(Counter)
@@ -47,6 +48,8 @@ def build_funnel(
                 failed=counts[DeliveryStatus.FAILED],
                 capped=counts[DeliveryStatus.CAPPED],
                 deferred=counts[DeliveryStatus.DEFERRED],
+                opened=(engagement or {}).get(step.name, (0, 0))[0],
+                clicked=(engagement or {}).get(step.name, (0, 0))[1],
                 dropped_before=max(entered - reached, 0),
                 by_channel=dict(channels[step.name]),
                 by_variant=dict(variants[step.name]),

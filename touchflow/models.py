@@ -335,6 +335,18 @@ class Delivery(SQLModel, table=True):
     updated_at: datetime = time_column()
 
 
+class Engagement(SQLModel, table=True):
+    """A customer opened or clicked a message: recorded by the tracking endpoints against its delivery."""
+
+    __tablename__ = "engagements"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(index=True)
+    kind: str = Field(max_length=8)  # "open" | "click"
+    url: str | None = Field(default=None, max_length=2000)
+    at: datetime = time_column()
+
+
 class DeliveryPublic(SQLModel):
     id: int
     journey: str
@@ -364,6 +376,8 @@ class StepFunnel(BaseModel):
     failed: int
     capped: int
     deferred: int  # waiting for quiet hours or a provider's window to end
+    opened: int  # sent messages opened at least once (email pixel, onsite read)
+    clicked: int  # sent messages with at least one tracked link clicked
     dropped_before: int  # runs that entered but never reached this step (so far)
     by_channel: dict[str, int]  # sent, per channel
     by_variant: dict[str, int]  # sent, per A/B variant

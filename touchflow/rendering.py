@@ -76,6 +76,9 @@ class Renderer:
         )
         self.env.filters["money"] = money
         self.env.filters["number"] = number
+        # What a message's own context overrides: untracked links and no pixel outside a delivery.
+        self.env.globals["track"] = str
+        self.env.globals["open_pixel_url"] = None
 
     def render(
         self,

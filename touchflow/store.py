@@ -29,6 +29,7 @@ from touchflow.models import (
     CustomerIn,
     Delivery,
     DeliveryStatus,
+    Engagement,
     Event,
     EventIn,
     InboxMessage,
@@ -557,6 +558,48 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(query.group_by(*columns)).all()
         return [(str(s), str(st), ch, v, int(n)) for s, st, ch, v, n in rows]
+
+    def engagement_counts(self, journey: str, since: datetime | None = None) -> dict[str, tuple[int, int]]:
+        """Per step: (deliveries opened, deliveries clicked), each delivery counted once.
+
+        An onsite message read in the inbox counts as opened.
+        """
+        deliveries, engagements, inbox = _table(Delivery), _table(Engagement), _table(InboxMessage)
+        scope = [deliveries.c.journey == journey]
+        if since is not None:
+            scope.append(deliveries.c.created_at >= since)
+
+        def distinct_per_step(joined: Any, condition: Any) -> dict[str, int]:
+            query = (
+                select(deliveries.c.step, func.count(func.distinct(deliveries.c.id)))
+                .select_from(joined)
+                .where(*scope, condition)
+                .group_by(deliveries.c.step)
+            )
+            with self.engine.connect() as conn:
+                return {str(step): int(n) for step, n in conn.execute(query)}
+
+        tracked = deliveries.join(engagements, engagements.c.delivery_id == deliveries.c.id)
+        opened = distinct_per_step(tracked, engagements.c.kind == "open")
+        clicked = distinct_per_step(tracked, engagements.c.kind == "click")
+        read = distinct_per_step(
+            deliveries.join(inbox, inbox.c.key == deliveries.c.key), inbox.c.read_at.is_not(None)
+        )
+        steps = set(opened) | set(clicked) | set(read)
+        return {s: (opened.get(s, 0) + read.get(s, 0), clicked.get(s, 0)) for s in steps}
+
+    def record_engagement(self, delivery_id: int, kind: str, url: str | None = None) -> bool:
+        """Record an open or a click; False when there is no such delivery (erased, or a stale link)."""
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                select(_table(Delivery).c.id).where(_table(Delivery).c.id == delivery_id)
+            ).first()
+            if exists is None:
+                return False
+            conn.execute(
+                _table(Engagement).insert().values(delivery_id=delivery_id, kind=kind, url=url, at=utcnow())
+            )
+        return True
 
     # -- deliveries -----------------------------------------------------------------------------------------
 

@@ -43,8 +43,9 @@ async def journey_funnel(
 async def _funnel(store: StoreDep, journey: str, since: datetime | None) -> JourneyFunnel:
     if since is not None and since.tzinfo is None:
         raise HTTPException(422, "since: give a time zone, e.g. 2026-11-01T00:00:00Z")
-    runs, deliveries = await asyncio.gather(
+    runs, deliveries, engagement = await asyncio.gather(
         asyncio.to_thread(store.journey_counts, journey, since),
         asyncio.to_thread(store.delivery_counts, journey, since),
+        asyncio.to_thread(store.engagement_counts, journey, since),
     )
-    return build_funnel(REGISTRY[journey], runs, deliveries)
+    return build_funnel(REGISTRY[journey], runs, deliveries, engagement)

@@ -1,0 +1,47 @@
+"""Opens and clicks: from a real email's links and pixel to the journey's funnel."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from tests.conftest import SmtpInbox
+from tests.support.harness import JourneyHarness
+from touchflow.models import CustomerIn
+from touchflow.settings import Settings
+from touchflow.signing import Signer
+
+
+async def test_an_emails_pixel_and_link_count_in_the_funnel(
+    journeys: JourneyHarness, smtp: SmtpInbox, make_settings: Callable[..., Settings]
+) -> None:
+    for customer in ("t1", "t2"):
+        journeys.store.upsert_customer(CustomerIn(id=customer, email=f"{customer}@example.com"))
+        handle = await journeys.post(customer, "signed_up")
+        await journeys.state_when(handle, lambda s: len(s.sent) == 2)
+    html = smtp.messages[0].get_body(("html",)).get_content()
+    [pixel] = re.findall(r'src="https://shop\.example(/t/o/[^"]+\.gif)"', html)
+    [link] = re.findall(r'href="https://shop\.example(/t/c/[^"]+)"', html)
+
+    app = create_app(make_settings(database_url=str(journeys.store.engine.url)), run_relay=False)
+    with TestClient(app, headers={"Authorization": "Bearer test-key-1"}) as api:
+        for _ in range(2):  # opened twice: still one opened message
+            seen = api.get(pixel)
+            assert seen.status_code == 200 and seen.headers["content-type"] == "image/gif"
+        click = api.get(link, follow_redirects=False)
+        assert click.status_code == 302 and click.headers["location"] == "https://shop.example"
+        funnel = api.get("/v1/journeys/welcome/funnel").json()
+    welcome = next(s for s in funnel["steps"] if s["step"] == "welcome")
+    assert (welcome["sent"], welcome["opened"], welcome["clicked"]) == (2, 1, 1)
+
+
+def test_forged_links_redirect_nowhere_and_record_nothing(api: TestClient) -> None:
+    forged = Signer("another-secret-key").sign("click", "1|https://evil.example")
+    assert api.get(f"/t/c/{forged}", follow_redirects=False).status_code == 404
+    # an open token is no click token, even when it is genuine
+    not_a_click = Signer("test-secret-key-that-is-long-enough").sign("open", "1")
+    assert api.get(f"/t/c/{not_a_click}", follow_redirects=False).status_code == 404
+    assert api.get("/t/o/garbage.gif").status_code == 200  # the pixel shows either way
