@@ -14,8 +14,9 @@ taken once: a repeated event id is ignored, so a relay that retries never acts t
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -215,6 +216,8 @@ def journey(
     """
 
     def wrap(cls: type[J]) -> type[J]:
+        if not inspect.iscoroutinefunction(getattr(cls, "plan", None)):
+            raise TypeError(f"{cls.__name__} needs `async def plan(self, trigger: JourneyEvent) -> None`")
         journey_name = name or _snake(cls.__name__)
         if reentry is Reentry.COOLDOWN and cooldown is None:
             raise ValueError(f"journey {journey_name}: reentry=COOLDOWN needs a cooldown")
@@ -366,8 +369,8 @@ class Journey:
 
     # -- the verbs a plan uses ------------------------------------------------------------------------------
 
-    async def plan(self, trigger: JourneyEvent) -> None:
-        raise NotImplementedError(f"{type(self).__name__} must define `async def plan(self, trigger)`")
+    # Every journey writes `async def plan(self, trigger)`; `@journey` refuses a class without one.
+    plan: Callable[[JourneyEvent], Coroutine[Any, Any, None]]
 
     @property
     def entry_number(self) -> int:

@@ -66,8 +66,7 @@ async def test_adding_to_the_cart_ends_it(journeys: JourneyHarness, smtp: SmtpIn
 def test_the_readme_shows_this_module() -> None:
     readme = (ROOT / "README.md").read_text()
     section = re.search(r"^## Write your own journey\n(.*?)(?=^## |\Z)", readme, re.M | re.S)
-    if section is None:
-        pytest.skip("README.md has no 'Write your own journey' section yet (the lead adds it on merge)")
+    assert section is not None, "README.md needs its 'Write your own journey' section"
     code = re.search(r"```python\n(.*?)```", section.group(1), re.S)
     assert code is not None, "the README section needs a ```python block with examples/browse_abandonment.py"
     assert code.group(1).strip() == EXAMPLE.read_text().strip()
