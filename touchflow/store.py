@@ -56,7 +56,7 @@ _CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 
 
 def new_coupon_code() -> str:
-    """`TF-XXXX-XXXX`: 40 bits of randomness from `secrets`, unique by the table's constraint."""
+    """`TF-7KQ2-M9XD`-shaped: 40 bits of randomness from `secrets`, unique by the table's constraint."""
     body = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
     return f"TF-{body[:4]}-{body[4:]}"
 
