@@ -22,6 +22,9 @@ async def test_an_emails_pixel_and_link_count_in_the_funnel(
         journeys.store.upsert_customer(CustomerIn(id=customer, email=f"{customer}@example.com"))
         handle = await journeys.post(customer, "signed_up")
         await journeys.state_when(handle, lambda s: len(s.sent) == 2)
+    # t2 reads the welcome message in the onsite inbox: that counts as opening that step
+    [inbox_message] = journeys.store.list_inbox("t2").messages
+    journeys.store.mark_inbox_message("t2", inbox_message.id or 0, "read")
     html = smtp.messages[0].get_body(("html",)).get_content()
     [pixel] = re.findall(r'src="https://shop\.example(/t/o/[^"]+\.gif)"', html)
     [link] = re.findall(r'href="https://shop\.example(/t/c/[^"]+)"', html)
@@ -34,8 +37,9 @@ async def test_an_emails_pixel_and_link_count_in_the_funnel(
         click = api.get(link, follow_redirects=False)
         assert click.status_code == 302 and click.headers["location"] == "https://shop.example"
         funnel = api.get("/v1/journeys/welcome/funnel").json()
-    welcome = next(s for s in funnel["steps"] if s["step"] == "welcome")
-    assert (welcome["sent"], welcome["opened"], welcome["clicked"]) == (2, 1, 1)
+    steps = {s["step"]: s for s in funnel["steps"]}
+    assert (steps["welcome"]["sent"], steps["welcome"]["opened"], steps["welcome"]["clicked"]) == (2, 1, 1)
+    assert (steps["welcome_inbox"]["sent"], steps["welcome_inbox"]["opened"]) == (2, 1)
 
 
 def test_forged_links_redirect_nowhere_and_record_nothing(api: TestClient) -> None:
