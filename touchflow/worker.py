@@ -6,18 +6,17 @@ activities and channels.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 
-from sqlalchemy.exc import OperationalError
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.coupons import CouponActivities
+from activities.inbox import StoreInbox
 from activities.journey import JourneyActivities
 from activities.zalo_tokens import StoreTokenProvider
-from channels import RetryableDeliveryError, build_channels
+from channels import build_channels
 from touchflow.db import make_engine
 from touchflow.rendering import Renderer
 from touchflow.settings import Settings
@@ -31,27 +30,6 @@ from workflows.registry import REGISTRY
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.base", "activities.types")
 )
-
-
-class StoreInbox:
-    """The onsite channel's `InboxSink`: the store, run off the event loop."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    async def save(self, customer_id: str, key: str, title: str, body: str, url: str | None) -> str:
-        try:
-            message = await asyncio.to_thread(
-                self.store.add_inbox_message,
-                key=key,
-                customer_id=customer_id,
-                title=title,
-                body=body,
-                action_url=url,
-            )
-        except OperationalError as exc:  # unreachable or locked database: Temporal retries the activity
-            raise RetryableDeliveryError(f"onsite: inbox storage unavailable: {type(exc).__name__}") from None
-        return str(message.id)
 
 
 def build_activities(settings: Settings, store: Store | None = None) -> JourneyActivities:

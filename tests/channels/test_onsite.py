@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
+from activities.inbox import StoreInbox
 from channels import OutboundMessage, PermanentDeliveryError, build_channels
 from channels.onsite import Onsite
 from tests.support.harness import JourneyHarness
 from touchflow.models import CustomerIn, DeliveryStatus
 from touchflow.settings import Settings
 from touchflow.store import Store
-from touchflow.worker import StoreInbox
 
 
 def message(key: str = "k1", **content: str) -> OutboundMessage:

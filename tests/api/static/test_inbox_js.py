@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from activities.inbox import StoreInbox
 from channels import OutboundMessage
 from channels.onsite import Onsite
 from tests.api.conftest import RunningApi, customer_token, running_api
@@ -24,7 +25,6 @@ from tests.support.waiting import eventually
 from touchflow.settings import Settings
 from touchflow.store import Store
 from touchflow.temporal import free_port
-from touchflow.worker import StoreInbox
 
 pytestmark = pytest.mark.browser
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from activities.inbox import StoreInbox
 from channels import RetryableDeliveryError
 from touchflow.db import make_engine
 from touchflow.store import Store
 from touchflow.temporal import free_port
-from touchflow.worker import StoreInbox
 
 
 async def test_an_unreachable_database_is_a_retryable_error() -> None:
