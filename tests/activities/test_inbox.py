@@ -1,4 +1,4 @@
-"""The worker's wiring of the onsite channel: the store as its sink."""
+"""The store-backed inbox the onsite channel writes to (activities/inbox.py)."""
 
 from __future__ import annotations
 
