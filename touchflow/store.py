@@ -134,7 +134,7 @@ class Store:
         if returning is None:
             conn.execute(stmt, list(rows))
             return set()
-        result = conn.execute(stmt.returning(returning, sort_by_parameter_order=True), list(rows))
+        result = conn.execute(stmt.returning(returning), list(rows))
         return set(result.scalars().all())
 
     # -- customers ------------------------------------------------------------------------------------------
@@ -271,7 +271,11 @@ class Store:
             for event in events
         }
         with self.engine.begin() as conn:
-            self._insert_ignore(conn, Customer, list(customers.values()))
+            # Most events are of known customers: insert (or ignore) only the profiles not found.
+            known = _table(Customer).c.id
+            found = set(conn.scalars(select(known).where(known.in_(list(customers)))))
+            new_customers = [row for customer_id, row in customers.items() if customer_id not in found]
+            self._insert_ignore(conn, Customer, new_customers)
             inserted = self._insert_ignore(conn, Event, rows, returning=_table(Event).c.id)
             derived = self._redeem_coupons(conn, [r for r in rows if r["id"] in inserted], now)
             if derived:
