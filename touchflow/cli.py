@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -88,10 +89,29 @@ def _dev_secrets(home: Path) -> dict[str, str]:
     return values
 
 
+def _spawn_worker(overrides: dict[str, object]) -> subprocess.Popen[bytes]:
+    """The worker in a process of its own, as in production: the API and the worker each get a whole Python
+    (one process would share one interpreter lock between the two). It reads the same settings."""
+    env = dict(os.environ)
+    for name, value in overrides.items():
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        env[f"TOUCHFLOW_{name.upper()}"] = text
+    return subprocess.Popen([sys.executable, "-m", "touchflow.cli", "worker"], env=env)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 async def _run_dev(args: argparse.Namespace) -> None:
     from touchflow.devinbox import start_inbox
-    from touchflow.temporal import DevServer, connect
-    from touchflow.worker import build_activities, build_worker
+    from touchflow.temporal import DevServer
 
     base = get_settings()
     home = base.home.resolve()
@@ -127,26 +147,27 @@ async def _run_dev(args: argparse.Namespace) -> None:
 
     temporal = DevServer(home / "temporal.db", port=args.temporal_port, ui_port=args.ui_port)
     inbox = None
+    worker = None
     try:
         await temporal.start()
         if own_inbox:
             inbox = start_inbox(home / "mail", "127.0.0.1", args.smtp_port)
-        client = await connect(settings)
-        worker = build_worker(client, settings, build_activities(settings))
+        worker = _spawn_worker(overrides)
         server = _serve(settings, "127.0.0.1", args.api_port)
-        async with worker:
-            api = asyncio.create_task(server.serve())
-            while not server.started and not api.done():
-                await asyncio.sleep(0.05)
-            if api.done():
-                api.result()
-            _print_banner(settings, args, own_inbox)
-            waiter = asyncio.create_task(_until_signalled())
-            await asyncio.wait({api, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            print("\nstopping touchflow dev ...", flush=True)
-            server.should_exit = True
-            await api
+        api = asyncio.create_task(server.serve())
+        while not server.started and not api.done():
+            await asyncio.sleep(0.05)
+        if api.done():
+            api.result()
+        _print_banner(settings, args, own_inbox)
+        waiter = asyncio.create_task(_until_signalled())
+        await asyncio.wait({api, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        print("\nstopping touchflow dev ...", flush=True)
+        server.should_exit = True
+        await api
     finally:
+        if worker is not None:
+            _stop(worker)
         if inbox is not None:
             inbox.stop()
         temporal.stop()

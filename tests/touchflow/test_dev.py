@@ -97,6 +97,18 @@ async def dev_with_smtp(tmp_path: Path, smtp: SmtpInbox) -> AsyncIterator[DevSta
     stop_dev(stack)
 
 
+def processes_with_env(entry: str) -> list[int]:
+    """Live processes whose environment holds `entry` (Linux /proc)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if entry.encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
 def workflow_list(address: str) -> list[dict[str, Any]]:
     out = subprocess.run(
         [temporal_cli(), "workflow", "list", "--address", address, "--output", "json"],
@@ -178,4 +190,6 @@ async def test_dev_keeps_mail_in_its_own_inbox_and_stops_every_child(tmp_path: P
     # Temporal's dev server was a child: after Ctrl-C nothing answers on its port.
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{stack.ui_port}", timeout=2)
+    # ... and so was the worker process: none is left with this stack's settings.
+    assert processes_with_env(f"TOUCHFLOW_HOME={stack.home}") == []
     assert (stack.home / "temporal.db").exists()
