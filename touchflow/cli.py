@@ -99,19 +99,9 @@ def _spawn_worker(overrides: dict[str, object]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "touchflow.cli", "worker"], env=env)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 async def _run_dev(args: argparse.Namespace) -> None:
     from touchflow.devinbox import start_inbox
-    from touchflow.temporal import DevServer
+    from touchflow.temporal import DevServer, terminate
 
     base = get_settings()
     home = base.home.resolve()
@@ -167,7 +157,7 @@ async def _run_dev(args: argparse.Namespace) -> None:
         await api
     finally:
         if worker is not None:
-            _stop(worker)
+            terminate(worker)
         if inbox is not None:
             inbox.stop()
         temporal.stop()

@@ -20,7 +20,7 @@ from touchflow.models import CustomerIn, DeliveryStatus, EventIn
 from touchflow.router import Relay, routed_event_names
 from touchflow.settings import Settings
 from touchflow.store import Store
-from touchflow.temporal import DevServer, connect, free_port, wait_for_port
+from touchflow.temporal import DevServer, connect, free_port, terminate, wait_for_port
 from touchflow.worker import build_activities, build_worker
 
 pytestmark = pytest.mark.e2e
@@ -79,16 +79,6 @@ def spawn(command: str, settings: Settings, log: Path, **extra: str) -> subproce
     )
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 async def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     tmp_path: Path, temporal: DevServer, store: Store, settings: Settings, smtp: SmtpInbox
 ) -> None:
@@ -119,9 +109,9 @@ async def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
 
         await eventually(both_steps_sent, timeout=120, what="every journey's two welcome steps")
     finally:
-        stop(first)
+        terminate(first)
         if second is not None:
-            stop(second)
+            terminate(second)
     assert killed_at < len(customers), "the worker died after every send: nothing was in flight"
 
     by_recipient = Counter(rcpt for _, [rcpt] in smtp.envelopes)
@@ -177,5 +167,5 @@ async def test_an_api_killed_before_relaying_relays_everything_after_restart(
             await eventually(lambda: store.outbox_size() == 0, timeout=60, what="the relay to drain")
             await smtp.wait_for(len(customers), timeout=60)
     finally:
-        stop(restarted)
+        terminate(restarted)
     assert Counter(rcpt for _, [rcpt] in smtp.envelopes) == {f"{c}@example.com": 1 for c in customers}
