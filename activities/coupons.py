@@ -11,7 +11,7 @@ import logging
 
 from temporalio import activity
 
-from activities.types import IssueCouponInput, IssueCouponResult
+from touchflow.activities.types import IssueCouponInput, IssueCouponResult
 from touchflow.settings import Settings
 from touchflow.store import Store
 

@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy.exc import OperationalError
 
-from channels import RetryableDeliveryError
+from touchflow.channels import RetryableDeliveryError
 from touchflow.store import Store
 
 

@@ -18,7 +18,7 @@ from jinja2 import TemplateError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.policy import (
+from touchflow.activities.policy import (
     MARKETING,
     PASSIVE_CHANNELS,
     TRANSACTIONAL,
@@ -26,7 +26,7 @@ from activities.policy import (
     consent_refusal,
     parse_caps,
 )
-from activities.types import (
+from touchflow.activities.types import (
     EnterJourneyInput,
     EnterJourneyResult,
     LeaveJourneyInput,
@@ -34,7 +34,7 @@ from activities.types import (
     SendStepInput,
     SendStepResult,
 )
-from channels import (
+from touchflow.channels import (
     Channel,
     DeliveryError,
     OutboundMessage,

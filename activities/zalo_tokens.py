@@ -10,7 +10,7 @@ import asyncio
 from datetime import timedelta
 from typing import Self
 
-from channels.zalo_zns import ZaloOAuth
+from touchflow.channels.zalo_zns import ZaloOAuth
 from touchflow.models import utcnow
 from touchflow.settings import Settings
 from touchflow.store import Store

@@ -10,9 +10,9 @@ from functools import partial
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from api.errors import validation_error_handler
-from api.limits import BodySizeLimit
-from api.routes import (
+from touchflow.api.errors import validation_error_handler
+from touchflow.api.limits import BodySizeLimit
+from touchflow.api.routes import (
     customers,
     dev,
     events,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from channels.base import Channel, OutboundMessage, Reach, Receipt
-from channels.console import Console
-from channels.email import Email
-from channels.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
-from channels.onsite import InboxSink, Onsite
-from channels.web_push import WebPush
-from channels.zalo_zns import TokenProvider, ZaloZns
+from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
+from touchflow.channels.console import Console
+from touchflow.channels.email import Email
+from touchflow.channels.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
+from touchflow.channels.onsite import InboxSink, Onsite
+from touchflow.channels.web_push import WebPush
+from touchflow.channels.zalo_zns import TokenProvider, ZaloZns
 from touchflow.settings import Settings
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import ClassVar, TextIO
 
-from channels.base import Channel, OutboundMessage, Reach, Receipt
+from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
 
 
 class Console(Channel):

@@ -12,8 +12,8 @@ from typing import ClassVar, Self
 
 import aiosmtplib
 
-from channels.base import Channel, OutboundMessage, Reach, Receipt
-from channels.errors import PermanentDeliveryError, RetryableDeliveryError
+from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
+from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
 from touchflow.settings import Settings
 
 # SMTP replies that say "this mailbox is gone" rather than "this message was refused".

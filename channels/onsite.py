@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import ClassVar, Protocol
 from urllib.parse import urlsplit
 
-from channels.base import Channel, OutboundMessage, Reach, Receipt
-from channels.errors import PermanentDeliveryError
+from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
+from touchflow.channels.errors import PermanentDeliveryError
 
 # Kept in step with the inbox table's columns (touchflow.models.InboxMessage).
 LIMITS = {"title": 200, "body": 4000, "url": 2000}

@@ -18,8 +18,8 @@ import aiohttp
 from py_vapid import Vapid
 from pywebpush import WebPushException, webpush_async
 
-from channels.base import Channel, OutboundMessage, Reach, Receipt
-from channels.errors import PermanentDeliveryError, RetryableDeliveryError
+from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
+from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
 from touchflow.settings import Settings
 from touchflow.vapid import b64url_encode, load_private_key
 

@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from channels.base import Channel, OutboundMessage, Reach, Receipt
-from channels.errors import PermanentDeliveryError, RetryableDeliveryError
+from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
+from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
 from touchflow.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from workflows import Journey, JourneyEvent, Reentry, Stage, Step, journey
+from touchflow.workflows import Journey, JourneyEvent, Reentry, Stage, Step, journey
 
 
 @journey(

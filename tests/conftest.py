@@ -32,11 +32,11 @@ from sqlmodel import SQLModel
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
 from tests.support.harness import TEMPLATES, TEST_REGISTRY, JourneyHarness
 from tests.support.push_service import PushService
 from tests.support.waiting import eventually
 from tests.support.zalo import zalo  # noqa: F401  (the loopback Zalo server fixture)
+from touchflow.api.main import create_app
 from touchflow.db import make_engine, migrate
 from touchflow.router import Relay
 from touchflow.settings import Settings
@@ -44,7 +44,7 @@ from touchflow.store import Store
 from touchflow.temporal import ensure_search_attributes, free_port
 from touchflow.vapid import VapidKeys, generate
 from touchflow.worker import build_activities, build_worker
-from workflows.base import JourneySpec
+from touchflow.workflows.base import JourneySpec
 
 POSTGRES_URL = os.environ.get(
     "TOUCHFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

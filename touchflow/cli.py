@@ -34,7 +34,7 @@ class _Server(uvicorn.Server):
 
 
 def _serve(settings: Settings, host: str, port: int) -> _Server:
-    from api.main import create_app
+    from touchflow.api.main import create_app
 
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning", lifespan="on")
     return _Server(config)
@@ -190,7 +190,7 @@ def _print_banner(settings: Settings, args: argparse.Namespace, own_inbox: bool)
 
 
 def _print_journeys(as_json: bool) -> None:
-    from workflows.registry import REGISTRY
+    from touchflow.workflows.registry import REGISTRY
 
     rows = [
         {

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from touchflow.models import DeliveryStatus, JourneyFunnel, JourneyStatus, StepFunnel
-from workflows.base import JourneySpec
+from touchflow.workflows.base import JourneySpec
 
 _SENT = {DeliveryStatus.SENT, DeliveryStatus.DELIVERED}
 

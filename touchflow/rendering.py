@@ -23,7 +23,7 @@ from jinja2 import (
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-import templates as builtin_templates
+import touchflow.templates as builtin_templates
 
 _BABEL_LOCALES = {"vi": "vi_VN", "en": "en_US"}
 _EXTENSIONS = ("html", "txt")

@@ -20,8 +20,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from touchflow.models import Event
 from touchflow.store import ClaimedEvent, Store
-from workflows.base import JourneyEvent, JourneyInput, JourneySpec
-from workflows.registry import REGISTRY
+from touchflow.workflows.base import JourneyEvent, JourneyInput, JourneySpec
+from touchflow.workflows.registry import REGISTRY
 
 log = logging.getLogger(__name__)
 

@@ -12,23 +12,25 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.coupons import CouponActivities
-from activities.inbox import StoreInbox
-from activities.journey import JourneyActivities
-from activities.zalo_tokens import StoreTokenProvider
-from channels import build_channels
+from touchflow.activities.coupons import CouponActivities
+from touchflow.activities.inbox import StoreInbox
+from touchflow.activities.journey import JourneyActivities
+from touchflow.activities.zalo_tokens import StoreTokenProvider
+from touchflow.channels import build_channels
 from touchflow.db import make_engine
 from touchflow.rendering import Renderer
 from touchflow.settings import Settings
 from touchflow.store import Store
-from workflows import JourneySpec
-from workflows.registry import REGISTRY
+from touchflow.workflows import JourneySpec
+from touchflow.workflows.registry import REGISTRY
 
 # The sandbox re-imports workflow modules for every run. The journey base and the activities' data types are
 # deterministic library code (no clocks, randomness or I/O), so they are imported once; journeys themselves
 # stay sandboxed, which is what guards the code users write.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.base", "activities.types")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "touchflow.workflows.base", "touchflow.activities.types"
+    )
 )
 
 

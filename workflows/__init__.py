@@ -6,7 +6,7 @@ module (and so this package) for every run, and must not re-import every other j
 
 from __future__ import annotations
 
-from workflows.base import (
+from touchflow.workflows.base import (
     Journey,
     JourneyEvent,
     JourneyInput,

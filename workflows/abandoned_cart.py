@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workflows.base import Journey, JourneyEvent, Reentry, Stage, Step, journey
+from touchflow.workflows.base import Journey, JourneyEvent, Reentry, Stage, Step, journey
 
 
 @journey(

@@ -33,7 +33,7 @@ from temporalio.common import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.types import (
+    from touchflow.activities.types import (
         EnterJourneyInput,
         EnterJourneyResult,
         LeaveJourneyInput,

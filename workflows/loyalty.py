@@ -7,7 +7,7 @@ from typing import Any
 
 from temporalio import workflow
 
-from workflows.base import Journey, JourneyEvent, Reentry, Stage, Step, journey
+from touchflow.workflows.base import Journey, JourneyEvent, Reentry, Stage, Step, journey
 
 # With nothing scheduled (every nudge given), look again after this long anyway.
 IDLE_CHECK = timedelta(days=30)

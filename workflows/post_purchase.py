@@ -7,10 +7,10 @@ from typing import Any
 
 from temporalio import workflow
 
-from workflows.base import BOOKKEEPING_RETRY, Journey, JourneyEvent, Reentry, Stage, Step, journey
+from touchflow.workflows.base import BOOKKEEPING_RETRY, Journey, JourneyEvent, Reentry, Stage, Step, journey
 
 with workflow.unsafe.imports_passed_through():
-    from activities.types import IssueCouponInput, IssueCouponResult
+    from touchflow.activities.types import IssueCouponInput, IssueCouponResult
 
 
 @journey(starts_on="order_placed", goals=("coupon_redeemed",), key="order_id", reentry=Reentry.ONCE)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from workflows.abandoned_cart import AbandonedCart
-from workflows.base import JourneySpec
-from workflows.loyalty import Loyalty
-from workflows.post_purchase import PostPurchase
-from workflows.welcome import Welcome
+from touchflow.workflows.abandoned_cart import AbandonedCart
+from touchflow.workflows.base import JourneySpec
+from touchflow.workflows.loyalty import Loyalty
+from touchflow.workflows.post_purchase import PostPurchase
+from touchflow.workflows.welcome import Welcome
 
 REGISTRY: dict[str, JourneySpec] = {
     journey.spec.name: journey.spec for journey in (Welcome, AbandonedCart, PostPurchase, Loyalty)

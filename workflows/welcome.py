@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workflows.base import Journey, JourneyEvent, Stage, Step, journey
+from touchflow.workflows.base import Journey, JourneyEvent, Stage, Step, journey
 
 
 @journey(starts_on="signed_up", goals=("order_placed",))

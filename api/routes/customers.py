@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Response, status
 from temporalio.service import RPCError
 
-from api.deps import Admin, Ingest, Read, RelayDep, StoreDep
+from touchflow.api.deps import Admin, Ingest, Read, RelayDep, StoreDep
 from touchflow.models import (
     CustomerDetail,
     CustomerIn,

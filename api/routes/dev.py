@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
-from api.deps import SettingsDep
+from touchflow.api.deps import SettingsDep
 
 router = APIRouter(prefix="/dev/mail", tags=["dev"], include_in_schema=False)
 

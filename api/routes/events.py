@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Response, status
 from pydantic import TypeAdapter, ValidationError
 
-from api.deps import Ingest, RelayDep, SettingsDep, StoreDep
-from api.errors import describe_errors
+from touchflow.api.deps import Ingest, RelayDep, SettingsDep, StoreDep
+from touchflow.api.errors import describe_errors
 from touchflow.models import BatchAck, BatchItemResult, EventAck, EventIn, IngestStatus
 from touchflow.router import routed_event_names
 

@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Response, status
 
-from api.deps import StoreDep
+from touchflow.api.deps import StoreDep
 
 router = APIRouter(tags=["health"])
 

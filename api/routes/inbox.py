@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.deps import Ingest, SettingsDep, StoreDep
+from touchflow.api.deps import Ingest, SettingsDep, StoreDep
 from touchflow.models import (
     InboxMessage,
     InboxMessagePublic,

@@ -8,10 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from api.deps import Read, StoreDep
+from touchflow.api.deps import Read, StoreDep
 from touchflow.insight import build_funnel
 from touchflow.models import JourneyFunnel
-from workflows.registry import REGISTRY
+from touchflow.workflows.registry import REGISTRY
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Read])
 Since = Annotated[datetime | None, Query(description="Count runs and messages from this time on.")]

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel
 
-from api.deps import Ingest, Read, StoreDep
+from touchflow.api.deps import Ingest, Read, StoreDep
 from touchflow.models import Identifier, PushSubscriptionIn, PushSubscriptionPublic
 
 router = APIRouter(prefix="/v1/customers/{customer_id}/push-subscriptions", tags=["push"])

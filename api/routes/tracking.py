@@ -12,7 +12,7 @@ import base64
 from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.responses import RedirectResponse
 
-from api.deps import SettingsDep, StoreDep
+from touchflow.api.deps import SettingsDep, StoreDep
 from touchflow.signing import Signer
 
 router = APIRouter(prefix="/t", tags=["tracking"], include_in_schema=False)

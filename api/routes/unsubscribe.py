@@ -13,7 +13,7 @@ from html import escape
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from api.deps import SettingsDep, StoreDep
+from touchflow.api.deps import SettingsDep, StoreDep
 from touchflow.signing import Signer
 
 router = APIRouter(tags=["unsubscribe"])

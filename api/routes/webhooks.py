@@ -7,8 +7,8 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Request, status
 
-from api.deps import SettingsDep, StoreDep
-from channels.zalo_zns import WebhookError, WebhookSignatureError, ZaloZns, parse_webhook
+from touchflow.api.deps import SettingsDep, StoreDep
+from touchflow.channels.zalo_zns import WebhookError, WebhookSignatureError, ZaloZns, parse_webhook
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 log = logging.getLogger(__name__)

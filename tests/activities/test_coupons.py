@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from temporalio.testing import ActivityEnvironment
 
-from activities.coupons import CouponActivities
-from activities.types import IssueCouponInput
+from touchflow.activities.coupons import CouponActivities
+from touchflow.activities.types import IssueCouponInput
 from touchflow.settings import Settings
 from touchflow.store import Store
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from activities.inbox import StoreInbox
-from channels import RetryableDeliveryError
+from touchflow.activities.inbox import StoreInbox
+from touchflow.channels import RetryableDeliveryError
 from touchflow.db import make_engine
 from touchflow.store import Store
 from touchflow.temporal import free_port

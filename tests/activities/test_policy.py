@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from activities.policy import FrequencyCap, QuietHours, consent_refusal, parse_caps
+from touchflow.activities.policy import FrequencyCap, QuietHours, consent_refusal, parse_caps
 
 
 @pytest.mark.parametrize(

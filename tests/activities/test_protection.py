@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.types import SendStepInput
 from tests.conftest import SmtpInbox
 from tests.support.harness import JourneyHarness
+from touchflow.activities.types import SendStepInput
 from touchflow.models import CustomerIn, DeliveryStatus, EventIn
 
 

@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from activities.zalo_tokens import StoreTokenProvider
-from channels import build_channels
-from channels.base import OutboundMessage
-from channels.zalo_zns import ZaloZns, tracking_id
 from tests.support.zalo import APP_ID, ZaloServer
+from touchflow.activities.zalo_tokens import StoreTokenProvider
+from touchflow.channels import build_channels
+from touchflow.channels.base import OutboundMessage
+from touchflow.channels.zalo_zns import ZaloZns, tracking_id
 from touchflow.db import make_engine
 from touchflow.settings import Settings
 from touchflow.store import Store

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from api.main import create_app
 from tests.conftest import SECRET
 from tests.support.server import serving
+from touchflow.api.main import create_app
 from touchflow.db import make_engine
 from touchflow.settings import Settings
 from touchflow.store import Store

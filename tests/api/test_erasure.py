@@ -8,9 +8,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 from temporalio.client import WorkflowExecutionStatus
 
-from api.main import create_app
 from tests.conftest import SmtpInbox
 from tests.support.harness import JourneyHarness
+from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, Delivery
 from touchflow.settings import Settings
 from touchflow.store import ERASED

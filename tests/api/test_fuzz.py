@@ -10,8 +10,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
 from tests.conftest import API_KEY
+from touchflow.api.main import create_app
 from touchflow.db import make_engine, migrate
 from touchflow.settings import Settings
 

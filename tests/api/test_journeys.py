@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
-from api.main import create_app
 from tests.conftest import SmtpInbox
 from tests.support.harness import JourneyHarness
+from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus, JourneyStatus
 from touchflow.settings import Settings
 from touchflow.store import Store
-from workflows.registry import REGISTRY
+from touchflow.workflows.registry import REGISTRY
 
 
 async def test_the_welcome_funnel_after_real_runs(

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.main import create_app
 from tests.support.push_service import Subscriber
+from touchflow.api.main import create_app
 from touchflow.settings import Settings
 from touchflow.store import Store
 from touchflow.vapid import VapidKeys, b64url_encode

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api.main import create_app
+from touchflow.api.main import create_app
 from touchflow.apikeys import digest
 from touchflow.settings import Settings
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from api.main import create_app
 from tests.conftest import SmtpInbox
 from tests.support.harness import JourneyHarness
+from touchflow.api.main import create_app
 from touchflow.models import CustomerIn
 from touchflow.settings import Settings
 from touchflow.signing import Signer

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.main import create_app
 from tests.support.zalo import APP_ID, OA_SECRET_KEY, ZaloServer
+from touchflow.api.main import create_app
 from touchflow.models import Delivery, DeliveryStatus
 from touchflow.settings import Settings
 from touchflow.store import Store

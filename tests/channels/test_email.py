@@ -9,10 +9,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from channels.base import OutboundMessage
-from channels.email import Email
-from channels.errors import PermanentDeliveryError, RetryableDeliveryError
 from tests.conftest import SmtpInbox
+from touchflow.channels.base import OutboundMessage
+from touchflow.channels.email import Email
+from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
 from touchflow.settings import Settings
 from touchflow.temporal import free_port
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from activities.inbox import StoreInbox
-from channels import OutboundMessage, PermanentDeliveryError, build_channels
-from channels.onsite import Onsite
 from tests.support.harness import JourneyHarness
+from touchflow.activities.inbox import StoreInbox
+from touchflow.channels import OutboundMessage, PermanentDeliveryError, build_channels
+from touchflow.channels.onsite import Onsite
 from touchflow.models import CustomerIn, DeliveryStatus
 from touchflow.settings import Settings
 from touchflow.store import Store

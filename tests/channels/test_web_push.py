@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from channels import REGISTRY, OutboundMessage, PermanentDeliveryError, RetryableDeliveryError
-from channels.web_push import WebPush, classify, parse_retry_after
 from tests.conftest import SmtpInbox
 from tests.support.harness import JourneyHarness
 from tests.support.push_service import PushService, Subscriber
+from touchflow.channels import REGISTRY, OutboundMessage, PermanentDeliveryError, RetryableDeliveryError
+from touchflow.channels.web_push import WebPush, classify, parse_retry_after
 from touchflow.models import CustomerIn, DeliveryStatus
 from touchflow.settings import Settings
 from touchflow.temporal import free_port

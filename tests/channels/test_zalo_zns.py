@@ -9,11 +9,15 @@ from typing import Any
 
 import pytest
 
-from activities.zalo_tokens import StoreTokenProvider
-from channels import build_channels
-from channels.base import OutboundMessage
-from channels.errors import PermanentDeliveryError, RetryableDeliveryError
-from channels.zalo_zns import (
+from tests.conftest import SmtpInbox
+from tests.support.harness import JourneyHarness
+from tests.support.waiting import eventually
+from tests.support.zalo import SEED_REFRESH_TOKEN, ZaloServer
+from touchflow.activities.zalo_tokens import StoreTokenProvider
+from touchflow.channels import build_channels
+from touchflow.channels.base import OutboundMessage
+from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
+from touchflow.channels.zalo_zns import (
     ERRORS,
     NIGHT_ENDS,
     VIETNAM,
@@ -25,10 +29,6 @@ from channels.zalo_zns import (
     seconds_until,
     tracking_id,
 )
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
-from tests.support.waiting import eventually
-from tests.support.zalo import SEED_REFRESH_TOKEN, ZaloServer
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus
 from touchflow.settings import Settings
 from touchflow.store import Store
@@ -213,7 +213,10 @@ async def test_template_errors_are_logged_loudly_without_pii(
     channel: ZaloZns, zalo: ZaloServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     zalo.fail(-131)
-    with caplog.at_level(logging.ERROR, logger="channels.zalo_zns"), pytest.raises(PermanentDeliveryError):
+    with (
+        caplog.at_level(logging.ERROR, logger="touchflow.channels.zalo_zns"),
+        pytest.raises(PermanentDeliveryError),
+    ):
         await channel.send(message())
     [record] = caplog.records
     assert record.levelno == logging.ERROR

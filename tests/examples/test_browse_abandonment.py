@@ -12,7 +12,7 @@ from examples.browse_abandonment import BrowseAbandonment
 from tests.conftest import SmtpInbox
 from tests.support.harness import JourneyHarness
 from touchflow.models import CustomerIn, DeliveryStatus
-from workflows.base import JourneySpec, sticky_variant
+from touchflow.workflows.base import JourneySpec, sticky_variant
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "browse_abandonment.py"

@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 import httpx
 
-from api.main import create_app
 from tests.conftest import API_KEY, SmtpInbox
 from tests.support.harness import JourneyHarness
 from tests.support.server import serving
+from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, DeliveryStatus
 from touchflow.settings import Settings
 

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import SmtpInbox
 from tests.support.harness import JourneyHarness
 from touchflow.models import CustomerIn
-from workflows.base import CUSTOMER_ID
+from touchflow.workflows.base import CUSTOMER_ID
 
 EMAIL, PHONE, NAME = "lan.nguyen@example.com", "+84912345678", "Nguyễn Thị Lan"
 

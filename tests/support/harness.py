@@ -13,15 +13,15 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities.journey import JourneyActivities
 from tests.support.probe import Probe
 from tests.support.waiting import eventually
+from touchflow.activities.journey import JourneyActivities
 from touchflow.models import EventIn
 from touchflow.router import Relay, routed_event_names
 from touchflow.settings import Settings
 from touchflow.store import Store
-from workflows.base import JourneyOutcome, JourneySpec, JourneyState
-from workflows.registry import REGISTRY
+from touchflow.workflows.base import JourneyOutcome, JourneySpec, JourneyState
+from touchflow.workflows.registry import REGISTRY
 
 # Every built-in journey plus the probe journey of the channel tests.
 TEST_REGISTRY: dict[str, JourneySpec] = {**REGISTRY, Probe.spec.name: Probe.spec}

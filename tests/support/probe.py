@@ -7,7 +7,7 @@ Its templates live in tests/support/templates/probe/ (the harness points TOUCHFL
 
 from __future__ import annotations
 
-from workflows.base import Journey, JourneyEvent, Reentry, Stage, Step, journey
+from touchflow.workflows.base import Journey, JourneyEvent, Reentry, Stage, Step, journey
 
 
 @journey(starts_on="probe", reentry=Reentry.ONE_AT_A_TIME, key="probe_id")

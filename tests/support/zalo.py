@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from channels.zalo_zns import webhook_signature
+from touchflow.channels.zalo_zns import webhook_signature
 from touchflow.temporal import free_port
 
 APP_ID = "1234567890123456789"

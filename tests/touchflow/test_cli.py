@@ -9,7 +9,7 @@ import pytest
 from touchflow.cli import main
 from touchflow.settings import Settings
 from touchflow.vapid import load_private_key, public_key
-from workflows.registry import REGISTRY
+from touchflow.workflows.registry import REGISTRY
 
 
 def test_journeys_text_names_everything_a_marketer_asks(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.main import create_app
 from tests.conftest import SmtpInbox
 from tests.support.waiting import eventually
+from touchflow.api.main import create_app
 from touchflow.settings import Settings
 from touchflow.store import Store
 from touchflow.temporal import DevServer, connect, free_port

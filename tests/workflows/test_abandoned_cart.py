@@ -9,7 +9,7 @@ from typing import Any
 from tests.conftest import SmtpInbox
 from tests.support.harness import JourneyHarness
 from touchflow.models import CustomerIn, DeliveryStatus, utcnow
-from workflows.base import sticky_variant
+from touchflow.workflows.base import sticky_variant
 
 
 def cart(cart_id: str, *items: tuple[str, int, int]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from temporalio.common import WorkflowIDReusePolicy
 
-from workflows.base import Journey, JourneyEvent, Reentry, Stage, Step, journey
+from touchflow.workflows.base import Journey, JourneyEvent, Reentry, Stage, Step, journey
 
 
 def test_a_journey_without_a_plan_is_refused() -> None:

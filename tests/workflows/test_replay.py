@@ -12,7 +12,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from workflows.registry import REGISTRY
+from touchflow.workflows.registry import REGISTRY
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
