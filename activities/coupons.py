@@ -10,18 +10,21 @@ import asyncio
 import logging
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from touchflow.activities.types import IssueCouponInput, IssueCouponResult
-from touchflow.settings import Settings
 from touchflow.store import Store
 
 log = logging.getLogger(__name__)
 
 
+# What a coupon is worth when a run recorded before journeys chose it (value and unit) issues one.
+LEGACY_VALUE, LEGACY_UNIT = 10.0, "percent"
+
+
 class CouponActivities:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.settings = settings
 
     @activity.defn(name="issue_coupon")
     async def issue_coupon(self, input: IssueCouponInput) -> IssueCouponResult:
@@ -32,8 +35,8 @@ class CouponActivities:
             customer_id=input.customer_id,
             journey=input.journey,
             entry_key=input.entry_key,
-            value=self.settings.coupon_value,
-            unit=self.settings.coupon_unit,
+            value=LEGACY_VALUE if input.value is None else input.value,
+            unit=_unit(input.unit or LEGACY_UNIT),
             expires_at=input.expires_at,
         )
         assert coupon.id is not None
@@ -41,3 +44,16 @@ class CouponActivities:
         return IssueCouponResult(
             coupon_id=coupon.id, value=coupon.value, unit=coupon.unit, expires_at=coupon.expires_at
         )
+
+
+def _unit(unit: str) -> str:
+    """`percent` or a currency code; anything else will not mend itself on a retry."""
+    if unit.lower() == "percent":
+        return "percent"
+    if len(unit) == 3 and unit.isalpha():
+        return unit.upper()
+    raise ApplicationError(
+        f"coupon unit {unit!r}: use 'percent' or a 3-letter currency code such as 'VND'",
+        type="InvalidCoupon",
+        non_retryable=True,
+    )

@@ -12,7 +12,8 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 from jinja2 import TemplateError
 from temporalio import activity
@@ -91,6 +92,14 @@ class _Recipient:
     subscription_id: int | None = None
 
 
+class JourneyValues(Protocol):
+    """The journeys' settings in force (the registry): what a run reads once, when it enters."""
+
+    def timings_for(self, journey: str) -> dict[str, float]: ...
+
+    def params_for(self, journey: str) -> dict[str, Any]: ...
+
+
 class JourneyActivities:
     def __init__(
         self,
@@ -98,8 +107,10 @@ class JourneyActivities:
         channels: dict[str, Channel],
         renderer: Renderer,
         settings: Settings,
+        journeys: JourneyValues,
     ) -> None:
         self.store = store
+        self.journeys = journeys
         self.channels = channels
         self.renderer = renderer
         self.settings = settings
@@ -135,8 +146,11 @@ class JourneyActivities:
             entered_at=entry.entered_at,
             entry_id=entry.id or 0,
             reason=reason,
-            timings=self.settings.journey_timings(),
-            params=self.settings.journey_params(),
+            timings={
+                **self.journeys.timings_for(input.journey),
+                "delivery_attempt_timeout": self.settings.delivery_attempt_timeout.total_seconds(),
+            },
+            params=self.journeys.params_for(input.journey),
         )
 
     @activity.defn(name="leave_journey")
@@ -214,12 +228,18 @@ class JourneyActivities:
         if customer is None:
             return _Outcome(DeliveryStatus.SKIPPED, "customer no longer exists")
         if input.exit_on:
+            trigger = None
+            if input.trigger_event_id is not None:
+                trigger = await asyncio.to_thread(self.store.get_event, input.trigger_event_id)
             goal = await asyncio.to_thread(
-                self.store.event_since,
-                input.customer_id,
-                input.exit_on,
-                input.entered_at,
-                input.exit_match,
+                partial(
+                    self.store.event_since,
+                    input.customer_id,
+                    input.exit_on,
+                    input.entered_at,
+                    input.exit_match,
+                    after=trigger,
+                )
             )
             if goal is not None:
                 return _Outcome(DeliveryStatus.SKIPPED, f"journey ended by {goal.name}", ended_by=goal)

@@ -69,6 +69,8 @@ class SendStepInput:
     # Guard: skip the send when one of these events was stored since the journey began.
     exit_on: list[str] = field(default_factory=list)
     exit_match: dict[str, Any] = field(default_factory=dict)
+    # The event that started the run: never counted as its exit or goal (nor older events of its name).
+    trigger_event_id: str | None = None
     variant: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -94,6 +96,10 @@ class IssueCouponInput:
     entry_key: str | None
     # Journey time (workflow.now() + validity), so the reminder before expiry lines up with it.
     expires_at: datetime
+    # Percent off, or an amount in a currency (`VND`). None in runs recorded before journeys chose it: the
+    # issuing worker's default then applies.
+    value: float | None = None
+    unit: str | None = None
 
 
 @dataclass

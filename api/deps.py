@@ -14,6 +14,7 @@ from touchflow.apikeys import ApiKey, Scope, match
 from touchflow.router import Relay
 from touchflow.settings import Settings
 from touchflow.store import Store
+from touchflow.workflows.registry import Registry
 
 
 def get_settings(request: Request) -> Settings:
@@ -31,7 +32,13 @@ def get_relay(request: Request) -> Relay:
     return relay
 
 
+def get_registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
 StoreDep = Annotated[Store, Depends(get_store)]
 RelayDep = Annotated[Relay, Depends(get_relay)]
 

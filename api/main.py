@@ -31,10 +31,16 @@ from touchflow.settings import Settings
 from touchflow.store import Store
 from touchflow.temporal import connect
 from touchflow.vapid import load_private_key, public_key
+from touchflow.workflows.registry import Registry, load_registry
 
 
-def create_app(settings: Settings, *, run_relay: bool = True) -> FastAPI:
-    """Build the app; `run_relay=False` leaves the outbox to another process (tests of the API alone)."""
+def create_app(settings: Settings, registry: Registry | None = None, *, run_relay: bool = True) -> FastAPI:
+    """Build the app; `run_relay=False` leaves the outbox to another process (tests of the API alone).
+
+    `registry` is the journeys the relay routes to and the funnels count; without one, the app loads it
+    from the settings (TOUCHFLOW_BUILTIN_JOURNEYS, TOUCHFLOW_JOURNEYS).
+    """
+    registry = registry if registry is not None else load_registry(settings)
     if not settings.api_keys:
         raise ValueError("TOUCHFLOW_API_KEYS is empty: set at least one API key (comma-separated)")
     engine = make_engine(settings.resolved_database_url)
@@ -45,6 +51,7 @@ def create_app(settings: Settings, *, run_relay: bool = True) -> FastAPI:
         settings.task_queue,
         settings.relay_interval,
         settings.relay_batch_size,
+        registry,
     )
 
     @contextlib.asynccontextmanager
@@ -70,6 +77,7 @@ def create_app(settings: Settings, *, run_relay: bool = True) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.relay = relay
+    app.state.registry = registry
     app.state.api_keys = parse_keys(settings.api_keys)
     vapid_key = settings.vapid_private_key.get_secret_value()
     app.state.vapid_public_key = public_key(load_private_key(vapid_key)) if vapid_key else None

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from touchflow.workflows import Journey, JourneyEvent, Reentry, Stage, Step, journey
+from touchflow.journeys import Journey, JourneyEvent, Reentry, Stage, Step, journey
 
 
 @journey(

@@ -21,6 +21,7 @@ import uvicorn
 from touchflow.apikeys import Scope, new_key
 from touchflow.db import make_engine, migrate
 from touchflow.settings import Settings, get_settings
+from touchflow.workflows.registry import Registry, load_registry
 
 log = logging.getLogger("touchflow")
 
@@ -33,10 +34,12 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _serve(settings: Settings, host: str, port: int) -> _Server:
+def _serve(settings: Settings, registry: Registry, host: str, port: int) -> _Server:
     from touchflow.api.main import create_app
 
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings, registry), host=host, port=port, log_level="warning", lifespan="on"
+    )
     return _Server(config)
 
 
@@ -49,7 +52,7 @@ async def _until_signalled() -> None:
 
 
 async def _run_api(settings: Settings) -> None:
-    server = _serve(settings, settings.api_host, settings.api_port)
+    server = _serve(settings, load_registry(settings), settings.api_host, settings.api_port)
     task = asyncio.create_task(server.serve())
     waiter = asyncio.create_task(_until_signalled())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -61,10 +64,11 @@ async def _run_worker(settings: Settings) -> None:
     from touchflow.temporal import connect, ensure_search_attributes
     from touchflow.worker import build_activities, build_worker
 
-    activities = build_activities(settings)
+    registry = load_registry(settings)
+    activities = build_activities(settings, registry)
     client = await connect(settings)
     await ensure_search_attributes(client)
-    worker = build_worker(client, settings, activities)
+    worker = build_worker(client, settings, activities, registry)
     async with worker:
         log.info("worker polling task queue %s", settings.task_queue)
         await _until_signalled()
@@ -133,6 +137,7 @@ async def _run_dev(args: argparse.Namespace) -> None:
             "dev_mail_dir": home / "mail",
         }
     settings = Settings.model_validate(base.model_dump() | overrides)
+    registry = load_registry(settings)
     await asyncio.to_thread(migrate, make_engine(settings.resolved_database_url))
 
     temporal = DevServer(home / "temporal.db", port=args.temporal_port, ui_port=args.ui_port)
@@ -143,7 +148,7 @@ async def _run_dev(args: argparse.Namespace) -> None:
         if own_inbox:
             inbox = start_inbox(home / "mail", "127.0.0.1", args.smtp_port)
         worker = _spawn_worker(overrides)
-        server = _serve(settings, "127.0.0.1", args.api_port)
+        server = _serve(settings, registry, "127.0.0.1", args.api_port)
         api = asyncio.create_task(server.serve())
         while not server.started and not api.done():
             await asyncio.sleep(0.05)
@@ -189,12 +194,42 @@ def _print_banner(settings: Settings, args: argparse.Namespace, own_inbox: bool)
     print("\n".join(lines), flush=True)
 
 
-def _print_journeys(as_json: bool) -> None:
-    from touchflow.workflows.registry import REGISTRY
+def _print_journeys(registry: Registry, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(_journey_rows(registry), indent=2))
+        return
+    for spec in registry.values():
+        reentry = spec.reentry.value.replace("_", " ")
+        if spec.cooldown:
+            reentry += f" ({spec.cooldown})"
+        per = f" per {spec.key}" if spec.key else ""
+        exits = [name for name in spec.ends_on if name not in spec.goals]
+        print(f"{spec.name}: {spec.description}   [{spec.workflow.__module__}]")
+        print(f"  triggers   {', '.join(spec.starts_on)}   (re-entry: {reentry}{per})")
+        print(f"  goals      {', '.join(spec.goals) or '-'}")
+        print(f"  exits      {', '.join(exits) or '-'}")
+        if spec.listens_to:
+            print(f"  listens to {', '.join(spec.listens_to)}")
+        print(f"  {'step':<24} {'stage':<14} channels (in order of fallback)")
+        for step in spec.steps:
+            notes = ["transactional"] if step.transactional else []
+            if step.experiment:
+                notes.append(f"A/B {step.experiment}: {'/'.join(step.variants)}")
+            extra = f"   [{'; '.join(notes)}]" if notes else ""
+            print(f"  {step.name:<24} {step.stage.value:<14} {' → '.join(step.via)}{extra}")
+        settings = [registry.settings[name] for name in (*spec.timings, *spec.params)]
+        if settings:
+            print(f"  {'setting':<36} {'value':<24} from")
+            for setting in settings:
+                print(f"  {setting.variable:<36} {setting.as_text():<24} {setting.source}")
+        print()
 
-    rows = [
+
+def _journey_rows(registry: Registry) -> list[dict[str, object]]:
+    return [
         {
             "journey": spec.name,
+            "module": spec.workflow.__module__,
             "description": spec.description,
             "starts_on": list(spec.starts_on),
             "exits_on": [name for name in spec.ends_on if name not in spec.goals],
@@ -214,32 +249,21 @@ def _print_journeys(as_json: bool) -> None:
                 }
                 for step in spec.steps
             ],
+            "settings": [
+                {
+                    "name": setting.name,
+                    "variable": setting.variable,
+                    "kind": setting.kind,
+                    "value": setting.as_text(),
+                    "default": setting.as_text(setting.default),
+                    "source": setting.source,
+                    "help": setting.help,
+                }
+                for setting in (registry.settings[name] for name in (*spec.timings, *spec.params))
+            ],
         }
-        for spec in REGISTRY.values()
+        for spec in registry.values()
     ]
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    for spec in REGISTRY.values():
-        reentry = spec.reentry.value.replace("_", " ")
-        if spec.cooldown:
-            reentry += f" ({spec.cooldown})"
-        per = f" per {spec.key}" if spec.key else ""
-        exits = [name for name in spec.ends_on if name not in spec.goals]
-        print(f"{spec.name}: {spec.description}")
-        print(f"  triggers   {', '.join(spec.starts_on)}   (re-entry: {reentry}{per})")
-        print(f"  goals      {', '.join(spec.goals) or '-'}")
-        print(f"  exits      {', '.join(exits) or '-'}")
-        if spec.listens_to:
-            print(f"  listens to {', '.join(spec.listens_to)}")
-        print(f"  {'step':<24} {'stage':<14} channels (in order of fallback)")
-        for step in spec.steps:
-            notes = ["transactional"] if step.transactional else []
-            if step.experiment:
-                notes.append(f"A/B {step.experiment}: {'/'.join(step.variants)}")
-            extra = f"   [{'; '.join(notes)}]" if notes else ""
-            print(f"  {step.name:<24} {step.stage.value:<14} {' → '.join(step.via)}{extra}")
-        print()
 
 
 def _print_vapid_keys(subject: str) -> None:
@@ -298,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "worker":
             asyncio.run(_run_worker(get_settings()))
         elif args.command == "journeys":
-            _print_journeys(args.json)
+            _print_journeys(load_registry(get_settings()), args.json)
         elif args.command == "api-key":
             key, entry = new_key([Scope(s) for s in args.scope or []])
             print(f"key:   {key}\nentry: {entry}   (add to TOUCHFLOW_API_KEYS; the key itself is not stored)")

@@ -7,7 +7,7 @@ top-level block it defines (`subject`, `title`, `body`, `url`, ...) is also rend
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -61,10 +61,9 @@ def language_chain(locale: str | None, default: str) -> list[str]:
 
 
 class Renderer:
-    def __init__(self, extra_dir: Path | None = None, default_locale: str = "en") -> None:
-        loaders: list[BaseLoader] = []
-        if extra_dir is not None:
-            loaders.append(FileSystemLoader(str(extra_dir)))
+    def __init__(self, extra_dirs: Sequence[Path] = (), default_locale: str = "en") -> None:
+        """`extra_dirs` are searched first, in order (TOUCHFLOW_TEMPLATES_DIR, the user's journey modules)."""
+        loaders: list[BaseLoader] = [FileSystemLoader(str(folder)) for folder in extra_dirs]
         loaders.append(FileSystemLoader(str(Path(builtin_templates.__file__).parent)))
         self.default_locale = default_locale
         self.env = ImmutableSandboxedEnvironment(

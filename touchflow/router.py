@@ -21,7 +21,6 @@ from temporalio.service import RPCError, RPCStatusCode
 from touchflow.models import Event
 from touchflow.store import ClaimedEvent, Store
 from touchflow.workflows.base import JourneyEvent, JourneyInput, JourneySpec
-from touchflow.workflows.registry import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +30,13 @@ MAX_BACKOFF = timedelta(seconds=30)
 _SERVER_DOWN = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 
 
-def routed_event_names(registry: Mapping[str, JourneySpec] = REGISTRY) -> set[str]:
-    """The event names some journey starts on, ends on or listens to; only these go to Temporal."""
-    return {name for spec in registry.values() for name in spec.events()}
-
-
 class Router:
     def __init__(
         self,
         client: Client,
         store: Store,
         task_queue: str,
-        registry: Mapping[str, JourneySpec] = REGISTRY,
+        registry: Mapping[str, JourneySpec],
     ) -> None:
         self.client = client
         self.store = store
@@ -149,7 +143,7 @@ class Relay:
         task_queue: str,
         interval: timedelta,
         batch_size: int,
-        registry: Mapping[str, JourneySpec] = REGISTRY,
+        registry: Mapping[str, JourneySpec],
     ) -> None:
         self.store = store
         self.connect = connect

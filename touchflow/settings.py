@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -32,6 +32,17 @@ def parse_duration(value: Any) -> Any:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+_DURATION: TypeAdapter[timedelta] = TypeAdapter(Duration)
+
+
+def to_timedelta(value: timedelta | str | float) -> timedelta:
+    """`"30s"`, `"1h30m"`, `"PT1H"`, seconds or a timedelta → timedelta; ValueError names what is wrong."""
+    try:
+        return _DURATION.validate_python(value)
+    except ValidationError:
+        raise ValueError(
+            f"{value!r} is not a duration (use 30s, 15m, 1h, 2d or ISO 8601 such as PT1H)"
+        ) from None
 
 
 def _split_csv(value: Any) -> Any:
@@ -56,42 +67,6 @@ def _split_pairs(value: Any) -> Any:
             raise ValueError(f"{item!r} is not name=value")
         pairs[key.strip()] = val.strip()
     return pairs
-
-
-# The settings a journey may read with `Journey.timing(name)`: every wait of the built-in journeys.
-JOURNEY_TIMINGS = (
-    "welcome_nudge_delay",
-    "cart_reminder_delay",
-    "cart_second_reminder_delay",
-    "cart_goal_window",
-    "review_request_delay",
-    "coupon_valid_for",
-    "coupon_reminder_before",
-    "loyalty_inactive_after",
-    "loyalty_expiry_warning",
-    "loyalty_nudge_min_interval",
-    "delivery_attempt_timeout",
-)
-# Other settings a journey may read with `Journey.param(name)` (numbers, tier tables).
-JOURNEY_PARAMS = ("loyalty_tiers", "loyalty_tier_distance", "loyalty_events_per_run")
-
-
-def _parse_tiers(value: Any) -> Any:
-    """`silver:1000,gold:5000` → {"silver": 1000, "gold": 5000} (a JSON object works too)."""
-    if isinstance(value, str) and not value.strip().startswith("{"):
-        tiers: dict[str, int] = {}
-        for item in value.split(","):
-            if not item.strip():
-                continue
-            name, sep, points = item.partition(":")
-            if not sep or not points.strip().isdigit():
-                raise ValueError(f"tier {item.strip()!r} must look like 'gold:5000'")
-            tiers[name.strip()] = int(points)
-        return tiers
-    return value
-
-
-Tiers = Annotated[dict[str, int], NoDecode, BeforeValidator(_parse_tiers)]
 
 
 class Settings(BaseSettings):
@@ -195,48 +170,15 @@ class Settings(BaseSettings):
         description="How long one delivery attempt may take before Temporal retries it (its send lease too).",
     )
 
-    # Journey timings (every wait of the built-in journeys is a setting; listed in JOURNEY_TIMINGS)
-    welcome_nudge_delay: Duration = timedelta(days=2)
-    cart_reminder_delay: Duration = Field(
-        timedelta(hours=1), description="Abandoned cart: quiet time after the last change before reminder 1."
+    # Journeys: the built-ins, and the user's own modules (each journey declares its own timings and
+    # parameters, read from TOUCHFLOW_<NAME> by the registry; see touchflow.workflows.registry)
+    journeys: CsvList = Field(
+        default_factory=list,
+        description="Modules whose @journey classes run beside the built-ins: `shop.journeys,shop.winback`.",
     )
-    cart_second_reminder_delay: Duration = Field(
-        timedelta(hours=23), description="Abandoned cart: time after reminder 1 before reminder 2."
-    )
-    cart_goal_window: Duration = Field(
-        timedelta(hours=72), description="Abandoned cart: an order this long after the last change converts."
-    )
-    review_request_delay: Duration = Field(
-        timedelta(days=5), description="Post-purchase: time after the order before the review request."
-    )
-    coupon_valid_for: Duration = Field(timedelta(days=30), description="Post-purchase coupon lifetime.")
-    coupon_reminder_before: Duration = Field(
-        timedelta(days=3), description="Post-purchase: remind this long before an unused coupon expires."
-    )
-    loyalty_inactive_after: Duration = Field(
-        timedelta(days=60), description="Loyalty: days without activity before the win-back nudge."
-    )
-    loyalty_expiry_warning: Duration = Field(
-        timedelta(days=14), description="Loyalty: warn this long before points expire."
-    )
-    loyalty_nudge_min_interval: Duration = Field(
-        timedelta(days=7), description="Loyalty: at most one nudge per this period."
-    )
-
-    # Journey parameters (listed in JOURNEY_PARAMS)
-    coupon_value: float = Field(10, gt=0, description="Post-purchase coupon value (see coupon_unit).")
-    coupon_unit: str = Field(
-        "percent", description="`percent`, or a currency code (`VND`, `USD`) for a fixed amount off."
-    )
-    loyalty_tiers: Tiers = Field(
-        default_factory=lambda: {"silver": 1000, "gold": 5000, "platinum": 20000},
-        description="Loyalty tiers by points needed, e.g. `silver:1000,gold:5000,platinum:20000`.",
-    )
-    loyalty_tier_distance: int = Field(
-        200, ge=1, description="Loyalty: nudge when this many points or fewer short of the next tier."
-    )
-    loyalty_events_per_run: int = Field(
-        1000, ge=1, description="Loyalty: continue-as-new after handling this many events."
+    builtin_journeys: CsvList = Field(
+        default_factory=lambda: ["all"],
+        description="Built-in journeys to run: `all`, `none`, or names (`welcome,post_purchase`).",
     )
 
     @field_validator("vapid_subject")
@@ -259,28 +201,6 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_locale(cls, value: str) -> str:
         return value.lower()
-
-    def journey_timings(self) -> dict[str, float]:
-        """The journey timings, in seconds: what a run reads once when it enters."""
-        return {
-            name: value.total_seconds()
-            for name, value in self
-            if isinstance(value, timedelta) and name in JOURNEY_TIMINGS
-        }
-
-    def journey_params(self) -> dict[str, Any]:
-        """The non-duration settings journeys read (`Journey.param`), captured at entry like timings."""
-        return {name: getattr(self, name) for name in JOURNEY_PARAMS}
-
-    @field_validator("coupon_unit")
-    @classmethod
-    def _check_unit(cls, value: str) -> str:
-        value = value.strip()
-        if value.lower() == "percent":
-            return "percent"
-        if not re.fullmatch(r"[A-Za-z]{3}", value):
-            raise ValueError("must be 'percent' or a 3-letter currency code such as 'VND'")
-        return value.upper()
 
     @property
     def resolved_database_url(self) -> str:

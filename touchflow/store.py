@@ -444,8 +444,13 @@ class Store:
         names: Sequence[str],
         since: datetime,
         match: dict[str, Any] | None = None,
+        *,
+        after: Event | None = None,
     ) -> Event | None:
-        """The first event of these names since `since` (optionally with matching properties)."""
+        """The first event of these names since `since` (optionally with matching properties).
+
+        With `after` (the event that started a run), that event and older ones of its name do not count.
+        """
         if not names:
             return None
         with self.session() as session:
@@ -459,6 +464,8 @@ class Store:
                 .order_by(col(Event.occurred_at))
             )
             for event in session.scalars(stmt):
+                if after is not None and event.name == after.name and event.received_at <= after.received_at:
+                    continue
                 if not match or all(event.properties.get(k) == v for k, v in match.items()):
                     return event
         return None

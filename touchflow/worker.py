@@ -1,12 +1,12 @@
 """The Temporal worker: every journey of the registry and the activities they call.
 
 This is the composition root for the worker side, so it is the one place in `touchflow/` that builds the
-activities and channels.
+activities and channels. The registry (built-ins plus the user's modules) is handed in, never looked up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -21,20 +21,24 @@ from touchflow.db import make_engine
 from touchflow.rendering import Renderer
 from touchflow.settings import Settings
 from touchflow.store import Store
-from touchflow.workflows import JourneySpec
-from touchflow.workflows.registry import REGISTRY
+from touchflow.workflows.registry import Registry
 
-# The sandbox re-imports workflow modules for every run. The journey base and the activities' data types are
-# deterministic library code (no clocks, randomness or I/O), so they are imported once; journeys themselves
-# stay sandboxed, which is what guards the code users write.
+# The sandbox re-imports workflow modules for every run. The journey base, its public face and the
+# activities' data types are deterministic library code (no clocks, randomness or I/O), so they are imported
+# once; journeys themselves stay sandboxed, which is what guards the code users write.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "touchflow.workflows.base", "touchflow.activities.types"
+        "touchflow.workflows.base", "touchflow.activities.types", "touchflow.journeys"
     )
 )
 
 
-def build_activities(settings: Settings, store: Store | None = None) -> JourneyActivities:
+def template_dirs(settings: Settings, registry: Registry) -> list[Path]:
+    """Where templates are looked up first: TOUCHFLOW_TEMPLATES_DIR, then the user's journey modules."""
+    return [*([settings.templates_dir] if settings.templates_dir else []), *registry.template_dirs]
+
+
+def build_activities(settings: Settings, registry: Registry, store: Store | None = None) -> JourneyActivities:
     store = store or Store(make_engine(settings.resolved_database_url))
     return JourneyActivities(
         store=store,
@@ -43,8 +47,9 @@ def build_activities(settings: Settings, store: Store | None = None) -> JourneyA
             inbox=StoreInbox(store),
             zalo_tokens=StoreTokenProvider.from_settings(settings, store),
         ),
-        renderer=Renderer(settings.templates_dir, settings.default_locale),
+        renderer=Renderer(template_dirs(settings, registry), settings.default_locale),
         settings=settings,
+        journeys=registry,
     )
 
 
@@ -52,18 +57,19 @@ def build_worker(
     client: Client,
     settings: Settings,
     activities: JourneyActivities,
-    journeys: Iterable[JourneySpec] = REGISTRY.values(),
+    registry: Registry,
 ) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[spec.workflow for spec in journeys],
+        workflows=[spec.workflow for spec in registry.values()],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[
             activities.enter_journey,
             activities.leave_journey,
             activities.deliver_step,
-            CouponActivities(activities.store, settings).issue_coupon,
+            CouponActivities(activities.store).issue_coupon,
+            *registry.activities,
         ],
         max_concurrent_activities=100,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from touchflow.workflows.base import Journey, JourneyEvent, Reentry, Stage, Step, journey
+from touchflow.workflows.base import Journey, JourneyEvent, Reentry, Stage, Step, Timing, journey
 
 
 @journey(
@@ -11,6 +11,15 @@ from touchflow.workflows.base import Journey, JourneyEvent, Reentry, Stage, Step
     goals=("order_placed",),
     key="cart_id",
     reentry=Reentry.ONCE,
+    timings={
+        "cart_reminder_delay": Timing("1h", "Abandoned cart: quiet time after the cart's last change."),
+        "cart_second_reminder_delay": Timing(
+            "23h", "Abandoned cart: time after reminder 1 before reminder 2."
+        ),
+        "cart_goal_window": Timing(
+            "72h", "Abandoned cart: an order this long after the last change converts."
+        ),
+    },
 )
 class AbandonedCart(Journey):
     """Reminds of a cart left behind: by push after an hour, by email with its items a day later."""

@@ -13,10 +13,13 @@ taken once: a repeated event id is ignored, so a relay that retries never acts t
 
 from __future__ import annotations
 
+import ast
+import difflib
 import hashlib
 import inspect
+import textwrap
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -36,11 +39,15 @@ with workflow.unsafe.imports_passed_through():
     from touchflow.activities.types import (
         EnterJourneyInput,
         EnterJourneyResult,
+        IssueCouponInput,
+        IssueCouponResult,
         LeaveJourneyInput,
         SendStatus,
         SendStepInput,
         SendStepResult,
     )
+    from touchflow.errors import ConfigurationError
+    from touchflow.settings import to_timedelta
 
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 JOURNEY_STAGE = SearchAttributeKey.for_keyword("JourneyStage")
@@ -53,7 +60,11 @@ DELIVERY_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
 )
 DELIVERY_GIVE_UP = timedelta(hours=12)
-BOOKKEEPING_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
+BOOKKEEPING_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=20)
+# A journey's own activities (`Journey.call`): a few attempts, then the plan sees the error.
+CALL_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=5)
+# Timings every run gets from the engine, besides the ones its journey declares.
+ENGINE_TIMINGS = ("delivery_attempt_timeout",)
 # How many event ids a run remembers to drop repeats (a relay retry arrives within seconds).
 SEEN_EVENTS_KEPT = 500
 
@@ -134,6 +145,67 @@ class JourneyState:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+class Timing:
+    """A duration a journey declares (`@journey(timings={"win_back_delay": Timing("30d", "...")})`).
+
+    Each is a setting of its own, `TOUCHFLOW_<NAME>`; a plain `"30d"` or `timedelta` declares one too.
+    """
+
+    __slots__ = ("default", "help")
+
+    def __init__(self, default: timedelta | str, help: str = "") -> None:
+        self.default = to_timedelta(default)
+        self.help = help
+
+    def __repr__(self) -> str:
+        return f"Timing({self.default!r}, {self.help!r})"
+
+
+@dataclass(frozen=True)
+class Param:
+    """A non-duration setting a journey declares: a number, a word, a `name:value` table.
+
+    `TOUCHFLOW_<NAME>` overrides the default; the text is read as the default's type (`parser` to check it
+    yourself: a function from the text to the value that raises ValueError with the reason).
+    """
+
+    default: Any
+    help: str = ""
+    parser: Callable[[str], Any] | None = field(default=None, compare=False)
+
+    def parse(self, raw: str) -> Any:
+        return self.parser(raw) if self.parser is not None else parse_like(self.default, raw)
+
+
+def parse_like(default: Any, raw: str) -> Any:
+    """Read `raw` as a value of the default's type: `true`, `12`, `0.5`, `a,b`, `silver:1000,gold:5000`."""
+    text = raw.strip()
+    if isinstance(default, bool):
+        if text.lower() in ("true", "1", "yes", "on"):
+            return True
+        if text.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ValueError("must be true or false")
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    if isinstance(default, dict):
+        sample = next(iter(default.values()), "")
+        table: dict[str, Any] = {}
+        for item in (part.strip() for part in text.split(",")):
+            if not item:
+                continue
+            name, sep, value = item.partition(":")
+            if not sep or not name.strip() or not value.strip():
+                raise ValueError(f"{item!r} must look like 'name:value'")
+            table[name.strip()] = parse_like(sample, value) if not isinstance(sample, dict) else value.strip()
+        return table
+    if isinstance(default, list | tuple):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
+
+
 @dataclass(frozen=True)
 class Step:
     """A message step: its template (the attribute name), channels to try in order, the stage it serves.
@@ -170,6 +242,8 @@ class JourneySpec:
     cooldown: timedelta | None
     steps: tuple[Step, ...]
     description: str
+    timings: dict[str, Timing] = field(default_factory=dict)
+    params: dict[str, Param] = field(default_factory=dict)
 
     def workflow_id(self, customer_id: str, entry_key: str | None = None) -> str:
         return ":".join(part for part in (self.name, customer_id, entry_key) if part)
@@ -208,11 +282,15 @@ def journey(
     reentry: Reentry = Reentry.ONCE,
     cooldown: timedelta | None = None,
     name: str | None = None,
+    timings: Mapping[str, Timing | timedelta | str] | None = None,
+    params: Mapping[str, Param | Any] | None = None,
 ) -> Callable[[type[J]], type[J]]:
     """Make a `Journey` subclass a Temporal workflow and describe it for the router.
 
     `ends_on` events end a run (those also in `goals` count as converted); `listens_to` events are handed to
     a running plan (`wait_for`); `key` names the event property that tells entries apart (a cart id).
+    `timings` and `params` declare the journey's settings with their defaults; each is overridable by
+    `TOUCHFLOW_<NAME>`, and `self.wait("name")`, `self.timing("name")`, `self.param("name")` read them.
     """
 
     def wrap(cls: type[J]) -> type[J]:
@@ -220,7 +298,17 @@ def journey(
             raise TypeError(f"{cls.__name__} needs `async def plan(self, trigger: JourneyEvent) -> None`")
         journey_name = name or _snake(cls.__name__)
         if reentry is Reentry.COOLDOWN and cooldown is None:
-            raise ValueError(f"journey {journey_name}: reentry=COOLDOWN needs a cooldown")
+            raise ConfigurationError(f"journey {journey_name}: reentry=COOLDOWN needs a cooldown")
+        declared_timings = {
+            key: value if isinstance(value, Timing) else Timing(to_timedelta(value))
+            for key, value in (timings or {}).items()
+        }
+        declared_params = {
+            key: value if isinstance(value, Param) else Param(value) for key, value in (params or {}).items()
+        }
+        if not workflow.unsafe.in_sandbox():
+            # The sandbox re-runs this for every run: the check belongs to the first import only.
+            _check_names(cls, journey_name, declared_timings, declared_params)
         spec = JourneySpec(
             name=journey_name,
             workflow=cls,
@@ -233,6 +321,8 @@ def journey(
             cooldown=cooldown,
             steps=tuple(v for v in vars(cls).values() if isinstance(v, Step)),
             description=(cls.__doc__ or "").strip().split("\n")[0],
+            timings=declared_timings,
+            params=declared_params,
         )
         cls.spec = spec
 
@@ -256,6 +346,47 @@ def sticky_variant(customer_id: str, experiment: str, variants: Sequence[str]) -
         raise ValueError(f"experiment {experiment!r} needs at least one variant")
     digest = hashlib.sha256(f"{experiment}:{customer_id}".encode()).digest()
     return variants[int.from_bytes(digest[:8], "big") % len(variants)]
+
+
+def _check_names(
+    cls: type, journey_name: str, timings: Mapping[str, Timing], params: Mapping[str, Param]
+) -> None:
+    """Every `self.wait("name")`, `self.timing("name")`, `wait_for(timeout="name")` and `self.param("name")`
+    in the class names a declared setting: a typo fails here, when the class is defined, not mid-journey."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return  # no source to read (an interactive session): the run-time check still applies
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "self"
+        ):
+            continue
+        method = node.func.attr
+        named = [*node.args[:1]] if method in ("wait", "timing", "param") else []
+        named += [kw.value for kw in node.keywords if method == "wait_for" and kw.arg == "timeout"]
+        kind, table, known = (
+            ("parameter", "params", params) if method == "param" else ("timing", "timings", timings)
+        )
+        for arg in named:
+            if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                continue
+            if arg.value in known or arg.value in ENGINE_TIMINGS:
+                continue
+            example = "<default>" if kind == "parameter" else '"1d"'
+            raise ConfigurationError(
+                f"journey {journey_name}: self.{method}({arg.value!r}) in {cls.__qualname__} (line "
+                f"{arg.lineno} of the class) names no declared {kind}; declare it: "
+                f"@journey(..., {table}={{{arg.value!r}: {example}}})" + _did_you_mean(arg.value, known)
+            )
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _snake(name: str) -> str:
@@ -283,6 +414,8 @@ class Journey:
         # so an order stored before a late `cart_updated` started the run still counts.
         self._since: datetime | None = None
         self._entry_id = 0
+        self._triggered = False
+        self._trigger_id: str | None = None
         self._inbox: deque[JourneyEvent] = deque()
         self._seen: deque[str] = deque(maxlen=SEEN_EVENTS_KEPT)
         self._step_counts: dict[str, int] = {}
@@ -298,10 +431,14 @@ class Journey:
         self._seen.append(event.id)
         self._latest[event.name] = event
         self._arrived[event.name] = workflow.now()
-        if event.name in self.spec.ends_on and event.name not in self.spec.starts_on:
+        # The event that starts the run is never its own exit or goal: a win-back that starts on an order and
+        # has a later order as its goal counts only orders after the first.
+        trigger = event.name in self.spec.starts_on and not self._triggered
+        if event.name in self.spec.ends_on and not trigger:
             if self.ended_by is None and self._matches_entry(event):
                 self.ended_by = event
             return
+        self._triggered = self._triggered or trigger
         self._inbox.append(event)
 
     @workflow.query
@@ -329,6 +466,7 @@ class Journey:
             if not self._inbox:
                 return JourneyOutcome(status="exited", ended_by=self._ended_name())
             trigger = self._inbox.popleft()
+            self._trigger_id = trigger.id
             # Local activities: bookkeeping in the worker, recorded with the workflow task (no extra
             # round trips through the server on the way to the first message).
             entry: EnterJourneyResult = await workflow.execute_local_activity(
@@ -381,19 +519,26 @@ class Journey:
     def ended(self) -> bool:
         return self.ended_by is not None
 
-    def timing(self, setting: str) -> timedelta:
-        """A journey timing from settings (`TOUCHFLOW_<SETTING>`), as read when this run entered."""
-        if setting not in self._timings:
-            raise KeyError(f"no duration setting named {setting!r} (TOUCHFLOW_{setting.upper()})")
-        return timedelta(seconds=self._timings[setting])
+    def timing(self, name: str) -> timedelta:
+        """A timing the journey declares (`TOUCHFLOW_<NAME>`), as in force when this run entered.
 
-    def param(self, setting: str, default: Any = _REQUIRED) -> Any:
-        """A journey parameter from settings (`JOURNEY_PARAMS`), as read when this run entered."""
-        if setting not in self._params:
-            if default is not _REQUIRED:
-                return default
-            raise KeyError(f"no journey parameter named {setting!r} (TOUCHFLOW_{setting.upper()})")
-        return self._params[setting]
+        A run that entered before the timing was declared gets its declared default.
+        """
+        if name in self._timings:
+            return timedelta(seconds=self._timings[name])
+        if name in self.spec.timings:
+            return self.spec.timings[name].default
+        raise KeyError(f"journey {self.spec.name} declares no timing {name!r} (@journey(timings=...))")
+
+    def param(self, name: str, default: Any = _REQUIRED) -> Any:
+        """A parameter the journey declares (`TOUCHFLOW_<NAME>`), as in force when this run entered."""
+        if name in self._params:
+            return self._params[name]
+        if name in self.spec.params:
+            return self.spec.params[name].default
+        if default is not _REQUIRED:
+            return default
+        raise KeyError(f"journey {self.spec.name} declares no parameter {name!r} (@journey(params=...))")
 
     def split(self, experiment: str, variants: Sequence[str] = ("a", "b")) -> str:
         """The customer's sticky variant of an A/B experiment (same on every entry); shown in `get_state`."""
@@ -505,6 +650,63 @@ class Journey:
         self._set_detail(f"{step.name}: {result.status} via {result.channel or '-'}")
         return result
 
+    async def call(
+        self,
+        activity: Callable[..., Any],
+        *args: Any,
+        timeout: timedelta | str = timedelta(minutes=1),
+        attempts: int = CALL_RETRY.maximum_attempts,
+    ) -> Any:
+        """Run one of your own activities (an `@activity.defn` function of a `TOUCHFLOW_JOURNEYS` module).
+
+        Retried with backoff up to `attempts` times (0: until it succeeds); `timeout` bounds each attempt. An
+        `ApplicationError(non_retryable=True)` from the activity is not retried. Returns what it returns.
+        """
+        limit = self.timing(timeout) if isinstance(timeout, str) else timeout
+        name = getattr(activity, "__name__", "activity")
+        self._set_detail(f"calling {name}")
+        return await workflow.execute_activity(
+            activity,
+            args=list(args),
+            start_to_close_timeout=limit,
+            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=attempts),
+        )
+
+    async def issue_coupon(
+        self,
+        valid_for: timedelta | str,
+        *,
+        value: float,
+        unit: str = "percent",
+        name: str = "coupon",
+    ) -> IssueCouponResult:
+        """A unique single-use coupon for this customer: `value` percent off, or an amount in `unit` (`VND`).
+
+        One per `name` and entry: a retried or replayed call gets the same coupon. The code itself never
+        enters the history; a step's template sees it when you send with `data={"coupon_id": ...}`.
+        An `order_placed` carrying the code records the redemption and sends `coupon_redeemed` to the run.
+        """
+        lifetime = self.timing(valid_for) if isinstance(valid_for, str) else valid_for
+        info = workflow.info()
+        self._set_detail("issuing a coupon")
+        key = f"{info.workflow_id}:{self.entry_number}:{name}"
+        result: IssueCouponResult = await workflow.execute_activity(
+            "issue_coupon",
+            IssueCouponInput(
+                customer_id=self.customer_id,
+                key=key,
+                journey=self.spec.name,
+                entry_key=self.entry_key,
+                expires_at=workflow.now() + lifetime,
+                value=value,
+                unit=unit,
+            ),
+            result_type=IssueCouponResult,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=BOOKKEEPING_RETRY,
+        )
+        return result
+
     async def _deliver(
         self,
         step: Step,
@@ -528,6 +730,7 @@ class Journey:
                 transactional=step.transactional,
                 event_id=event.id if event else None,
                 exit_on=[] if step.transactional else list(self.spec.ends_on),
+                trigger_event_id=self._trigger_id,
                 exit_match=self._entry_match(),
                 variant=variant,
                 data=data or {},
@@ -581,6 +784,7 @@ class Journey:
             "since": self._since.isoformat() if self._since else None,
             "variants": self.variants,
             "entry_id": self._entry_id,
+            "trigger_id": self._trigger_id,
             "seen": list(self._seen),
             "step_counts": self._step_counts,
             "stage": self.stage.value if self.stage else None,
@@ -598,6 +802,8 @@ class Journey:
         self._seen.extend(carried.get("seen", []))
         self._step_counts = dict(carried.get("step_counts", {}))
         self._entry_id = int(carried.get("entry_id", 0))
+        self._triggered = True
+        self._trigger_id = carried.get("trigger_id")
         for event in carried.get("inbox", []):
             occurred = event.get("occurred_at")
             event["occurred_at"] = datetime.fromisoformat(occurred) if occurred else None

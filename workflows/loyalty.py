@@ -7,13 +7,30 @@ from typing import Any
 
 from temporalio import workflow
 
-from touchflow.workflows.base import Journey, JourneyEvent, Reentry, Stage, Step, journey
+from touchflow.workflows.base import Journey, JourneyEvent, Param, Reentry, Stage, Step, Timing, journey
 
 # With nothing scheduled (every nudge given), look again after this long anyway.
 IDLE_CHECK = timedelta(days=30)
 
 
-@journey(starts_on=("order_placed", "loyalty_points_changed"), reentry=Reentry.ONE_AT_A_TIME)
+@journey(
+    starts_on=("order_placed", "loyalty_points_changed"),
+    reentry=Reentry.ONE_AT_A_TIME,
+    timings={
+        "loyalty_inactive_after": Timing("60d", "Loyalty: inactivity before the win-back nudge."),
+        "loyalty_expiry_warning": Timing("14d", "Loyalty: warn this long before points expire."),
+        "loyalty_nudge_min_interval": Timing("7d", "Loyalty: at most one nudge per this period."),
+    },
+    params={
+        "loyalty_tiers": Param(
+            {"silver": 1000, "gold": 5000, "platinum": 20000}, "Loyalty tiers by points needed."
+        ),
+        "loyalty_tier_distance": Param(
+            200, "Loyalty: nudge when this many points or fewer short of the next tier."
+        ),
+        "loyalty_events_per_run": Param(1000, "Loyalty: continue-as-new after this many events."),
+    },
+)
 class Loyalty(Journey):
     """Keeps points and tier; nudges near the next tier, before points expire, and after inactivity."""
 
@@ -67,7 +84,7 @@ class Loyalty(Journey):
             self.expires_at = datetime.fromisoformat(expires) if expires else None
 
     def tiers(self) -> list[tuple[str, int]]:
-        return sorted(dict(self.param("loyalty_tiers", {})).items(), key=lambda item: item[1])
+        return sorted(dict(self.param("loyalty_tiers")).items(), key=lambda item: item[1])
 
     def tier_for(self, points: int) -> str | None:
         reached = [name for name, needed in self.tiers() if points >= needed]

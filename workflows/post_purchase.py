@@ -7,13 +7,50 @@ from typing import Any
 
 from temporalio import workflow
 
-from touchflow.workflows.base import BOOKKEEPING_RETRY, Journey, JourneyEvent, Reentry, Stage, Step, journey
+from touchflow.workflows.base import Journey, JourneyEvent, Param, Reentry, Stage, Step, Timing, journey
 
 with workflow.unsafe.imports_passed_through():
-    from touchflow.activities.types import IssueCouponInput, IssueCouponResult
+    from touchflow.activities.types import IssueCouponResult
 
 
-@journey(starts_on="order_placed", goals=("coupon_redeemed",), key="order_id", reentry=Reentry.ONCE)
+def coupon_unit(text: str) -> str:
+    """`percent`, or a 3-letter currency code for an amount off (`vnd` → `VND`)."""
+    value = text.strip()
+    if value.lower() == "percent":
+        return "percent"
+    if len(value) != 3 or not value.isalpha():
+        raise ValueError("must be 'percent' or a 3-letter currency code such as 'VND'")
+    return value.upper()
+
+
+def positive_number(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be a number above 0")
+    return value
+
+
+@journey(
+    starts_on="order_placed",
+    goals=("coupon_redeemed",),
+    key="order_id",
+    reentry=Reentry.ONCE,
+    timings={
+        "review_request_delay": Timing(
+            "5d", "Post-purchase: time after the order before the review request."
+        ),
+        "coupon_valid_for": Timing("30d", "Post-purchase: coupon lifetime."),
+        "coupon_reminder_before": Timing(
+            "3d", "Post-purchase: remind this long before an unused coupon expires."
+        ),
+    },
+    params={
+        "coupon_value": Param(10, "Post-purchase coupon value (see coupon_unit).", positive_number),
+        "coupon_unit": Param(
+            "percent", "`percent`, or a currency code (`VND`, `USD`) for an amount off.", coupon_unit
+        ),
+    },
+)
 class PostPurchase(Journey):
     """Confirms an order, asks for a review, then gives a coupon and reminds before it expires."""
 
@@ -35,7 +72,9 @@ class PostPurchase(Journey):
             return
         await self.send(self.review_request, event=order)
 
-        self.issued = await self.issue_coupon(self.timing("coupon_valid_for"))
+        self.issued = await self.issue_coupon(
+            "coupon_valid_for", value=self.param("coupon_value"), unit=self.param("coupon_unit")
+        )
         coupon = {"coupon_id": self.issued.coupon_id}
         await self.send(self.coupon, event=order, data=coupon)
         # Redemption (an order carrying the code) arrives as `coupon_redeemed` and ends the wait early.
@@ -44,24 +83,6 @@ class PostPurchase(Journey):
             return
         await self.send(self.coupon_reminder, event=order, data=coupon)
         await self.wait(max(self.issued.expires_at - workflow.now(), timedelta(0)))
-
-    async def issue_coupon(self, valid_for: timedelta) -> IssueCouponResult:
-        info = workflow.info()
-        self._set_detail("issuing a coupon")
-        result: IssueCouponResult = await workflow.execute_activity(
-            "issue_coupon",
-            IssueCouponInput(
-                customer_id=self.customer_id,
-                key=f"{info.workflow_id}:{self.entry_number}:coupon",
-                journey=self.spec.name,
-                entry_key=self.entry_key,
-                expires_at=workflow.now() + valid_for,
-            ),
-            result_type=IssueCouponResult,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=BOOKKEEPING_RETRY,
-        )
-        return result
 
     def snapshot(self) -> dict[str, Any]:
         if self.issued is None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from touchflow.workflows.base import Journey, JourneyEvent, Stage, Step, journey
+from touchflow.workflows.base import Journey, JourneyEvent, Stage, Step, Timing, journey
 
 
-@journey(starts_on="signed_up", goals=("order_placed",))
+@journey(
+    starts_on="signed_up",
+    goals=("order_placed",),
+    timings={"welcome_nudge_delay": Timing("2d", "Welcome: wait before the first-purchase nudge.")},
+)
 class Welcome(Journey):
     """Greets a new sign-up by email and inbox, then nudges toward a first order after a while."""
 

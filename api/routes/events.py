@@ -8,25 +8,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Response, status
 from pydantic import TypeAdapter, ValidationError
 
-from touchflow.api.deps import Ingest, RelayDep, SettingsDep, StoreDep
+from touchflow.api.deps import Ingest, RegistryDep, RelayDep, SettingsDep, StoreDep
 from touchflow.api.errors import describe_errors
 from touchflow.models import BatchAck, BatchItemResult, EventAck, EventIn, IngestStatus
-from touchflow.router import routed_event_names
 
 router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Ingest])
 
-_ROUTED = routed_event_names()
 _EVENTS = TypeAdapter(list[EventIn])
 _BATCH_DOC = "Up to TOUCHFLOW_MAX_BATCH_SIZE (default 1,000) events, each shaped like `POST /v1/events`."
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EventAck)
-async def post_event(body: EventIn, store: StoreDep, relay: RelayDep) -> EventAck:
+async def post_event(body: EventIn, store: StoreDep, relay: RelayDep, registry: RegistryDep) -> EventAck:
     """Accept one event. A repeated `id` is answered `duplicate` and changes nothing.
 
     An event for a customer id never seen creates a bare profile, filled in later by `POST /v1/customers`.
     """
-    [result] = await asyncio.to_thread(store.ingest_events, [body], _ROUTED)
+    [result] = await asyncio.to_thread(store.ingest_events, [body], registry.routed)
     if result is IngestStatus.ACCEPTED:
         relay.wake()
     return EventAck(id=body.id, status=result)
@@ -36,6 +34,7 @@ async def post_event(body: EventIn, store: StoreDep, relay: RelayDep) -> EventAc
 async def post_batch(
     store: StoreDep,
     relay: RelayDep,
+    registry: RegistryDep,
     settings: SettingsDep,
     events: Annotated[list[dict[str, Any]], Body(embed=True, description=_BATCH_DOC)],
 ) -> Response:
@@ -68,7 +67,7 @@ async def post_batch(
                         errors=describe_errors(exc.errors()),
                     )
                 )
-    statuses = await asyncio.to_thread(store.ingest_events, [e for _, e in valid], _ROUTED)
+    statuses = await asyncio.to_thread(store.ingest_events, [e for _, e in valid], registry.routed)
     for (index, event), result in zip(valid, statuses, strict=True):
         results.append(BatchItemResult(index=index, id=event.id, status=result))
     results.sort(key=lambda r: r.index)

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from temporalio.testing import ActivityEnvironment
 
 from touchflow.activities.coupons import CouponActivities
 from touchflow.activities.types import IssueCouponInput
-from touchflow.settings import Settings
 from touchflow.store import Store
 
 
-async def test_a_retry_returns_the_same_coupon(
-    sqlite_store: Store, make_settings: Callable[..., Settings]
-) -> None:
-    activities = CouponActivities(sqlite_store, make_settings(coupon_value=50_000, coupon_unit="vnd"))
+async def test_a_retry_returns_the_same_coupon(sqlite_store: Store) -> None:
+    activities = CouponActivities(sqlite_store)
     request = IssueCouponInput(
         customer_id="c1",
         key="post_purchase:c1:o-1:1:coupon",
         journey="post_purchase",
         entry_key="o-1",
         expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+        value=50_000,
+        unit="vnd",
     )
     env = ActivityEnvironment()
     first = await env.run(activities.issue_coupon, request)

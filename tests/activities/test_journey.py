@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
 from touchflow.models import CustomerIn, DeliveryStatus
+from touchflow.testing import JourneyHarness, SmtpInbox
 
 
 async def test_probe_falls_back_to_the_next_channel(journeys: JourneyHarness, smtp: SmtpInbox) -> None:

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
 from touchflow.activities.types import SendStepInput
 from touchflow.models import CustomerIn, DeliveryStatus, EventIn
+from touchflow.testing import JourneyHarness, SmtpInbox
 
 
 def customer(journeys: JourneyHarness, id: str, **fields: Any) -> None:

@@ -8,13 +8,12 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 from temporalio.client import WorkflowExecutionStatus
 
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
 from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, Delivery
 from touchflow.settings import Settings
 from touchflow.store import ERASED
 from touchflow.temporal import free_port
+from touchflow.testing import JourneyHarness, SmtpInbox
 
 
 async def test_erasure_ends_journeys_and_keeps_only_anonymous_counts(

@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
 from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus, JourneyStatus
 from touchflow.settings import Settings
 from touchflow.store import Store
-from touchflow.workflows.registry import REGISTRY
+from touchflow.testing import JourneyHarness, SmtpInbox
+from touchflow.workflows.registry import BUILTIN_JOURNEYS
+
+BUILTINS = {name: cls.spec for name, cls in BUILTIN_JOURNEYS.items()}
 
 
 async def test_the_welcome_funnel_after_real_runs(
@@ -42,7 +43,7 @@ async def test_the_welcome_funnel_after_real_runs(
         3,
     )
     assert funnel["stages"] == {"awareness": 6, "consideration": 0}
-    assert [j["journey"] for j in listed] == list(REGISTRY)
+    assert [j["journey"] for j in listed] == list(BUILTINS)
 
 
 def test_funnel_counts_every_outcome_and_variant(api: TestClient) -> None:

@@ -7,12 +7,11 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
 from touchflow.api.main import create_app
 from touchflow.models import CustomerIn
 from touchflow.settings import Settings
 from touchflow.signing import Signer
+from touchflow.testing import JourneyHarness, SmtpInbox
 
 
 async def test_an_emails_pixel_and_link_count_in_the_funnel(

@@ -9,12 +9,12 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.conftest import SmtpInbox
 from touchflow.channels.base import OutboundMessage
 from touchflow.channels.email import Email
 from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
 from touchflow.settings import Settings
 from touchflow.temporal import free_port
+from touchflow.testing import SmtpInbox
 
 CONTENT = {"subject": "Chào An", "text": "Xin chào An!", "html": "<h1>Xin chào An!</h1>"}
 

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from tests.support.harness import JourneyHarness
 from touchflow.activities.inbox import StoreInbox
 from touchflow.channels import OutboundMessage, PermanentDeliveryError, build_channels
 from touchflow.channels.onsite import Onsite
 from touchflow.models import CustomerIn, DeliveryStatus
 from touchflow.settings import Settings
 from touchflow.store import Store
+from touchflow.testing import JourneyHarness
 
 
 def message(key: str = "k1", **content: str) -> OutboundMessage:

@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
 from tests.support.push_service import PushService, Subscriber
 from touchflow.channels import REGISTRY, OutboundMessage, PermanentDeliveryError, RetryableDeliveryError
 from touchflow.channels.web_push import WebPush, classify, parse_retry_after
 from touchflow.models import CustomerIn, DeliveryStatus
 from touchflow.settings import Settings
 from touchflow.temporal import free_port
+from touchflow.testing import JourneyHarness, SmtpInbox
 from touchflow.vapid import VapidKeys, generate
 
 SUBJECT = "mailto:ops@shop.example"

@@ -9,9 +9,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
-from tests.support.waiting import eventually
 from tests.support.zalo import SEED_REFRESH_TOKEN, ZaloServer
 from touchflow.activities.zalo_tokens import StoreTokenProvider
 from touchflow.channels import build_channels
@@ -32,6 +29,7 @@ from touchflow.channels.zalo_zns import (
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus
 from touchflow.settings import Settings
 from touchflow.store import Store
+from touchflow.testing import JourneyHarness, SmtpInbox, eventually
 
 PHONE = "0912345678"
 NORMALISED = "84912345678"

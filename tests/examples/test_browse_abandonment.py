@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from examples.browse_abandonment import BrowseAbandonment
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
 from touchflow.models import CustomerIn, DeliveryStatus
-from touchflow.workflows.base import JourneySpec, sticky_variant
+from touchflow.testing import JourneyHarness, SmtpInbox, registry_of
+from touchflow.workflows.base import sticky_variant
+from touchflow.workflows.registry import Registry
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "browse_abandonment.py"
-REGISTRY = {BrowseAbandonment.spec.name: BrowseAbandonment.spec}
 
 
 @pytest.fixture
-def journey_registry() -> dict[str, JourneySpec]:
-    return REGISTRY
-
-
-@pytest.fixture
-def journey_settings() -> dict[str, Any]:
-    return {"templates_dir": ROOT / "examples" / "templates"}
+def journey_registry() -> Registry:
+    return registry_of(BrowseAbandonment)  # its templates: examples/templates, beside the module
 
 
 VIEWED = {"product_id": "p1", "name": "Nón lá", "price": 120_000, "currency": "VND", "url": "https://x/p1"}

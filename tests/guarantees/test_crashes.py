@@ -14,13 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, SECRET, SmtpInbox
-from tests.support.waiting import eventually
+from tests.conftest import API_KEY, SECRET
+from tests.support.harness import TEST_REGISTRY
 from touchflow.models import CustomerIn, DeliveryStatus, EventIn
-from touchflow.router import Relay, routed_event_names
+from touchflow.router import Relay
 from touchflow.settings import Settings
 from touchflow.store import Store
 from touchflow.temporal import DevServer, connect, free_port, terminate, wait_for_port
+from touchflow.testing import SmtpInbox, eventually
 from touchflow.worker import build_activities, build_worker
 
 pytestmark = pytest.mark.e2e
@@ -87,14 +88,16 @@ async def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
         store.upsert_customer(CustomerIn(id=customer, email=f"{customer}@example.com"))
     await temporal.start()
     client = await connect(settings)
-    relay = Relay(store, lambda: connect(settings), settings.task_queue, settings.relay_interval, 200)
+    relay = Relay(
+        store, lambda: connect(settings), settings.task_queue, settings.relay_interval, 200, TEST_REGISTRY
+    )
     smtp.latency = 0.05  # a provider slow enough that many sends are in flight when the worker dies
     log = tmp_path / "worker.log"
     first = spawn("worker", settings, log)
     second = None
     try:
         events = [EventIn(id=f"su-{c}", customer_id=c, name="signed_up") for c in customers]
-        store.ingest_events(events, routed_event_names())
+        store.ingest_events(events, TEST_REGISTRY.routed)
         while await relay.relay_once():
             pass
         await smtp.wait_for(40, timeout=60)
@@ -163,7 +166,9 @@ async def test_an_api_killed_before_relaying_relays_everything_after_restart(
     client = await connect(settings)
     restarted = spawn("api", settings, log, TOUCHFLOW_API_PORT=str(free_port()))
     try:
-        async with build_worker(client, settings, build_activities(settings, store)):
+        async with build_worker(
+            client, settings, build_activities(settings, TEST_REGISTRY, store), TEST_REGISTRY
+        ):
             await eventually(lambda: store.outbox_size() == 0, timeout=60, what="the relay to drain")
             await smtp.wait_for(len(customers), timeout=60)
     finally:

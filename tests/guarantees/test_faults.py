@@ -11,12 +11,12 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.conftest import API_KEY, SmtpInbox
-from tests.support.harness import JourneyHarness
+from tests.conftest import API_KEY
 from tests.support.server import serving
 from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, DeliveryStatus
 from touchflow.settings import Settings
+from touchflow.testing import JourneyHarness, SmtpInbox
 
 
 async def test_smtp_refusing_451_for_a_while_then_every_message_arrives_once(

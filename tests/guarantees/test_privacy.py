@@ -6,9 +6,8 @@ import logging
 
 import pytest
 
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
 from touchflow.models import CustomerIn
+from touchflow.testing import JourneyHarness, SmtpInbox
 from touchflow.workflows.base import CUSTOMER_ID
 
 EMAIL, PHONE, NAME = "lan.nguyen@example.com", "+84912345678", "Nguyễn Thị Lan"

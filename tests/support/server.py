@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.types import ASGIApp
 
-from tests.support.waiting import eventually
 from touchflow.cli import _Server
 from touchflow.temporal import free_port
+from touchflow.testing import eventually
 
 
 @contextlib.asynccontextmanager

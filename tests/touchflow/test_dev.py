@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, SECRET, SmtpInbox
-from tests.support.waiting import eventually
+from tests.conftest import API_KEY, SECRET
 from touchflow.temporal import free_port, temporal_cli
+from touchflow.testing import SmtpInbox, eventually
 
 pytestmark = pytest.mark.e2e
 

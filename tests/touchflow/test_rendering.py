@@ -73,7 +73,7 @@ def test_templates_cannot_reach_python_internals(tmp_path: Path) -> None:
     (tmp_path / "evil" / "step.email.en.txt").write_text(
         "{% block subject %}x{% endblock %}{{ customer.__class__.__mro__[1].__subclasses__() }}"
     )
-    renderer = Renderer(extra_dir=tmp_path)
+    renderer = Renderer([tmp_path])
     with pytest.raises(SecurityError):
         renderer.render("evil", "step", "email", "en", context())
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import SmtpInbox
-from tests.support.waiting import eventually
+from tests.support.harness import TEST_REGISTRY
 from touchflow.api.main import create_app
 from touchflow.settings import Settings
 from touchflow.store import Store
 from touchflow.temporal import DevServer, connect, free_port
+from touchflow.testing import SmtpInbox, eventually
 from touchflow.worker import build_activities, build_worker
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +50,9 @@ async def test_events_posted_while_temporal_is_down_start_each_journey_once(
         await temporal.start()
         try:
             client = await connect(settings)
-            async with build_worker(client, settings, build_activities(settings, store)):
+            async with build_worker(
+                client, settings, build_activities(settings, TEST_REGISTRY, store), TEST_REGISTRY
+            ):
                 await eventually(lambda: store.outbox_size() == 0, 60, "the relay to drain the outbox")
                 await smtp.wait_for(len(CUSTOMERS), timeout=60)
 

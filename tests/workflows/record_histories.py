@@ -1,7 +1,7 @@
 """Record the histories that `test_replay.py` replays: run every built-in journey on the time-skipping server
 with the real activities and a loopback SMTP, and save each run's history as JSON.
 
-    .venv/bin/python -m tests.workflows.record_histories
+    .venv/bin/python -m tests.workflows.record_histories [--journey welcome]
 
 Re-record only on purpose: the saved files stand for runs already in flight in production, which the current
 code must still replay (see docs/journeys.md, "Changing a journey safely").
@@ -9,27 +9,18 @@ code must still replay (see docs/journeys.md, "Changing a journey safely").
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import tempfile
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.controller import Controller
 from temporalio.client import WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import SmtpInbox, _binary
-from tests.support.harness import TEMPLATES, TEST_REGISTRY, JourneyHarness
-from touchflow.db import make_engine, migrate
+from tests.support.probe import Probe
 from touchflow.models import CustomerIn
-from touchflow.router import Relay
-from touchflow.settings import Settings
-from touchflow.store import Store
-from touchflow.temporal import ensure_search_attributes, free_port
-from touchflow.worker import build_activities, build_worker
+from touchflow.testing import JourneyHarness, journey_harness, registry_of
 
 HISTORIES = Path(__file__).parent / "histories"
 CART = {
@@ -116,49 +107,25 @@ SCENARIOS: list[Callable[[JourneyHarness], Awaitable[None]]] = [
 ]
 
 
-async def main() -> None:
-    HISTORIES.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = make_engine(f"sqlite:///{tmp}/touchflow.db")
-        migrate(engine)
-        store = Store(engine)
-        inbox = SmtpInbox(host="127.0.0.1", port=free_port())
-        smtp = Controller(inbox, hostname=inbox.host, port=inbox.port)
-        smtp.start()
-        env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=_binary("temporal-test-server")
+async def main(journeys: list[str]) -> None:
+    """Record the scenarios of the named journeys (all of them when none is named)."""
+    unknown = set(journeys) - {scenario.__name__ for scenario in SCENARIOS}
+    if unknown:
+        raise SystemExit(
+            f"no scenario for {', '.join(sorted(unknown))}; journeys: {[s.__name__ for s in SCENARIOS]}"
         )
-        try:
-            await ensure_search_attributes(env.client)
-            settings = Settings.model_validate(
-                {
-                    "home": Path(tmp) / ".touchflow",
-                    "secret_key": "record-histories-secret-key",
-                    "public_url": "https://shop.example",
-                    "smtp_host": inbox.host,
-                    "smtp_port": inbox.port,
-                    "task_queue": f"tq-{uuid.uuid4().hex[:8]}",
-                    "templates_dir": TEMPLATES,
-                    "loyalty_events_per_run": 3,
-                }
-            )
-
-            async def connect() -> Any:
-                return env.client
-
-            relay = Relay(store, connect, settings.task_queue, settings.relay_interval, 100, TEST_REGISTRY)
-            worker = build_worker(
-                env.client, settings, build_activities(settings, store), TEST_REGISTRY.values()
-            )
-            async with worker:
-                harness = JourneyHarness(env, store, settings, relay)
-                for scenario in SCENARIOS:
-                    await scenario(harness)
-        finally:
-            await env.shutdown()
-            smtp.stop()
-            engine.dispose()
+    HISTORIES.mkdir(exist_ok=True)
+    # Loyalty continues-as-new after three events here, so its saved histories include one that did.
+    registry = registry_of(Probe, builtins=True, params={"loyalty_events_per_run": "3"})
+    async with journey_harness(registry, secret_key="record-histories-secret-key") as (harness, _):
+        for scenario in SCENARIOS:
+            if not journeys or scenario.__name__ in journeys:
+                await scenario(harness)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--journey", action="append", default=[], help="record only this journey (repeatable)"
+    )
+    asyncio.run(main(parser.parse_args().journey))

@@ -6,9 +6,8 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
 from touchflow.models import CustomerIn, DeliveryStatus, utcnow
+from touchflow.testing import JourneyHarness, SmtpInbox
 from touchflow.workflows.base import sticky_variant
 
 

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
-from tests.support.waiting import eventually
 from touchflow.models import CustomerIn
+from touchflow.testing import JourneyHarness, SmtpInbox, eventually, registry_of
+from touchflow.workflows.loyalty import Loyalty
+from touchflow.workflows.registry import Registry
 
 
 @pytest.fixture
-def journey_settings() -> dict[str, Any]:
+def journey_registry() -> Registry:
     # Continue-as-new after three events, so a test sees it; tiers silver 1000, gold 5000 (the default).
-    return {"loyalty_events_per_run": 3}
+    return registry_of(Loyalty, params={"loyalty_events_per_run": "3"})
 
 
 async def test_tier_nudge_then_capped_expiry_warning_then_winback(

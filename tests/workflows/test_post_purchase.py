@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
 from touchflow.models import CustomerIn, DeliveryStatus
+from touchflow.testing import JourneyHarness, SmtpInbox
 
 ORDER = {
     "order_id": "o-1",

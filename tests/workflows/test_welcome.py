@@ -6,9 +6,8 @@ import uuid
 
 from temporalio.client import WorkflowHandle
 
-from tests.conftest import SmtpInbox
-from tests.support.harness import JourneyHarness
 from touchflow.models import CustomerIn, DeliveryStatus
+from touchflow.testing import JourneyHarness, SmtpInbox
 
 
 async def test_welcome_email_at_once_in_the_customers_language(

@@ -18,13 +18,13 @@ from starlette.routing import Route
 
 from tests.api.conftest import RunningApi, customer_token, running_api
 from tests.support.server import serving
-from tests.support.waiting import eventually
 from touchflow.activities.inbox import StoreInbox
 from touchflow.channels import OutboundMessage
 from touchflow.channels.onsite import Onsite
 from touchflow.settings import Settings
 from touchflow.store import Store
 from touchflow.temporal import free_port
+from touchflow.testing import eventually
 
 pytestmark = pytest.mark.browser
 
