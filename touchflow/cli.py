@@ -1,5 +1,5 @@
-"""The `touchflow` command: `dev` (everything on one machine), `api`, `worker`, `journeys`, `migrate`,
-`vapid-keys`."""
+"""The `touchflow` command: `dev` (everything on one machine), `api`, `worker`, `journeys`, `new journey`,
+`replay`, `migrate`, `api-key`, `vapid-keys`."""
 
 from __future__ import annotations
 
@@ -266,6 +266,44 @@ def _journey_rows(registry: Registry) -> list[dict[str, object]]:
     ]
 
 
+def _scaffold(args: argparse.Namespace) -> None:
+    from touchflow.scaffold import new_journey
+
+    root = Path.cwd()
+    for item in new_journey(root, args.name, args.trigger, args.package):
+        print(f"  wrote {item.path.relative_to(root)}   ({item.what})")
+    module = f"{args.package}.{args.name}"
+    print(
+        f"\nNext: TOUCHFLOW_JOURNEYS={module} touchflow check, then pytest tests/test_{args.name}.py, then\n"
+        f"TOUCHFLOW_JOURNEYS={module} TOUCHFLOW_{args.name.upper()}_DELAY=30s touchflow dev"
+    )
+
+
+async def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from touchflow.replay import fetch_histories, load_histories, replay_histories, save_histories
+    from touchflow.temporal import connect
+
+    registry = load_registry(settings)
+    if args.journey not in registry:
+        raise ValueError(f"no journey {args.journey!r}; journeys: {', '.join(registry)}")
+    if args.histories is not None:
+        histories = load_histories(args.histories)
+        where = str(args.histories)
+    else:
+        histories = await fetch_histories(await connect(settings), args.journey, args.limit)
+        where = settings.temporal_address
+    if args.save is not None:
+        for path in save_histories(histories, args.save):
+            print(f"saved {path}")
+        return 0
+    failures = await replay_histories(registry, histories, args.journey)
+    for failure in failures:
+        print(f"FAIL {failure.workflow_id}: {failure.error}")
+    replayed = sum(1 for h in histories if h.events)
+    print(f"{args.journey}: {replayed - len(failures)} of {replayed} run(s) from {where} replay on this code")
+    return 1 if failures else 0
+
+
 def _print_vapid_keys(subject: str) -> None:
     from touchflow.vapid import generate
 
@@ -286,16 +324,54 @@ def _print_vapid_keys(subject: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="touchflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    dev = sub.add_parser("dev", help="run everything locally: Temporal dev server + UI, worker, API, mail")
-    dev.add_argument("--temporal-port", type=int, default=7233)
-    dev.add_argument("--ui-port", type=int, default=8233)
-    dev.add_argument("--api-port", type=int, default=8000)
-    dev.add_argument("--smtp-port", type=int, default=1025)
+    dev = sub.add_parser(
+        "dev",
+        help="run everything locally: Temporal dev server + UI, worker, API, mail",
+        description="Everything on one machine: the Temporal dev server and its UI (state in "
+        "TOUCHFLOW_HOME/temporal.db), a local SMTP inbox, the worker (a process of its own) and the API. "
+        "Runs `touchflow check` first and refuses to start on errors. Your journeys come from "
+        "TOUCHFLOW_JOURNEYS, as in production. Ctrl-C stops all of it.",
+    )
+    dev.add_argument(
+        "--temporal-port", type=int, default=7233, help="Temporal gRPC port (default: %(default)s)"
+    )
+    dev.add_argument("--ui-port", type=int, default=8233, help="Temporal UI port (default: %(default)s)")
+    dev.add_argument("--api-port", type=int, default=8000, help="touchflow API port (default: %(default)s)")
+    dev.add_argument(
+        "--smtp-port",
+        type=int,
+        default=1025,
+        help="local SMTP inbox port; unused when TOUCHFLOW_SMTP_HOST is set (default: %(default)s)",
+    )
     sub.add_parser("api", help="run the HTTP API (TOUCHFLOW_API_HOST/PORT)")
     sub.add_parser("worker", help="run a Temporal worker for every journey")
     journeys = sub.add_parser("journeys", help="list the journeys: triggers, exits, steps, channels")
     journeys.add_argument("--json", action="store_true")
     sub.add_parser("migrate", help="bring the database schema up to date")
+    new = sub.add_parser("new", help="scaffold a journey, its templates and a test in your project")
+    new_kind = new.add_subparsers(dest="kind", required=True)
+    new_journey = new_kind.add_parser(
+        "journey",
+        help="a journey module, a template per step, channel and language (vi, en), and a passing test",
+    )
+    new_journey.add_argument("name", help="the journey's name in lower_snake_case, e.g. win_back")
+    new_journey.add_argument("--trigger", required=True, help="the event that starts it, e.g. order_placed")
+    new_journey.add_argument(
+        "--package", default="journeys", help="the package to write it into (default: %(default)s)"
+    )
+    replay = sub.add_parser(
+        "replay",
+        help="replay recent runs of a journey against this code (a deploy gate)",
+        description="Fetch the newest runs of one journey from Temporal (TOUCHFLOW_TEMPORAL_ADDRESS) and "
+        "replay them against the journey code here: exit 1 when the code cannot continue one of them. "
+        "--save keeps them as files, --histories replays saved files without a server.",
+    )
+    replay.add_argument("--journey", required=True, help="the journey's name")
+    replay.add_argument("--limit", type=int, default=100, help="newest runs to fetch (default: %(default)s)")
+    replay.add_argument(
+        "--save", type=Path, metavar="DIR", help="write the fetched histories here, replay none"
+    )
+    replay.add_argument("--histories", type=Path, metavar="DIR", help="replay the saved histories in DIR")
     api_key = sub.add_parser("api-key", help="make an API key; prints it and the hashed entry to configure")
     api_key.add_argument(
         "--scope", action="append", choices=[s.value for s in Scope], help="repeatable; default: admin"
@@ -328,6 +404,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"key:   {key}\nentry: {entry}   (add to TOUCHFLOW_API_KEYS; the key itself is not stored)")
         elif args.command == "vapid-keys":
             _print_vapid_keys(args.subject)
+        elif args.command == "new":
+            _scaffold(args)
+        elif args.command == "replay":
+            sys.exit(asyncio.run(_replay(get_settings(), args)))
         elif args.command == "migrate":
             migrate(make_engine(get_settings().resolved_database_url))
     except ValueError as exc:

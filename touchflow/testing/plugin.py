@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -34,6 +35,32 @@ from touchflow.testing import (
     sqlite_store as open_sqlite_store,
 )
 from touchflow.workflows.registry import Registry, load_registry
+
+try:
+    import pytest_asyncio
+except ImportError:  # installed without the `testing` extra: say so where a journey test asks for a fixture
+    pytest_asyncio = None  # type: ignore[assignment]
+
+
+def _async_fixture(**kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    if pytest_asyncio is not None:
+        return pytest_asyncio.fixture(**kwargs)
+
+    def missing(function: Callable[..., Any]) -> Any:
+        def fail() -> None:
+            pytest.fail("touchflow's journey fixtures need pytest-asyncio: pip install 'touchflow[testing]'")
+
+        fail.__name__ = function.__name__
+        return pytest.fixture(fail)
+
+    return missing
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Journey modules import as they do under `touchflow dev`: from the project's folder.
+    root = str(config.rootpath)
+    if root not in sys.path:
+        sys.path.insert(0, root)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,14 +94,14 @@ def smtp() -> Iterator[SmtpInbox]:
         yield inbox
 
 
-@pytest.fixture(scope="session")
+@_async_fixture(scope="session", loop_scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await start_time_skipping()
     yield env
     await env.shutdown()
 
 
-@pytest.fixture
+@_async_fixture()
 async def own_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """A test server for one test (it starts in about 0.1 s): runs and clock that no other test shares, so
     a long-lived journey left open cannot hold up time skipping for the next test."""
@@ -96,7 +123,7 @@ def journey_settings() -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture
+@_async_fixture()
 async def journeys(
     own_time_skipping_env: WorkflowEnvironment,
     sqlite_store: Store,
