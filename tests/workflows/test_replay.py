@@ -1,33 +1,36 @@
 """Replay saved histories of every built-in journey (finished and mid-wait) against the current code.
 
 A change that would break a customer already in a journey fails here: guard it with `workflow.patched`
-(docs/journeys.md). Re-record with `.venv/bin/python -m tests.workflows.record_histories`.
+(docs/journeys.md). Re-record with `.venv/bin/python -m tests.workflows.record_histories [--journey NAME]`.
+The replay is the testing kit's (`touchflow.testing.replay_histories`), the one `touchflow replay` uses.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
-
+from touchflow.testing import registry_of, replay_histories
 from touchflow.workflows.registry import BUILTIN_JOURNEYS
 
-BUILTINS = {name: cls.spec for name, cls in BUILTIN_JOURNEYS.items()}
-
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES = Path(__file__).parent / "histories"
 
 
 def test_every_journey_has_saved_histories_including_one_mid_wait() -> None:
-    names = {path.stem for path in HISTORIES}
-    for journey in BUILTINS:
+    names = {path.stem for path in HISTORIES.glob("*.json")}
+    for journey in BUILTIN_JOURNEYS:
         assert any(name.startswith(journey) for name in names), f"no saved history of {journey}"
         assert f"{journey}_mid_wait" in names, f"no mid-wait history of {journey}"
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
-async def test_history_replays_on_the_current_code(path: Path) -> None:
-    replayer = Replayer(workflows=[spec.workflow for spec in BUILTINS.values()])
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
-    await replayer.replay_workflow(history)
+async def test_every_saved_history_replays_on_the_current_code() -> None:
+    failures = await replay_histories(registry_of(builtins=True), HISTORIES)
+    assert failures == []
+
+
+async def test_an_incompatible_change_fails_the_replay() -> None:
+    """The check can fail: the saved welcome runs replayed against a plan that waits before its first send."""
+    from tests.support.changed_welcome import ChangedWelcome
+
+    failures = await replay_histories(registry_of(ChangedWelcome), HISTORIES, journey="welcome")
+    assert [failure.workflow_id for failure in failures] == ["welcome_completed", "welcome_mid_wait"]
+    assert all("Nondeterminism" in failure.error or "nondeterminism" in failure.error for failure in failures)
