@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from jinja2 import TemplateError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -45,7 +44,7 @@ from touchflow.channels import (
     RetryableDeliveryError,
 )
 from touchflow.models import Customer, Delivery, DeliveryStatus, Event, JourneyStatus, utcnow
-from touchflow.rendering import Renderer, TemplateMissing
+from touchflow.rendering import Renderer, TemplateUnusable
 from touchflow.settings import Settings
 from touchflow.signing import Signer
 from touchflow.store import Store
@@ -278,10 +277,8 @@ class JourneyActivities:
                 reasons.append(reason)
                 continue
             try:
-                language, content = self.renderer.render(
-                    input.journey, input.step, name, customer.locale, context
-                )
-            except (TemplateMissing, TemplateError) as exc:
+                rendered = self.renderer.render(input.journey, input.step, name, customer.locale, context)
+            except TemplateUnusable as exc:
                 # A missing or broken template will not mend itself: the next channel, not a retry.
                 reason = f"{name}: template: {type(exc).__name__}: {exc}"[:300]
                 log.error("template failed", extra={"journey": input.journey, "step": input.step})
@@ -291,10 +288,10 @@ class JourneyActivities:
             message = OutboundMessage(
                 key=input.key,
                 address=recipients[0].address,
-                content={part: value for part, value in content.items() if channel.accepts(part)},
+                content={part: value for part, value in rendered.parts.items() if channel.accepts(part)},
                 marketing=not input.transactional,
                 unsubscribe_url=context["unsubscribe_url"],
-                locale=language,
+                locale=rendered.language,
             )
             try:
                 receipt = await self._send(channel, message, recipients)
