@@ -44,7 +44,7 @@ from touchflow.channels import (
     RetryableDeliveryError,
 )
 from touchflow.models import Customer, Delivery, DeliveryStatus, Event, JourneyStatus, utcnow
-from touchflow.rendering import Renderer, TemplateUnusable
+from touchflow.rendering import Renderer, TemplateBroken, TemplateUnusable
 from touchflow.settings import Settings
 from touchflow.signing import Signer
 from touchflow.store import Store
@@ -248,7 +248,12 @@ class JourneyActivities:
             if held is not None:
                 return held
         context = await self._context(input, customer, delivery.id or 0)
-        failed_before = {a.get("channel") for a in delivery.attempts if a.get("outcome") == "permanent"}
+        # Channels an earlier attempt found permanently unusable (an activity retried for a later channel).
+        failed_before = {
+            a.get("channel"): a.get("reason") or ""
+            for a in delivery.attempts
+            if a.get("outcome") in ("permanent", "no_template")
+        }
         reasons: list[str] = []
         permanent = False
         capped = False
@@ -259,6 +264,7 @@ class JourneyActivities:
                 continue
             if name in failed_before:
                 permanent = True
+                reasons.append(f"{name}: {failed_before[name]}")
                 continue
             refusal = consent_refusal(customer.consents, name, topic, self.settings.marketing_consent_default)
             if refusal is not None:
@@ -276,22 +282,28 @@ class JourneyActivities:
                 delivery.attempts.append({"channel": name, "outcome": "unreachable", "reason": reason})
                 reasons.append(reason)
                 continue
+            # A missing, broken or incomplete template will not mend itself: the next channel, not a retry.
             try:
-                rendered = self.renderer.render(input.journey, input.step, name, customer.locale, context)
+                attempt = self.renderer.render(input.journey, input.step, name, customer.locale, context)
             except TemplateUnusable as exc:
-                # A missing or broken template will not mend itself: the next channel, not a retry.
-                reason = f"{name}: template: {type(exc).__name__}: {exc}"[:300]
-                log.error("template failed", extra={"journey": input.journey, "step": input.step})
-                reasons.append(reason)
-                delivery.attempts.append({"channel": name, "outcome": "no_template", "reason": reason})
+                permanent = True
+                reasons.append(self._unusable(input, delivery, name, str(exc), _template_fields(exc)))
+                continue
+            content = {part: value for part, value in attempt.parts.items() if channel.accepts(part)}
+            missing = channel.missing_parts(content)
+            if missing:
+                permanent = True
+                problem = f"the template has no {', '.join(missing)} ({'; '.join(map(attempt.fix, missing))})"
+                fields = {"template": list(attempt.files), "missing": missing}
+                reasons.append(self._unusable(input, delivery, name, problem, fields))
                 continue
             message = OutboundMessage(
                 key=input.key,
                 address=recipients[0].address,
-                content={part: value for part, value in rendered.parts.items() if channel.accepts(part)},
+                content=content,
                 marketing=not input.transactional,
                 unsubscribe_url=context["unsubscribe_url"],
-                locale=rendered.language,
+                locale=attempt.language,
             )
             try:
                 receipt = await self._send(channel, message, recipients)
@@ -323,6 +335,22 @@ class JourneyActivities:
             return _Outcome(DeliveryStatus.CAPPED, "; ".join(reasons))
         status = DeliveryStatus.FAILED if permanent else DeliveryStatus.SKIPPED
         return _Outcome(status, "; ".join(reasons) or "no channel could reach the customer")
+
+    @staticmethod
+    def _unusable(
+        input: SendStepInput, delivery: Delivery, channel: str, problem: str, fields: dict[str, Any]
+    ) -> str:
+        """Record that the step's template gives `channel` no message: permanent for that channel."""
+        reason = f"journey {input.journey}, step {input.step}: {problem}"[:500]
+        delivery.attempts.append(
+            {"channel": channel, "outcome": "no_template", "reason": reason, "at": _now()}
+        )
+        # Ids and file names only: a template's own error message may quote the customer's data.
+        log.error(
+            "template unusable",
+            extra={"journey": input.journey, "step": input.step, "channel": channel, **fields},
+        )
+        return f"{channel}: {reason}"
 
     async def _marketing_hold(self, input: SendStepInput, customer: Customer) -> _Outcome | None:
         """Quiet hours (defer) and the overall frequency cap (capped), for a marketing step."""
@@ -466,6 +494,12 @@ class JourneyActivities:
             reason=delivery.error,
             retry_at=delivery.retry_at,
         )
+
+
+def _template_fields(exc: TemplateUnusable) -> dict[str, Any]:
+    if isinstance(exc, TemplateBroken):
+        return {"template": exc.template, "error": type(exc.error).__name__, "at_line": exc.line}
+    return {"error": type(exc).__name__}
 
 
 def _now() -> str:
