@@ -44,7 +44,7 @@ from touchflow.channels import (
     RetryableDeliveryError,
 )
 from touchflow.models import Customer, Delivery, DeliveryStatus, Event, JourneyStatus, utcnow
-from touchflow.rendering import Renderer, TemplateBroken, TemplateUnusable
+from touchflow.rendering import Rendered, Renderer, TemplateBroken, TemplateUnusable
 from touchflow.settings import Settings
 from touchflow.signing import Signer
 from touchflow.store import Store
@@ -81,6 +81,7 @@ class _Outcome:
     provider_id: str | None = None
     retry_at: datetime | None = None
     ended_by: Event | None = None
+    rendered: Rendered | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,8 @@ class JourneyActivities:
             "attempts": delivery.attempts,
             "retry_at": outcome.retry_at,
             "sending_until": None,
+            "locale": outcome.rendered.language if outcome.rendered else None,
+            "locale_fallback": outcome.rendered.fallback if outcome.rendered else False,
         }
         if outcome.status == DeliveryStatus.SENT:
             values["sent_at"] = utcnow()
@@ -257,6 +260,7 @@ class JourneyActivities:
         reasons: list[str] = []
         permanent = False
         capped = False
+        rendered: Rendered | None = None  # the last rendering: the delivery records its language
         for name in input.channels:
             channel = self.channels.get(name)
             if channel is None:
@@ -289,14 +293,26 @@ class JourneyActivities:
                 permanent = True
                 reasons.append(self._unusable(input, delivery, name, str(exc), _template_fields(exc)))
                 continue
+            rendered = attempt
             content = {part: value for part, value in attempt.parts.items() if channel.accepts(part)}
             missing = channel.missing_parts(content)
             if missing:
                 permanent = True
                 problem = f"the template has no {', '.join(missing)} ({'; '.join(map(attempt.fix, missing))})"
-                fields = {"template": list(attempt.files), "missing": missing}
+                fields = {"template": list(attempt.files), "missing": missing, "locale": attempt.language}
                 reasons.append(self._unusable(input, delivery, name, problem, fields))
                 continue
+            if attempt.fallback:
+                log.warning(
+                    "template language fallback",
+                    extra={
+                        "journey": input.journey,
+                        "step": input.step,
+                        "channel": name,
+                        "wanted_locale": attempt.wanted,
+                        "locale": attempt.language,
+                    },
+                )
             message = OutboundMessage(
                 key=input.key,
                 address=recipients[0].address,
@@ -329,12 +345,16 @@ class JourneyActivities:
                 if exc.address_dead and len(recipients) == 1 and recipients[0].subscription_id is None:
                     await asyncio.to_thread(self.store.suppress, name, recipients[0].address, exc.reason)
                 continue
-            delivery.attempts.append({"channel": name, "outcome": "sent", "at": _now()})
-            return _Outcome(DeliveryStatus.SENT, None, name, receipt.provider_id)
+            delivery.attempts.append(
+                {"channel": name, "outcome": "sent", "locale": attempt.language, "at": _now()}
+            )
+            return _Outcome(DeliveryStatus.SENT, None, name, receipt.provider_id, rendered=attempt)
         if capped and not permanent and all(a.get("outcome") != "sent" for a in delivery.attempts):
-            return _Outcome(DeliveryStatus.CAPPED, "; ".join(reasons))
+            return _Outcome(DeliveryStatus.CAPPED, "; ".join(reasons), rendered=rendered)
         status = DeliveryStatus.FAILED if permanent else DeliveryStatus.SKIPPED
-        return _Outcome(status, "; ".join(reasons) or "no channel could reach the customer")
+        return _Outcome(
+            status, "; ".join(reasons) or "no channel could reach the customer", rendered=rendered
+        )
 
     @staticmethod
     def _unusable(

@@ -152,3 +152,33 @@ async def test_a_template_that_raises_is_permanent_for_that_channel(
     alone = await deliver(journeys, "t4", "raises", ["email"])  # returns: nothing for Temporal to retry
     assert (alone.status, alone.reason) == (SendStatus.FAILED, f"email: {reason}")
     assert smtp.messages == []
+
+
+async def test_a_delivery_records_its_language_and_whether_it_was_a_fallback(
+    journeys: JourneyHarness, smtp: SmtpInbox, templates: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(
+        templates,
+        {
+            "probe.email.vi.html": "{% block subject %}Thăm dò{% endblock %}<p>Xin chào</p>",
+            "probe.email.vi.txt": "{% block subject %}Thăm dò{% endblock %}Xin chào",
+        },
+    )
+    for customer, locale in (("fr-customer", "fr"), ("vi-customer", "vi")):
+        journeys.customer(customer, email=f"{customer}@example.com", locale=locale)
+        handle = await journeys.post(customer, "probe", {"probe_id": customer, "via": ["email"]})
+        assert (await journeys.outcome(handle)).status == "completed"
+    assert [m["Subject"] for m in smtp.messages] == ["Probe fr-customer", "Thăm dò"]
+    french, vietnamese = delivery(journeys, "fr-customer"), delivery(journeys, "vi-customer")
+    assert (french.locale, french.locale_fallback) == ("en", True)
+    assert (vietnamese.locale, vietnamese.locale_fallback) == ("vi", False)
+    [warned] = [r for r in caplog.records if r.getMessage() == "template language fallback"]
+    assert warned.levelno == logging.WARNING
+    assert {k: getattr(warned, k) for k in ("journey", "step", "channel", "wanted_locale", "locale")} == {
+        "journey": "probe",
+        "step": "probe",
+        "channel": "email",
+        "wanted_locale": "fr",
+        "locale": "en",
+    }
+    assert "fr-customer@example.com" not in f"{warned.__dict__}"
