@@ -57,9 +57,9 @@ class TemplateBroken(TemplateUnusable):
         # jinja2's own messages describe the template (an undefined name, a syntax error); any other
         # exception's message may quote the customer's data, which must stay out of logs and histories.
         detail = f": {error}" if isinstance(error, TemplateError) else ""
-        where = (
-            line if line and line.startswith(f"{template} ") else f"{template} ({line})" if line else template
-        )
+        where = template
+        if line:
+            where = line if line.startswith(f"{template} ") else f"{template} ({line})"
         super().__init__(f"{where} raised {type(error).__name__}{detail}")
 
 
@@ -159,7 +159,7 @@ class Renderer:
                     template = self.env.get_template(name)
                 except TemplateNotFound:
                     continue
-                except Exception as exc:  # a syntax error; never CancelledError, a BaseException
+                except Exception as exc:  # a syntax error (a CancelledError, a BaseException, goes through)
                     raise TemplateBroken(name, exc, self._where(exc)) from exc
                 files.append(name)
                 try:
@@ -185,7 +185,11 @@ class Renderer:
             parts.setdefault(block, text)
 
     def _where(self, exc: Exception) -> str | None:
-        """`<template> line N` of the innermost template frame of the error, named as the loader names it."""
+        """`<template> line N` of the innermost template frame of the error, named as the loader names it.
+
+        jinja2 rewrites a render's traceback so that template frames carry `__jinja_exception__` and the
+        template's file and line; without them (another jinja2) the message just has no line.
+        """
         found: str | None = None
         tb = exc.__traceback__
         while tb is not None:
