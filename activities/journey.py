@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from jinja2 import TemplateError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -45,7 +44,7 @@ from touchflow.channels import (
     RetryableDeliveryError,
 )
 from touchflow.models import Customer, Delivery, DeliveryStatus, Event, JourneyStatus, utcnow
-from touchflow.rendering import Renderer, TemplateMissing
+from touchflow.rendering import Rendered, Renderer, TemplateBroken, TemplateUnusable
 from touchflow.settings import Settings
 from touchflow.signing import Signer
 from touchflow.store import Store
@@ -82,6 +81,7 @@ class _Outcome:
     provider_id: str | None = None
     retry_at: datetime | None = None
     ended_by: Event | None = None
+    rendered: Rendered | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +204,8 @@ class JourneyActivities:
             "attempts": delivery.attempts,
             "retry_at": outcome.retry_at,
             "sending_until": None,
+            "locale": outcome.rendered.language if outcome.rendered else None,
+            "locale_fallback": outcome.rendered.fallback if outcome.rendered else False,
         }
         if outcome.status == DeliveryStatus.SENT:
             values["sent_at"] = utcnow()
@@ -249,10 +251,16 @@ class JourneyActivities:
             if held is not None:
                 return held
         context = await self._context(input, customer, delivery.id or 0)
-        failed_before = {a.get("channel") for a in delivery.attempts if a.get("outcome") == "permanent"}
+        # Channels an earlier attempt found permanently unusable (an activity retried for a later channel).
+        failed_before = {
+            a.get("channel"): a.get("reason") or ""
+            for a in delivery.attempts
+            if a.get("outcome") in ("permanent", "no_template")
+        }
         reasons: list[str] = []
         permanent = False
         capped = False
+        rendered: Rendered | None = None  # the last rendering: the delivery records its language
         for name in input.channels:
             channel = self.channels.get(name)
             if channel is None:
@@ -260,6 +268,7 @@ class JourneyActivities:
                 continue
             if name in failed_before:
                 permanent = True
+                reasons.append(f"{name}: {failed_before[name]}")
                 continue
             refusal = consent_refusal(customer.consents, name, topic, self.settings.marketing_consent_default)
             if refusal is not None:
@@ -277,24 +286,40 @@ class JourneyActivities:
                 delivery.attempts.append({"channel": name, "outcome": "unreachable", "reason": reason})
                 reasons.append(reason)
                 continue
+            # A missing, broken or incomplete template will not mend itself: the next channel, not a retry.
             try:
-                language, content = self.renderer.render(
-                    input.journey, input.step, name, customer.locale, context
-                )
-            except (TemplateMissing, TemplateError) as exc:
-                # A missing or broken template will not mend itself: the next channel, not a retry.
-                reason = f"{name}: template: {type(exc).__name__}: {exc}"[:300]
-                log.error("template failed", extra={"journey": input.journey, "step": input.step})
-                reasons.append(reason)
-                delivery.attempts.append({"channel": name, "outcome": "no_template", "reason": reason})
+                attempt = self.renderer.render(input.journey, input.step, name, customer.locale, context)
+            except TemplateUnusable as exc:
+                permanent = True
+                reasons.append(self._unusable(input, delivery, name, str(exc), _template_fields(exc)))
                 continue
+            rendered = attempt
+            content = {part: value for part, value in attempt.parts.items() if channel.accepts(part)}
+            missing = channel.missing_parts(content)
+            if missing:
+                permanent = True
+                problem = f"the template has no {', '.join(missing)} ({'; '.join(map(attempt.fix, missing))})"
+                fields = {"template": list(attempt.files), "missing": missing, "locale": attempt.language}
+                reasons.append(self._unusable(input, delivery, name, problem, fields))
+                continue
+            if attempt.fallback:
+                log.warning(
+                    "template language fallback",
+                    extra={
+                        "journey": input.journey,
+                        "step": input.step,
+                        "channel": name,
+                        "wanted_locale": attempt.wanted,
+                        "locale": attempt.language,
+                    },
+                )
             message = OutboundMessage(
                 key=input.key,
                 address=recipients[0].address,
-                content={part: value for part, value in content.items() if channel.accepts(part)},
+                content=content,
                 marketing=not input.transactional,
                 unsubscribe_url=context["unsubscribe_url"],
-                locale=language,
+                locale=attempt.language,
             )
             try:
                 receipt = await self._send(channel, message, recipients)
@@ -320,12 +345,32 @@ class JourneyActivities:
                 if exc.address_dead and len(recipients) == 1 and recipients[0].subscription_id is None:
                     await asyncio.to_thread(self.store.suppress, name, recipients[0].address, exc.reason)
                 continue
-            delivery.attempts.append({"channel": name, "outcome": "sent", "at": _now()})
-            return _Outcome(DeliveryStatus.SENT, None, name, receipt.provider_id)
+            delivery.attempts.append(
+                {"channel": name, "outcome": "sent", "locale": attempt.language, "at": _now()}
+            )
+            return _Outcome(DeliveryStatus.SENT, None, name, receipt.provider_id, rendered=attempt)
         if capped and not permanent and all(a.get("outcome") != "sent" for a in delivery.attempts):
-            return _Outcome(DeliveryStatus.CAPPED, "; ".join(reasons))
+            return _Outcome(DeliveryStatus.CAPPED, "; ".join(reasons), rendered=rendered)
         status = DeliveryStatus.FAILED if permanent else DeliveryStatus.SKIPPED
-        return _Outcome(status, "; ".join(reasons) or "no channel could reach the customer")
+        return _Outcome(
+            status, "; ".join(reasons) or "no channel could reach the customer", rendered=rendered
+        )
+
+    @staticmethod
+    def _unusable(
+        input: SendStepInput, delivery: Delivery, channel: str, problem: str, fields: dict[str, Any]
+    ) -> str:
+        """Record that the step's template gives `channel` no message: permanent for that channel."""
+        reason = f"journey {input.journey}, step {input.step}: {problem}"[:500]
+        delivery.attempts.append(
+            {"channel": channel, "outcome": "no_template", "reason": reason, "at": _now()}
+        )
+        # Ids and file names only: a template's own error message may quote the customer's data.
+        log.error(
+            "template unusable",
+            extra={"journey": input.journey, "step": input.step, "channel": channel, **fields},
+        )
+        return f"{channel}: {reason}"
 
     async def _marketing_hold(self, input: SendStepInput, customer: Customer) -> _Outcome | None:
         """Quiet hours (defer) and the overall frequency cap (capped), for a marketing step."""
@@ -469,6 +514,12 @@ class JourneyActivities:
             reason=delivery.error,
             retry_at=delivery.retry_at,
         )
+
+
+def _template_fields(exc: TemplateUnusable) -> dict[str, Any]:
+    if isinstance(exc, TemplateBroken):
+        return {"template": exc.template, "error": type(exc.error).__name__, "at_line": exc.line}
+    return {"error": type(exc).__name__}
 
 
 def _now() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -44,7 +45,11 @@ class Receipt:
 
 
 class Channel(ABC):
-    """One delivery channel. Subclasses declare their needs and limits as class attributes."""
+    """One delivery channel. Subclasses declare their needs and limits as class attributes.
+
+    `parts` are the rendered template parts the channel takes; `required_parts` those it cannot send without.
+    The delivery code checks `missing_parts` once per step, before `send`, so `send` may rely on them.
+    """
 
     name: ClassVar[str]
     reaches: ClassVar[Reach]
@@ -56,6 +61,11 @@ class Channel(ABC):
     def accepts(cls, part: str) -> bool:
         """Whether a rendered template part is for this channel (`parts`; a channel may take a family)."""
         return part in cls.parts
+
+    @classmethod
+    def missing_parts(cls, content: Mapping[str, str]) -> list[str]:
+        """The `required_parts` that rendered `content` lacks or renders blank, in declared order."""
+        return [part for part in cls.required_parts if not content.get(part, "").strip()]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:

@@ -28,7 +28,7 @@ class Email(Channel):
     name = "email"
     reaches = Reach.EMAIL
     parts: ClassVar[tuple[str, ...]] = ("subject", "text", "html", "preheader")
-    required_parts: ClassVar[tuple[str, ...]] = ("subject", "text")
+    required_parts: ClassVar[tuple[str, ...]] = ("subject", "text", "html")
     max_payload = 10 * 1024 * 1024
 
     def __init__(

@@ -318,6 +318,9 @@ class Delivery(SQLModel, table=True):
     stage: str | None = Field(default=None, max_length=32)
     variant: str | None = Field(default=None, max_length=64)
     channel: str | None = Field(default=None, max_length=32)
+    # The language the message was rendered in; a fallback when the customer's own had no template.
+    locale: str | None = Field(default=None, max_length=35)
+    locale_fallback: bool = False
     marketing: bool = True  # frequency caps count marketing deliveries only
     status: DeliveryStatus = Field(
         default=DeliveryStatus.CLAIMED, sa_column=Column(String(16), nullable=False)
@@ -354,6 +357,8 @@ class DeliveryPublic(SQLModel):
     stage: str | None
     variant: str | None
     channel: str | None
+    locale: str | None = None
+    locale_fallback: bool = False
     status: DeliveryStatus
     provider_id: str | None
     error: str | None

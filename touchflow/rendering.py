@@ -3,11 +3,14 @@
 Files live at `templates/<journey>/<step>.<channel>.<locale>.<ext>` (the built-in `templates` package, or
 `TOUCHFLOW_TEMPLATES_DIR` first). A template's full output is its `html` or `text` part (by extension); each
 top-level block it defines (`subject`, `title`, `body`, `url`, ...) is also rendered alone as that part.
+A template that is missing or raises while rendering is a `TemplateUnusable` naming the file: it will not mend
+itself, so the caller treats it as permanent for that channel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -18,19 +21,70 @@ from jinja2 import (
     ChoiceLoader,
     FileSystemLoader,
     StrictUndefined,
+    Template,
+    TemplateError,
     TemplateNotFound,
     select_autoescape,
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 import touchflow.templates as builtin_templates
+from touchflow.errors import TouchflowError
 
 _BABEL_LOCALES = {"vi": "vi_VN", "en": "en_US"}
 _EXTENSIONS = ("html", "txt")
+_WHOLE = {"html": "html", "txt": "text"}  # the part a file's whole output is, by its extension
 
 
-class TemplateMissing(LookupError):
+class TemplateUnusable(TouchflowError):
+    """A step's template cannot give a message for this channel; someone has to fix a file."""
+
+
+class TemplateMissing(TemplateUnusable, LookupError):
     """No template for this step and channel in any language we could use."""
+
+
+class TemplateBroken(TemplateUnusable):
+    """A template raised while loading or rendering (a syntax error, an undefined name, `1 // 0`, a filter's
+    TypeError). `template` is its name (`<journey>/<step>.<channel>.<locale>.<ext>`), `line` where it broke
+    (in that file or a layout it extends), `error` what was raised (also the `__cause__`)."""
+
+    def __init__(self, template: str, error: Exception, line: str | None = None) -> None:
+        """`line` is `<file> line <n>`, the innermost template line the error went through."""
+        self.template = template
+        self.error = error
+        self.line = line
+        # jinja2's own messages describe the template (an undefined name, a syntax error); any other
+        # exception's message may quote the customer's data, which must stay out of logs and histories.
+        detail = f": {error}" if isinstance(error, TemplateError) else ""
+        where = template
+        if line:
+            where = line if line.startswith(f"{template} ") else f"{template} ({line})"
+        super().__init__(f"{where} raised {type(error).__name__}{detail}")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A step's template rendered for one channel.
+
+    `language` is the one used; `fallback` says the customer has a language of their own (`wanted`) and no
+    template was found in it, so another (the default) was used. `files` are the template names rendered.
+    """
+
+    language: str
+    parts: dict[str, str]
+    files: tuple[str, ...]
+    wanted: str | None = None
+    fallback: bool = False
+
+    def fix(self, part: str) -> str:
+        """What to change so that the template yields `part` (for a reason an operator reads)."""
+        stem = self.files[0].rsplit(".", 1)[0]
+        for ext, whole in _WHOLE.items():
+            if part == whole:
+                name = f"{stem}.{ext}"
+                return f"{name} renders empty" if name in self.files else f"add {name}"
+        return f"add a non-empty {{% block {part} %}} to {' or '.join(self.files)}"
 
 
 def _babel_locale(locale: str) -> str:
@@ -50,21 +104,24 @@ def number(amount: Any, locale: str = "en") -> str:
     return str(format_decimal(amount, locale=_babel_locale(locale)))
 
 
+def customer_languages(locale: str | None) -> list[str]:
+    """`vi-VN` → [`vi-vn`, `vi`]: the customer's own languages, most specific first; none without a locale."""
+    if not locale:
+        return []
+    tag = locale.lower().replace("_", "-")
+    return list(dict.fromkeys([tag, tag.split("-")[0]]))
+
+
 def language_chain(locale: str | None, default: str) -> list[str]:
     """`vi-VN` → [`vi-vn`, `vi`, default]: most specific first, without repeats."""
-    chain: list[str] = []
-    if locale:
-        tag = locale.lower().replace("_", "-")
-        chain += [tag, tag.split("-")[0]]
-    chain.append(default)
-    return list(dict.fromkeys(chain))
+    return list(dict.fromkeys([*customer_languages(locale), default]))
 
 
 class Renderer:
     def __init__(self, extra_dirs: Sequence[Path] = (), default_locale: str = "en") -> None:
         """`extra_dirs` are searched first, in order (TOUCHFLOW_TEMPLATES_DIR, the user's journey modules)."""
-        loaders: list[BaseLoader] = [FileSystemLoader(str(folder)) for folder in extra_dirs]
-        loaders.append(FileSystemLoader(str(Path(builtin_templates.__file__).parent)))
+        self.roots = [*(Path(folder) for folder in extra_dirs), Path(builtin_templates.__file__).parent]
+        loaders: list[BaseLoader] = [FileSystemLoader(str(folder)) for folder in self.roots]
         self.default_locale = default_locale
         self.env = ImmutableSandboxedEnvironment(
             loader=ChoiceLoader(loaders),
@@ -86,24 +143,64 @@ class Renderer:
         channel: str,
         locale: str | None,
         context: Mapping[str, Any],
-    ) -> tuple[str, dict[str, str]]:
-        """Render every file of the step for the first language that has one; returns (language, parts)."""
-        for language in language_chain(locale, self.default_locale):
+    ) -> Rendered:
+        """Render every file of the step for the first language that has one.
+
+        Raises `TemplateMissing` when no language has a file, `TemplateBroken` when one raises.
+        """
+        own = customer_languages(locale)
+        chain = language_chain(locale, self.default_locale)
+        for language in chain:
             parts: dict[str, str] = {}
+            files: list[str] = []
             for ext in _EXTENSIONS:
                 name = f"{journey}/{step}.{channel}.{language}.{ext}"
                 try:
                     template = self.env.get_template(name)
                 except TemplateNotFound:
                     continue
-                values = {**context, "locale": language}
-                parts["html" if ext == "html" else "text"] = template.render(values).strip()
-                for block, render_block in template.blocks.items():
-                    block_context = template.new_context(values)
-                    parts.setdefault(block, "".join(render_block(block_context)).strip())
-            if parts:
-                return language, parts
-        raise TemplateMissing(
-            f"no template {journey}/{step}.{channel}.<locale>.(html|txt) for "
-            f"{language_chain(locale, self.default_locale)}"
-        )
+                except Exception as exc:  # a syntax error (a CancelledError, a BaseException, goes through)
+                    raise TemplateBroken(name, exc, self._where(exc)) from exc
+                files.append(name)
+                try:
+                    self._render_file(template, _WHOLE[ext], {**context, "locale": language}, parts)
+                except Exception as exc:  # anything a template can raise: it will raise it again
+                    raise TemplateBroken(name, exc, self._where(exc)) from exc
+            if files:
+                return Rendered(
+                    language, parts, tuple(files), own[0] if own else None, bool(own) and language not in own
+                )
+        raise TemplateMissing(f"no template {journey}/{step}.{channel}.<locale>.(html|txt) for {chain}")
+
+    def _render_file(
+        self, template: Template, whole: str, values: dict[str, Any], parts: dict[str, str]
+    ) -> None:
+        parts[whole] = template.render(values).strip()
+        for block, render_block in template.blocks.items():
+            try:
+                text = "".join(render_block(template.new_context(values))).strip()
+            except Exception:
+                # As `render` does: the traceback points at the template's own lines, not compiled code.
+                self.env.handle_exception()
+            parts.setdefault(block, text)
+
+    def _where(self, exc: Exception) -> str | None:
+        """`<template> line N` of the innermost template frame of the error, named as the loader names it.
+
+        jinja2 rewrites a render's traceback so that template frames carry `__jinja_exception__` and the
+        template's file and line; without them (another jinja2) the message just has no line.
+        """
+        found: str | None = None
+        tb = exc.__traceback__
+        while tb is not None:
+            scope = tb.tb_frame.f_globals
+            if "__jinja_exception__" in scope:
+                found = f"{self._name(str(scope['__file__']))} line {tb.tb_lineno}"
+            tb = tb.tb_next
+        return found
+
+    def _name(self, filename: str) -> str:
+        for root in self.roots:
+            if Path(filename).is_relative_to(root):
+                return Path(filename).relative_to(root).as_posix()
+        return filename

@@ -1,9 +1,61 @@
-"""deliver_step through a real journey run: fallback, idempotency, the guard."""
+"""deliver_step through a real journey run and alone (ActivityEnvironment): fallback, idempotency, templates
+that cannot give a channel its message, and the language a delivery was rendered in."""
 
 from __future__ import annotations
 
-from touchflow.models import CustomerIn, DeliveryStatus
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from touchflow.activities.types import SendStatus, SendStepInput, SendStepResult
+from touchflow.models import CustomerIn, Delivery, DeliveryStatus
 from touchflow.testing import JourneyHarness, SmtpInbox
+
+
+@pytest.fixture
+def templates(tmp_path: Path) -> Path:
+    """TOUCHFLOW_TEMPLATES_DIR for these tests: searched before the probe's own templates."""
+    folder = tmp_path / "templates"
+    (folder / "probe").mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture
+def journey_settings(templates: Path) -> dict[str, Any]:
+    return {"templates_dir": templates}
+
+
+def write(templates: Path, files: dict[str, str]) -> None:
+    for name, source in files.items():
+        (templates / "probe" / name).write_text(source)
+
+
+async def deliver(journeys: JourneyHarness, customer_id: str, step: str, via: list[str]) -> SendStepResult:
+    """Run deliver_step once, alone, as a journey's step `step` of the probe journey would."""
+    journeys.customer(customer_id, email=f"{customer_id}@example.com")
+    result: SendStepResult = await ActivityEnvironment().run(
+        journeys.activities.deliver_step,
+        SendStepInput(
+            journey="probe",
+            step=step,
+            workflow_id=f"probe:{customer_id}",
+            customer_id=customer_id,
+            key=f"probe:{customer_id}:1:{step}",
+            channels=via,
+            stage="awareness",
+            entered_at=datetime.now(UTC) - timedelta(seconds=1),
+        ),
+    )
+    return result
+
+
+def delivery(journeys: JourneyHarness, customer_id: str) -> Delivery:
+    [found] = journeys.deliveries(customer_id)
+    return found
 
 
 async def test_probe_falls_back_to_the_next_channel(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
@@ -16,3 +68,117 @@ async def test_probe_falls_back_to_the_next_channel(journeys: JourneyHarness, sm
     [delivery] = journeys.store.customer_deliveries("p1")
     assert delivery.channel == "email"
     assert delivery.status == DeliveryStatus.SENT
+
+
+async def test_an_email_template_without_its_txt_falls_back_to_the_next_channel(
+    journeys: JourneyHarness, smtp: SmtpInbox, templates: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(
+        templates,
+        {
+            "no_text.email.en.html": "{% block subject %}Hi{% endblock %}<p>Hi</p>",
+            "no_text.console.en.txt": "Hi",
+        },
+    )
+    result = await deliver(journeys, "t1", "no_text", ["email", "console"])
+    assert (result.status, result.channel) == (SendStatus.SENT, "console")
+    assert smtp.messages == []
+    sent = delivery(journeys, "t1")
+    assert [(a["channel"], a["outcome"]) for a in sent.attempts] == [
+        ("email", "no_template"),
+        ("console", "sent"),
+    ]
+    assert sent.attempts[0]["reason"] == (
+        "journey probe, step no_text: the template has no text (add probe/no_text.email.en.txt)"
+    )
+    [logged] = [r for r in caplog.records if r.getMessage() == "template unusable"]
+    assert (logged.levelno, logged.journey, logged.step, logged.channel) == (  # type: ignore[attr-defined]
+        logging.ERROR,
+        "probe",
+        "no_text",
+        "email",
+    )
+    assert logged.missing == ["text"] and logged.template == ["probe/no_text.email.en.html"]  # type: ignore[attr-defined]
+    assert "t1@example.com" not in f"{logged.__dict__}"
+
+
+async def test_an_email_without_a_subject_fails_at_once_and_is_never_retried(
+    journeys: JourneyHarness, smtp: SmtpInbox, templates: Path
+) -> None:
+    # The probe's own step, its templates overridden by copies without the subject block.
+    html = '{% extends "_layouts/email.html" %}{% block content %}<p>Probe</p>{% endblock %}'
+    write(templates, {"probe.email.en.html": html, "probe.email.en.txt": "Probe {{ event.probe_id }}"})
+    journeys.customer("t2", email="t2@example.com")
+    handle = await journeys.post("t2", "probe", {"probe_id": "s1", "via": ["email"]})
+    assert (await journeys.outcome(handle)).status == "completed"  # the journey goes on without the step
+    assert smtp.messages == []
+    failed = delivery(journeys, "t2")
+    assert failed.status == DeliveryStatus.FAILED
+    assert failed.error == (
+        "email: journey probe, step probe: the template has no subject (add a non-empty "
+        "{% block subject %} to probe/probe.email.en.html or probe/probe.email.en.txt)"
+    )
+    assert [a["outcome"] for a in failed.attempts] == ["no_template"]
+    history = await handle.fetch_history()
+    started = [
+        e.activity_task_started_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+    ]
+    assert [s.attempt for s in started if s.attempt > 1] == []  # no activity of the run was retried
+    assert not any(e.HasField("activity_task_failed_event_attributes") for e in history.events)
+
+
+async def test_a_template_that_raises_is_permanent_for_that_channel(
+    journeys: JourneyHarness, smtp: SmtpInbox, templates: Path
+) -> None:
+    write(
+        templates,
+        {
+            "raises.email.en.txt": "{% block subject %}Hi{% endblock %}\n{{ 1 // 0 }}",
+            "raises.email.en.html": "{% block subject %}Hi{% endblock %}<p>Hi</p>",
+            "raises.console.en.txt": "Hi",
+        },
+    )
+    reason = "journey probe, step raises: probe/raises.email.en.txt line 2 raised ZeroDivisionError"
+    fell_back = await deliver(journeys, "t3", "raises", ["email", "console"])
+    assert (fell_back.status, fell_back.channel) == (SendStatus.SENT, "console")
+    assert delivery(journeys, "t3").attempts[0] == {
+        "channel": "email",
+        "outcome": "no_template",
+        "reason": reason,
+        "at": delivery(journeys, "t3").attempts[0]["at"],
+    }
+    alone = await deliver(journeys, "t4", "raises", ["email"])  # returns: nothing for Temporal to retry
+    assert (alone.status, alone.reason) == (SendStatus.FAILED, f"email: {reason}")
+    assert smtp.messages == []
+
+
+async def test_a_delivery_records_its_language_and_whether_it_was_a_fallback(
+    journeys: JourneyHarness, smtp: SmtpInbox, templates: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(
+        templates,
+        {
+            "probe.email.vi.html": "{% block subject %}Thăm dò{% endblock %}<p>Xin chào</p>",
+            "probe.email.vi.txt": "{% block subject %}Thăm dò{% endblock %}Xin chào",
+        },
+    )
+    for customer, locale in (("fr-customer", "fr"), ("vi-customer", "vi")):
+        journeys.customer(customer, email=f"{customer}@example.com", locale=locale)
+        handle = await journeys.post(customer, "probe", {"probe_id": customer, "via": ["email"]})
+        assert (await journeys.outcome(handle)).status == "completed"
+    assert [m["Subject"] for m in smtp.messages] == ["Probe fr-customer", "Thăm dò"]
+    french, vietnamese = delivery(journeys, "fr-customer"), delivery(journeys, "vi-customer")
+    assert (french.locale, french.locale_fallback) == ("en", True)
+    assert (vietnamese.locale, vietnamese.locale_fallback) == ("vi", False)
+    [warned] = [r for r in caplog.records if r.getMessage() == "template language fallback"]
+    assert warned.levelno == logging.WARNING
+    assert {k: getattr(warned, k) for k in ("journey", "step", "channel", "wanted_locale", "locale")} == {
+        "journey": "probe",
+        "step": "probe",
+        "channel": "email",
+        "wanted_locale": "fr",
+        "locale": "en",
+    }
+    assert "fr-customer@example.com" not in f"{warned.__dict__}"

@@ -7,6 +7,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from touchflow.models import Delivery, DeliveryStatus
+from touchflow.store import Store
+
 
 def test_create_then_partial_update_keeps_what_was_not_sent(api: TestClient) -> None:
     created = api.post(
@@ -66,6 +69,24 @@ def test_profile_shows_recent_events_newest_first(api: TestClient) -> None:
     detail = api.get("/v1/customers/c-3").json()
     assert [e["id"] for e in detail["events"]] == ["e1", "e2", "e0"]
     assert detail["deliveries"] == []
+
+
+def test_a_profile_shows_the_language_each_delivery_was_rendered_in(api: TestClient) -> None:
+    store: Store = api.app.state.store  # type: ignore[attr-defined]
+    api.post("/v1/customers", json={"id": "c-fr", "locale": "fr"})
+    claimed = store.claim_delivery(
+        Delivery(
+            key="welcome:c-fr:1:welcome",
+            journey="welcome",
+            step="welcome",
+            customer_id="c-fr",
+            workflow_id="w",
+        )
+    )
+    assert claimed.id is not None
+    store.update_delivery(claimed.id, status=DeliveryStatus.SENT, locale="en", locale_fallback=True)
+    [shown] = api.get("/v1/customers/c-fr").json()["deliveries"]
+    assert (shown["locale"], shown["locale_fallback"]) == ("en", True)
 
 
 def test_an_unknown_customer_is_404(api: TestClient) -> None:

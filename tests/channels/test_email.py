@@ -59,6 +59,22 @@ def test_settings_configure_the_channel(
     assert {name: getattr(channel, name) for name in expected} == expected
 
 
+@pytest.mark.parametrize(
+    ("content", "missing"),
+    [
+        (CONTENT, []),
+        ({"subject": "Hi", "html": "<p>Hi</p>"}, ["text"]),  # the step has no .txt file
+        ({"text": "Hi", "html": "<p>Hi</p>"}, ["subject"]),  # no subject block
+        ({**CONTENT, "subject": "  "}, ["subject"]),  # a block that renders blank is missing too
+        ({}, ["subject", "text", "html"]),
+    ],
+)
+def test_an_email_needs_a_subject_a_text_and_an_html_part(
+    content: dict[str, str], missing: list[str]
+) -> None:
+    assert Email.missing_parts(content) == missing
+
+
 async def test_a_multipart_message_with_the_headers_inboxes_need(
     make_settings: Callable[..., Settings], smtp: SmtpInbox
 ) -> None:

@@ -1,13 +1,15 @@
-"""Templates: languages, money, and customer data that must never run or inject markup."""
+"""Templates: languages, money, customer data that must never run or inject markup, and broken templates."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
-from jinja2.exceptions import SecurityError
+from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 
-from touchflow.rendering import Renderer, TemplateMissing, language_chain, money
+from touchflow.rendering import Renderer, TemplateBroken, TemplateMissing, language_chain, money
 
 
 @pytest.mark.parametrize(
@@ -50,18 +52,34 @@ def context(**customer: object) -> dict[str, object]:
 
 def test_the_customers_language_then_the_default() -> None:
     renderer = Renderer()
-    language, parts = renderer.render("welcome", "welcome", "email", "vi-VN", context(first_name="An"))
-    assert language == "vi"
-    assert parts["subject"] == "Chào mừng bạn đến với Shop, An!"
-    assert "Xin chào An!" in parts["text"] and "<h1" in parts["html"]
-    language, _ = renderer.render("welcome", "welcome", "email", "fr", context())
-    assert language == "en"
+    vi = renderer.render("welcome", "welcome", "email", "vi-VN", context(first_name="An"))
+    assert (vi.language, vi.wanted, vi.fallback) == ("vi", "vi-vn", False)
+    assert vi.parts["subject"] == "Chào mừng bạn đến với Shop, An!"
+    assert "Xin chào An!" in vi.parts["text"] and "<h1" in vi.parts["html"]
+    assert vi.files == ("welcome/welcome.email.vi.html", "welcome/welcome.email.vi.txt")
+
+
+@pytest.mark.parametrize(
+    ("locale", "language", "fallback"),
+    [
+        ("fr", "en", True),  # no French template: the default language stands in, and says so
+        ("fr-CA", "en", True),
+        ("vi", "vi", False),
+        ("en-US", "en", False),  # English is the customer's own language, not a fallback
+        (None, "en", False),  # a customer without a language wants none in particular
+    ],
+)
+def test_a_fallback_to_the_default_language_is_reported(
+    locale: str | None, language: str, fallback: bool
+) -> None:
+    rendered = Renderer().render("welcome", "welcome", "email", locale, context())
+    assert (rendered.language, rendered.fallback) == (language, fallback)
 
 
 def test_hostile_names_are_data_not_code_or_markup() -> None:
     renderer = Renderer()
     name = "<script>alert(1)</script>{{ 7*7 }}"
-    _, parts = renderer.render("welcome", "welcome", "email", "en", context(first_name=name))
+    parts = renderer.render("welcome", "welcome", "email", "en", context(first_name=name)).parts
     assert "<script>" not in parts["html"]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;{{ 7*7 }}" in parts["html"]
     assert "49" not in parts["html"] and "49" not in parts["text"]
@@ -74,8 +92,9 @@ def test_templates_cannot_reach_python_internals(tmp_path: Path) -> None:
         "{% block subject %}x{% endblock %}{{ customer.__class__.__mro__[1].__subclasses__() }}"
     )
     renderer = Renderer([tmp_path])
-    with pytest.raises(SecurityError):
+    with pytest.raises(TemplateBroken) as broken:
         renderer.render("evil", "step", "email", "en", context())
+    assert isinstance(broken.value.error, SecurityError)
 
 
 def test_a_missing_template_names_what_was_looked_for() -> None:
@@ -123,6 +142,54 @@ def test_built_in_zns_templates_take_their_id_from_settings(
     journey: str, step: str, extra: dict[str, object], params: dict[str, str]
 ) -> None:
     values = context(first_name="Lan") | extra | {"zalo_template_id": "231245"}
-    _, parts = Renderer().render(journey, step, "zalo_zns", "vi", values)
+    parts = Renderer().render(journey, step, "zalo_zns", "vi", values).parts
     assert parts["template_id"] == "231245"
     assert {name: parts[name] for name in params} == params
+
+
+def _boom(value: object) -> NoReturn:
+    raise TypeError(f"cannot use {value}")  # a filter's error, quoting the customer's data
+
+
+@pytest.mark.parametrize(
+    ("source", "error", "where"),
+    [
+        ("{% block subject %}Hi{% endblock %}\nline 2\n{{ 1 // 0 }}", ZeroDivisionError, "line 3"),
+        ("{% block subject %}{{ customer.first_name | boom }}{% endblock %}", TypeError, "line 1"),
+        ("{% block subject %}Hi{% endblock %}\n{{ customer.nickname }}", UndefinedError, "line 2"),
+        ("{% if %}", TemplateSyntaxError, "line 1"),
+    ],
+)
+def test_a_template_that_raises_is_broken_and_names_its_file_and_line(
+    tmp_path: Path, source: str, error: type[Exception], where: str
+) -> None:
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "step.email.en.txt").write_text(source)
+    renderer = Renderer([tmp_path])
+    renderer.env.filters["boom"] = _boom
+    with pytest.raises(TemplateBroken) as broken:
+        renderer.render("shop", "step", "email", "en", context(first_name="Lan"))
+    assert isinstance(broken.value.error, error) and broken.value.__cause__ is broken.value.error
+    assert broken.value.template == "shop/step.email.en.txt"
+    assert str(broken.value).startswith(f"shop/step.email.en.txt {where} raised {error.__name__}")
+    assert "Lan" not in str(broken.value)  # only jinja2's own messages, which describe the template
+
+
+def test_an_error_in_a_layout_names_the_template_and_the_layout(tmp_path: Path) -> None:
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "base.html").write_text("<p>\n{{ 1 // 0 }}</p>{% block body %}{% endblock %}")
+    (tmp_path / "shop" / "step.email.en.html").write_text('{% extends "shop/base.html" %}')
+    with pytest.raises(TemplateBroken, match=r"^shop/step\.email\.en\.html \(shop/base\.html line 2\)"):
+        Renderer([tmp_path]).render("shop", "step", "email", "en", context())
+
+
+async def test_cancelling_a_render_is_not_a_broken_template(tmp_path: Path) -> None:
+    def cancel(value: object) -> NoReturn:
+        raise asyncio.CancelledError
+
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "step.email.en.txt").write_text("{{ 1 | cancel }}")
+    renderer = Renderer([tmp_path])
+    renderer.env.filters["cancel"] = cancel
+    with pytest.raises(asyncio.CancelledError):
+        renderer.render("shop", "step", "email", "en", context())
