@@ -288,7 +288,8 @@ class _Templates:
 
     def _folder(self, spec: JourneySpec, files: Mapping[Any, Mapping[str, Path]]) -> Path:
         """Where this journey's missing templates should go: beside its others, else beside its module."""
-        for found in files.values():
+        found = next(iter(files.values()), None)
+        if found:
             return next(iter(found.values())).parent
         module = sys.modules.get(spec.workflow.__module__)
         if spec.workflow not in BUILTIN_JOURNEYS.values() and getattr(module, "__file__", None):
@@ -352,7 +353,7 @@ class _Templates:
                 message = f"{cls.name} needs a {part!r} part: {' or '.join(files)} defines no {block}"
                 fix = f"add {block}...{{% endblock %}} to {files[0]}"
                 yield Problem("error", spec.name, step.name, message, fix, files[0])
-        if cls is ZaloZns and not parts.get("template_id", "x") and self.zalo_configured:
+        if cls is ZaloZns and parts.get("template_id") == "" and self.zalo_configured:
             # Said once per step (not per file): the id is a setting of the step, whatever the language.
             message = f"zalo_zns step {step.name} has no template id"
             fix = f"set TOUCHFLOW_ZALO_TEMPLATE_IDS={spec.name}.{step.name}=<id> (the id Zalo approved)"
