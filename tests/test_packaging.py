@@ -108,6 +108,8 @@ def test_the_shop_scaffolds_checks_and_tests_its_journey(installed: Path, shop: 
     assert "win_back: Win back: one message a day after order_placed.   [journeys.win_back]" in listed
     assert "TOUCHFLOW_WIN_BACK_DELAY             1d" in listed
     assert "welcome:" in listed  # the built-ins stay on
+    checked = run(installed.parent / "touchflow", "check", cwd=shop, env=env)
+    assert "touchflow check: 5 journeys, 14 steps: no problems" in checked
     tested = run(installed, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", cwd=shop, env=env)
     assert "2 passed" in tested
 

@@ -1,5 +1,5 @@
-"""The `touchflow` command: `dev` (everything on one machine), `api`, `worker`, `journeys`, `new journey`,
-`replay`, `migrate`, `api-key`, `vapid-keys`."""
+"""The `touchflow` command: `dev` (everything on one machine), `api`, `worker`, `journeys`, `check`,
+`new journey`, `replay`, `migrate`, `api-key`, `vapid-keys`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pathlib import Path
 import uvicorn
 
 from touchflow.apikeys import Scope, new_key
+from touchflow.check import CheckFailed, has_errors, load_and_check, summary
 from touchflow.db import make_engine, migrate
 from touchflow.settings import Settings, get_settings
 from touchflow.workflows.registry import Registry, load_registry
@@ -60,11 +61,42 @@ async def _run_api(settings: Settings) -> None:
     await task
 
 
-async def _run_worker(settings: Settings) -> None:
+def _checked_registry(settings: Settings) -> Registry:
+    """The registry, checked as `touchflow check` does, before anything starts: warnings are logged and the
+    process goes on; an error stops it (CheckFailed lists every one)."""
+    registry, problems = load_and_check(settings)
+    for problem in problems:
+        if problem.level == "warning":
+            log.warning("touchflow check: %s", problem.as_line())
+    if registry is None or has_errors(problems):
+        raise CheckFailed(problems)
+    return registry
+
+
+def _run_check(settings: Settings, as_json: bool) -> int:
+    """`touchflow check`: every problem on a line of its own, then a summary; 1 when there is an error."""
+    registry, problems = load_and_check(settings)
+    errors = sum(problem.level == "error" for problem in problems)
+    if as_json:
+        report = {
+            "ok": not errors,
+            "errors": errors,
+            "warnings": len(problems) - errors,
+            "problems": [problem.as_dict() for problem in problems],
+        }
+        print(json.dumps(report, indent=2))
+    else:
+        for problem in problems:
+            print(problem.as_line())
+        print(summary(registry, problems))
+    return 1 if errors else 0
+
+
+async def _run_worker(settings: Settings, *, check: bool = True) -> None:
     from touchflow.temporal import connect, ensure_search_attributes
     from touchflow.worker import build_activities, build_worker
 
-    registry = load_registry(settings)
+    registry = _checked_registry(settings) if check else load_registry(settings)
     activities = build_activities(settings, registry)
     client = await connect(settings)
     await ensure_search_attributes(client)
@@ -100,7 +132,8 @@ def _spawn_worker(overrides: dict[str, object]) -> subprocess.Popen[bytes]:
     for name, value in overrides.items():
         text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
         env[f"TOUCHFLOW_{name.upper()}"] = text
-    return subprocess.Popen([sys.executable, "-m", "touchflow.cli", "worker"], env=env)
+    # `dev` has checked the journeys already, with the same settings: the worker need not say it all again.
+    return subprocess.Popen([sys.executable, "-m", "touchflow.cli", "worker", "--no-check"], env=env)
 
 
 async def _run_dev(args: argparse.Namespace) -> None:
@@ -108,6 +141,7 @@ async def _run_dev(args: argparse.Namespace) -> None:
     from touchflow.temporal import DevServer, terminate
 
     base = get_settings()
+    registry = _checked_registry(base)  # before anything starts: a journey mistake starts nothing
     home = base.home.resolve()
     secrets_ = _dev_secrets(home)
     overrides: dict[str, object] = {
@@ -137,7 +171,6 @@ async def _run_dev(args: argparse.Namespace) -> None:
             "dev_mail_dir": home / "mail",
         }
     settings = Settings.model_validate(base.model_dump() | overrides)
-    registry = load_registry(settings)
     await asyncio.to_thread(migrate, make_engine(settings.resolved_database_url))
 
     temporal = DevServer(home / "temporal.db", port=args.temporal_port, ui_port=args.ui_port)
@@ -344,9 +377,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="local SMTP inbox port; unused when TOUCHFLOW_SMTP_HOST is set (default: %(default)s)",
     )
     sub.add_parser("api", help="run the HTTP API (TOUCHFLOW_API_HOST/PORT)")
-    sub.add_parser("worker", help="run a Temporal worker for every journey")
+    worker = sub.add_parser("worker", help="run a Temporal worker for every journey (after `check`)")
+    worker.add_argument("--no-check", action="store_true", help=argparse.SUPPRESS)  # `dev` checked already
     journeys = sub.add_parser("journeys", help="list the journeys: triggers, exits, steps, channels")
     journeys.add_argument("--json", action="store_true")
+    check = sub.add_parser(
+        "check", help="check journeys and templates: channels, templates per step, channel and language"
+    )
+    check.add_argument("--json", action="store_true", help="the problems as JSON, for CI")
     sub.add_parser("migrate", help="bring the database schema up to date")
     new = sub.add_parser("new", help="scaffold a journey, its templates and a test in your project")
     new_kind = new.add_subparsers(dest="kind", required=True)
@@ -396,9 +434,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "api":
             asyncio.run(_run_api(get_settings()))
         elif args.command == "worker":
-            asyncio.run(_run_worker(get_settings()))
+            asyncio.run(_run_worker(get_settings(), check=not args.no_check))
         elif args.command == "journeys":
             _print_journeys(load_registry(get_settings()), args.json)
+        elif args.command == "check":
+            code = _run_check(get_settings(), args.json)
+            if code:
+                sys.exit(code)
         elif args.command == "api-key":
             key, entry = new_key([Scope(s) for s in args.scope or []])
             print(f"key:   {key}\nentry: {entry}   (add to TOUCHFLOW_API_KEYS; the key itself is not stored)")

@@ -101,7 +101,12 @@ def money(amount: Any, currency: str = "VND", locale: str = "en") -> str:
 
 
 def number(amount: Any, locale: str = "en") -> str:
-    return str(format_decimal(amount, locale=_babel_locale(locale)))
+    """`1250000, "vi"` → `1.250.000`; like `money`, a value that is not a number is shown as it is."""
+    try:
+        value = Decimal(str(amount))
+    except (InvalidOperation, ValueError):
+        return str(amount)
+    return str(format_decimal(value, locale=_babel_locale(locale)))
 
 
 def customer_languages(locale: str | None) -> list[str]:

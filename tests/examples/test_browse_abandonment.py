@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from examples.browse_abandonment import BrowseAbandonment
+from touchflow.check import check
 from touchflow.models import CustomerIn, DeliveryStatus
+from touchflow.settings import Settings
 from touchflow.testing import JourneyHarness, SmtpInbox, registry_of
 from touchflow.workflows.base import sticky_variant
 from touchflow.workflows.registry import Registry
@@ -20,6 +22,11 @@ EXAMPLE = ROOT / "examples" / "browse_abandonment.py"
 @pytest.fixture
 def journey_registry() -> Registry:
     return registry_of(BrowseAbandonment)  # its templates: examples/templates, beside the module
+
+
+def test_the_example_checks_clean(journey_registry: Registry) -> None:
+    # Push first, email as the fallback: each with its templates in both languages.
+    assert check(journey_registry, Settings.model_validate({})) == []
 
 
 VIEWED = {"product_id": "p1", "name": "Nón lá", "price": 120_000, "currency": "VND", "url": "https://x/p1"}

@@ -9,7 +9,7 @@ from typing import NoReturn
 import pytest
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 
-from touchflow.rendering import Renderer, TemplateBroken, TemplateMissing, language_chain, money
+from touchflow.rendering import Renderer, TemplateBroken, TemplateMissing, language_chain, money, number
 
 
 @pytest.mark.parametrize(
@@ -24,6 +24,16 @@ from touchflow.rendering import Renderer, TemplateBroken, TemplateMissing, langu
 )
 def test_money_is_formatted_for_the_locale(amount: object, currency: str, locale: str, shown: str) -> None:
     assert money(amount, currency, locale) == shown
+
+
+@pytest.mark.parametrize(
+    ("amount", "locale", "shown"),
+    [(1250000, "vi", "1.250.000"), ("1500.5", "en", "1,500.5"), ("", "vi", ""), ("n/a", "en", "n/a")],
+)
+def test_number_is_formatted_for_the_locale_and_shows_a_non_number_as_is(
+    amount: object, locale: str, shown: str
+) -> None:
+    assert number(amount, locale) == shown
 
 
 @pytest.mark.parametrize(
