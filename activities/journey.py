@@ -8,6 +8,7 @@ repeated activity never sends twice.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ from touchflow.activities.types import (
     SendStepInput,
     SendStepResult,
 )
+from touchflow.channels import REGISTRY as CHANNELS
 from touchflow.channels import (
     Channel,
     DeliveryError,
@@ -264,7 +266,7 @@ class JourneyActivities:
         for name in input.channels:
             channel = self.channels.get(name)
             if channel is None:
-                reasons.append(f"{name}: channel not configured")
+                reasons.append(_unavailable(name))
                 continue
             if name in failed_before:
                 permanent = True
@@ -532,3 +534,12 @@ def _server_now() -> datetime:
         return activity.info().current_attempt_scheduled_time
     except RuntimeError:  # called outside an activity
         return utcnow()
+
+
+def _unavailable(name: str) -> str:
+    """Why a step's channel is not there: no channel has that name (a typo), or its settings leave it off."""
+    if name not in CHANNELS:
+        close = difflib.get_close_matches(name, list(CHANNELS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{name}: no such channel{hint}; channels: {', '.join(sorted(CHANNELS))}"
+    return f"{name}: channel not configured (see its settings in the README)"

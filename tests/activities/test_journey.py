@@ -182,3 +182,12 @@ async def test_a_delivery_records_its_language_and_whether_it_was_a_fallback(
         "locale": "en",
     }
     assert "fr-customer@example.com" not in f"{warned.__dict__}"
+
+
+async def test_a_misspelt_channel_is_named_as_such_not_as_one_that_is_off(journeys: JourneyHarness) -> None:
+    result = await deliver(journeys, "m1", "probe", ["emial", "zalo_zns"])
+    assert result.status == SendStatus.SKIPPED
+    assert result.reason == (
+        "emial: no such channel (did you mean 'email'?); channels: console, email, onsite, web_push, "
+        "zalo_zns; zalo_zns: channel not configured (see its settings in the README)"
+    )
