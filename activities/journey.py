@@ -11,6 +11,7 @@ import asyncio
 import difflib
 import json
 import logging
+import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -435,6 +436,20 @@ class JourneyActivities:
                 receipts.append(result)
             elif isinstance(result, DeliveryError):
                 errors.append(result)
+            elif isinstance(result, Exception):
+                # A channel failing in a way it did not classify will not mend on a retry: that channel is
+                # done for this step (the next one is tried), and the error is logged for whoever owns it.
+                # Its message may quote the customer's data: the log names the type and where it came from.
+                frame = traceback.extract_tb(result.__traceback__)[-1:] or None
+                log.error(
+                    "channel raised an unclassified error",
+                    extra={
+                        "channel": channel.name,
+                        "error": type(result).__name__,
+                        "at": f"{frame[0].filename}:{frame[0].lineno}" if frame else None,
+                    },
+                )
+                errors.append(PermanentDeliveryError(f"unexpected {type(result).__name__} in the channel"))
             else:
                 raise result
             if recipient.subscription_id is not None:

@@ -73,7 +73,7 @@ class Email(Channel):
         mail = EmailMessage(policy=_POLICY)
         mail["From"] = self.sender
         mail["To"] = message.address
-        mail["Subject"] = message.content["subject"]
+        mail["Subject"] = one_line(message.content["subject"])
         mail["Date"] = formatdate(localtime=False, usegmt=True)
         mail["Message-ID"] = self.message_id(message.key)
         if message.marketing and message.unsubscribe_url:
@@ -117,3 +117,9 @@ def _classify(code: int, text: str) -> RetryableDeliveryError | PermanentDeliver
     if 400 <= code < 500:
         return RetryableDeliveryError(reason, code=str(code))
     return PermanentDeliveryError(reason, code=str(code), address_dead=code in _DEAD_ADDRESS_CODES)
+
+
+def one_line(text: str) -> str:
+    """A header value from rendered text: line breaks and other control characters become one space, so a
+    property with CR/LF (an order id, a name) can neither break the message nor add a header of its own."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())

@@ -14,6 +14,8 @@ Load the module with `TOUCHFLOW_JOURNEYS=shop.journeys`. Your own activities are
 in the same modules (registered with the journeys), called from a plan with `await self.call(fn, arg)`;
 `self.issue_coupon(...)` hands out a single-use coupon. `workflow` is Temporal's module, for
 `workflow.now()` and `workflow.patched(...)` when you change a journey that has runs in flight.
+Event properties are untrusted input: read them with `as_int`, `as_number`, `as_datetime`, `as_text`, which
+never raise (a plan that raises on a property stalls the run until the code changes).
 Everything here is stable API; what is not re-exported here is touchflow's own business.
 """
 
@@ -31,6 +33,10 @@ from touchflow.workflows.base import (
     Stage,
     Step,
     Timing,
+    as_datetime,
+    as_int,
+    as_number,
+    as_text,
     journey,
     sticky_variant,
 )
@@ -48,6 +54,10 @@ __all__ = [
     "Step",
     "Timing",
     "activity",
+    "as_datetime",
+    "as_int",
+    "as_number",
+    "as_text",
     "journey",
     "sticky_variant",
     "workflow",

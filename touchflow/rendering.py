@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -93,20 +93,29 @@ def _babel_locale(locale: str) -> str:
 
 def money(amount: Any, currency: str = "VND", locale: str = "en") -> str:
     """`1250000, "VND", "vi"` → `1.250.000 ₫`; `12.5, "USD", "en"` → `$12.50`."""
+    # Event properties are untrusted: an odd amount, currency or locale is shown as given, never raised on.
+    as_given = str(amount)
+    code = str(currency).upper()
+    if not (len(code) == 3 and code.isalpha()):
+        return as_given
     try:
         value = Decimal(str(amount))
-    except (InvalidOperation, ValueError):
-        return str(amount)
-    return str(format_currency(value, currency.upper(), locale=_babel_locale(locale)))
+        if not value.is_finite():
+            return as_given
+        return str(format_currency(value, code, locale=_babel_locale(str(locale))))
+    except Exception:  # babel's unknown locales, decimal's overflows: a filter must never fail a message
+        return as_given
 
 
 def number(amount: Any, locale: str = "en") -> str:
     """`1250000, "vi"` → `1.250.000`; like `money`, a value that is not a number is shown as it is."""
     try:
         value = Decimal(str(amount))
-    except (InvalidOperation, ValueError):
+        if not value.is_finite():
+            return str(amount)
+        return str(format_decimal(value, locale=_babel_locale(str(locale))))
+    except Exception:  # an unknown locale, an overflow: shown as given
         return str(amount)
-    return str(format_decimal(value, locale=_babel_locale(locale)))
 
 
 def customer_languages(locale: str | None) -> list[str]:

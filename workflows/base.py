@@ -17,11 +17,12 @@ import ast
 import difflib
 import hashlib
 import inspect
+import math
 import textwrap
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -34,6 +35,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from touchflow.activities.types import (
@@ -54,13 +56,18 @@ JOURNEY_STAGE = SearchAttributeKey.for_keyword("JourneyStage")
 SEARCH_ATTRIBUTES = (CUSTOMER_ID, JOURNEY_STAGE)
 
 # Deliveries retry with backoff but give up within a day: a stale reminder is worse than none.
+# Errors that no retry mends: our own code meeting data it cannot use. The step fails at once instead.
+NON_RETRYABLE = ("ValueError", "TypeError", "KeyError", "AttributeError", "ConfigurationError")
 DELIVERY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=NON_RETRYABLE,
 )
 DELIVERY_GIVE_UP = timedelta(hours=12)
-BOOKKEEPING_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=20)
+BOOKKEEPING_RETRY = RetryPolicy(
+    maximum_interval=timedelta(minutes=1), maximum_attempts=20, non_retryable_error_types=NON_RETRYABLE
+)
 # A journey's own activities (`Journey.call`): a few attempts, then the plan sees the error.
 CALL_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=5)
 # Timings every run gets from the engine, besides the ones its journey declares.
@@ -338,6 +345,54 @@ def journey(
         return workflow.defn(name=journey_name)(cls)
 
     return wrap
+
+
+# -- reading event properties: they are untrusted input, and a plan that raises on one stalls the run -------
+
+_INT_LIMIT = 10**15  # far beyond any points, quantity or amount; past it a number is noise, not data
+
+
+def as_int(value: Any, default: int = 0) -> int:
+    """An event property as a whole number: `12`, `12.7`, `"12"` → 12; `"lots"`, `None`, `1e100` → default."""
+    number = as_number(value, None)
+    if number is None or abs(number) > _INT_LIMIT:
+        return default
+    return int(number)
+
+
+def as_number(value: Any, default: float | None = 0.0) -> float | None:
+    """An event property as a finite number (`"12.5"` too); anything else → default."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return default
+    else:
+        return default
+    return number if math.isfinite(number) else default
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """An event property as an aware time: ISO 8601 text (naive is read as UTC); anything else → None."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def as_text(value: Any, limit: int = 200) -> str | None:
+    """An event property as one line of text (control characters dropped, at most `limit` characters)."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = "".join(ch for ch in str(value) if ch.isprintable())
+    return text[:limit] or None
 
 
 def sticky_variant(customer_id: str, experiment: str, variants: Sequence[str]) -> str:
@@ -716,30 +771,38 @@ class Journey:
         data: dict[str, Any] | None,
     ) -> SendStepResult:
         info = workflow.info()
-        result: SendStepResult = await workflow.execute_activity(
-            "deliver_step",
-            SendStepInput(
-                journey=self.spec.name,
-                step=step.name,
-                workflow_id=info.workflow_id,
-                customer_id=self.customer_id,
-                key=key,
-                channels=list(step.via),
-                stage=step.stage.value,
-                entered_at=self._since or self.entered_at or workflow.now(),
-                transactional=step.transactional,
-                event_id=event.id if event else None,
-                exit_on=[] if step.transactional else list(self.spec.ends_on),
-                trigger_event_id=self._trigger_id,
-                exit_match=self._entry_match(),
-                variant=variant,
-                data=data or {},
-            ),
-            result_type=SendStepResult,
-            start_to_close_timeout=self._attempt_timeout(),
-            schedule_to_close_timeout=DELIVERY_GIVE_UP,
-            retry_policy=DELIVERY_RETRY,
-        )
+        try:
+            result: SendStepResult = await workflow.execute_activity(
+                "deliver_step",
+                SendStepInput(
+                    journey=self.spec.name,
+                    step=step.name,
+                    workflow_id=info.workflow_id,
+                    customer_id=self.customer_id,
+                    key=key,
+                    channels=list(step.via),
+                    stage=step.stage.value,
+                    entered_at=self._since or self.entered_at or workflow.now(),
+                    transactional=step.transactional,
+                    event_id=event.id if event else None,
+                    exit_on=[] if step.transactional else list(self.spec.ends_on),
+                    trigger_event_id=self._trigger_id,
+                    exit_match=self._entry_match(),
+                    variant=variant,
+                    data=data or {},
+                ),
+                result_type=SendStepResult,
+                start_to_close_timeout=self._attempt_timeout(),
+                schedule_to_close_timeout=DELIVERY_GIVE_UP,
+                retry_policy=DELIVERY_RETRY,
+            )
+        except ActivityError as exc:
+            # Given up on (12 hours of retryable failures) or failed for good: the step is recorded failed by
+            # the activity where it could be; the journey goes on rather than failing the customer's run.
+            cause = exc.cause
+            reason = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
+            workflow.logger.warning("step %s failed: %s", step.name, type(cause).__name__)
+            return SendStepResult(status=SendStatus.FAILED, delivery_id=0, reason=reason[:500])
         return result
 
     # -- helpers --------------------------------------------------------------------------------------------

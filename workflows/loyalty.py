@@ -7,7 +7,20 @@ from typing import Any
 
 from temporalio import workflow
 
-from touchflow.workflows.base import Journey, JourneyEvent, Param, Reentry, Stage, Step, Timing, journey
+from touchflow.workflows.base import (
+    Journey,
+    JourneyEvent,
+    Param,
+    Reentry,
+    Stage,
+    Step,
+    Timing,
+    as_datetime,
+    as_int,
+    as_number,
+    as_text,
+    journey,
+)
 
 # With nothing scheduled (every nudge given), look again after this long anyway.
 IDLE_CHECK = timedelta(days=30)
@@ -75,13 +88,13 @@ class Loyalty(Journey):
         self.last_active = workflow.now()
         if event.name != "loyalty_points_changed":
             return
-        if isinstance(props.get("points"), int | float):
-            self.points = int(props["points"])
-        self.tier = str(props["tier"]) if props.get("tier") else self.tier_for(self.points)
+        # Properties are untrusted: a value that is not what it should be is ignored, never raised on.
+        if as_number(props.get("points"), None) is not None:
+            self.points = as_int(props["points"], self.points)
+        self.tier = as_text(props.get("tier"), 40) or self.tier_for(self.points)
         if "expiring_points" in props:
-            self.expiring_points = int(props.get("expiring_points") or 0)
-            expires = props.get("points_expire_at")
-            self.expires_at = datetime.fromisoformat(expires) if expires else None
+            self.expiring_points = max(as_int(props.get("expiring_points")), 0)
+            self.expires_at = as_datetime(props.get("points_expire_at"))
 
     def tiers(self) -> list[tuple[str, int]]:
         return sorted(dict(self.param("loyalty_tiers")).items(), key=lambda item: item[1])

@@ -81,7 +81,7 @@ async def test_an_email_template_without_its_txt_falls_back_to_the_next_channel(
         },
     )
     result = await deliver(journeys, "t1", "no_text", ["email", "console"])
-    assert (result.status, result.channel) == (SendStatus.SENT, "console")
+    assert (result.status, result.channel) == (SendStatus.SENT, "console"), result.reason
     assert smtp.messages == []
     sent = delivery(journeys, "t1")
     assert [(a["channel"], a["outcome"]) for a in sent.attempts] == [
@@ -191,3 +191,51 @@ async def test_a_misspelt_channel_is_named_as_such_not_as_one_that_is_off(journe
         "emial: no such channel (did you mean 'email'?); channels: console, email, onsite, web_push, "
         "zalo_zns; zalo_zns: channel not configured (see its settings in the README)"
     )
+
+
+async def test_a_channel_that_raises_unclassified_is_done_for_the_step_not_retried(
+    journeys: JourneyHarness,
+    templates: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write(
+        templates,
+        {
+            "probe.email.en.html": "{% block subject %}Hi{% endblock %}<p>Hi</p>",
+            "probe.email.en.txt": "Hi",
+            "probe.console.en.txt": "{% block body %}Hi{% endblock %}",
+        },
+    )
+
+    async def broken(message: object) -> None:
+        raise ValueError("a bug in a channel, quoting m2@example.com")
+
+    monkeypatch.setattr(journeys.activities.channels["email"], "send", broken)
+    with caplog.at_level(logging.ERROR):
+        result = await deliver(journeys, "m2", "probe", ["email", "console"])
+    assert (result.status, result.channel) == (SendStatus.SENT, "console"), result.reason
+    [email] = [a for a in delivery(journeys, "m2").attempts if a.get("channel") == "email"]
+    assert (email["outcome"], email["reason"]) == ("permanent", "unexpected ValueError in the channel")
+    assert "channel raised an unclassified error" in caplog.text
+    assert "m2@example.com" not in caplog.text
+
+
+async def test_a_step_that_fails_for_good_is_tried_once_and_the_journey_goes_on(
+    journeys: JourneyHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unusable(*args: object, **kwargs: object) -> None:
+        raise ValueError("data the code cannot use")
+
+    monkeypatch.setattr(journeys.activities.store, "claim_delivery", unusable)
+    journeys.customer("m3", email="m3@example.com")
+    handle = await journeys.post("m3", "probe", {"probe_id": "x3", "via": ["console"]})
+    assert handle is not None
+    assert (await journeys.outcome(handle)).status == "completed"  # the run was not failed by its step
+    history = await handle.fetch_history()
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+    ]
+    assert attempts == [1]  # ValueError is not retryable: one attempt, not twelve hours of them

@@ -203,3 +203,24 @@ async def test_cancelling_a_render_is_not_a_broken_template(tmp_path: Path) -> N
     renderer.env.filters["cancel"] = cancel
     with pytest.raises(asyncio.CancelledError):
         renderer.render("shop", "step", "email", "en", context())
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "locale", "shown"),
+    [
+        ("lots", "VND", "vi", "lots"),
+        (1e100, "USD", "en", "1e+100"),
+        (5, 5, "en", "5"),
+        (5, "VND", "xx", "5"),
+        (float("nan"), "VND", "en", "nan"),
+        (12, None, "en", "12"),
+    ],
+)
+def test_money_shows_an_odd_value_as_given_and_never_raises(
+    amount: object, currency: object, locale: str, shown: str
+) -> None:
+    assert money(amount, currency, locale) == shown  # type: ignore[arg-type]
+
+
+def test_number_never_raises() -> None:
+    assert [number("lots"), number(float("inf")), number(3, "zz")] == ["lots", "inf", "3"]

@@ -71,3 +71,32 @@ async def test_continue_as_new_keeps_points_tier_and_what_was_nudged(journeys: J
     assert state.sent == ["tier_nudge"]  # still 50 points from gold, but that nudge was given already
     tier_nudges = [d for d in journeys.store.customer_deliveries("l2") if d.step == "tier_nudge"]
     assert len(tier_nudges) == 1
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [
+        {"points": "lots", "expiring_points": "lots", "points_expire_at": "soon"},
+        {"points": 1e100, "expiring_points": None, "points_expire_at": 12},
+        {
+            "points": [1],
+            "tier": {"x": 1},
+            "expiring_points": "300",
+            "points_expire_at": "2030-01-01T00:00:00",
+        },
+    ],
+)
+async def test_a_poisoned_event_never_stalls_the_run(
+    journeys: JourneyHarness, poison: dict[str, object]
+) -> None:
+    """Untrusted properties are ignored, not raised on: the run takes the next good event as before."""
+    journeys.customer("l3", email="l3@example.com", locale="en")
+    await journeys.post("l3", "loyalty_points_changed", {"points": 100})
+    handle = journeys.handle("loyalty", "l3")
+    await journeys.state_when(handle, lambda s: s.data.get("points") == 100)
+    await journeys.post("l3", "loyalty_points_changed", poison)
+    await journeys.post("l3", "loyalty_points_changed", {"points": 4850})
+    state = await journeys.state_when(handle, lambda s: s.data.get("points") == 4850)
+    assert state.data["tier"] == "silver"
+    history = await handle.fetch_history()
+    assert not [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]

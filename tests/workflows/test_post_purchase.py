@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from touchflow.models import CustomerIn, DeliveryStatus
 from touchflow.testing import JourneyHarness, SmtpInbox
 
@@ -85,3 +87,25 @@ async def test_one_run_per_order(journeys: JourneyHarness) -> None:
     assert first.id == again.id != other.id
     await journeys.state_when(first, lambda s: " UTC" in s.detail)
     assert list(steps(journeys, "p3")).count("order_confirmation") == 1
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"total": "lots", "currency": 5, "items": "many"},
+        {"total": 1e100, "currency": "XX", "items": [1, "two", {"name": None, "price": "free"}, None]},
+        {"total": None, "currency": None, "items": {"name": "not a list"}},
+    ],
+)
+async def test_the_order_confirmation_goes_out_whatever_the_properties(
+    journeys: JourneyHarness, smtp: SmtpInbox, odd: dict[str, object]
+) -> None:
+    """A transactional message must not be lost to an odd property: the template shows what it was given."""
+    journeys.customer("p9", email="p9@example.com", locale="vi")
+    await journeys.post("p9", "order_placed", {"order_id": "o\r\nBcc: evil@example.com", **odd})
+    [mail] = await smtp.wait_for(1)
+    assert mail["Subject"] == "Đơn hàng o Bcc: evil@example.com đã được xác nhận"  # one line, no new header
+    assert mail["Bcc"] is None
+    assert mail.get_body(("plain",)) is not None
+    [confirmation] = [d for d in journeys.deliveries("p9") if d.step == "order_confirmation"]
+    assert confirmation.status == DeliveryStatus.SENT
