@@ -8,6 +8,7 @@ repeated activity never sends twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import json
 import logging
@@ -184,21 +185,24 @@ class JourneyActivities:
             # An earlier attempt finished this step: answer as it did, send nothing.
             return self._result(delivery)
         lease = self.settings.delivery_attempt_timeout
-        taken, interrupted = await asyncio.to_thread(self.store.start_sending, delivery.id, lease)
-        if not taken:
+        token, interrupted = await asyncio.to_thread(self.store.start_sending, delivery.id, lease)
+        if token is None:
             # Another attempt (a retry racing a slow one) is sending this step right now.
             raise ApplicationError("another attempt is sending this step", type="StepBeingSent")
         if interrupted:
             # A worker died mid-send: the provider may have taken it. Sending again reuses the step's
             # provider handle (Message-ID, tracking_id), which is how the two are reconciled.
             delivery.attempts.append({"outcome": "interrupted", "at": _now()})
+        # While a slow provider takes its time, the attempt heartbeats and renews its lease: it stays the one
+        # attempt sending. An attempt that stops heartbeating (its worker died) times out after `lease`.
+        keeper = asyncio.create_task(self._keep_lease(delivery.id, token, lease, asyncio.current_task()))
         try:
             outcome = await self._attempt(input, delivery)
         except BaseException:
-            await asyncio.to_thread(
-                self.store.update_delivery, delivery.id, attempts=delivery.attempts, sending_until=None
-            )
+            keeper.cancel()
+            await asyncio.to_thread(self.store.finish_sending, delivery.id, token, attempts=delivery.attempts)
             raise
+        keeper.cancel()
         values: dict[str, Any] = {
             "status": outcome.status,
             "channel": outcome.channel,
@@ -206,13 +210,17 @@ class JourneyActivities:
             "error": outcome.reason,
             "attempts": delivery.attempts,
             "retry_at": outcome.retry_at,
-            "sending_until": None,
             "locale": outcome.rendered.language if outcome.rendered else None,
             "locale_fallback": outcome.rendered.fallback if outcome.rendered else False,
         }
         if outcome.status == DeliveryStatus.SENT:
             values["sent_at"] = utcnow()
-        delivery = await asyncio.to_thread(self.store.update_delivery, delivery.id, **values)
+        recorded = await asyncio.to_thread(self.store.finish_sending, delivery.id, token, **values)
+        if recorded is None:
+            # A later attempt took the lease (this one was presumed dead): its record stands, not this one's.
+            log.warning("a superseded attempt finished", extra={"delivery_id": delivery.id})
+            raise ApplicationError("a later attempt owns this step", type="StepBeingSent")
+        delivery = recorded
         log.info(
             "step delivered",
             extra={
@@ -227,6 +235,20 @@ class JourneyActivities:
         if outcome.ended_by is not None:
             result.ended_by, result.ended_by_event_id = outcome.ended_by.name, outcome.ended_by.id
         return result
+
+    async def _keep_lease(
+        self, delivery_id: int, token: int, lease: timedelta, sender: asyncio.Task[Any] | None
+    ) -> None:
+        """Heartbeat and renew the send lease a few times per `lease` until cancelled; if the lease was lost
+        (a later attempt holds it), stop the sending attempt rather than send twice."""
+        while True:
+            await asyncio.sleep(lease.total_seconds() / 3)
+            with contextlib.suppress(RuntimeError):  # not in an activity (a direct call in a test)
+                activity.heartbeat()
+            if not await asyncio.to_thread(self.store.renew_lease, delivery_id, token, lease):
+                if sender is not None:
+                    sender.cancel()
+                return
 
     async def _attempt(self, input: SendStepInput, delivery: Delivery) -> _Outcome:
         customer = await asyncio.to_thread(self.store.get_customer, input.customer_id)

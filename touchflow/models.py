@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
-from sqlalchemy import JSON, Column, DateTime, Index, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, TypeDecorator, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
@@ -325,8 +325,10 @@ class Delivery(SQLModel, table=True):
     status: DeliveryStatus = Field(
         default=DeliveryStatus.CLAIMED, sa_column=Column(String(16), nullable=False)
     )
-    # Set while an attempt is sending: another attempt waits; an expired one means a worker died mid-send.
+    # Set while an attempt is sending, renewed by its heartbeats: another attempt waits; an expired one means
+    # a worker died mid-send. `send_token` counts the leases taken: only the current holder records a result.
     sending_until: datetime | None = time_column(nullable=True)
+    send_token: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     provider_id: str | None = Field(default=None, max_length=300)
     error: str | None = Field(default=None, max_length=1000)
     attempts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType))

@@ -634,12 +634,13 @@ class Store:
             session.add(delivery)
         return delivery
 
-    def start_sending(self, delivery_id: int, lease: timedelta) -> tuple[bool, bool]:
-        """Take the delivery's send lease: (taken, interrupted).
+    def start_sending(self, delivery_id: int, lease: timedelta) -> tuple[int | None, bool]:
+        """Take the delivery's send lease: (token, interrupted); token None when not taken.
 
         Not taken: another attempt holds a live lease (it is sending right now). Interrupted: an earlier
         attempt took the lease and never finished (its worker died mid-send): whether that message went out
         is unknown, so the caller records it and sends again under the same provider idempotency handle.
+        The token fences the result: only the attempt holding the newest lease may record it.
         """
         now = utcnow()
         table = _table(Delivery)
@@ -647,15 +648,48 @@ class Store:
             before = conn.execute(
                 select(table.c.sending_until).where(table.c.id == delivery_id)
             ).scalar_one_or_none()
-            taken = conn.execute(
+            token = conn.execute(
                 update(table)
                 .where(
                     table.c.id == delivery_id,
                     or_(table.c.sending_until.is_(None), table.c.sending_until <= now),
                 )
-                .values(sending_until=now + lease)
+                .values(sending_until=now + lease, send_token=table.c.send_token + 1)
+                .returning(table.c.send_token)
+            ).scalar_one_or_none()
+        return token, token is not None and before is not None
+
+    def renew_lease(self, delivery_id: int, token: int, lease: timedelta) -> bool:
+        """Extend a live lease from now (an attempt's heartbeat); False when it is no longer this token's."""
+        table = _table(Delivery)
+        with self.engine.begin() as conn:
+            renewed = conn.execute(
+                update(table)
+                .where(
+                    table.c.id == delivery_id,
+                    table.c.send_token == token,
+                    table.c.sending_until.is_not(None),
+                )
+                .values(sending_until=utcnow() + lease)
             ).rowcount
-        return bool(taken), bool(taken) and before is not None
+        return bool(renewed)
+
+    def finish_sending(self, delivery_id: int, token: int, **values: Any) -> Delivery | None:
+        """Record an attempt's result and release its lease, only if the lease is still `token`'s.
+
+        None when a later attempt took the lease meanwhile: that attempt's result stands, this one is dropped.
+        """
+        table = _table(Delivery)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(table)
+                .where(table.c.id == delivery_id, table.c.send_token == token)
+                .values(**values, sending_until=None, updated_at=utcnow())
+            ).rowcount
+        if not done:
+            return None
+        with self.session() as session:
+            return session.get(Delivery, delivery_id)
 
     def marketing_sent_since(self, customer_id: str, since: datetime, channel: str | None = None) -> int:
         """Marketing deliveries sent (or being sent right now) to a customer since `since`."""

@@ -65,6 +65,8 @@ DELIVERY_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE,
 )
 DELIVERY_GIVE_UP = timedelta(hours=12)
+# The longest one delivery attempt may take, heartbeating: every channel's own timeouts are far shorter.
+ATTEMPT_LIMIT = timedelta(minutes=10)
 BOOKKEEPING_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1), maximum_attempts=20, non_retryable_error_types=NON_RETRYABLE
 )
@@ -792,7 +794,10 @@ class Journey:
                     data=data or {},
                 ),
                 result_type=SendStepResult,
-                start_to_close_timeout=self._attempt_timeout(),
+                # An attempt lives while it heartbeats (a slow provider is waited on, up to its own
+                # timeout); one that stops heartbeating for the attempt timeout (a dead worker) is retried.
+                heartbeat_timeout=self._attempt_timeout(),
+                start_to_close_timeout=ATTEMPT_LIMIT,
                 schedule_to_close_timeout=DELIVERY_GIVE_UP,
                 retry_policy=DELIVERY_RETRY,
             )

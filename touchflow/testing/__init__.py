@@ -150,6 +150,7 @@ class SmtpInbox:
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     refuse: list[str] = field(default_factory=list)  # replies to give, one per RCPT, then accept
     latency: float = 0.0  # a slow provider: seconds before each RCPT is answered
+    data_latency: float = 0.0  # a slower one: seconds it takes to answer DATA, after it has the message
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         if self.latency:
@@ -164,6 +165,8 @@ class SmtpInbox:
         assert isinstance(message, EmailMessage)
         self.messages.append(message)
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        if self.data_latency:
+            await asyncio.sleep(self.data_latency)  # the message is taken: only the answer is late
         return "250 Message accepted"
 
     async def wait_for(self, count: int, timeout: float = 20.0) -> list[EmailMessage]:
