@@ -406,6 +406,8 @@ class JourneyFunnel(BaseModel):
 class Erasure(SQLModel):
     customer_id: str
     journeys_ended: int
+    # Runs whose history Temporal deleted (every journey the customer was ever in, open or closed).
+    histories_deleted: int = 0
     removed: dict[str, int]
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 
-from temporalio.client import Client
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -103,27 +105,51 @@ class Router:
                     raise
                 # No run open for this customer: the event is stored, and that is all it needs.
 
-    async def end_customer_journeys(self, customer_id: str, reason: str) -> int:
-        """Terminate every running journey of a customer (erasure); returns how many were running."""
-        running = {
-            entry.workflow_id
-            for spec in self.registry.values()
-            for entry in await asyncio.to_thread(self.store.active_entries, spec.name, customer_id)
-        }
-        query = f'CustomerId = "{_quote(customer_id)}" AND ExecutionStatus = "Running"'
+    async def erase_customer_journeys(
+        self, customer_id: str, reason: str, workflow_ids: Iterable[str] = ()
+    ) -> tuple[int, int]:
+        """End every running journey of a customer and delete every run's history (erasure).
+
+        Runs are found by the `CustomerId` search attribute (open and closed, every run of a chain) and by
+        `workflow_ids` (the store's entries: visibility can trail by a moment). Returns (ended, deleted). On a
+        server that cannot delete histories (the time-skipping test server) runs are only ended.
+        """
+        query = f'CustomerId = "{_quote(customer_id)}"'
+        runs: dict[tuple[str, str | None], bool] = {}  # (workflow id, run id) -> running
         try:
-            # Visibility also finds a run that has not recorded its entry yet.
-            running |= {execution.id async for execution in self.client.list_workflows(query)}
+            async for execution in self.client.list_workflows(query):
+                runs[(execution.id, execution.run_id)] = execution.status == WorkflowExecutionStatus.RUNNING
         except RPCError as exc:
             if exc.status != RPCStatusCode.UNIMPLEMENTED:  # a server without visibility (test server)
                 raise
-        for workflow_id in sorted(running):
+        known = {workflow_id for workflow_id, _ in runs}
+        for workflow_id in set(workflow_ids) - known:
+            runs[(workflow_id, None)] = True  # the current run, whatever its state
+        ended = 0
+        for workflow_id, run_id in sorted(runs, key=lambda run: (run[0], run[1] or "")):
+            if not runs[(workflow_id, run_id)]:
+                continue
             try:
-                await self.client.get_workflow_handle(workflow_id).terminate(reason=reason)
+                await self.client.get_workflow_handle(workflow_id, run_id=run_id).terminate(reason=reason)
+                ended += 1
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
-        return len(running)
+        deleted = 0
+        for workflow_id, run_id in sorted(runs, key=lambda run: (run[0], run[1] or "")):
+            request = DeleteWorkflowExecutionRequest(
+                namespace=self.client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id or ""),
+            )
+            try:
+                await self.client.workflow_service.delete_workflow_execution(request)
+                deleted += 1
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.UNIMPLEMENTED:
+                    break  # the test server keeps histories in memory only, for the length of a test
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        return ended, deleted
 
 
 def _quote(value: str) -> str:
@@ -183,6 +209,10 @@ class Relay:
             return False
         router = await self.router()
         claimed = await asyncio.to_thread(self.store.claim_outbox, self.batch_size, LEASE)
+        # An event erased since it was claimed (its customer was deleted) starts nothing.
+        present = await asyncio.to_thread(self.store.existing_event_ids, [c.event.id for c in claimed])
+        erased = [item for item in claimed if item.event.id not in present]
+        claimed = [item for item in claimed if item.event.id in present]
         # One customer's events go in order; different customers' go side by side.
         by_customer: dict[str, list[ClaimedEvent]] = {}
         for item in claimed:
@@ -216,8 +246,19 @@ class Relay:
                 done.append(item.outbox_id)
 
         await asyncio.gather(*(relay_customer(items) for items in by_customer.values()))
-        await asyncio.to_thread(self.store.finish_outbox, done)
-        return len(claimed) == self.batch_size and len(done) == len(claimed)
+        await asyncio.to_thread(self.store.finish_outbox, [*done, *(item.outbox_id for item in erased)])
+        await self._sweep_erased(router, claimed)
+        return len(claimed) + len(erased) == self.batch_size and len(done) == len(claimed)
+
+    async def _sweep_erased(self, router: Router, relayed: list[ClaimedEvent]) -> None:
+        """A customer erased while their events were being relayed: the runs just started are ended and
+        deleted here (the erasure itself swept Temporal before they existed)."""
+        if not relayed:
+            return
+        present = await asyncio.to_thread(self.store.existing_event_ids, [c.event.id for c in relayed])
+        for customer_id in sorted({c.event.customer_id for c in relayed if c.event.id not in present}):
+            log.info("sweeping the journeys of a customer erased mid-relay")
+            await router.erase_customer_journeys(customer_id, reason="customer erased")
 
     async def _back_off(self, item: ClaimedEvent, error: str) -> None:
         delay = min(timedelta(seconds=2 ** min(item.attempts, 12) / 4), MAX_BACKOFF)

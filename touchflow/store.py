@@ -181,12 +181,17 @@ class Store:
             event_ids = select(events.c.id).where(events.c.customer_id == customer_id)
             outbox = _table(OutboxEntry)
             removed["outbox"] = conn.execute(delete(outbox).where(outbox.c.event_id.in_(event_ids))).rowcount
+            deliveries = _table(Delivery)
+            engagements = _table(Engagement)
+            theirs = select(deliveries.c.id).where(deliveries.c.customer_id == customer_id)
+            removed["engagements"] = conn.execute(
+                delete(engagements).where(engagements.c.delivery_id.in_(theirs))
+            ).rowcount
             for model in PERSONAL_TABLES:
                 table = _table(model)
                 removed[table.name] = conn.execute(
                     delete(table).where(table.c.customer_id == customer_id)
                 ).rowcount
-            deliveries = _table(Delivery)
             removed["deliveries anonymised"] = conn.execute(
                 update(deliveries)
                 .where(deliveries.c.customer_id == customer_id)
@@ -469,6 +474,21 @@ class Store:
                 if not match or all(event.properties.get(k) == v for k, v in match.items()):
                     return event
         return None
+
+    def existing_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of these events are still stored (an erasure deletes a customer's)."""
+        if not event_ids:
+            return set()
+        table = _table(Event)
+        with self.engine.connect() as conn:
+            return set(conn.scalars(select(table.c.id).where(table.c.id.in_(list(event_ids)))))
+
+    def customer_workflow_ids(self, customer_id: str) -> list[str]:
+        """Every journey run the store knows of for a customer (open or closed)."""
+        table = _table(JourneyEntry)
+        with self.engine.connect() as conn:
+            query = select(table.c.workflow_id).where(table.c.customer_id == customer_id).distinct()
+            return sorted(conn.scalars(query))
 
     def get_event(self, event_id: str) -> Event | None:
         with self.session() as session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, HTTPException, Response, status
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.service import RPCError
 
 from touchflow.api.deps import Admin, Ingest, Read, RelayDep, StoreDep
@@ -36,23 +37,39 @@ async def upsert_customer(body: CustomerIn, store: StoreDep, response: Response)
 
 @router.delete("/{customer_id}", response_model=Erasure, dependencies=[Admin])
 async def erase_customer(customer_id: str, store: StoreDep, relay: RelayDep) -> Erasure:
-    """Erase a customer: end their journeys, delete their profile, events, inbox and devices.
+    """Erase a customer: their profile, events, inbox, devices and engagement go, their journeys end, and
+    every journey history Temporal kept of them is deleted.
 
     Deliveries and journey entries stay as anonymous counts for the funnels. If Temporal cannot be reached
-    the answer is 503 and nothing is deleted: try again.
+    the answer is 503 and nothing is deleted: try again. The store goes first (so a relay can start nothing
+    new for them), then Temporal: should Temporal fail between the two, the answer is 503 too, and repeating
+    the DELETE finishes the sweep.
     """
-    if await asyncio.to_thread(store.get_customer, customer_id) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer with id {customer_id!r}")
+    customer = await asyncio.to_thread(store.get_customer, customer_id)
     try:
         router_ = await relay.router()
-        ended = await router_.end_customer_journeys(customer_id, reason="customer erased")
+        await router_.client.workflow_service.get_system_info(GetSystemInfoRequest())
     except (RPCError, TemporalUnavailable) as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"could not end the customer's journeys ({exc}); nothing was deleted: try again",
+            f"could not reach Temporal to end the customer's journeys ({exc}); nothing was deleted: "
+            "try again",
         ) from None
-    removed = await asyncio.to_thread(store.erase_customer, customer_id)
-    return Erasure(customer_id=customer_id, journeys_ended=ended, removed=removed)
+    workflow_ids = await asyncio.to_thread(store.customer_workflow_ids, customer_id)
+    removed = await asyncio.to_thread(store.erase_customer, customer_id) if customer is not None else {}
+    try:
+        ended, deleted = await router_.erase_customer_journeys(
+            customer_id, reason="customer erased", workflow_ids=workflow_ids
+        )
+    except RPCError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the profile is erased but Temporal failed while ending its journeys ({exc.message}): "
+            "repeat the DELETE to finish",
+        ) from None
+    if customer is None and not (ended or deleted):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer with id {customer_id!r}")
+    return Erasure(customer_id=customer_id, journeys_ended=ended, histories_deleted=deleted, removed=removed)
 
 
 @router.get("/{customer_id}", response_model=CustomerDetail, dependencies=[Read])

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from touchflow.api.main import create_app
-from touchflow.models import CustomerIn, Delivery
+from touchflow.models import CustomerIn, Delivery, EventIn
 from touchflow.settings import Settings
 from touchflow.store import ERASED
 from touchflow.temporal import free_port
@@ -74,3 +77,26 @@ def test_without_temporal_erasure_answers_503_and_deletes_nothing(
         assert answer.status_code == 503
         assert "nothing was deleted" in answer.json()["detail"]
         assert api.get("/v1/customers/kept").json()["customer"]["email"] == "kept@example.com"
+
+
+async def test_a_relay_that_claimed_an_event_before_the_erasure_starts_nothing_after_it(
+    journeys: JourneyHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = journeys.store
+    store.upsert_customer(CustomerIn(id="late", email="late@example.com"))
+    store.ingest_events(
+        [EventIn(id="su-late", customer_id="late", name="signed_up")], journeys.registry.routed
+    )
+    claim = store.claim_outbox
+
+    def claim_then_erase(*args: Any, **kwargs: Any) -> Any:
+        claimed = claim(*args, **kwargs)
+        store.erase_customer("late")  # the DELETE lands between the relay's claim and its signal
+        return claimed
+
+    monkeypatch.setattr(store, "claim_outbox", claim_then_erase)
+    await journeys.relay.relay_once()
+    with pytest.raises(RPCError) as raised:
+        await journeys.handle("welcome", "late").describe()
+    assert raised.value.status == RPCStatusCode.NOT_FOUND
+    assert store.outbox_size() == 0
