@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from touchflow.db import session_scope
+from touchflow.db import read_modify_write, session_scope
 from touchflow.models import (
     Coupon,
     CouponRedemption,
@@ -735,10 +735,8 @@ class Store:
         """
         seed_hash = hashlib.sha256(seed.encode()).hexdigest() if seed else ""
         table = _table(ZaloToken)
-        with self.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                # Take the write lock now, not at the first write: two readers must not both refresh.
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # The write lock is taken before the read: two readers must not both refresh.
+        with read_modify_write(self.engine) as conn:
             if seed:
                 seeded = ZaloToken(app_id=app_id, refresh_token=seed, seed_hash=seed_hash)
                 self._insert_ignore(conn, ZaloToken, [seeded.model_dump()])
@@ -770,7 +768,6 @@ class Store:
             conn.execute(
                 update(table).where(table.c.app_id == app_id).values(token.model_dump(exclude={"app_id"}))
             )
-            conn.commit()
         return token
 
     # -- the onsite inbox -----------------------------------------------------------------------------------
