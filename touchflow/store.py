@@ -70,6 +70,11 @@ def _address_hash(address: str) -> str:
     return hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
 
+def _bare_customer(customer_id: str, now: datetime) -> dict[str, Any]:
+    """The row of a profile known only by its id (first seen in an event or a push subscription)."""
+    return {"id": customer_id, "attributes": {}, "consents": {}, "created_at": now, "updated_at": now}
+
+
 # What stands in for a customer id once the customer is erased.
 ERASED = "erased"
 # Tables whose rows belong to one person and go with them on erasure.
@@ -140,22 +145,31 @@ class Store:
     # -- customers ------------------------------------------------------------------------------------------
 
     def upsert_customer(self, data: CustomerIn) -> tuple[Customer, bool]:
-        """Create or update a profile; fields not sent keep their value, attributes merge key by key."""
+        """Create or update a profile; fields not sent keep their value, attributes merge key by key.
+
+        Safe side by side: the bare profile is inserted if absent (so two creations of one new customer do
+        not collide), then the row is read under lock (`read_modify_write`, `FOR UPDATE`) and the merge
+        written, so no concurrent change to it is lost.
+        """
         changes = data.model_dump(exclude_unset=True, exclude={"id"})
-        with session_scope(self.engine) as session:
-            customer = session.get(Customer, data.id, with_for_update=True)
-            created = customer is None
-            if customer is None:
-                customer = Customer(id=data.id)
+        now = utcnow()
+        table = _table(Customer)
+        with read_modify_write(self.engine) as conn:
+            created = bool(
+                self._insert_ignore(conn, Customer, [_bare_customer(data.id, now)], returning=table.c.id)
+            )
+            stored = conn.execute(select(table).where(table.c.id == data.id).with_for_update()).one()
+            values: dict[str, Any] = {"updated_at": now}
             for field, value in changes.items():
                 if field in ("attributes", "consents"):
                     # merged key by key; null clears them
-                    setattr(customer, field, {} if value is None else {**getattr(customer, field), **value})
+                    values[field] = {} if value is None else {**getattr(stored, field), **value}
                 else:
-                    setattr(customer, field, value)
-            customer.updated_at = utcnow()
-            session.add(customer)
-        return customer, created
+                    values[field] = value
+            row = conn.execute(
+                update(table).where(table.c.id == data.id).values(values).returning(*table.c)
+            ).one()
+        return Customer.model_validate(row._mapping), created
 
     def set_consents(self, customer_id: str, changes: dict[str, bool]) -> Customer | None:
         """Merge consent changes into a profile (unsubscribe, provider signals); None if there is none."""
