@@ -15,8 +15,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, String, Table, and_, cast, delete, func, literal, or_, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Engine,
+    String,
+    Table,
+    and_,
+    cast,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
@@ -73,6 +88,16 @@ def _address_hash(address: str) -> str:
 def _bare_customer(customer_id: str, now: datetime) -> dict[str, Any]:
     """The row of a profile known only by its id (first seen in an event or a push subscription)."""
     return {"id": customer_id, "attributes": {}, "consents": {}, "created_at": now, "updated_at": now}
+
+
+def _with_consents(conn: Connection, changes: dict[str, bool]) -> ColumnElement[Any]:
+    """The stored consents with `changes` merged in, computed by the database in the UPDATE itself, so the
+    merge sees the row as it is (no read before the write that a concurrent change could overtake)."""
+    consents = _table(Customer).c.consents
+    if conn.dialect.name == "postgresql":
+        return consents.op("||", return_type=JSONB())(literal(changes, JSONB()))
+    # RFC 7396 merge patch: key by key, as `{**stored, **changes}`, since every value is a bool.
+    return func.json_patch(consents, literal(changes, JSON()), type_=JSON())
 
 
 # What stands in for a customer id once the customer is erased.
@@ -172,15 +197,19 @@ class Store:
         return Customer.model_validate(row._mapping), created
 
     def set_consents(self, customer_id: str, changes: dict[str, bool]) -> Customer | None:
-        """Merge consent changes into a profile (unsubscribe, provider signals); None if there is none."""
-        with session_scope(self.engine) as session:
-            customer = session.get(Customer, customer_id, with_for_update=True)
-            if customer is None:
-                return None
-            customer.consents = {**customer.consents, **changes}
-            customer.updated_at = utcnow()
-            session.add(customer)
-        return customer
+        """Merge consent changes into a profile (unsubscribe, provider signals); None if there is none.
+
+        One statement (`_with_consents`), so a concurrent change to other consents is never lost.
+        """
+        table = _table(Customer)
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(table)
+                .where(table.c.id == customer_id)
+                .values(consents=_with_consents(conn, changes), updated_at=utcnow())
+                .returning(*table.c)
+            ).one_or_none()
+        return None if row is None else Customer.model_validate(row._mapping)
 
     def erase_customer(self, customer_id: str) -> dict[str, int]:
         """Delete a customer's personal data; keep their deliveries and journey entries as anonymous counts.
@@ -318,13 +347,10 @@ class Store:
         topic = str(event.properties.get("topic") or "marketing")
         key = "all" if topic == "all" else (f"{channel}.{topic}" if channel else topic)
         table = _table(Customer)
-        consents = conn.execute(
-            select(table.c.consents).where(table.c.id == event.customer_id)
-        ).scalar_one_or_none()
         conn.execute(
             update(table)
             .where(table.c.id == event.customer_id)
-            .values(consents={**(consents or {}), key: False}, updated_at=utcnow())
+            .values(consents=_with_consents(conn, {key: False}), updated_at=utcnow())
         )
 
     def _redeem_coupons(

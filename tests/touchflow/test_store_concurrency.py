@@ -6,8 +6,10 @@ own connection and transaction.
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.concurrency import all_at_once
-from touchflow.models import CustomerIn
+from touchflow.models import CustomerIn, EventIn, IngestStatus
 from touchflow.store import Store
 
 THREADS = 16
@@ -21,3 +23,32 @@ def test_concurrent_upserts_of_one_new_customer_keep_every_attribute(store: Stor
     assert customer is not None
     assert customer.attributes == {f"k{i}": i for i in range(THREADS)}
     assert [created for _, created in results].count(True) == 1
+
+
+CONSENT_PATHS = ("set_consents", "upsert_customer", "unsubscribed")
+
+
+@pytest.mark.parametrize(
+    "paths", [*((path,) for path in CONSENT_PATHS), CONSENT_PATHS], ids=[*CONSENT_PATHS, "mixed"]
+)
+def test_concurrent_consent_changes_keep_every_change(store: Store, paths: tuple[str, ...]) -> None:
+    """Each thread turns off another channel's marketing consent, by one path or all of them mixed: the
+    unsubscribe link (`set_consents`), a profile upsert, an `unsubscribed` event."""
+    store.upsert_customer(CustomerIn(id="c", consents={"marketing": True}))
+
+    def turn_off(i: int) -> None:
+        path = paths[i % len(paths)]
+        if path == "set_consents":
+            store.set_consents("c", {f"ch{i}.marketing": False})
+        elif path == "upsert_customer":
+            store.upsert_customer(CustomerIn(id="c", consents={f"ch{i}.marketing": False}))
+        else:
+            event = EventIn(
+                id=f"u{i}", customer_id="c", name="unsubscribed", properties={"channel": f"ch{i}"}
+            )
+            assert store.ingest_events([event], set()) == [IngestStatus.ACCEPTED]
+
+    all_at_once(THREADS, turn_off)
+    customer = store.get_customer("c")
+    assert customer is not None
+    assert customer.consents == {"marketing": True} | {f"ch{i}.marketing": False for i in range(THREADS)}
