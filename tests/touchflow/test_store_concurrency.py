@@ -6,10 +6,12 @@ own connection and transaction.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from tests.support.concurrency import all_at_once
-from touchflow.models import CustomerIn, EventIn, IngestStatus
+from touchflow.models import CustomerIn, EventIn, IngestStatus, utcnow
 from touchflow.store import Store
 
 THREADS = 16
@@ -52,3 +54,32 @@ def test_concurrent_consent_changes_keep_every_change(store: Store, paths: tuple
     customer = store.get_customer("c")
     assert customer is not None
     assert customer.consents == {"marketing": True} | {f"ch{i}.marketing": False for i in range(THREADS)}
+
+
+def test_a_coupon_redeemed_by_concurrent_orders_is_applied_once(store: Store) -> None:
+    coupon = store.issue_coupon(
+        key="post_purchase:c1:o-1:1:coupon",
+        customer_id="c1",
+        journey="post_purchase",
+        entry_key="o-1",
+        value=10,
+        unit="percent",
+        expires_at=utcnow() + timedelta(days=30),
+    )
+
+    def order(i: int) -> None:
+        placed = EventIn(
+            id=f"o-{i}",
+            customer_id="c1",
+            name="order_placed",
+            properties={"order_id": f"o-{i}", "coupon_code": coupon.code},
+        )
+        assert store.ingest_events([placed], {"order_placed"}) == [IngestStatus.ACCEPTED]
+
+    all_at_once(THREADS, order)
+    uses = store.coupon_redemptions(coupon.code)
+    assert len(uses) == THREADS
+    assert [use.accepted for use in uses].count(True) == 1
+    assert {use.reason for use in uses if not use.accepted} == {"already redeemed"}
+    redeemed = store.coupon_by_code(coupon.code)
+    assert redeemed is not None and redeemed.redeemed_event_id == next(u.event_id for u in uses if u.accepted)
