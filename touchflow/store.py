@@ -317,7 +317,10 @@ class Store:
             # Most events are of known customers: insert (or ignore) only the profiles not found.
             known = _table(Customer).c.id
             found = set(conn.scalars(select(known).where(known.in_(list(customers)))))
-            new_customers = [row for customer_id, row in customers.items() if customer_id not in found]
+            # In id order, as every lock on customers: two batches naming the same ones never deadlock.
+            new_customers = [
+                row for customer_id, row in sorted(customers.items()) if customer_id not in found
+            ]
             self._insert_ignore(conn, Customer, new_customers)
             inserted = self._insert_ignore(conn, Event, rows, returning=_table(Event).c.id)
             derived = self._redeem_coupons(conn, [r for r in rows if r["id"] in inserted], now)
@@ -329,7 +332,7 @@ class Store:
                 if row["id"] in inserted and row["name"] in relayed
             ]
             self._insert_ignore(conn, OutboxEntry, outbox)
-            for event in events:
+            for event in sorted(events, key=lambda event: event.customer_id):  # id order, as above
                 if event.name == UNSUBSCRIBED and event.id in inserted:
                     self._apply_unsubscribe(conn, event)
         statuses: list[IngestStatus] = []

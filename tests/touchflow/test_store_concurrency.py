@@ -83,3 +83,35 @@ def test_a_coupon_redeemed_by_concurrent_orders_is_applied_once(store: Store) ->
     assert {use.reason for use in uses if not use.accepted} == {"already redeemed"}
     redeemed = store.coupon_by_code(coupon.code)
     assert redeemed is not None and redeemed.redeemed_event_id == next(u.event_id for u in uses if u.accepted)
+
+
+@pytest.mark.parametrize("name", ["signed_up", "unsubscribed"])
+def test_batches_naming_the_same_customers_in_other_orders_never_deadlock(store: Store, name: str) -> None:
+    """Concurrent batches that create the same new customers, or unsubscribe the same known ones, listed in
+    opposite orders: on PostgreSQL each locks those rows, and locks taken in two orders used to deadlock."""
+    customers = [f"c{n:03}" for n in range(200)]
+    if name == "unsubscribed":
+        store.ingest_events(
+            [EventIn(id=f"seed-{c}", customer_id=c, name="signed_up") for c in customers], set()
+        )
+    for round_ in range(3):
+        prefix = f"r{round_}-" if name == "signed_up" else ""  # new customers each round, or the same ones
+
+        def ingest(i: int, prefix: str = prefix, round_: int = round_) -> None:
+            listed = customers if i % 2 == 0 else customers[::-1]
+            batch = [
+                EventIn(
+                    id=f"{round_}-{i}-{c}",
+                    customer_id=prefix + c,
+                    name=name,
+                    properties={"channel": f"ch{i}"},
+                )
+                for c in listed
+            ]
+            assert set(store.ingest_events(batch, set())) == {IngestStatus.ACCEPTED}
+
+        all_at_once(4, ingest)
+    if name == "unsubscribed":
+        customer = store.get_customer(customers[0])
+        assert customer is not None
+        assert customer.consents == {f"ch{i}.marketing": False for i in range(4)}
