@@ -86,7 +86,7 @@ def _address_hash(address: str) -> str:
 
 
 def _bare_customer(customer_id: str, now: datetime) -> dict[str, Any]:
-    """The row of a profile known only by its id (first seen in an event or a push subscription)."""
+    """The row a profile starts as, its id and nothing else: what an upsert inserts if it is absent."""
     return {"id": customer_id, "attributes": {}, "consents": {}, "created_at": now, "updated_at": now}
 
 
@@ -317,7 +317,7 @@ class Store:
             # Most events are of known customers: insert (or ignore) only the profiles not found.
             known = _table(Customer).c.id
             found = set(conn.scalars(select(known).where(known.in_(list(customers)))))
-            # In id order, as every lock on customers: two batches naming the same ones never deadlock.
+            # In id order, as the unsubscribes below: two batches locking the same customers never deadlock.
             new_customers = [
                 row for customer_id, row in sorted(customers.items()) if customer_id not in found
             ]
