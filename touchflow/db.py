@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -56,3 +56,19 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def read_modify_write(engine: Engine) -> Iterator[Connection]:
+    """A transaction for reading rows and writing what follows from them; commits on success.
+
+    On SQLite it starts with `BEGIN IMMEDIATE`, taking the database's write lock before the first read (the
+    pysqlite driver would otherwise begin only at the first write, after the reads, and a concurrent writer
+    could change what was read in between); a second caller waits for the lock (`timeout`, above). Every
+    other transaction keeps pysqlite's lazy begin: the batch-ingest path reads outside the lock. On
+    PostgreSQL it is an ordinary transaction, in which the caller locks what it reads (`SELECT … FOR UPDATE`).
+    """
+    with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection

@@ -15,13 +15,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, String, Table, and_, cast, delete, func, literal, or_, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Engine,
+    String,
+    Table,
+    and_,
+    cast,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from touchflow.db import session_scope
+from touchflow.db import read_modify_write, session_scope
 from touchflow.models import (
     Coupon,
     CouponRedemption,
@@ -68,6 +83,21 @@ def _table(model: Any) -> Table:
 
 def _address_hash(address: str) -> str:
     return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+def _bare_customer(customer_id: str, now: datetime) -> dict[str, Any]:
+    """The row a profile starts as, its id and nothing else: what an upsert inserts if it is absent."""
+    return {"id": customer_id, "attributes": {}, "consents": {}, "created_at": now, "updated_at": now}
+
+
+def _with_consents(conn: Connection, changes: dict[str, bool]) -> ColumnElement[Any]:
+    """The stored consents with `changes` merged in, computed by the database in the UPDATE itself, so the
+    merge sees the row as it is (no read before the write that a concurrent change could overtake)."""
+    consents = _table(Customer).c.consents
+    if conn.dialect.name == "postgresql":
+        return consents.op("||", return_type=JSONB())(literal(changes, JSONB()))
+    # RFC 7396 merge patch: key by key, as `{**stored, **changes}`, since every value is a bool.
+    return func.json_patch(consents, literal(changes, JSON()), type_=JSON())
 
 
 # What stands in for a customer id once the customer is erased.
@@ -140,33 +170,46 @@ class Store:
     # -- customers ------------------------------------------------------------------------------------------
 
     def upsert_customer(self, data: CustomerIn) -> tuple[Customer, bool]:
-        """Create or update a profile; fields not sent keep their value, attributes merge key by key."""
+        """Create or update a profile; fields not sent keep their value, attributes merge key by key.
+
+        Safe side by side: the bare profile is inserted if absent (so two creations of one new customer do
+        not collide), then the row is read under lock (`read_modify_write`, `FOR UPDATE`) and the merge
+        written, so no concurrent change to it is lost.
+        """
         changes = data.model_dump(exclude_unset=True, exclude={"id"})
-        with session_scope(self.engine) as session:
-            customer = session.get(Customer, data.id, with_for_update=True)
-            created = customer is None
-            if customer is None:
-                customer = Customer(id=data.id)
+        now = utcnow()
+        table = _table(Customer)
+        with read_modify_write(self.engine) as conn:
+            created = bool(
+                self._insert_ignore(conn, Customer, [_bare_customer(data.id, now)], returning=table.c.id)
+            )
+            stored = conn.execute(select(table).where(table.c.id == data.id).with_for_update()).one()
+            values: dict[str, Any] = {"updated_at": now}
             for field, value in changes.items():
                 if field in ("attributes", "consents"):
                     # merged key by key; null clears them
-                    setattr(customer, field, {} if value is None else {**getattr(customer, field), **value})
+                    values[field] = {} if value is None else {**getattr(stored, field), **value}
                 else:
-                    setattr(customer, field, value)
-            customer.updated_at = utcnow()
-            session.add(customer)
-        return customer, created
+                    values[field] = value
+            row = conn.execute(
+                update(table).where(table.c.id == data.id).values(values).returning(*table.c)
+            ).one()
+        return Customer.model_validate(row._mapping), created
 
     def set_consents(self, customer_id: str, changes: dict[str, bool]) -> Customer | None:
-        """Merge consent changes into a profile (unsubscribe, provider signals); None if there is none."""
-        with session_scope(self.engine) as session:
-            customer = session.get(Customer, customer_id, with_for_update=True)
-            if customer is None:
-                return None
-            customer.consents = {**customer.consents, **changes}
-            customer.updated_at = utcnow()
-            session.add(customer)
-        return customer
+        """Merge consent changes into a profile (unsubscribe, provider signals); None if there is none.
+
+        One statement (`_with_consents`), so a concurrent change to other consents is never lost.
+        """
+        table = _table(Customer)
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(table)
+                .where(table.c.id == customer_id)
+                .values(consents=_with_consents(conn, changes), updated_at=utcnow())
+                .returning(*table.c)
+            ).one_or_none()
+        return None if row is None else Customer.model_validate(row._mapping)
 
     def erase_customer(self, customer_id: str) -> dict[str, int]:
         """Delete a customer's personal data; keep their deliveries and journey entries as anonymous counts.
@@ -279,7 +322,10 @@ class Store:
             # Most events are of known customers: insert (or ignore) only the profiles not found.
             known = _table(Customer).c.id
             found = set(conn.scalars(select(known).where(known.in_(list(customers)))))
-            new_customers = [row for customer_id, row in customers.items() if customer_id not in found]
+            # In id order, as the unsubscribes below: two batches locking the same customers never deadlock.
+            new_customers = [
+                row for customer_id, row in sorted(customers.items()) if customer_id not in found
+            ]
             self._insert_ignore(conn, Customer, new_customers)
             inserted = self._insert_ignore(conn, Event, rows, returning=_table(Event).c.id)
             derived = self._redeem_coupons(conn, [r for r in rows if r["id"] in inserted], now)
@@ -291,7 +337,7 @@ class Store:
                 if row["id"] in inserted and row["name"] in relayed
             ]
             self._insert_ignore(conn, OutboxEntry, outbox)
-            for event in events:
+            for event in sorted(events, key=lambda event: event.customer_id):  # id order, as above
                 if event.name == UNSUBSCRIBED and event.id in inserted:
                     self._apply_unsubscribe(conn, event)
         statuses: list[IngestStatus] = []
@@ -309,13 +355,10 @@ class Store:
         topic = str(event.properties.get("topic") or "marketing")
         key = "all" if topic == "all" else (f"{channel}.{topic}" if channel else topic)
         table = _table(Customer)
-        consents = conn.execute(
-            select(table.c.consents).where(table.c.id == event.customer_id)
-        ).scalar_one_or_none()
         conn.execute(
             update(table)
             .where(table.c.id == event.customer_id)
-            .values(consents={**(consents or {}), key: False}, updated_at=utcnow())
+            .values(consents=_with_consents(conn, {key: False}), updated_at=utcnow())
         )
 
     def _redeem_coupons(
@@ -789,10 +832,8 @@ class Store:
         """
         seed_hash = hashlib.sha256(seed.encode()).hexdigest() if seed else ""
         table = _table(ZaloToken)
-        with self.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                # Take the write lock now, not at the first write: two readers must not both refresh.
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # The write lock is taken before the read: two readers must not both refresh.
+        with read_modify_write(self.engine) as conn:
             if seed:
                 seeded = ZaloToken(app_id=app_id, refresh_token=seed, seed_hash=seed_hash)
                 self._insert_ignore(conn, ZaloToken, [seeded.model_dump()])
@@ -824,7 +865,6 @@ class Store:
             conn.execute(
                 update(table).where(table.c.app_id == app_id).values(token.model_dump(exclude={"app_id"}))
             )
-            conn.commit()
         return token
 
     # -- the onsite inbox -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support.concurrency import all_at_once
 from touchflow.models import Delivery, DeliveryStatus
 from touchflow.store import Store
 
@@ -113,3 +114,11 @@ def test_null_attributes_clear_them(api: TestClient) -> None:
     cleared = api.post("/v1/customers", json={"id": "c-5", "attributes": None, "consents": None})
     assert cleared.status_code == 200
     assert (cleared.json()["attributes"], cleared.json()["consents"]) == ({}, {})
+
+
+def test_concurrent_upserts_of_a_new_customer_all_succeed_and_keep_every_attribute(api: TestClient) -> None:
+    answers = all_at_once(
+        16, lambda i: api.post("/v1/customers", json={"id": "new", "attributes": {f"k{i}": i}}).status_code
+    )
+    assert sorted(answers) == [200] * 15 + [201]
+    assert api.get("/v1/customers/new").json()["customer"]["attributes"] == {f"k{i}": i for i in range(16)}
