@@ -159,30 +159,33 @@ class HostPatterns(tuple[HostPattern, ...]):
         )
 
 
-def push_endpoint_problem(endpoint: str, hosts: HostPatterns) -> str | None:
-    """Why touchflow will not send to this push subscription endpoint, or None when it will.
+def push_endpoint_problem(endpoint: str, hosts: HostPatterns) -> tuple[str, str] | None:
+    """Why touchflow will not send to this push subscription endpoint, as `(code, reason)`, or None.
 
-    The API refuses such an endpoint with a 422, and the worker checks again before every send, so a stored
-    subscription whose host is no longer in TOUCHFLOW_PUSH_SERVICE_HOSTS gets no request at all.
+    `code` is `bad_endpoint` (no URL of a push service) or `host_not_allowed` (its host, or plain http to
+    it, is not in TOUCHFLOW_PUSH_SERVICE_HOSTS). The API refuses such an endpoint with a 422, and the worker
+    checks again before every send, so a stored subscription whose host is no longer allowed gets no request.
     """
     parts = _split(endpoint)
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        return "must be the https URL of the browser's push service"
+        return "bad_endpoint", "must be the https URL of the browser's push service"
     if "@" in parts.netloc:
-        return "must not carry a user name or password (`user:pass@` before the host)"
+        return "bad_endpoint", "must not carry a user name or password (`user:pass@` before the host)"
     host = host_of(endpoint)
     if host is None:
-        return "must be the https URL of the browser's push service, with a plain host name"
+        return "bad_endpoint", "must be the https URL of the browser's push service, with a plain host name"
     pattern = hosts.find(host)
-    if parts.scheme == "http" and (pattern is None or not pattern.plain_http):
-        return (
-            f"must be an https URL: plain http only to hosts listed as http://{host} in {PUSH_SERVICE_HOSTS}"
-        )
     if pattern is None:
         return (
+            "host_not_allowed",
             f"{host} is not a push service host: endpoints are taken only on the hosts in "
             f"{PUSH_SERVICE_HOSTS} (by default those of Chrome, Firefox, Safari and Edge); "
-            "name a self-hosted push service there"
+            "name a self-hosted push service there",
+        )
+    if parts.scheme == "http" and not pattern.plain_http:
+        return (
+            "host_not_allowed",
+            f"must be an https URL: plain http only to hosts listed as http://{host} in {PUSH_SERVICE_HOSTS}",
         )
     return None
 

@@ -43,8 +43,9 @@ async def save_subscription(
     Posting the same `endpoint` again updates it (new keys, or another customer now signed in there).
     The endpoint must be on a push service's host (TOUCHFLOW_PUSH_SERVICE_HOSTS); any other gets a 422.
     """
-    problem = push_endpoint_problem(body.endpoint, settings.push_service_hosts)
-    if problem is not None:
+    refusal = push_endpoint_problem(body.endpoint, settings.push_service_hosts)
+    if refusal is not None:
+        _, problem = refusal
         raise RequestValidationError([{"loc": ("body", "endpoint"), "msg": problem, "type": "value_error"}])
     row, created = await asyncio.to_thread(store.save_push_subscription, customer_id, body)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK

@@ -82,7 +82,7 @@ def _with(path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("body", "field", "says"),
     [
-        (_with("endpoint", "http://push.example/x"), "endpoint", "https URL"),
+        (_with("endpoint", "http://fcm.googleapis.com/fcm/send/x"), "endpoint", "https URL"),
         (_with("endpoint", "not a url"), "endpoint", "https URL"),
         (_with("endpoint", ...), "endpoint", "Field required"),
         (_with("keys", ...), "keys", "Field required"),
