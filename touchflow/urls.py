@@ -84,10 +84,14 @@ def linkable(url: str) -> bool:
     return host_of(url) is not None or site_path(url)
 
 
-def harmless(url: str) -> bool:
-    """A link that is no web address and cannot run anything: a path on the site, `mailto:` or `tel:`."""
+def safe_link(url: str) -> str:
+    """`url` (stripped) when a message may carry it as it is: an http(s) URL with a plain host, a path on
+    the site, `mailto:` or `tel:`. Anything else (`javascript:`, `data:`, `//host`) gives "": a dead href."""
+    url = url.strip()
     parts = _split(url)
-    return site_path(url) or (parts is not None and parts.scheme in _PLAIN_SCHEMES)
+    if linkable(url) or (parts is not None and parts.scheme in _PLAIN_SCHEMES):
+        return url
+    return ""
 
 
 @dataclass(frozen=True)
