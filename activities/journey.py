@@ -52,6 +52,7 @@ from touchflow.rendering import Rendered, Renderer, TemplateBroken, TemplateUnus
 from touchflow.settings import Settings
 from touchflow.signing import Signer
 from touchflow.store import Store
+from touchflow.urls import LINK_DOMAINS, host_of, link_allowed, safe_link
 
 log = logging.getLogger(__name__)
 
@@ -536,10 +537,27 @@ class JourneyActivities:
         return f"{self._public_url()}/unsubscribe/{token}"
 
     def tracked_link(self, delivery_id: int, url: str) -> str:
-        """A signed redirect through the API that records the click; other links are left as they are."""
-        if not url.startswith(("https://", "http://")):
-            return url
-        return f"{self._public_url()}/t/c/{self.signer.sign('click', f'{delivery_id}|{url}')}"
+        """`track(url)` in a template: a signed redirect through the API that records the click.
+
+        Only for an http(s) URL on a host of TOUCHFLOW_LINK_DOMAINS (any host when it is empty). A path on
+        the site, `mailto:` or `tel:` is left as it is. Anything else (`javascript:`, `data:`, another host)
+        is left out, as "": the message still goes, with a link that goes nowhere. Event properties are
+        untrusted, and a link we sign carries the shop's name to wherever it points.
+        """
+        url = url.strip()
+        if host_of(url) is None:
+            link = safe_link(url)
+        elif link_allowed(url, self.settings.link_domains):
+            link = f"{self._public_url()}/t/c/{self.signer.sign('click', f'{delivery_id}|{url}')}"
+        else:
+            link = ""
+        if not link and url:
+            # The host at most: the rest of a link can carry a customer's data.
+            log.warning(
+                "link left out of a message",
+                extra={"delivery_id": delivery_id, "host": host_of(url), "setting": LINK_DOMAINS},
+            )
+        return link
 
     def _public_url(self) -> str:
         return self.settings.public_url.rstrip("/")

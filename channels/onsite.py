@@ -6,10 +6,10 @@ The channel knows no database: it hands the message to an `InboxSink` that the w
 from __future__ import annotations
 
 from typing import ClassVar, Protocol
-from urllib.parse import urlsplit
 
 from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
 from touchflow.channels.errors import PermanentDeliveryError
+from touchflow.urls import linkable
 
 # Kept in step with the inbox table's columns (touchflow.models.InboxMessage).
 LIMITS = {"title": 200, "body": 4000, "url": 2000}
@@ -43,15 +43,8 @@ class Onsite(Channel):
                     code="too_long",
                 )
         url = content["url"] or None
-        if url is not None and not _linkable(url):
+        if url is not None and not linkable(url):
             # The inbox renders it as a link: only web addresses, never `javascript:` or `data:`.
             raise PermanentDeliveryError("onsite: `url` must be an http(s) URL or a path", code="bad_url")
         ident = await self.sink.save(message.address, message.key, content["title"], content["body"], url)
         return Receipt(provider_id=f"inbox:{ident}")
-
-
-def _linkable(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme:
-        return parts.scheme in ("http", "https") and bool(parts.netloc)
-    return url.startswith("/") and not url.startswith("//")

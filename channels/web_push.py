@@ -1,8 +1,12 @@
-"""Web push: RFC 8030 delivery, RFC 8291 (aes128gcm) encryption and RFC 8292 VAPID, through pywebpush.
+"""Web push: RFC 8030 delivery, RFC 8291 (aes128gcm) encryption and RFC 8292 VAPID.
 
 The address is a browser's subscription as JSON (`{"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}`).
 The service worker receives JSON: `title`, `body`, and when given `icon` and `url` (where a click goes), plus
 `tag`, derived from the delivery key so a repeated send replaces the notification instead of adding one.
+
+pywebpush encrypts and py_vapid signs; the request itself is ours, so that it goes only to a host in
+TOUCHFLOW_PUSH_SERVICE_HOSTS (checked again here, before any connection), never follows a redirect, and reads
+at most `MAX_ANSWER_BYTES` of the answer.
 """
 
 from __future__ import annotations
@@ -10,17 +14,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
 
 import aiohttp
-from py_vapid import Vapid
-from pywebpush import WebPushException, webpush_async
+from py_vapid import Vapid, VapidException
+from pywebpush import WebPusher, WebPushException
 
 from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
 from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
 from touchflow.settings import Settings
+from touchflow.urls import HostPatterns, linkable, push_endpoint_problem
 from touchflow.vapid import b64url_encode, load_private_key
 
 # Answers that mean "this subscription no longer exists" (RFC 8030 §6.2 uses 404 and 410).
@@ -36,6 +43,10 @@ _REASONS = {
     413: "payload too large",
     429: "rate limited",
 }
+# A push service answers 201 with an empty body; more than this is read no further (and never kept).
+MAX_ANSWER_BYTES = 64 * 1024
+# RFC 8292 §2: a VAPID token lives at most 24 hours; 12 leaves room for clocks that disagree.
+_VAPID_LIFETIME = 12 * 3600
 
 
 class WebPush(Channel):
@@ -46,12 +57,21 @@ class WebPush(Channel):
     # RFC 8291 §4: one 4096-byte record, less the 86-byte header, the 16-byte tag and the padding delimiter.
     max_payload = 3_993
 
-    def __init__(self, *, private_key: str, subject: str, ttl: int, timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        private_key: str,
+        subject: str,
+        ttl: int,
+        timeout: float,
+        hosts: HostPatterns,
+    ) -> None:
         # Parsed once here so a bad key stops the worker at start, with the setting's name.
         self.vapid = Vapid(private_key=load_private_key(private_key)) if private_key else None
         self.subject = subject
         self.ttl = ttl
         self.timeout = timeout
+        self.hosts = hosts
         if self.vapid is not None and not subject:
             raise ValueError(
                 "TOUCHFLOW_VAPID_SUBJECT is empty: set it to a mailto: or https: URL where push services "
@@ -65,6 +85,7 @@ class WebPush(Channel):
             subject=settings.vapid_subject,
             ttl=int(settings.push_ttl.total_seconds()),
             timeout=settings.push_timeout.total_seconds(),
+            hosts=settings.push_service_hosts,
         )
 
     @staticmethod
@@ -87,6 +108,16 @@ class WebPush(Channel):
                 code="not_configured",
             )
         subscription = _subscription(message.address)
+        endpoint = subscription["endpoint"]
+        refusal = push_endpoint_problem(endpoint, self.hosts)
+        if refusal is not None:
+            # Not `address_dead`: the subscription is kept, and works again once its host is allowed.
+            code, reason = refusal
+            raise PermanentDeliveryError(f"web push endpoint {reason}", code=code)
+        url = message.content.get("url", "").strip()
+        if url and not linkable(url):
+            # The service worker opens it on a click: only web addresses, never `javascript:` or `data:`.
+            raise PermanentDeliveryError("web push: `url` must be an http(s) URL or a path", code="bad_url")
         payload = self.payload(message)
         if len(payload) > self.max_payload:
             raise PermanentDeliveryError(
@@ -96,31 +127,55 @@ class WebPush(Channel):
             )
         tag = self.tag(message.key)
         try:
-            response = await webpush_async(
-                subscription,
-                data=payload.decode(),
-                vapid_private_key=self.vapid,
-                # A fresh dict every call: pywebpush writes `aud` and `exp` into the one it is given.
-                vapid_claims={"sub": self.subject},
-                ttl=self.ttl,
-                timeout=self.timeout,
-                # Topic: a message still waiting at the push service is replaced by a re-send, not doubled.
-                headers={"Topic": tag, "Urgency": "normal"},
-            )
-        except WebPushException as exc:
-            if exc.response is None:
-                raise PermanentDeliveryError(
-                    "subscription keys unusable", code="bad_subscription", address_dead=True
-                ) from None
-            raise classify(exc.response.status, exc.response.headers.get("Retry-After")) from None
-        except ValueError:
+            body = WebPusher(subscription).encode(payload, "aes128gcm")["body"]
+        except (WebPushException, ValueError, TypeError):
             # cryptography refuses a p256dh that is not a point on the curve: the subscription is junk.
             raise PermanentDeliveryError(
                 "subscription keys unusable", code="bad_subscription", address_dead=True
             ) from None
+        parts = urlsplit(endpoint)
+        try:
+            # A fresh claims dict each time, with this endpoint's origin as the audience (RFC 8292 §2).
+            authorization = self.vapid.sign(
+                {
+                    "sub": self.subject,
+                    "aud": f"{parts.scheme}://{parts.netloc}",
+                    "exp": int(time.time()) + _VAPID_LIFETIME,
+                }
+            )
+        except VapidException:
+            raise PermanentDeliveryError(
+                "web push endpoint has an origin VAPID cannot sign for", code="bad_endpoint"
+            ) from None
+        headers = {
+            **authorization,
+            "TTL": str(self.ttl),
+            "Content-Encoding": "aes128gcm",
+            # Topic: a message still waiting at the push service is replaced by a re-send, not doubled.
+            "Topic": tag,
+            "Urgency": "normal",
+        }
+        return await self._post(endpoint, body, headers)
+
+    async def _post(self, endpoint: str, body: bytes, headers: dict[str, str]) -> Receipt:
+        """POST to the push service: no redirects, no proxies from the environment, the answer read only
+        up to MAX_ANSWER_BYTES and not decompressed, all within the push timeout."""
+        try:
+            async with (
+                aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=self.timeout), auto_decompress=False
+                ) as session,
+                session.post(endpoint, data=body, headers=headers, allow_redirects=False) as response,
+            ):
+                await _read_at_most(response.content, MAX_ANSWER_BYTES)
+                status = response.status
+                answer = response.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise RetryableDeliveryError(f"push service unreachable: {type(exc).__name__}") from None
-        return Receipt(provider_id=_location(response))
+        if not 200 <= status < 300:
+            raise classify(status, answer.get("Retry-After"))
+        # RFC 8030 §5: 201 Created with the push message resource in Location.
+        return Receipt(provider_id=answer.get("Location") or None)
 
 
 def classify(status: int, retry_after: str | None = None) -> RetryableDeliveryError | PermanentDeliveryError:
@@ -128,6 +183,9 @@ def classify(status: int, retry_after: str | None = None) -> RetryableDeliveryEr
     reason = f"push service answered {status}"
     if status in _REASONS:
         reason += f": {_REASONS[status]}"
+    elif 300 <= status < 400:
+        # Where it points is not a push service we checked: the request is not repeated there.
+        reason += ": redirects are not followed"
     if status >= 500 or status in _RETRY:
         return RetryableDeliveryError(reason, code=str(status), retry_after=parse_retry_after(retry_after))
     return PermanentDeliveryError(reason, code=str(status), address_dead=status in _GONE)
@@ -167,8 +225,7 @@ def _subscription(address: str) -> dict[str, Any]:
     return subscription
 
 
-def _location(response: Any) -> str | None:
-    # RFC 8030 §5: 201 Created with the push message resource in Location.
-    headers = getattr(response, "headers", None)
-    location = headers.get("Location") if headers is not None else None
-    return str(location) if location else None
+async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> None:
+    read = 0
+    while read < limit and (chunk := await stream.read(limit - read)):
+        read += len(chunk)

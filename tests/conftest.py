@@ -3,6 +3,7 @@
 - `db_url` / `store`: every storage test runs on SQLite and on PostgreSQL (127.0.0.1:5432, database `test`,
   or TOUCHFLOW_TEST_POSTGRES_URL), each session in a schema of its own. In CI a missing PostgreSQL fails.
 - `vapid` / `push_service`: a VAPID key pair, and a push service that checks VAPID and decrypts what it gets.
+- `no_network`: every name lookup and connection fails and is recorded (tests of addresses never to reach).
 - From touchflow.testing's pytest plugin, the same one shops use: `journeys` (the harness), `smtp`,
   `make_settings`, `sqlite_store`, `time_skipping_env`, `journey_settings`; `journey_registry` is set here.
 """
@@ -21,6 +22,7 @@ from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from tests.support.harness import TEST_REGISTRY
+from tests.support.network import no_network  # noqa: F401  (no lookups, no connections)
 from tests.support.push_service import PushService
 from tests.support.zalo import zalo  # noqa: F401  (the loopback Zalo server fixture)
 from touchflow.api.main import create_app

@@ -30,6 +30,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 import touchflow.templates as builtin_templates
 from touchflow.errors import TouchflowError
+from touchflow.urls import safe_link
 
 _BABEL_LOCALES = {"vi": "vi_VN", "en": "en_US"}
 _EXTENSIONS = ("html", "txt")
@@ -146,8 +147,9 @@ class Renderer:
         )
         self.env.filters["money"] = money
         self.env.filters["number"] = number
-        # What a message's own context overrides: untracked links and no pixel outside a delivery.
-        self.env.globals["track"] = str
+        # What a message's own context overrides: untracked links and no pixel outside a delivery. Even
+        # untracked, `track` never gives a `javascript:` or `data:` link (touchflow.urls.safe_link).
+        self.env.globals["track"] = lambda url: safe_link(str(url))
         self.env.globals["open_pixel_url"] = None
 
     def render(

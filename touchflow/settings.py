@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, SecretStr, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from touchflow.urls import HostPatterns
+
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -52,6 +54,17 @@ def _split_csv(value: Any) -> Any:
 
 
 CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
+# `a.example, *.b.example, http://c.example`: parsed into patterns at load (touchflow.urls).
+HostList = Annotated[HostPatterns, NoDecode]
+
+# The push services of the browsers that implement Web Push, as their subscriptions name them:
+# Chrome (and Edge on Android, Opera, Samsung Internet, Brave) FCM, Chromium builds without Google's keys,
+# Firefox (Mozilla autopush), Safari on macOS and iOS (Apple), Edge on Windows (WNS). Not `*.googleapis.com`:
+# that covers Cloud Storage buckets (`<bucket>.storage.googleapis.com`), which anyone can own.
+DEFAULT_PUSH_SERVICE_HOSTS = HostPatterns.parse(
+    "fcm.googleapis.com, jmt17.google.com, updates.push.services.mozilla.com, *.push.services.mozilla.com, "
+    "*.push.apple.com, *.notify.windows.com"
+)
 
 
 def _split_pairs(value: Any) -> Any:
@@ -157,9 +170,19 @@ class Settings(BaseSettings):
         timedelta(days=1), description="How long a push service keeps a message for an offline device."
     )
     push_timeout: Duration = timedelta(seconds=10)
+    push_service_hosts: HostList = Field(
+        DEFAULT_PUSH_SERVICE_HOSTS,
+        description="Hosts push subscription endpoints may be on (names, addresses, `*.suffix`; "
+        "`http://host` allows plain http to it); a host named here is reached even on a private address.",
+    )
 
     # Messages
     brand_name: str = "touchflow"
+    link_domains: HostList = Field(
+        HostPatterns(),
+        description="Where tracked links may point (host names, `*.suffix`); a link elsewhere is left out of "
+        "the message. Empty: any http(s) address.",
+    )
     default_locale: str = "en"
     templates_dir: Path | None = Field(
         None, description="Extra template folder searched before the built-in templates."

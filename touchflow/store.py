@@ -128,6 +128,8 @@ class InboxSlice:
 
 InboxMark = Literal["seen", "read", "archived"]
 INBOX_PAGE_MAX = 100
+# Browsers and devices one customer may have subscribed; one step pushes to each of them.
+PUSH_SUBSCRIPTIONS_PER_CUSTOMER = 20
 
 
 def _inbox_cursor(message: InboxMessage) -> str:
@@ -1044,7 +1046,9 @@ class Store:
 
         The endpoint is the key: posting it again updates its keys, and moves it to `customer_id` when another
         customer had it (the same browser, now signed in as someone else). An unknown customer gets a bare
-        profile, as an event for one would.
+        profile, as an event for one would. A customer keeps at most `PUSH_SUBSCRIPTIONS_PER_CUSTOMER`: past
+        that, the ones saved least recently are dropped (a browser long gone rarely says so), which also
+        bounds how many requests one step makes.
         """
         now = utcnow()
         expires_at = (
@@ -1077,6 +1081,14 @@ class Store:
             )
             if not created:
                 conn.execute(update(table).where(table.c.endpoint == data.endpoint).values(**values))
+            beyond = conn.scalars(
+                select(table.c.id)
+                .where(table.c.customer_id == customer_id)
+                .order_by(table.c.updated_at.desc(), table.c.id.desc())
+                .offset(PUSH_SUBSCRIPTIONS_PER_CUSTOMER)
+            ).all()
+            if beyond:
+                conn.execute(delete(table).where(table.c.id.in_(beyond)))
         with self.session() as session:
             row = session.scalars(
                 select(PushSubscription).where(col(PushSubscription.endpoint) == data.endpoint)

@@ -11,10 +11,12 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from touchflow.api.deps import Ingest, Read, StoreDep
+from touchflow.api.deps import Ingest, Read, SettingsDep, StoreDep
 from touchflow.models import Identifier, PushSubscriptionIn, PushSubscriptionPublic
+from touchflow.urls import push_endpoint_problem
 
 router = APIRouter(prefix="/v1/customers/{customer_id}/push-subscriptions", tags=["push"])
 public_router = APIRouter(prefix="/v1/push", tags=["push"])
@@ -29,12 +31,22 @@ CustomerId = Annotated[Identifier, Path(description="The customer the browser be
     responses={201: {"description": "Created"}, 200: {"description": "Updated (same endpoint)"}},
 )
 async def save_subscription(
-    customer_id: CustomerId, body: PushSubscriptionIn, store: StoreDep, response: Response
+    customer_id: CustomerId,
+    body: PushSubscriptionIn,
+    store: StoreDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> PushSubscriptionPublic:
-    """Store a browser's subscription; a customer may have one per browser or device.
+    """Store a browser's subscription; a customer may have one per browser or device, at most
+    20 (`Store.save_push_subscription`): past that, the one saved least recently is dropped.
 
     Posting the same `endpoint` again updates it (new keys, or another customer now signed in there).
+    The endpoint must be on a push service's host (TOUCHFLOW_PUSH_SERVICE_HOSTS); any other gets a 422.
     """
+    refusal = push_endpoint_problem(body.endpoint, settings.push_service_hosts)
+    if refusal is not None:
+        _, problem = refusal
+        raise RequestValidationError([{"loc": ("body", "endpoint"), "msg": problem, "type": "value_error"}])
     row, created = await asyncio.to_thread(store.save_push_subscription, customer_id, body)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return PushSubscriptionPublic.of(row)

@@ -1,7 +1,8 @@
 """Opens and clicks: a one-pixel GIF in email, and signed redirect links, recorded against the delivery.
 
 Links are signed with TOUCHFLOW_SECRET_KEY over the delivery id and the destination, so the redirect goes only
-where a message pointed (no open redirect) and a forged link records nothing.
+where a message pointed (no open redirect) and a forged link records nothing; and only to an http(s) address
+on TOUCHFLOW_LINK_DOMAINS (when set), judged again at the click.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi.responses import RedirectResponse
 
 from touchflow.api.deps import SettingsDep, StoreDep
 from touchflow.signing import Signer
+from touchflow.urls import link_allowed
 
 router = APIRouter(prefix="/t", tags=["tracking"], include_in_schema=False)
 
@@ -39,7 +41,8 @@ async def clicked(token: str, settings: SettingsDep, store: StoreDep) -> Redirec
     signed = Signer(settings.secret_key.get_secret_value()).unsign("click", token)
     delivery_text, _, url = (signed or "").partition("|")
     delivery_id = _delivery_id(delivery_text)
-    if delivery_id is None or not url.startswith(("https://", "http://")):
+    # Checked again here: a link signed before TOUCHFLOW_LINK_DOMAINS was narrowed goes nowhere either.
+    if delivery_id is None or not link_allowed(url, settings.link_domains):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this link is not valid")
     await asyncio.to_thread(store.record_engagement, delivery_id, "click", url[:2000])
     return RedirectResponse(url, status_code=status.HTTP_302_FOUND, headers=_NO_STORE)

@@ -4,6 +4,7 @@ that cannot give a channel its message, and the language a delivery was rendered
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,13 @@ from typing import Any
 import pytest
 from temporalio.testing import ActivityEnvironment
 
+from tests.support.harness import TEST_REGISTRY
+from touchflow.activities.journey import JourneyActivities
 from touchflow.activities.types import SendStatus, SendStepInput, SendStepResult
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus
+from touchflow.rendering import Renderer
+from touchflow.settings import Settings
+from touchflow.store import Store
 from touchflow.testing import JourneyHarness, SmtpInbox
 
 
@@ -239,3 +245,96 @@ async def test_a_step_that_fails_for_good_is_tried_once_and_the_journey_goes_on(
         if e.HasField("activity_task_started_event_attributes")
     ]
     assert attempts == [1]  # ValueError is not retryable: one attempt, not twelve hours of them
+
+
+# -- links a message may carry (track) -------------------------------------------------------------------
+
+
+def activities(make_settings: Callable[..., Settings], store: Store, **settings: Any) -> JourneyActivities:
+    return JourneyActivities(
+        store=store,
+        channels={},
+        renderer=Renderer(),
+        settings=make_settings(**settings),
+        journeys=TEST_REGISTRY,
+    )
+
+
+HOSTILE_LINKS = [
+    "javascript:alert(1)",
+    "JavaScript:alert(1)",
+    " javascript:alert(1)",
+    "java\tscript:alert(1)",
+    "\x01javascript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "vbscript:msgbox(1)",
+    "//evil.example/x",
+    "/\\evil.example/x",
+    "https:evil.example",
+    "https://shop.example@evil.example/",
+    "https://shop.example\\@evil.example/",
+    "file:///etc/passwd",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_LINKS)
+def test_track_never_gives_a_script_or_an_address_that_hides_its_host(
+    make_settings: Callable[..., Settings], sqlite_store: Store, url: str
+) -> None:
+    """A link that is no web address is left out (an empty href goes nowhere); the message still goes."""
+    assert activities(make_settings, sqlite_store).tracked_link(7, url) == ""
+
+
+@pytest.mark.parametrize(
+    ("url", "tracked"),
+    [
+        ("https://shop.example/cart", True),
+        ("http://shop.example/cart", True),
+        ("/cart?x=1", False),  # a path on the site: left as it is
+        ("mailto:help@shop.example", False),
+        ("tel:+84901234567", False),
+    ],
+)
+def test_track_signs_web_links_and_leaves_harmless_ones(
+    make_settings: Callable[..., Settings], sqlite_store: Store, url: str, tracked: bool
+) -> None:
+    link = activities(make_settings, sqlite_store).tracked_link(7, url)
+    assert link.startswith("https://shop.example/t/c/") if tracked else link == url
+
+
+@pytest.mark.parametrize(
+    ("domains", "url", "tracked"),
+    [
+        ("shop.example", "https://shop.example/cart", True),
+        ("shop.example", "https://evil.example/", False),
+        ("shop.example", "https://www.shop.example/", False),  # a name is that host alone
+        ("shop.example", "https://shop.example.evil.example/", False),
+        ("shop.example, *.shop.example", "https://www.shop.example/", True),
+        ("*.shop.example", "https://shop.example/", False),  # `*.` is the subdomains only
+        ("", "https://evil.example/", True),  # empty: any web address
+    ],
+)
+def test_link_domains_limit_where_tracked_links_point(
+    make_settings: Callable[..., Settings], sqlite_store: Store, domains: str, url: str, tracked: bool
+) -> None:
+    link = activities(make_settings, sqlite_store, link_domains=domains).tracked_link(7, url)
+    assert link.startswith("https://shop.example/t/c/") if tracked else link == ""
+
+
+async def test_an_email_with_a_script_link_goes_out_without_it(
+    journeys: JourneyHarness, smtp: SmtpInbox, templates: Path
+) -> None:
+    write(
+        templates,
+        {
+            "links.email.en.txt": "{% block subject %}Links{% endblock %}{{ track('javascript:alert(1)') }}",
+            "links.email.en.html": '<a href="{{ track("javascript:alert(1)") }}">a</a>'
+            '<a href="{{ track("https://shop.example/ok") }}">b</a>',
+        },
+    )
+    assert (await deliver(journeys, "l1", "links", ["email"])).status == SendStatus.SENT
+    [mail] = smtp.messages
+    html = mail.get_body(("html",)).get_content()
+    assert "javascript" not in html.lower()
+    assert '<a href="">a</a>' in html
+    assert '<a href="https://shop.example/t/c/' in html

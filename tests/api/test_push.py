@@ -82,7 +82,7 @@ def _with(path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("body", "field", "says"),
     [
-        (_with("endpoint", "http://push.example/x"), "endpoint", "https URL"),
+        (_with("endpoint", "http://fcm.googleapis.com/fcm/send/x"), "endpoint", "https URL"),
         (_with("endpoint", "not a url"), "endpoint", "https URL"),
         (_with("endpoint", ...), "endpoint", "Field required"),
         (_with("keys", ...), "keys", "Field required"),
@@ -103,6 +103,87 @@ def test_a_bad_subscription_gets_a_422_naming_the_field(
     assert message.startswith(f"{field}: "), message
     assert says in message
     assert store.push_subscriptions("c1") == []
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "host"),
+    [
+        ("https://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        ("https://internal.shop.example/push/x", "internal.shop.example"),
+        (
+            "https://fcm.googleapis.com.internal.shop.example/fcm/send/x",
+            "fcm.googleapis.com.internal.shop.example",
+        ),
+        ("https://storage.googleapis.com/a-bucket/x", "storage.googleapis.com"),
+        ("https://push.apple.com/x", "push.apple.com"),  # `*.push.apple.com` is its subdomains only
+        ("https://127.0.0.1:8080/push/x", "127.0.0.1"),
+    ],
+)
+def test_an_endpoint_off_the_push_service_hosts_gets_422_and_is_not_stored(
+    api: TestClient, store: Store, endpoint: str, host: str
+) -> None:
+    response = api.post("/v1/customers/c1/push-subscriptions", json=_with("endpoint", endpoint))
+    assert response.status_code == 422
+    message = response.json()["message"]
+    assert message.startswith(f"endpoint: {host} is not a push service host"), message
+    assert "TOUCHFLOW_PUSH_SERVICE_HOSTS" in message
+    assert store.push_subscriptions("c1") == []
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://user:secret@fcm.googleapis.com/fcm/send/x",
+        "https://internal.shop.example@fcm.googleapis.com/fcm/send/x",
+        "https://@fcm.googleapis.com/fcm/send/x",
+    ],
+)
+def test_an_endpoint_with_user_info_gets_422(api: TestClient, store: Store, endpoint: str) -> None:
+    response = api.post("/v1/customers/c1/push-subscriptions", json=_with("endpoint", endpoint))
+    assert response.status_code == 422
+    assert response.json()["message"].startswith("endpoint: must not carry a user name or password")
+    assert store.push_subscriptions("c1") == []
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "status"),
+    [
+        ("https://push.internal.shop.example/push/x", 201),  # listed; resolves to a private address
+        ("https://10.1.2.3/push/x", 201),
+        ("http://10.1.2.3/push/x", 422),  # listed for https only
+        ("http://push.lab.shop.example:8080/push/x", 201),  # listed as http://
+        ("https://10.1.2.4/push/x", 422),  # the next address is no push service
+        ("https://fcm.googleapis.com/fcm/send/x", 422),  # the setting replaces the default list
+    ],
+)
+def test_a_self_hosted_push_service_is_allowed_by_naming_it(
+    sqlite_store: Store, make_settings: Callable[..., Settings], endpoint: str, status: int
+) -> None:
+    hosts = "push.internal.shop.example, 10.1.2.3, http://push.lab.shop.example"
+    settings = make_settings(database_url=str(sqlite_store.engine.url), push_service_hosts=hosts)
+    with TestClient(
+        create_app(settings, run_relay=False), headers={"Authorization": "Bearer test-key-1"}
+    ) as api:
+        response = api.post("/v1/customers/c1/push-subscriptions", json=_with("endpoint", endpoint))
+    assert response.status_code == status, response.text
+    assert len(sqlite_store.push_subscriptions("c1")) == (status == 201)
+
+
+def test_past_20_subscriptions_the_least_recently_saved_is_dropped(api: TestClient, store: Store) -> None:
+    devices = [browser(f"d{n}") for n in range(22)]
+    for device in devices[:20]:
+        assert api.post("/v1/customers/c1/push-subscriptions", json=device).status_code == 201
+    # the first device posts again (the browser came back): it is now the most recent one
+    assert api.post("/v1/customers/c1/push-subscriptions", json=devices[0]).status_code == 200
+    for device in devices[20:]:
+        assert api.post("/v1/customers/c1/push-subscriptions", json=device).status_code == 201
+    kept = {s.endpoint for s in store.push_subscriptions("c1")}
+    assert len(kept) == 20
+    assert kept == {d["endpoint"] for d in [devices[0], *devices[3:]]}
+    # a browser moving to another customer counts for that customer alone
+    assert api.post("/v1/customers/c2/push-subscriptions", json=devices[5]).status_code == 200
+    assert len(store.push_subscriptions("c1")) == 19
+    assert len(store.push_subscriptions("c2")) == 1
 
 
 def test_subscriptions_need_the_api_key(api: TestClient) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import col, select
 
+from tests.conftest import SECRET
 from touchflow.api.main import create_app
-from touchflow.models import CustomerIn
+from touchflow.models import CustomerIn, Delivery, Engagement
 from touchflow.settings import Settings
 from touchflow.signing import Signer
+from touchflow.store import Store
 from touchflow.testing import JourneyHarness, SmtpInbox
 
 
@@ -48,3 +52,34 @@ def test_forged_links_redirect_nowhere_and_record_nothing(api: TestClient) -> No
     not_a_click = Signer("test-secret-key-that-is-long-enough").sign("open", "1")
     assert api.get(f"/t/c/{not_a_click}", follow_redirects=False).status_code == 404
     assert api.get("/t/o/garbage.gif").status_code == 200  # the pixel shows either way
+
+
+@pytest.fixture
+def api_settings() -> dict[str, str]:
+    return {"link_domains": "shop.example, *.shop.example"}
+
+
+def test_a_link_signed_for_another_domain_is_not_redirected(api: TestClient, store: Store) -> None:
+    """TOUCHFLOW_LINK_DOMAINS holds at the redirect too: a link signed before it was set goes nowhere."""
+    delivery = store.claim_delivery(
+        Delivery(key="j:c1:1:s", journey="j", customer_id="c1", step="s", workflow_id="j:c1")
+    )
+    signer = Signer(SECRET)
+    cases = {
+        "https://shop.example/cart": 302,
+        "https://www.shop.example/cart": 302,
+        "https://evil.example/": 404,
+        "https://shop.example.evil.example/": 404,
+        "https://evil.example\\@shop.example/": 404,
+        "javascript:alert(1)//https://shop.example/": 404,
+        "http:evil.example": 404,
+    }
+    for url, status in cases.items():
+        token = signer.sign("click", f"{delivery.id}|{url}")
+        response = api.get(f"/t/c/{token}", follow_redirects=False)
+        assert response.status_code == status, url
+        if status == 302:
+            assert response.headers["location"] == url
+    with store.session() as session:
+        clicks = session.scalars(select(Engagement.url).where(col(Engagement.kind) == "click")).all()
+    assert sorted(clicks) == ["https://shop.example/cart", "https://www.shop.example/cart"]

@@ -3,6 +3,7 @@ the `probe` journey pushing to a customer's devices, dropping gone subscriptions
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.network import NetworkGuard
 from tests.support.push_service import PushService, Subscriber
 from touchflow.channels import REGISTRY, OutboundMessage, PermanentDeliveryError, RetryableDeliveryError
 from touchflow.channels.web_push import WebPush, classify, parse_retry_after
@@ -21,12 +23,14 @@ from touchflow.vapid import VapidKeys, generate
 
 SUBJECT = "mailto:ops@shop.example"
 CONTENT = {"title": "Your cart", "body": "Still thinking it over?", "url": "https://shop.example/cart"}
+# The loopback push service speaks plain http: allowed only because it is listed as `http://`.
+LOOPBACK = {"push_service_hosts": "http://127.0.0.1"}
 
 
 @pytest.fixture
 def web_push(make_settings: Callable[..., Settings], vapid: VapidKeys) -> Callable[..., WebPush]:
     def make(**overrides: Any) -> WebPush:
-        values = {"vapid_private_key": vapid.private_key, "vapid_subject": SUBJECT} | overrides
+        values = {"vapid_private_key": vapid.private_key, "vapid_subject": SUBJECT, **LOOPBACK} | overrides
         return WebPush.from_settings(make_settings(**values))
 
     return make
@@ -214,6 +218,145 @@ async def test_a_push_service_that_does_not_answer_in_time_is_retryable(
         release.set()
 
 
+# -- where the worker sends, and what it reads back ---------------------------------------------------------
+
+
+def stored(endpoint: str) -> OutboundMessage:
+    """A subscription as the store holds it, whatever the API would say about it today."""
+    return message(Subscriber(token="t", endpoint=endpoint))
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://internal.shop.example/push/x",
+        "https://fcm.googleapis.com.internal.shop.example/fcm/send/x",
+        "https://10.0.0.8:8443/push/x",
+        "https://[::1]/push/x",
+    ],
+)
+async def test_a_stored_endpoint_off_the_list_is_refused_before_any_connection(
+    make_settings: Callable[..., Settings], vapid: VapidKeys, no_network: NetworkGuard, endpoint: str
+) -> None:
+    """With the default TOUCHFLOW_PUSH_SERVICE_HOSTS: refused before a name lookup or a connection."""
+    channel = WebPush.from_settings(make_settings(vapid_private_key=vapid.private_key, vapid_subject=SUBJECT))
+    with pytest.raises(PermanentDeliveryError, match="TOUCHFLOW_PUSH_SERVICE_HOSTS") as caught:
+        await channel.send(stored(endpoint))
+    assert caught.value.code == "host_not_allowed"
+    assert not caught.value.address_dead  # kept: allowing the host again brings the device back
+    assert endpoint not in str(caught.value)
+    assert no_network.attempts == []
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://user:secret@fcm.googleapis.com/fcm/send/x",
+        "https://internal.shop.example@fcm.googleapis.com/fcm/send/x",
+        "https://fcm.googleapis.com\\@internal.shop.example/fcm/send/x",
+        "ftp://fcm.googleapis.com/fcm/send/x",
+    ],
+)
+async def test_a_stored_endpoint_with_user_info_or_another_scheme_is_refused(
+    make_settings: Callable[..., Settings], vapid: VapidKeys, no_network: NetworkGuard, endpoint: str
+) -> None:
+    channel = WebPush.from_settings(make_settings(vapid_private_key=vapid.private_key, vapid_subject=SUBJECT))
+    with pytest.raises(PermanentDeliveryError) as caught:
+        await channel.send(stored(endpoint))
+    assert caught.value.code == "bad_endpoint"
+    assert no_network.attempts == []
+
+
+@pytest.mark.parametrize(
+    ("hosts", "says"),
+    [
+        ("fcm.googleapis.com", "127.0.0.1 is not a push service host"),  # no longer listed
+        ("127.0.0.1", "plain http only to hosts listed as http://"),  # listed, but for https only
+    ],
+)
+async def test_the_worker_rechecks_the_host_before_sending(
+    web_push: Callable[..., WebPush], push_service: PushService, hosts: str, says: str
+) -> None:
+    with pytest.raises(PermanentDeliveryError, match=says) as caught:
+        await web_push(push_service_hosts=hosts).send(message(push_service.subscribe()))
+    assert caught.value.code == "host_not_allowed"
+    assert push_service.requests == 0
+
+
+async def test_a_listed_host_is_reached_on_a_private_address(
+    web_push: Callable[..., WebPush], push_service: PushService
+) -> None:
+    """127.0.0.1 is as private as addresses get: named in the setting, it is a push service like any other."""
+    await web_push(push_service_hosts="fcm.googleapis.com, http://127.0.0.1").send(
+        message(push_service.subscribe())
+    )
+    assert len(push_service.received) == 1
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_from_the_push_service_is_not_followed(
+    web_push: Callable[..., WebPush], push_service: PushService, vapid: VapidKeys, status: int
+) -> None:
+    elsewhere = PushService("127.0.0.1", free_port(), application_server_key=vapid.public_key)
+    await elsewhere.start()
+    try:
+        device = push_service.subscribe()
+        target = elsewhere.subscribe()
+        push_service.answer(device, status, headers={"Location": target.endpoint})
+        with pytest.raises(PermanentDeliveryError, match="redirects are not followed") as caught:
+            await web_push().send(message(device))
+    finally:
+        await elsewhere.stop()
+    assert caught.value.code == str(status)
+    assert not caught.value.address_dead
+    assert push_service.requests == 1
+    assert elsewhere.requests == 0
+
+
+BIG = 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize("status", [201, 400])
+async def test_a_huge_answer_is_not_read_whole(
+    web_push: Callable[..., WebPush], push_service: PushService, status: int
+) -> None:
+    device = push_service.subscribe()
+    push_service.answer(device, status, headers={"Location": f"{push_service.origin}/m/1"}, body_size=BIG)
+    channel = web_push()
+    if status == 201:
+        receipt = await channel.send(message(device))
+        assert receipt.provider_id == f"{push_service.origin}/m/1"
+    else:
+        with pytest.raises(PermanentDeliveryError, match="400"):
+            await channel.send(message(device))
+    await asyncio.wait_for(push_service.body_done.wait(), 10)
+    # What loopback socket buffers hold is all the service could write once the sender stopped reading.
+    assert push_service.body_bytes_sent < BIG // 2
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", " javascript:alert(1)", "data:text/html,hi", "//evil.example/x"]
+)
+async def test_a_url_that_is_no_web_address_is_refused_before_sending(
+    web_push: Callable[..., WebPush], push_service: PushService, url: str
+) -> None:
+    with pytest.raises(PermanentDeliveryError, match="`url` must be an http") as caught:
+        await web_push().send(message(push_service.subscribe(), {**CONTENT, "url": url}))
+    assert caught.value.code == "bad_url"
+    assert push_service.requests == 0
+
+
+async def test_a_path_as_url_is_sent_as_it_is(
+    web_push: Callable[..., WebPush], push_service: PushService
+) -> None:
+    """The service worker opens it relative to the site's own origin."""
+    device = push_service.subscribe()
+    await web_push().send(message(device, {**CONTENT, "url": "/cart?x=1"}))
+    [payload] = push_service.payloads(device)
+    assert payload["url"] == "/cart?x=1"
+
+
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
@@ -241,7 +384,7 @@ def test_web_push_is_registered() -> None:
 
 @pytest.fixture
 def journey_settings(vapid: VapidKeys) -> dict[str, Any]:
-    return {"vapid_private_key": vapid.private_key, "vapid_subject": SUBJECT}
+    return {"vapid_private_key": vapid.private_key, "vapid_subject": SUBJECT, **LOOPBACK}
 
 
 def customer_with_devices(

@@ -3,7 +3,9 @@
 It checks the VAPID JWT (ES256 signature against the `k=` key, `aud` = its own origin, `exp` in the next
 24 hours, `sub` present), requires `TTL` and `Content-Encoding: aes128gcm`, and decrypts each message with
 the subscriber's private key and auth secret (http_ece). Tests read the decrypted payloads in `received`
-and can make it answer a status instead (`answer`), or hold a request until released (`hold`).
+and can make it answer a status instead (`answer`, with headers such as a redirect's `Location`, or with a
+body far larger than any sender should read), or hold a request until released (`hold`). `requests` counts
+every request that reached it, taken or not: a test of a refused endpoint asserts it stays 0.
 """
 
 from __future__ import annotations
@@ -81,8 +83,13 @@ class PushService:
     received: list[Received] = field(default_factory=list)
     # Why requests were refused (401/403/400): tests assert it stays empty when the sender behaves.
     refusals: list[str] = field(default_factory=list)
-    answers: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    answers: dict[str, list[tuple[int, dict[str, str], int]]] = field(default_factory=dict)
     held: asyncio.Event | None = None
+    requests: int = 0
+    # Of an answer's body (`answer(..., body_size=...)`): bytes written before the sender hung up, and set
+    # when the handler is done writing or gave up.
+    body_bytes_sent: int = 0
+    body_done: asyncio.Event = field(default_factory=asyncio.Event)
     runner: web.AppRunner | None = None
 
     @property
@@ -96,11 +103,19 @@ class PushService:
         return subscriber
 
     def answer(
-        self, subscriber: Subscriber, status: int, *, times: int = 1, retry_after: str | None = None
+        self,
+        subscriber: Subscriber,
+        status: int,
+        *,
+        times: int = 1,
+        retry_after: str | None = None,
+        headers: dict[str, str] | None = None,
+        body_size: int = 0,
     ) -> None:
-        """Answer the subscriber's next `times` messages with `status` instead of taking them."""
-        headers = {"Retry-After": retry_after} if retry_after else {}
-        self.answers.setdefault(subscriber.token, []).extend([(status, headers)] * times)
+        """Answer the subscriber's next `times` messages with `status` (and `headers`, and a body of
+        `body_size` bytes streamed in 64 KiB chunks) instead of taking them."""
+        headers = {**(headers or {}), **({"Retry-After": retry_after} if retry_after else {})}
+        self.answers.setdefault(subscriber.token, []).extend([(status, headers, body_size)] * times)
 
     def hold(self) -> asyncio.Event:
         """Keep every request waiting until the returned event is set (to test the sender's timeout)."""
@@ -123,7 +138,8 @@ class PushService:
         if self.runner is not None:
             await self.runner.cleanup()
 
-    async def _push(self, request: web.Request) -> web.Response:
+    async def _push(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
         if self.held is not None:
             await self.held.wait()
         subscriber = self.subscribers.get(request.match_info["token"])
@@ -131,7 +147,9 @@ class PushService:
             return web.Response(status=404, text="no such subscription")
         queued = self.answers.get(subscriber.token)
         if queued:
-            status, headers = queued.pop(0)
+            status, headers, body_size = queued.pop(0)
+            if body_size:
+                return await self._stream(request, status, headers, body_size)
             return web.Response(status=status, headers=headers)
         body = await request.read()
         try:
@@ -157,6 +175,24 @@ class PushService:
             Received(subscriber.token, json.loads(plain), CIMultiDict(request.headers), claims)
         )
         return web.Response(status=201, headers={"Location": f"{self.origin}/messages/{uuid.uuid4().hex}"})
+
+    async def _stream(
+        self, request: web.Request, status: int, headers: dict[str, str], size: int
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = size
+        chunk = b"x" * 65536
+        try:
+            await response.prepare(request)
+            while self.body_bytes_sent < size:
+                await response.write(chunk[: size - self.body_bytes_sent])
+                self.body_bytes_sent += min(len(chunk), size - self.body_bytes_sent)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the sender hung up: what it did not read was never written
+        finally:
+            self.body_done.set()
+        return response
 
     def _refuse(self, status: int, reason: str) -> web.Response:
         self.refusals.append(f"{status}: {reason}")

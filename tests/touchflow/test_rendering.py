@@ -107,6 +107,29 @@ def test_templates_cannot_reach_python_internals(tmp_path: Path) -> None:
     assert isinstance(broken.value.error, SecurityError)
 
 
+@pytest.mark.parametrize(
+    ("link", "shown"),
+    [
+        ("javascript:alert(1)", ""),
+        ("data:text/html,hi", ""),
+        ("//evil.example/x", ""),
+        ("https://shop.example/x", "https://shop.example/x"),  # outside a delivery: a link, untracked
+        ("/cart", "/cart"),
+    ],
+)
+def test_track_outside_a_delivery_leaves_out_what_is_no_web_link(
+    tmp_path: Path, link: str, shown: str
+) -> None:
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "step.email.en.html").write_text(
+        '{% block subject %}x{% endblock %}<a href="{{ track(event.link) }}">go</a>'
+    )
+    parts = Renderer([tmp_path]).render(
+        "links", "step", "email", "en", {**context(), "event": {"link": link}}
+    )
+    assert parts.parts["html"].endswith(f'<a href="{shown}">go</a>')
+
+
 def test_a_missing_template_names_what_was_looked_for() -> None:
     with pytest.raises(TemplateMissing, match=r"welcome/nope\.email"):
         Renderer().render("welcome", "nope", "email", "vi", context())

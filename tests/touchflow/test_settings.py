@@ -48,3 +48,18 @@ def test_the_readme_lists_every_setting() -> None:
         if f"TOUCHFLOW_{name.upper()}" not in readme
     ]
     assert missing == []
+
+
+@pytest.mark.parametrize("field", ["push_service_hosts", "link_domains"])
+def test_a_bad_host_list_names_the_setting(make_settings: Callable[..., Settings], field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        make_settings(**{field: "push.shop.example, https://evil.example/path"})
+
+
+def test_host_lists_are_parsed_at_load_and_survive_a_round_trip(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(push_service_hosts="http://127.0.0.1, *.push.shop.example")
+    again = Settings.model_validate(settings.model_dump())
+    assert str(again.push_service_hosts) == "http://127.0.0.1, *.push.shop.example"
+    assert again.push_service_hosts.find("a.push.shop.example") is not None
