@@ -53,6 +53,7 @@ from touchflow.settings import Settings
 from touchflow.signing import Signer
 from touchflow.store import Store
 from touchflow.urls import LINK_DOMAINS, host_of, link_allowed, safe_link
+from touchflow.vocabulary import Reentry
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +137,9 @@ class JourneyActivities:
             entry_key=input.entry_key,
         )
         reason = None
-        if earlier and input.reentry == "once":
+        if earlier and input.reentry is Reentry.ONCE:
             reason = "already went through this journey"
-        elif earlier and input.reentry == "cooldown" and input.cooldown_seconds is not None:
+        elif earlier and input.reentry is Reentry.COOLDOWN and input.cooldown_seconds is not None:
             since = entry.entered_at - earlier[0].entered_at
             if since < timedelta(seconds=input.cooldown_seconds):
                 reason = f"re-entry cooldown: last entry {since} ago"
@@ -160,9 +161,7 @@ class JourneyActivities:
 
     @activity.defn(name="leave_journey")
     async def leave_journey(self, input: LeaveJourneyInput) -> None:
-        await asyncio.to_thread(
-            self.store.leave_journey, input.run_id, JourneyStatus(input.status), input.ended_by
-        )
+        await asyncio.to_thread(self.store.leave_journey, input.run_id, input.status, input.ended_by)
 
     # -- delivering -----------------------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from touchflow.vocabulary import JourneyStatus, Reentry, Stage
+
 
 class SendStatus(StrEnum):
     SENT = "sent"
@@ -29,7 +31,7 @@ class EnterJourneyInput:
     run_id: str
     customer_id: str
     entry_key: str | None
-    reentry: str
+    reentry: Reentry
     cooldown_seconds: float | None = None
 
 
@@ -48,7 +50,7 @@ class EnterJourneyResult:
 @dataclass
 class LeaveJourneyInput:
     run_id: str
-    status: str
+    status: JourneyStatus
     ended_by: str | None = None
 
 
@@ -61,7 +63,7 @@ class SendStepInput:
     # Business idempotency key: journey, customer, entry and step (and occurrence for repeated steps).
     key: str
     channels: list[str]
-    stage: str
+    stage: Stage
     entered_at: datetime
     transactional: bool = False
     # The event whose properties the template renders (e.g. the newest cart_updated).

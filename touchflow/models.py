@@ -21,6 +21,7 @@ from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
 from touchflow.vapid import b64url_decode
+from touchflow.vocabulary import JourneyStatus as JourneyStatus  # re-exported: the table's status
 
 
 def utcnow() -> datetime:
@@ -258,13 +259,6 @@ class Suppression(SQLModel, table=True):
 # ---------------------------------------------------------------------------------------------------------
 # Journeys and deliveries
 # ---------------------------------------------------------------------------------------------------------
-
-
-class JourneyStatus(StrEnum):
-    ACTIVE = "active"
-    CONVERTED = "converted"
-    EXITED = "exited"
-    COMPLETED = "completed"
 
 
 class JourneyEntry(SQLModel, table=True):

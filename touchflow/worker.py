@@ -28,7 +28,7 @@ from touchflow.workflows.registry import Registry
 # once; journeys themselves stay sandboxed, which is what guards the code users write.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "touchflow.workflows.base", "touchflow.activities.types", "touchflow.journeys"
+        "touchflow.workflows.base", "touchflow.activities.types", "touchflow.journeys", "touchflow.vocabulary"
     )
 )
 

@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any, ClassVar, TypeVar, cast
 
 from temporalio import workflow
@@ -38,6 +37,8 @@ from temporalio.common import (
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from touchflow.activities.coupons import CouponActivities
+    from touchflow.activities.journey import JourneyActivities
     from touchflow.activities.types import (
         EnterJourneyInput,
         EnterJourneyResult,
@@ -50,6 +51,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from touchflow.errors import ConfigurationError
     from touchflow.settings import to_timedelta
+
+    # Re-exported: journeys name them from here (and from touchflow.journeys).
+    from touchflow.vocabulary import JourneyStatus as JourneyStatus
+    from touchflow.vocabulary import Reentry as Reentry
+    from touchflow.vocabulary import Stage as Stage
 
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 JOURNEY_STAGE = SearchAttributeKey.for_keyword("JourneyStage")
@@ -78,42 +84,6 @@ ENGINE_TIMINGS = ("delivery_attempt_timeout",)
 SEEN_EVENTS_KEPT = 500
 
 
-class Stage(StrEnum):
-    """The stages of a customer journey; every step serves one, and analytics group by them."""
-
-    AWARENESS = "awareness"
-    CONSIDERATION = "consideration"
-    PURCHASE = "purchase"
-    RETENTION = "retention"
-    ADVOCACY = "advocacy"
-
-
-class Reentry(StrEnum):
-    """How often one customer may go through a journey (per entry key, where the journey has one).
-
-    Each rule is a Temporal id policy plus a check on the store's `journey_entries` (kept after Temporal's
-    retention has forgotten a closed run), made by the `enter_journey` activity:
-
-    | rule          | id reuse policy  | store check at entry (`enter_journey`)      |
-    | ------------- | ---------------- | ------------------------------------------- |
-    | ONCE          | REJECT_DUPLICATE | any earlier entry: not admitted              |
-    | ONE_AT_A_TIME | ALLOW_DUPLICATE  | none                                        |
-    | COOLDOWN      | ALLOW_DUPLICATE  | an entry within `cooldown`: not admitted     |
-
-    With every rule the id conflict policy is USE_EXISTING: an event while a run is open feeds that run.
-    """
-
-    ONCE = "once"  # once ever
-    ONE_AT_A_TIME = "one_at_a_time"  # again after the previous run ended
-    COOLDOWN = "cooldown"  # again once `cooldown` has passed since the previous entry
-
-    @property
-    def id_reuse_policy(self) -> WorkflowIDReusePolicy:
-        if self is Reentry.ONCE:
-            return WorkflowIDReusePolicy.REJECT_DUPLICATE
-        return WorkflowIDReusePolicy.ALLOW_DUPLICATE
-
-
 @dataclass
 class JourneyEvent:
     """An event as a journey sees it: ids and behaviour, never the customer's profile."""
@@ -134,7 +104,7 @@ class JourneyInput:
 
 @dataclass
 class JourneyOutcome:
-    status: str  # completed | converted | exited | not_admitted
+    status: JourneyStatus  # completed | converted | exited | not_admitted
     ended_by: str | None = None
 
 
@@ -521,41 +491,42 @@ class Journey:
         else:
             await workflow.wait_condition(lambda: bool(self._inbox) or self.ended_by is not None)
             if not self._inbox:
-                return JourneyOutcome(status="exited", ended_by=self._ended_name())
+                return JourneyOutcome(status=JourneyStatus.EXITED, ended_by=self._ended_name())
             trigger = self._inbox.popleft()
             self._trigger_id = trigger.id
             # Local activities: bookkeeping in the worker, recorded with the workflow task (no extra
             # round trips through the server on the way to the first message).
-            entry: EnterJourneyResult = await workflow.execute_local_activity(
-                "enter_journey",
+            entry: EnterJourneyResult = await workflow.execute_local_activity_method(
+                JourneyActivities.enter_journey,
                 EnterJourneyInput(
                     journey=self.spec.name,
                     workflow_id=info.workflow_id,
                     run_id=info.first_execution_run_id,
                     customer_id=self.customer_id,
                     entry_key=self.entry_key,
-                    reentry=self.spec.reentry.value,
+                    reentry=self.spec.reentry,
                     cooldown_seconds=self.spec.cooldown.total_seconds() if self.spec.cooldown else None,
                 ),
-                result_type=EnterJourneyResult,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=BOOKKEEPING_RETRY,
             )
             if not entry.admitted:
                 self._set_detail(f"not admitted: {entry.reason}")
-                return JourneyOutcome(status="not_admitted", ended_by=entry.reason)
+                return JourneyOutcome(status=JourneyStatus.NOT_ADMITTED, ended_by=entry.reason)
             self.entered_at = entry.entered_at
             self._entry_id = entry.entry_id
             self._timings = entry.timings
             self._params = entry.params
             self._since = min(entry.entered_at, trigger.occurred_at or entry.entered_at)
         await self.plan(trigger)  # type: ignore[arg-type]
-        status = "completed"
+        status = JourneyStatus.COMPLETED
         if self.ended_by is not None:
-            status = "converted" if self.ended_by.name in self.spec.goals else "exited"
+            status = (
+                JourneyStatus.CONVERTED if self.ended_by.name in self.spec.goals else JourneyStatus.EXITED
+            )
         self._set_detail(f"ended: {status}")
-        await workflow.execute_local_activity(
-            "leave_journey",
+        await workflow.execute_local_activity_method(
+            JourneyActivities.leave_journey,
             LeaveJourneyInput(run_id=info.first_execution_run_id, status=status, ended_by=self._ended_name()),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=BOOKKEEPING_RETRY,
@@ -747,8 +718,8 @@ class Journey:
         info = workflow.info()
         self._set_detail("issuing a coupon")
         key = f"{info.workflow_id}:{self.entry_number}:{name}"
-        result: IssueCouponResult = await workflow.execute_activity(
-            "issue_coupon",
+        result: IssueCouponResult = await workflow.execute_activity_method(
+            CouponActivities.issue_coupon,
             IssueCouponInput(
                 customer_id=self.customer_id,
                 key=key,
@@ -758,7 +729,6 @@ class Journey:
                 value=value,
                 unit=unit,
             ),
-            result_type=IssueCouponResult,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=BOOKKEEPING_RETRY,
         )
@@ -774,8 +744,8 @@ class Journey:
     ) -> SendStepResult:
         info = workflow.info()
         try:
-            result: SendStepResult = await workflow.execute_activity(
-                "deliver_step",
+            result: SendStepResult = await workflow.execute_activity_method(
+                JourneyActivities.deliver_step,
                 SendStepInput(
                     journey=self.spec.name,
                     step=step.name,
@@ -783,7 +753,7 @@ class Journey:
                     customer_id=self.customer_id,
                     key=key,
                     channels=list(step.via),
-                    stage=step.stage.value,
+                    stage=step.stage,
                     entered_at=self._since or self.entered_at or workflow.now(),
                     transactional=step.transactional,
                     event_id=event.id if event else None,
@@ -793,7 +763,6 @@ class Journey:
                     variant=variant,
                     data=data or {},
                 ),
-                result_type=SendStepResult,
                 # An attempt lives while it heartbeats (a slow provider is waited on, up to its own
                 # timeout); one that stops heartbeating for the attempt timeout (a dead worker) is retried.
                 heartbeat_timeout=self._attempt_timeout(),
