@@ -195,14 +195,29 @@ class JourneyActivities:
             delivery.attempts.append({"outcome": "interrupted", "at": _now()})
         # While a slow provider takes its time, the attempt heartbeats and renews its lease: it stays the one
         # attempt sending. An attempt that stops heartbeating (its worker died) times out after `lease`.
-        keeper = asyncio.create_task(self._keep_lease(delivery.id, token, lease, asyncio.current_task()))
+        keepers = [
+            asyncio.create_task(self._heartbeat(lease)),
+            asyncio.create_task(self._keep_lease(delivery.id, token, lease, asyncio.current_task())),
+        ]
         try:
             outcome = await self._attempt(input, delivery)
+        except asyncio.CancelledError:
+            # Cancelled mid-send (timed out, or the worker is stopping): the provider may have the message.
+            # The lease is left expired, not cleared, so the next attempt knows it follows an interrupted one.
+            await asyncio.to_thread(
+                self.store.finish_sending,
+                delivery.id,
+                token,
+                attempts=delivery.attempts,
+                sending_until=utcnow(),
+            )
+            raise
         except BaseException:
-            keeper.cancel()
             await asyncio.to_thread(self.store.finish_sending, delivery.id, token, attempts=delivery.attempts)
             raise
-        keeper.cancel()
+        finally:
+            for keeper in keepers:
+                keeper.cancel()
         values: dict[str, Any] = {
             "status": outcome.status,
             "channel": outcome.channel,
@@ -236,15 +251,22 @@ class JourneyActivities:
             result.ended_by, result.ended_by_event_id = outcome.ended_by.name, outcome.ended_by.id
         return result
 
+    @staticmethod
+    async def _heartbeat(lease: timedelta) -> None:
+        """Tell Temporal the attempt is alive, four times per attempt timeout (no database in the way, so
+        a busy store cannot make a live attempt look dead)."""
+        while True:
+            await asyncio.sleep(lease.total_seconds() / 4)
+            with contextlib.suppress(RuntimeError):  # not in an activity (a direct call in a test)
+                activity.heartbeat()
+
     async def _keep_lease(
         self, delivery_id: int, token: int, lease: timedelta, sender: asyncio.Task[Any] | None
     ) -> None:
-        """Heartbeat and renew the send lease a few times per `lease` until cancelled; if the lease was lost
-        (a later attempt holds it), stop the sending attempt rather than send twice."""
+        """Renew the send lease a few times per `lease` until cancelled; if the lease was lost (a later
+        attempt holds it), stop the sending attempt rather than send twice."""
         while True:
             await asyncio.sleep(lease.total_seconds() / 3)
-            with contextlib.suppress(RuntimeError):  # not in an activity (a direct call in a test)
-                activity.heartbeat()
             if not await asyncio.to_thread(self.store.renew_lease, delivery_id, token, lease):
                 if sender is not None:
                     sender.cancel()

@@ -740,7 +740,8 @@ class Store:
         return bool(renewed)
 
     def finish_sending(self, delivery_id: int, token: int, **values: Any) -> Delivery | None:
-        """Record an attempt's result and release its lease, only if the lease is still `token`'s.
+        """Record an attempt's result and release its lease (`sending_until` given: leave it at that), only if
+        the lease is still `token`'s.
 
         None when a later attempt took the lease meanwhile: that attempt's result stands, this one is dropped.
         """
@@ -749,7 +750,7 @@ class Store:
             done = conn.execute(
                 update(table)
                 .where(table.c.id == delivery_id, table.c.send_token == token)
-                .values(**values, sending_until=None, updated_at=utcnow())
+                .values(**{"sending_until": None, **values}, updated_at=utcnow())
             ).rowcount
         if not done:
             return None
