@@ -10,7 +10,7 @@ import json
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -186,6 +186,23 @@ class EventIn(BaseModel):
     properties: JsonObject = Field(default_factory=dict)
     timestamp: datetime | None = None
 
+    def conflict_with(self, customer_id: str, name: str, properties: dict[str, Any]) -> str | None:
+        """Why the stored event of this id is another event, or None when this one repeats it.
+
+        An id names one event: the same customer, name and properties (the timestamp may differ, as a
+        client's retry stamps it anew) is a repeat; anything else is a client reusing ids, refused.
+        """
+        if customer_id != self.customer_id:
+            whose = "an event of another customer"
+        elif name != self.name or properties != self.properties:
+            whose = "an event with other content (name or properties)"
+        else:
+            return None
+        return (
+            f"event id {self.id!r} is taken by {whose}: an id names one event, so send this one "
+            "with a new id (or exactly the stored event, to repeat it)"
+        )
+
 
 class EventPublic(SQLModel):
     id: str
@@ -199,7 +216,15 @@ class EventPublic(SQLModel):
 class IngestStatus(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
+    CONFLICT = "conflict"  # the id is taken by another event (another customer, name or properties)
     REJECTED = "rejected"
+
+
+class Ingested(NamedTuple):
+    """What storing one event came to; `reason` says why a conflict is one."""
+
+    status: IngestStatus
+    reason: str | None = None
 
 
 # Plain pydantic models: a batch answer holds a thousand of these, and SQLModel's constructor is slower.
@@ -218,6 +243,7 @@ class BatchItemResult(BaseModel):
 class BatchAck(BaseModel):
     accepted: int
     duplicates: int
+    conflicts: int
     rejected: int
     results: list[BatchItemResult]
 

@@ -18,16 +18,24 @@ _EVENTS = TypeAdapter(list[EventIn])
 _BATCH_DOC = "Up to TOUCHFLOW_MAX_BATCH_SIZE (default 1,000) events, each shaped like `POST /v1/events`."
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EventAck)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EventAck,
+    responses={status.HTTP_409_CONFLICT: {"description": "The `id` is taken by another event."}},
+)
 async def post_event(body: EventIn, store: StoreDep, relay: RelayDep, registry: RegistryDep) -> EventAck:
-    """Accept one event. A repeated `id` is answered `duplicate` and changes nothing.
+    """Accept one event. The same event sent again is answered `duplicate` and changes nothing; an `id`
+    already taken by another event (another customer, name or properties) is 409.
 
     An event for a customer id never seen creates a bare profile, filled in later by `POST /v1/customers`.
     """
     [result] = await asyncio.to_thread(store.ingest_events, [body], registry.routed)
-    if result is IngestStatus.ACCEPTED:
+    if result.status is IngestStatus.CONFLICT:
+        raise HTTPException(status.HTTP_409_CONFLICT, result.reason)
+    if result.status is IngestStatus.ACCEPTED:
         relay.wake()
-    return EventAck(id=body.id, status=result)
+    return EventAck(id=body.id, status=result.status)
 
 
 @router.post("/batch", response_model=BatchAck)
@@ -41,8 +49,9 @@ async def post_batch(
     """Accept many events at once; each is judged on its own.
 
     Valid events are stored even when others in the batch are not: every item's result names its `index`,
-    its status (`accepted`, `duplicate`, `rejected`) and, when rejected, what to fix. Resend only the
-    rejected ones; resending the whole batch is safe too (the rest come back as duplicates).
+    its status (`accepted`, `duplicate`, `conflict`, `rejected`) and, when conflicting or rejected, what
+    to fix. Resend only the rejected ones; resending the whole batch is safe too (the rest come back as
+    duplicates).
     """
     if len(events) > settings.max_batch_size:
         raise HTTPException(
@@ -69,7 +78,8 @@ async def post_batch(
                 )
     statuses = await asyncio.to_thread(store.ingest_events, [e for _, e in valid], registry.routed)
     for (index, event), result in zip(valid, statuses, strict=True):
-        results.append(BatchItemResult(index=index, id=event.id, status=result))
+        errors = [result.reason] if result.reason else []
+        results.append(BatchItemResult(index=index, id=event.id, status=result.status, errors=errors))
     results.sort(key=lambda r: r.index)
     accepted = sum(r.status is IngestStatus.ACCEPTED for r in results)
     if accepted:
@@ -77,6 +87,7 @@ async def post_batch(
     ack = BatchAck(
         accepted=accepted,
         duplicates=sum(r.status is IngestStatus.DUPLICATE for r in results),
+        conflicts=sum(r.status is IngestStatus.CONFLICT for r in results),
         rejected=sum(r.status is IngestStatus.REJECTED for r in results),
         results=results,
     )

@@ -62,13 +62,65 @@ def test_an_unknown_customer_gets_a_bare_profile(api: TestClient) -> None:
 
 
 def test_a_repeated_id_is_a_duplicate_and_changes_nothing(api: TestClient) -> None:
-    assert api.post("/v1/events", json=event(properties={"v": 1})).json()["status"] == "accepted"
-    again = api.post("/v1/events", json=event(properties={"v": 2}))
+    first = event(properties={"v": 1, "items": [{"sku": "a", "price": 1.5}]})
+    assert api.post("/v1/events", json=first).json()["status"] == "accepted"
+    # The same event sent again (a retry), with its own timestamp: the content is what names it.
+    again = api.post("/v1/events", json=first | {"timestamp": "2026-01-01T00:00:00Z"})
     assert again.status_code == 202
     assert again.json() == {"id": "e-1", "status": "duplicate"}
     stored = store_of(api).get_event("e-1")
-    assert stored is not None and stored.properties == {"v": 1}
+    assert stored is not None and stored.properties == first["properties"]
     assert store_of(api).outbox_size() == 1
+
+
+@pytest.mark.parametrize(
+    ("other", "hint"),
+    [
+        (event(customer_id="c-2", properties={"v": 1}), "another customer"),
+        (event(name="page_viewed", properties={"v": 1}), "other content"),
+        (event(properties={"v": 2}), "other content"),
+        (event(), "other content"),
+    ],
+)
+def test_an_id_already_taken_by_another_event_is_409(
+    api: TestClient, other: dict[str, Any], hint: str
+) -> None:
+    assert api.post("/v1/events", json=event(properties={"v": 1})).json()["status"] == "accepted"
+    response = api.post("/v1/events", json=other)
+    assert response.status_code == 409
+    detail = response.json()["detail"]
+    assert "e-1" in detail and hint in detail and "new id" in detail
+    stored = store_of(api).get_event("e-1")
+    assert stored is not None and (stored.customer_id, stored.properties) == ("c-1", {"v": 1})
+    assert store_of(api).outbox_size() == 1
+
+
+def test_a_batch_reports_a_conflicting_item_by_index_and_stores_the_rest(api: TestClient) -> None:
+    api.post("/v1/events", json=event("taken", properties={"v": 1}))
+    batch = [
+        event("k-1"),
+        event("taken", properties={"v": 2}),  # the id of a stored event with other content
+        event("k-1", customer_id="c-2"),  # the id of an earlier item of this batch, another customer
+        event("taken", properties={"v": 1}),  # the same event again
+        event("k-2"),
+    ]
+    response = api.post("/v1/events/batch", json={"events": batch})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["accepted"], body["duplicates"], body["conflicts"], body["rejected"]) == (2, 1, 2, 0)
+    results = {r["index"]: r for r in body["results"]}
+    assert [results[i]["status"] for i in range(5)] == [
+        "accepted",
+        "conflict",
+        "conflict",
+        "duplicate",
+        "accepted",
+    ]
+    assert "other content" in results[1]["errors"][0]
+    assert "another customer" in results[2]["errors"][0]
+    stored = store_of(api).get_event("k-1")
+    assert stored is not None and stored.customer_id == "c-1"
+    assert store_of(api).get_event("k-2") is not None
 
 
 @pytest.mark.parametrize(
