@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from touchflow.api.deps import Ingest, RegistryDep, RelayDep, SettingsDep, StoreDep
 from touchflow.api.errors import describe_errors
-from touchflow.models import BatchAck, BatchItemResult, EventAck, EventIn, IngestStatus
+from touchflow.models import BatchAck, BatchItemResult, EventAck, EventIn, IngestStatus, storable_text
 
 router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Ingest])
 
@@ -71,7 +71,7 @@ async def post_batch(
                 results.append(
                     BatchItemResult(
                         index=index,
-                        id=raw.get("id") if isinstance(raw.get("id"), str) else None,
+                        id=raw.get("id") if storable_text(raw.get("id")) else None,
                         status=IngestStatus.REJECTED,
                         errors=describe_errors(exc.errors()),
                     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +19,11 @@ def event(id: str = "e-1", **fields: Any) -> dict[str, Any]:
 def store_of(api: TestClient) -> Store:
     store: Store = api.app.state.store  # type: ignore[attr-defined]
     return store
+
+
+def post_json_text(api: TestClient, path: str, text: str) -> Any:
+    """Send JSON as written: `NaN`, `Infinity` and lone surrogates, which a JSON encoder would not write."""
+    return api.post(path, content=text.encode(), headers={"Content-Type": "application/json"})
 
 
 @pytest.mark.parametrize(
@@ -217,3 +224,99 @@ def test_properties_are_bounded(api: TestClient) -> None:
     response = api.post("/v1/events", json=event(properties={"blob": "x" * 40_000}))
     assert response.status_code == 422
     assert response.json()["message"].startswith("properties: Value error, at most 32 KiB of JSON")
+
+
+def _in(delta: timedelta) -> str:
+    return (datetime.now(UTC) + delta).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "hint"),
+    [
+        pytest.param("2026-03-01T09:30:00", "time zone", id="naive: whose 09:30?"),
+        pytest.param("2026-03-01", "time zone", id="a date"),
+        pytest.param("1999-12-31T23:59:59Z", "2000-01-01", id="last century"),
+        pytest.param("0001-01-01T00:00:00+00:00", "2000-01-01", id="year 1"),
+        pytest.param("0001-01-01T00:00:00+01:00", "2000-01-01", id="before any UTC time"),
+        pytest.param(_in(timedelta(days=1, minutes=5)), "a day", id="over a day ahead"),
+        pytest.param("9999-12-31T23:59:59+14:00", "a day", id="year 9999"),
+    ],
+)
+def test_a_timestamp_needs_a_time_zone_and_a_sane_date(api: TestClient, timestamp: str, hint: str) -> None:
+    response = api.post("/v1/events", json=event(timestamp=timestamp))
+    assert response.status_code == 422
+    message = response.json()["message"]
+    assert message.startswith("timestamp:"), message
+    assert hint in message
+    assert store_of(api).get_event("e-1") is None
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["2000-01-01T00:00:00Z", "2026-03-01T09:30:00+07:00", _in(timedelta(hours=23)), 1767225600],
+    ids=["2000", "+07:00", "23 hours ahead", "unix seconds"],
+)
+def test_a_zoned_timestamp_in_range_is_kept(api: TestClient, timestamp: str | int) -> None:
+    assert api.post("/v1/events", json=event(timestamp=timestamp)).status_code == 202
+    stored = store_of(api).get_event("e-1")
+    assert stored is not None and stored.occurred_at.tzinfo is not None
+
+
+def written(id: str = '"e-1"', customer_id: str = '"c-1"', properties: str = "{}") -> str:
+    """An event's JSON as a client wrote it (each argument is JSON text)."""
+    return f'{{"id": {id}, "customer_id": {customer_id}, "name": "signed_up", "properties": {properties}}}'
+
+
+UNSTORABLE_EVENTS = [
+    # (the JSON, the field the message starts with, a word it holds)
+    pytest.param(written(id=r'"e\u0000"'), "id", "NUL", id="NUL in the id"),
+    pytest.param(written(customer_id=r'"c\u0000"'), "customer_id", "NUL", id="NUL in the customer id"),
+    pytest.param(written(id=r'"e-\udfff"'), "id", "surrogate", id="lone surrogate in the id"),
+    pytest.param(written(properties=r'{"a\u0000": 1}'), "properties", "NUL", id="NUL in a property name"),
+    pytest.param(
+        written(properties=r'{"items": [{"sku": "x\u0000"}]}'),
+        "properties",
+        "items.0.sku",
+        id="NUL deep in a property",
+    ),
+    pytest.param(written(properties=r'{"a": "\ud800"}'), "properties", "surrogate", id="lone surrogate"),
+    pytest.param(written(properties=r'{"\udc00": 1}'), "properties", "surrogate", id="surrogate name"),
+    pytest.param(written(properties='{"total": NaN}'), "properties", "finite", id="NaN"),
+    pytest.param(written(properties='{"total": Infinity}'), "properties", "total", id="Infinity"),
+    pytest.param(written(properties='{"x": [-Infinity]}'), "properties", "finite", id="-Infinity"),
+]
+
+
+@pytest.mark.parametrize(("text", "field", "hint"), UNSTORABLE_EVENTS)
+def test_text_and_numbers_no_database_can_hold_get_422_naming_the_field(
+    api: TestClient, text: str, field: str, hint: str
+) -> None:
+    response = post_json_text(api, "/v1/events", text)
+    assert response.status_code == 422
+    message = response.json()["message"]
+    assert message.startswith(f"{field}:"), message
+    assert hint in message
+    assert store_of(api).get_event("e-1") is None
+
+
+def test_each_new_rule_is_judged_per_item_of_a_batch(api: TestClient) -> None:
+    items = [json.dumps(event("ok-1")), *(param.values[0] for param in UNSTORABLE_EVENTS)]
+    items += [
+        json.dumps(event("naive", timestamp="2026-03-01T09:30:00")),
+        json.dumps(event("ancient", timestamp="1970-01-01T00:00:00Z")),
+        written(id=r'"\ud800"'),  # an id that cannot be echoed back
+        json.dumps(event("ok-2")),
+    ]
+    response = post_json_text(api, "/v1/events/batch", '{"events": [' + ", ".join(items) + "]}")
+    assert response.status_code == 200
+    body = response.json()
+    rejected = len(items) - 2
+    assert (body["accepted"], body["rejected"]) == (2, rejected)
+    results = {r["index"]: r for r in body["results"]}
+    assert [results[i]["status"] for i in (0, len(items) - 1)] == ["accepted", "accepted"]
+    for index in range(1, len(items) - 1):
+        assert results[index]["status"] == "rejected" and results[index]["errors"], results[index]
+    assert results[len(items) - 2]["id"] is None
+    store = store_of(api)
+    assert store.get_event("ok-1") is not None and store.get_event("ok-2") is not None
+    assert store.get_event("naive") is None and store.get_event("e-1") is None

@@ -93,3 +93,20 @@ def test_a_streamed_body_over_the_limit_gets_413(make_api: Callable[..., TestCli
         headers=bearer("test-key-1") | {"Content-Type": "application/json"},
     )
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "where"),
+    [
+        ("GET", "/v1/customers/a%00b", "path"),
+        ("DELETE", "/v1/customers/a%00b", "path"),
+        ("DELETE", "/v1/customers/c-1/push-subscriptions?endpoint=https://push.example/a%00b", "query"),
+        ("GET", "/v1/inbox/messages?cursor=%00", "query"),
+    ],
+)
+def test_a_nul_in_the_url_is_422_whatever_the_route(
+    api: TestClient, method: str, url: str, where: str
+) -> None:
+    response = api.request(method, url)
+    assert response.status_code == 422
+    assert response.json()["message"].startswith(f"{where}: must not hold a NUL character (%00)")
