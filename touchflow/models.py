@@ -200,6 +200,29 @@ EventName = Annotated[
     ),
 ]
 Text = Annotated[str, BeforeValidator(_check_text)]
+
+# The value of a journey's key property (`cart_id`, `order_id`) tells its runs apart: it becomes part of
+# Temporal workflow ids (`<journey>:<customer id>:<key>`, held in columns of WORKFLOW_ID_MAX_LENGTH) and is
+# kept in `journey_entries.entry_key` and `coupons.entry_key`, so it is bounded like them.
+ENTRY_KEY_MAX_LENGTH = 128
+WORKFLOW_ID_MAX_LENGTH = 300
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def entry_key_problem(value: Any) -> str | None:
+    """What keeps an event property's value from being an entry key, or None (strings and numbers are)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return f"must be a string or a number, not {type(value).__name__}"
+    key = str(value)
+    if not key.strip():
+        return "must not be empty"
+    if len(key) > ENTRY_KEY_MAX_LENGTH:
+        return f"must be at most {ENTRY_KEY_MAX_LENGTH} characters; this one has {len(key)}"
+    if _CONTROL.search(key):
+        return "must not hold line breaks (CR, LF) or other control characters"
+    return None
+
+
 EventTime = Annotated[datetime, AfterValidator(_check_event_time)]
 
 Locale = Annotated[str, StringConstraints(max_length=35), AfterValidator(_check_locale)]

@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from touchflow.api.routes.events import entry_key_errors
+from touchflow.journeys import Journey, JourneyEvent, journey
+from touchflow.models import EventIn
 from touchflow.store import Store
+from touchflow.testing import registry_of
 
 
 def event(id: str = "e-1", **fields: Any) -> dict[str, Any]:
@@ -138,6 +142,9 @@ def test_a_batch_reports_a_conflicting_item_by_index_and_stores_the_rest(api: Te
         (event(name=""), "name", "at least 1"),
         (event(customer_id="a/b"), "customer_id", "pattern"),
         (event(id="x" * 129), "id", "at most 128"),
+        (event(customer_id="c" * 129), "customer_id", "at most 128"),
+        (event(name="n" * 101), "name", "at most 100"),
+        (event(id="o-1\r\nX-Evil: 1"), "id", "pattern"),
         (event(timestamp="yesterday"), "timestamp", "datetime"),
         (event(properties=[1, 2]), "properties", "dictionary"),
         (event(colour="red"), "colour", "Extra inputs"),
@@ -320,3 +327,72 @@ def test_each_new_rule_is_judged_per_item_of_a_batch(api: TestClient) -> None:
     store = store_of(api)
     assert store.get_event("ok-1") is not None and store.get_event("ok-2") is not None
     assert store.get_event("naive") is None and store.get_event("e-1") is None
+
+
+# Built-in journeys keyed by a property: abandoned_cart by `cart_id` (it starts on cart_updated, ends on
+# cart_cleared and order_placed), post_purchase by `order_id` (order_placed).
+@pytest.mark.parametrize(
+    ("name", "key", "value", "hint"),
+    [
+        pytest.param("cart_updated", "cart_id", "k" * 129, "at most 128 characters", id="a cart id too long"),
+        pytest.param("cart_cleared", "cart_id", "k" * 129, "at most 128 characters", id="on an exit too"),
+        pytest.param("order_placed", "order_id", "o" * 200, "at most 128 characters", id="an order id"),
+        pytest.param("order_placed", "order_id", "o-1\r\nBcc: all@x.example", "line break", id="CR/LF"),
+        pytest.param("order_placed", "cart_id", "k-1\n", "line break", id="LF in the cart id of an order"),
+        pytest.param("order_placed", "order_id", "o-1\tx", "control", id="a tab"),
+        pytest.param("cart_updated", "cart_id", "", "empty", id="empty"),
+        pytest.param("cart_updated", "cart_id", {"id": 1}, "a string or a number", id="an object"),
+        pytest.param("cart_updated", "cart_id", True, "a string or a number", id="a boolean"),
+    ],
+)
+def test_an_entry_key_that_would_not_fit_its_columns_or_ids_gets_422(
+    api: TestClient, name: str, key: str, value: Any, hint: str
+) -> None:
+    response = api.post("/v1/events", json=event(name=name, properties={key: value}))
+    assert response.status_code == 422
+    message = response.json()["message"]
+    assert message.startswith(f"properties.{key}:"), message
+    assert hint in message
+    assert store_of(api).get_event("e-1") is None
+
+
+def test_entry_keys_up_to_the_bound_are_kept_and_other_events_are_not_bounded(api: TestClient) -> None:
+    cart = event("cart", name="cart_updated", properties={"cart_id": "k" * 128})
+    order = event("order", name="order_placed", properties={"order_id": 1234567, "cart_id": "k-1"})
+    viewed = event("viewed", name="page_viewed", properties={"cart_id": "k" * 300, "order_id": "a\nb"})
+    for body in (cart, order, viewed):
+        assert api.post("/v1/events", json=body).status_code == 202, body
+
+
+def test_a_batch_rejects_an_item_with_a_bad_entry_key_by_index_and_stores_the_rest(api: TestClient) -> None:
+    batch = [
+        event("b-1", name="cart_updated", properties={"cart_id": "k-1"}),
+        event("b-2", name="cart_updated", properties={"cart_id": "k" * 129}),
+        event("b-3", name="order_placed", properties={"order_id": "o-1\r\n"}),
+        event("b-4", name="order_placed", properties={"order_id": "o-1"}),
+    ]
+    body = api.post("/v1/events/batch", json={"events": batch}).json()
+    assert (body["accepted"], body["rejected"]) == (2, 2)
+    results = {r["index"]: r for r in body["results"]}
+    assert [results[i]["status"] for i in range(4)] == ["accepted", "rejected", "rejected", "accepted"]
+    assert results[1]["id"] == "b-2" and results[1]["errors"][0].startswith("properties.cart_id:")
+    assert results[2]["errors"][0].startswith("properties.order_id:")
+    assert store_of(api).get_event("b-2") is None and store_of(api).get_event("b-4") is not None
+
+
+@journey(starts_on="cart_updated", key="cart_id", name="cart_" + "x" * 45)
+class LongNamed(Journey):
+    """A journey whose name leaves less room in its workflow ids than a customer id and key can fill."""
+
+    async def plan(self, trigger: JourneyEvent) -> None:
+        pass
+
+
+def test_an_entry_key_whose_workflow_id_would_not_fit_its_columns_is_refused() -> None:
+    registry = registry_of(LongNamed)
+    fits = EventIn(id="e", customer_id="c" * 128, name="cart_updated", properties={"cart_id": "k" * 120})
+    assert entry_key_errors(fits, registry) == []
+    over = fits.model_copy(update={"properties": {"cart_id": "k" * 128}})
+    [error] = entry_key_errors(over, registry)
+    assert error["loc"] == ("body", "properties", "cart_id")
+    assert "workflow id" in error["msg"] and "308 characters long, over 300" in error["msg"]
