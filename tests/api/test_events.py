@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import API_KEY
 from touchflow.api.routes.events import entry_key_errors
 from touchflow.journeys import Journey, JourneyEvent, journey
 from touchflow.models import EventIn
@@ -35,7 +37,7 @@ def post_json_text(api: TestClient, path: str, text: str) -> Any:
     [
         ({}, "no header"),
         ({"Authorization": "Bearer wrong"}, "unknown key"),
-        ({"Authorization": "Basic dGVzdC1rZXktMTo="}, "not a bearer token"),
+        ({"Authorization": "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()}, "not a bearer"),
         ({"Authorization": "Bearer "}, "empty key"),
     ],
 )
