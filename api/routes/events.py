@@ -25,6 +25,9 @@ from touchflow.workflows.registry import Registry
 
 router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Ingest])
 
+_EVENTS = TypeAdapter(list[EventIn])
+_BATCH_DOC = "Up to TOUCHFLOW_MAX_BATCH_SIZE (default 1,000) events, each shaped like `POST /v1/events`."
+
 
 def entry_key_errors(event: EventIn, registry: Registry) -> list[dict[str, Any]]:
     """The event's values of journey keys that could not name a run, as validation errors.
@@ -50,10 +53,6 @@ def entry_key_errors(event: EventIn, registry: Registry) -> list[dict[str, Any]]
             if all(error["loc"] != loc for error in errors):
                 errors.append({"type": "entry_key", "loc": loc, "msg": msg, "input": value})
     return errors
-
-
-_EVENTS = TypeAdapter(list[EventIn])
-_BATCH_DOC = "Up to TOUCHFLOW_MAX_BATCH_SIZE (default 1,000) events, each shaped like `POST /v1/events`."
 
 
 @router.post(
@@ -127,8 +126,8 @@ async def post_batch(
     ]
     statuses = await asyncio.to_thread(store.ingest_events, [e for _, e in valid], registry.routed)
     for (index, event), result in zip(valid, statuses, strict=True):
-        errors = [result.reason] if result.reason else []
-        results.append(BatchItemResult(index=index, id=event.id, status=result.status, errors=errors))
+        reasons = [result.reason] if result.reason else []
+        results.append(BatchItemResult(index=index, id=event.id, status=result.status, errors=reasons))
     results.sort(key=lambda r: r.index)
     accepted = sum(r.status is IngestStatus.ACCEPTED for r in results)
     if accepted:
