@@ -10,10 +10,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 
+def _printable(part: object) -> str | int:
+    """A location part as JSON can carry it: a key the client sent may hold a lone surrogate (`\\udc00`)."""
+    if isinstance(part, int):
+        return part
+    return str(part).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def describe_errors(errors: Sequence[Any]) -> list[str]:
     messages = []
     for error in errors:
-        location = [str(part) for part in error.get("loc", ()) if part not in ("body",)]
+        location = [str(_printable(part)) for part in error.get("loc", ()) if part not in ("body",)]
         where = ".".join(location) or "body"
         messages.append(f"{where}: {error.get('msg', 'invalid')}")
     return messages
@@ -23,5 +30,8 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     messages = describe_errors(errors)
-    detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+    detail = [
+        {"loc": [_printable(part) for part in e.get("loc", ())], "msg": e.get("msg"), "type": e.get("type")}
+        for e in errors
+    ]
     return JSONResponse(status_code=422, content={"message": "; ".join(messages), "detail": detail})

@@ -1,4 +1,6 @@
-"""Request body size limit: a body over TOUCHFLOW_MAX_BODY_BYTES gets 413 before it is read in full."""
+"""Limits on a request before any route sees it: a body over TOUCHFLOW_MAX_BODY_BYTES gets 413 before it is
+read in full, and a URL holding a NUL character (`%00`) gets 422 (no route takes one, and PostgreSQL
+refuses NUL in text: a lookup by it would be a 500)."""
 
 from __future__ import annotations
 
@@ -56,6 +58,39 @@ class BodySizeLimit:
             {
                 "type": "http.response.start",
                 "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class RefuseNulInUrl:
+    """Pure ASGI middleware: 422 for a NUL character in the path or the query string, whichever route."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            where = "path" if "\x00" in scope["path"] else None
+            if where is None and b"%00" in scope["query_string"]:
+                where = "query"
+            if where is not None:
+                await self._refuse(send, where)
+                return
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, send: Send, where: str) -> None:
+        msg = "must not hold a NUL character (%00): no database stores it; remove it"
+        detail = [{"loc": [where], "msg": msg, "type": "unstorable_text"}]
+        body = json.dumps({"message": f"{where}: {msg}", "detail": detail}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 422,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

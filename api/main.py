@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from touchflow.api.errors import validation_error_handler
-from touchflow.api.limits import BodySizeLimit
+from touchflow.api.limits import BodySizeLimit, RefuseNulInUrl
 from touchflow.api.routes import (
     customers,
     dev,
@@ -83,6 +83,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     app.state.vapid_public_key = public_key(load_private_key(vapid_key)) if vapid_key else None
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RefuseNulInUrl)
     app.include_router(health.router)
     app.include_router(customers.router)
     app.include_router(events.router)

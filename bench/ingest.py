@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,9 @@ import httpx
 
 from bench.common import machine
 from touchflow.temporal import free_port, wait_for_port
+
+# `touchflow api` starts only with keys and a secret of production strength.
+BENCH_KEY = "tfk_bench_" + secrets.token_urlsafe(24)
 
 BARE_APP = """
 import json, os, sqlite3
@@ -97,14 +101,14 @@ async def main() -> None:
         else:
             env |= {
                 "TOUCHFLOW_HOME": str(work / "tf"),
-                "TOUCHFLOW_API_KEYS": "bench-key-1",
-                "TOUCHFLOW_SECRET_KEY": "bench-secret",
+                "TOUCHFLOW_API_KEYS": BENCH_KEY,
+                "TOUCHFLOW_SECRET_KEY": secrets.token_urlsafe(32),
                 # No Temporal here: the relay keeps routed events in the outbox, as when Temporal is away.
                 "TOUCHFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
                 "TOUCHFLOW_API_PORT": str(port),
             }
             command = ["-m", "touchflow.cli", "api"]
-            headers = {"Content-Type": "application/json", "Authorization": "Bearer bench-key-1"}
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"}
         process = subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.DEVNULL)
         try:
             await wait_for_port("127.0.0.1", port, 60)

@@ -37,10 +37,16 @@ def digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def split_entry(entry: str) -> tuple[str, str]:
+    """`read+ingest:tfk_…` → ("read+ingest", "tfk_…"); an entry without scopes has ""."""
+    scopes_text, _, secret = entry.rpartition(":") if ":" in entry else ("", "", entry)
+    return scopes_text, secret
+
+
 def parse_keys(entries: list[str]) -> list[ApiKey]:
     keys = []
     for entry in entries:
-        scopes_text, _, secret = entry.rpartition(":") if ":" in entry else ("", "", entry)
+        scopes_text, secret = split_entry(entry)
         if secret.startswith("sha256="):
             hex_digest = secret.removeprefix("sha256=")
             try:

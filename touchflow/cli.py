@@ -21,7 +21,7 @@ import uvicorn
 from touchflow.apikeys import Scope, new_key
 from touchflow.check import CheckFailed, has_errors, load_and_check, summary
 from touchflow.db import make_engine, migrate
-from touchflow.settings import Settings, get_settings
+from touchflow.settings import Settings, check_production_secrets, get_settings
 from touchflow.workflows.registry import Registry, load_registry
 
 log = logging.getLogger("touchflow")
@@ -53,6 +53,7 @@ async def _until_signalled() -> None:
 
 
 async def _run_api(settings: Settings) -> None:
+    check_production_secrets(settings, api=True)
     server = _serve(settings, load_registry(settings), settings.api_host, settings.api_port)
     task = asyncio.create_task(server.serve())
     waiter = asyncio.create_task(_until_signalled())
@@ -96,7 +97,12 @@ async def _run_worker(settings: Settings, *, check: bool = True) -> None:
     from touchflow.temporal import connect, ensure_search_attributes
     from touchflow.worker import build_activities, build_worker
 
-    registry = _checked_registry(settings) if check else load_registry(settings)
+    if check:
+        check_production_secrets(settings, api=False)
+        registry = _checked_registry(settings)
+    else:
+        # `touchflow dev` started this worker: it checked the journeys and made the secrets itself.
+        registry = load_registry(settings)
     activities = build_activities(settings, registry)
     client = await connect(settings)
     await ensure_search_attributes(client)

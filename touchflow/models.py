@@ -7,14 +7,16 @@ Families follow the FastAPI template: `X(table=True)` is the row, `XIn` what a c
 from __future__ import annotations
 
 import json
+import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, StringConstraints
+from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, TypeDecorator, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -65,17 +67,6 @@ def time_column(*, nullable: bool = False, index: bool = False) -> Any:
 # Validated scalar types shared by the API models
 # ---------------------------------------------------------------------------------------------------------
 
-Identifier = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\s/?#]+$"),
-]
-EventName = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[A-Za-z][A-Za-z0-9_.:-]*$"
-    ),
-]
-
 
 def _check_locale(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*", value):
@@ -98,18 +89,142 @@ def _check_phone(value: str) -> str:
     return digits
 
 
+# Text every database can hold, and numbers JSON can: PostgreSQL refuses NUL in text and JSON, a lone
+# surrogate (half of a UTF-16 pair) is not Unicode at all, and JSON has no NaN or Infinity (Python's json
+# reads them all the same). Refused at the API, with the field named, instead of a 500 from the database.
+_NUL = "must not hold a NUL character (\\u0000): no database stores it; remove it"
+_SURROGATE = (
+    "must be valid Unicode, not a lone surrogate (half of a UTF-16 pair such as \\ud800): "
+    "send the whole character"
+)
+
+
+def _text_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return _NUL
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return _SURROGATE
+    return None
+
+
+def storable_text(value: object) -> bool:
+    """A string every database (and JSON encoder) takes as it is."""
+    return isinstance(value, str) and _text_problem(value) is None
+
+
+def _check_text(value: Any) -> Any:
+    """Before str validation, so a lone surrogate gets this message rather than pydantic's own."""
+    if isinstance(value, str) and (problem := _text_problem(value)):
+        raise PydanticCustomError("unstorable_text", problem)
+    return value
+
+
+def _json_problem(value: Any) -> str | None:
+    """The first string or number in a JSON value that cannot be stored, named by its path (`items.0.sku`).
+
+    Iterative: the JSON parser allows nesting deeper than Python's recursion limit would."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if problem := _text_problem(item):
+                return f"{path} {problem}"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                written = "NaN" if math.isnan(item) else ("Infinity" if item > 0 else "-Infinity")
+                return f"{path} is {written}, which JSON does not allow: send a finite number, or null"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if problem := _text_problem(key):
+                    return f"a name in {path} {problem}" if path else f"a name {problem}"
+                stack.append((f"{path}.{key}" if path else key, child))
+        elif isinstance(item, list):
+            stack.extend(
+                (f"{path}.{index}" if path else str(index), child) for index, child in enumerate(item)
+            )
+    return None
+
+
 # Free-form JSON a client sends (event properties, profile attributes) is bounded, so one record stays small.
 MAX_JSON_BYTES = 32 * 1024
 
 
-def _check_json_size(value: dict[str, Any]) -> dict[str, Any]:
+def _check_json_object(value: dict[str, Any]) -> dict[str, Any]:
+    if problem := _json_problem(value):
+        raise PydanticCustomError("unstorable_json", problem)
     size = len(json.dumps(value, default=str))  # ASCII-escaped: a safe upper bound, and the fast path
     if size > MAX_JSON_BYTES:
         raise ValueError(f"at most {MAX_JSON_BYTES // 1024} KiB of JSON; this is {size} bytes")
     return value
 
 
-JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json_size)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json_object)]
+
+# An event's own time: with a zone (a naive time is nobody's), and in a sane range (a year-1 date or one
+# from next year is a client's bug, and would sort and expire coupons wrongly).
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+EVENT_CLOCK_SKEW = timedelta(days=1)
+
+
+def _check_event_time(value: datetime) -> datetime:
+    if value.utcoffset() is None:
+        raise PydanticCustomError(
+            "timezone_required",
+            "must carry a time zone, e.g. 2026-05-01T09:30:00+07:00 or 2026-05-01T02:30:00Z",
+        )
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # year 1 east of Greenwich: before any UTC a datetime holds
+        utc = None
+    if utc is None or not EARLIEST_EVENT_TIME <= utc <= utcnow() + EVENT_CLOCK_SKEW:
+        raise PydanticCustomError(
+            "timestamp_out_of_range",
+            "must lie between 2000-01-01 and a day from now (UTC); this one is {when}: "
+            "check the sender's clock and time zone",
+            {"when": value.isoformat()},
+        )
+    return value
+
+
+Identifier = Annotated[
+    str,
+    BeforeValidator(_check_text),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\s/?#]+$"),
+]
+EventName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[A-Za-z][A-Za-z0-9_.:-]*$"
+    ),
+]
+Text = Annotated[str, BeforeValidator(_check_text)]
+
+# The value of a journey's key property (`cart_id`, `order_id`) tells its runs apart: it becomes part of
+# Temporal workflow ids (`<journey>:<customer id>:<key>`, held in columns of WORKFLOW_ID_MAX_LENGTH) and is
+# kept in `journey_entries.entry_key` and `coupons.entry_key`, so it is bounded like them.
+ENTRY_KEY_MAX_LENGTH = 128
+WORKFLOW_ID_MAX_LENGTH = 300
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def entry_key_problem(value: Any) -> str | None:
+    """What keeps an event property's value from being an entry key, or None (strings and numbers are)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return f"must be a string or a number, not {type(value).__name__}"
+    key = str(value)
+    if not key.strip():
+        return "must not be empty"
+    if len(key) > ENTRY_KEY_MAX_LENGTH:
+        return f"must be at most {ENTRY_KEY_MAX_LENGTH} characters; this one has {len(key)}"
+    if _CONTROL.search(key):
+        return "must not hold line breaks (CR, LF) or other control characters"
+    return None
+
+
+EventTime = Annotated[datetime, AfterValidator(_check_event_time)]
 
 Locale = Annotated[str, StringConstraints(max_length=35), AfterValidator(_check_locale)]
 TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_check_timezone)]
@@ -146,7 +261,7 @@ class CustomerIn(BaseModel):
     locale: Locale | None = None
     timezone: TimeZone | None = None
     attributes: JsonObject | None = None
-    consents: dict[str, bool] | None = None
+    consents: dict[Text, bool] | None = None
 
 
 class CustomerPublic(SQLModel):
@@ -185,7 +300,24 @@ class EventIn(BaseModel):
     customer_id: Identifier
     name: EventName
     properties: JsonObject = Field(default_factory=dict)
-    timestamp: datetime | None = None
+    timestamp: EventTime | None = None
+
+    def conflict_with(self, customer_id: str, name: str, properties: dict[str, Any]) -> str | None:
+        """Why the stored event of this id is another event, or None when this one repeats it.
+
+        An id names one event: the same customer, name and properties (the timestamp may differ, as a
+        client's retry stamps it anew) is a repeat; anything else is a client reusing ids, refused.
+        """
+        if customer_id != self.customer_id:
+            whose = "an event of another customer"
+        elif name != self.name or properties != self.properties:
+            whose = "an event with other content (name or properties)"
+        else:
+            return None
+        return (
+            f"event id {self.id!r} is taken by {whose}: an id names one event, so send this one "
+            "with a new id (or exactly the stored event, to repeat it)"
+        )
 
 
 class EventPublic(SQLModel):
@@ -200,7 +332,15 @@ class EventPublic(SQLModel):
 class IngestStatus(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
+    CONFLICT = "conflict"  # the id is taken by another event (another customer, name or properties)
     REJECTED = "rejected"
+
+
+class Ingested(NamedTuple):
+    """What storing one event came to; `reason` says why a conflict is one."""
+
+    status: IngestStatus
+    reason: str | None = None
 
 
 # Plain pydantic models: a batch answer holds a thousand of these, and SQLModel's constructor is slower.
@@ -219,6 +359,7 @@ class BatchItemResult(BaseModel):
 class BatchAck(BaseModel):
     accepted: int
     duplicates: int
+    conflicts: int
     rejected: int
     results: list[BatchItemResult]
 

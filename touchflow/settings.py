@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, SecretStr, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from touchflow.apikeys import digest, split_entry
+from touchflow.errors import ConfigurationError
 from touchflow.urls import HostPatterns
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -235,3 +237,62 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+# -- secrets a production process refuses to start without ------------------------------------------------
+
+MIN_SECRET_LENGTH = 32
+_MAKE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+# What people leave in from samples and compose files; compared with letters and digits only, lower case.
+_PLACEHOLDER_PREFIXES = (
+    "changeme",
+    "changethis",
+    "replaceme",
+    "yoursecret",
+    "yourkey",
+    "yourapikey",
+    "insert",
+)
+_PLACEHOLDER_PARTS = ("placeholder", "notforproduction", "dontuseinproduction", "donotuse")
+_PLACEHOLDER_WORDS = {"secret", "secretkey", "apikey", "password", "changeme", "default", "example", "test"}
+
+
+def _weakness(value: str) -> str | None:
+    """Why `value` is no secret to sign or authenticate with (never quoting it), or None."""
+    plain = re.sub(r"[^a-z0-9]", "", value.lower())
+    if (
+        plain in _PLACEHOLDER_WORDS
+        or plain.startswith(_PLACEHOLDER_PREFIXES)
+        or any(part in plain for part in _PLACEHOLDER_PARTS)
+    ):
+        return "is a placeholder (change-me, secret, …), not a secret"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is too short ({len(value)} characters; at least {MIN_SECRET_LENGTH})"
+    if len(set(value)) < 8:
+        return "repeats a few characters: it is not random"
+    return None
+
+
+def check_production_secrets(settings: Settings, *, api: bool) -> None:
+    """Refuse to start `touchflow api` (`api=True`) or `touchflow worker` on a missing, short or placeholder
+    TOUCHFLOW_SECRET_KEY, or a short or placeholder key in TOUCHFLOW_API_KEYS (a `sha256=` entry is taken as
+    given). `touchflow dev` makes its own secrets and does not call this."""
+    problems = []
+    secret = settings.secret_key.get_secret_value()
+    weakness = "is not set" if not secret else _weakness(secret)
+    if weakness:
+        problems.append(
+            f"TOUCHFLOW_SECRET_KEY {weakness}: it signs unsubscribe and tracking links and inbox tokens; "
+            f"make one with: {_MAKE_SECRET}"
+        )
+    if api and not settings.api_keys:
+        problems.append("TOUCHFLOW_API_KEYS is not set: make a key with `touchflow api-key`")
+    for number, entry in enumerate(settings.api_keys, 1):
+        _, key = split_entry(entry)
+        if not key.startswith("sha256=") and (weakness := _weakness(key)):
+            problems.append(
+                f"TOUCHFLOW_API_KEYS: key {number} (id {digest(key).hex()[:12]}) {weakness}: make one with "
+                "`touchflow api-key`, which prints the key and the sha256= entry to configure instead"
+            )
+    if problems:
+        raise ConfigurationError("not starting:\n  " + "\n  ".join(problems))

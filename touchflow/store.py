@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,7 @@ from touchflow.models import (
     Event,
     EventIn,
     InboxMessage,
+    Ingested,
     IngestStatus,
     JourneyEntry,
     JourneyStatus,
@@ -291,11 +293,12 @@ class Store:
 
     # -- events and the outbox ------------------------------------------------------------------------------
 
-    def ingest_events(self, events: Sequence[EventIn], relayed_names: Iterable[str]) -> list[IngestStatus]:
+    def ingest_events(self, events: Sequence[EventIn], relayed_names: Iterable[str]) -> list[Ingested]:
         """Store events once each, create bare profiles for unknown customers, queue the relevant ones.
 
         One transaction: an event is stored together with its outbox entry or not at all, so an accepted
-        event always reaches its journeys (store-then-relay). A repeated `id` is a duplicate and adds nothing.
+        event always reaches its journeys (store-then-relay). A repeated `id` adds nothing: a duplicate
+        when it repeats the stored event, a conflict when the stored one is another (`EventIn.conflict_with`).
         """
         now = utcnow()
         relayed = set(relayed_names)
@@ -342,13 +345,29 @@ class Store:
             for event in sorted(events, key=lambda event: event.customer_id):  # id order, as above
                 if event.name == UNSUBSCRIBED and event.id in inserted:
                     self._apply_unsubscribe(conn, event)
-        statuses: list[IngestStatus] = []
+            # A repeated id (of a stored event, or of an earlier item) is judged against the stored event.
+            counts = Counter(event.id for event in events)
+            stored = self._events_by_id(conn, [i for i, n in counts.items() if n > 1 or i not in inserted])
+        results: list[Ingested] = []
         seen: set[str] = set()
         for event in events:
-            new = event.id in inserted and event.id not in seen
-            statuses.append(IngestStatus.ACCEPTED if new else IngestStatus.DUPLICATE)
+            if event.id in inserted and event.id not in seen:
+                results.append(Ingested(IngestStatus.ACCEPTED))
+            else:
+                row = stored.get(event.id)
+                why = None if row is None else event.conflict_with(row.customer_id, row.name, row.properties)
+                results.append(
+                    Ingested(IngestStatus.CONFLICT, why) if why else Ingested(IngestStatus.DUPLICATE)
+                )
             seen.add(event.id)
-        return statuses
+        return results
+
+    def _events_by_id(self, conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
+        if not ids:
+            return {}
+        table = _table(Event)
+        query = select(table.c.id, table.c.customer_id, table.c.name, table.c.properties)
+        return {row.id: row for row in conn.execute(query.where(table.c.id.in_(ids)))}
 
     def _apply_unsubscribe(self, conn: Connection, event: EventIn) -> None:
         """An `unsubscribed` event turns a consent off: `{"channel": "email"}` → `email.marketing`,

@@ -6,11 +6,22 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
 from touchflow.api.deps import Ingest, RegistryDep, RelayDep, SettingsDep, StoreDep
 from touchflow.api.errors import describe_errors
-from touchflow.models import BatchAck, BatchItemResult, EventAck, EventIn, IngestStatus
+from touchflow.models import (
+    WORKFLOW_ID_MAX_LENGTH,
+    BatchAck,
+    BatchItemResult,
+    EventAck,
+    EventIn,
+    IngestStatus,
+    entry_key_problem,
+    storable_text,
+)
+from touchflow.workflows.registry import Registry
 
 router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Ingest])
 
@@ -18,16 +29,52 @@ _EVENTS = TypeAdapter(list[EventIn])
 _BATCH_DOC = "Up to TOUCHFLOW_MAX_BATCH_SIZE (default 1,000) events, each shaped like `POST /v1/events`."
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EventAck)
+def entry_key_errors(event: EventIn, registry: Registry) -> list[dict[str, Any]]:
+    """The event's values of journey keys that could not name a run, as validation errors.
+
+    A journey keyed by a property (`cart_id`) puts its value in workflow ids and `journey_entries`: only the
+    registry knows which properties those are, so this is judged here, after the model's own checks."""
+    errors: list[dict[str, Any]] = []
+    for spec in registry.values():
+        if spec.key is None or event.name not in spec.events() or event.properties.get(spec.key) is None:
+            continue
+        value = event.properties[spec.key]
+        problem = entry_key_problem(value)
+        if problem is None:
+            size = len(spec.workflow_id(event.customer_id, str(value)))
+            if size > WORKFLOW_ID_MAX_LENGTH:
+                problem = (
+                    f"makes the workflow id {spec.name}:<customer_id>:<{spec.key}> {size} characters long, "
+                    f"over {WORKFLOW_ID_MAX_LENGTH}: use a shorter {spec.key} or customer id"
+                )
+        if problem is not None:
+            msg = f"is the key of journey {spec.name}'s runs, so it {problem}"
+            loc = ("body", "properties", spec.key)
+            if all(error["loc"] != loc for error in errors):
+                errors.append({"type": "entry_key", "loc": loc, "msg": msg, "input": value})
+    return errors
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EventAck,
+    responses={status.HTTP_409_CONFLICT: {"description": "The `id` is taken by another event."}},
+)
 async def post_event(body: EventIn, store: StoreDep, relay: RelayDep, registry: RegistryDep) -> EventAck:
-    """Accept one event. A repeated `id` is answered `duplicate` and changes nothing.
+    """Accept one event. The same event sent again is answered `duplicate` and changes nothing; an `id`
+    already taken by another event (another customer, name or properties) is 409.
 
     An event for a customer id never seen creates a bare profile, filled in later by `POST /v1/customers`.
     """
+    if errors := entry_key_errors(body, registry):
+        raise RequestValidationError(errors)
     [result] = await asyncio.to_thread(store.ingest_events, [body], registry.routed)
-    if result is IngestStatus.ACCEPTED:
+    if result.status is IngestStatus.CONFLICT:
+        raise HTTPException(status.HTTP_409_CONFLICT, result.reason)
+    if result.status is IngestStatus.ACCEPTED:
         relay.wake()
-    return EventAck(id=body.id, status=result)
+    return EventAck(id=body.id, status=result.status)
 
 
 @router.post("/batch", response_model=BatchAck)
@@ -41,8 +88,9 @@ async def post_batch(
     """Accept many events at once; each is judged on its own.
 
     Valid events are stored even when others in the batch are not: every item's result names its `index`,
-    its status (`accepted`, `duplicate`, `rejected`) and, when rejected, what to fix. Resend only the
-    rejected ones; resending the whole batch is safe too (the rest come back as duplicates).
+    its status (`accepted`, `duplicate`, `conflict`, `rejected`) and, when conflicting or rejected, what
+    to fix. Resend only the rejected ones; resending the whole batch is safe too (the rest come back as
+    duplicates).
     """
     if len(events) > settings.max_batch_size:
         raise HTTPException(
@@ -62,14 +110,24 @@ async def post_batch(
                 results.append(
                     BatchItemResult(
                         index=index,
-                        id=raw.get("id") if isinstance(raw.get("id"), str) else None,
+                        id=raw.get("id") if storable_text(raw.get("id")) else None,
                         status=IngestStatus.REJECTED,
                         errors=describe_errors(exc.errors()),
                     )
                 )
+    keyed = [(index, event, entry_key_errors(event, registry)) for index, event in valid]
+    valid = [(index, event) for index, event, errors in keyed if not errors]
+    results += [
+        BatchItemResult(
+            index=index, id=event.id, status=IngestStatus.REJECTED, errors=describe_errors(errors)
+        )
+        for index, event, errors in keyed
+        if errors
+    ]
     statuses = await asyncio.to_thread(store.ingest_events, [e for _, e in valid], registry.routed)
     for (index, event), result in zip(valid, statuses, strict=True):
-        results.append(BatchItemResult(index=index, id=event.id, status=result))
+        reasons = [result.reason] if result.reason else []
+        results.append(BatchItemResult(index=index, id=event.id, status=result.status, errors=reasons))
     results.sort(key=lambda r: r.index)
     accepted = sum(r.status is IngestStatus.ACCEPTED for r in results)
     if accepted:
@@ -77,6 +135,7 @@ async def post_batch(
     ack = BatchAck(
         accepted=accepted,
         duplicates=sum(r.status is IngestStatus.DUPLICATE for r in results),
+        conflicts=sum(r.status is IngestStatus.CONFLICT for r in results),
         rejected=sum(r.status is IngestStatus.REJECTED for r in results),
         results=results,
     )

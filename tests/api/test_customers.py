@@ -61,6 +61,39 @@ def test_invalid_profiles_get_422_naming_the_field(api: TestClient, body: dict[s
     assert api.get("/v1/customers/c").status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("text", "field", "hint"),
+    [
+        pytest.param(r'{"id": "c\u0000"}', "id", "NUL", id="NUL in the id"),
+        pytest.param(r'{"id": "c", "attributes": {"a\u0000": 1}}', "attributes", "NUL", id="NUL in a name"),
+        pytest.param(
+            r'{"id": "c", "attributes": {"address": {"street": "x\u0000"}}}',
+            "attributes",
+            "address.street",
+            id="NUL deep in an attribute",
+        ),
+        pytest.param(
+            r'{"id": "c", "attributes": {"a": "\udbff"}}', "attributes", "surrogate", id="surrogate"
+        ),
+        pytest.param('{"id": "c", "attributes": {"score": NaN}}', "attributes", "NaN", id="NaN"),
+        pytest.param('{"id": "c", "attributes": {"score": Infinity}}', "attributes", "finite", id="Infinity"),
+        pytest.param(r'{"id": "c", "consents": {"email\u0000": true}}', "consents", "NUL", id="NUL consent"),
+        pytest.param(
+            r'{"id": "c", "consents": {"\ud800": true}}', "consents", "surrogate", id="surrogate consent"
+        ),
+    ],
+)
+def test_text_and_numbers_no_database_can_hold_get_422_naming_the_field(
+    api: TestClient, text: str, field: str, hint: str
+) -> None:
+    response = api.post("/v1/customers", content=text.encode(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    message = response.json()["message"]
+    assert message.startswith(f"{field}"), message
+    assert hint in message
+    assert api.get("/v1/customers/c").status_code == 404
+
+
 def test_profile_shows_recent_events_newest_first(api: TestClient) -> None:
     api.post("/v1/customers", json={"id": "c-3"})
     for i, ts in enumerate(["2026-01-01T00:00:00Z", "2026-03-01T00:00:00Z", "2026-02-01T00:00:00Z"]):

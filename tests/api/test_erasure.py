@@ -11,6 +11,7 @@ from sqlmodel import select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from tests.conftest import API_KEY
 from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, Delivery, EventIn
 from touchflow.settings import Settings
@@ -32,7 +33,7 @@ async def test_erasure_ends_journeys_and_keeps_only_anonymous_counts(
 
     app = create_app(make_settings(database_url=str(store.engine.url)), run_relay=False)
     app.state.relay = journeys.relay
-    with TestClient(app, headers={"Authorization": "Bearer test-key-1"}) as api:
+    with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as api:
         answer = api.delete("/v1/customers/gone")
         assert answer.status_code == 200
         body = answer.json()
@@ -70,7 +71,7 @@ def test_without_temporal_erasure_answers_503_and_deletes_nothing(
 ) -> None:
     settings = make_settings(temporal_address=f"127.0.0.1:{free_port()}")  # nothing listens there
     with TestClient(
-        create_app(settings, run_relay=False), headers={"Authorization": "Bearer test-key-1"}
+        create_app(settings, run_relay=False), headers={"Authorization": f"Bearer {API_KEY}"}
     ) as api:
         api.post("/v1/customers", json={"id": "kept", "email": "kept@example.com"})
         answer = api.delete("/v1/customers/kept")

@@ -12,19 +12,17 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import API_KEY
 from touchflow.api.main import create_app
-from touchflow.db import make_engine, migrate
 from touchflow.settings import Settings
 
 
 @pytest.fixture
 def api_schema(
-    make_settings: Callable[..., Settings], tmp_path: Any, time_skipping_env: WorkflowEnvironment
+    make_settings: Callable[..., Settings], db_url: str, time_skipping_env: WorkflowEnvironment
 ) -> Any:
-    url = f"sqlite:///{tmp_path / 'fuzz.db'}"
-    migrate(make_engine(url))
+    """The app on each database (SQLite and PostgreSQL: the two refuse different input)."""
     app = create_app(
         make_settings(
-            database_url=url,
+            database_url=db_url,
             rate_limit_per_minute=0,
             temporal_address=time_skipping_env.client.service_client.config.target_host,
         ),
@@ -44,9 +42,14 @@ def test_no_input_makes_the_api_fail(api_schema: Any) -> None:
         @given(case=operation.as_strategy())
         @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def check(case: Any) -> None:
-            response = case.call(headers={"Authorization": f"Bearer {API_KEY}"})
+            where = f"{case.method} {case.formatted_path}"
+            try:
+                response = case.call(headers={"Authorization": f"Bearer {API_KEY}"})
+            except Exception as exc:  # the app raised: a 500 in production; note it, go on to the rest
+                failures.append(f"{where}: {type(exc).__name__}: {str(exc)[:200]}")
+                return
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path}: {response.text[:200]}")
+                failures.append(f"{where}: {response.text[:200]}")
 
         check()
-    assert failures == []
+    assert not failures, "\n".join(failures)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
+from tests.conftest import API_KEY
 from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus, JourneyStatus
 from touchflow.settings import Settings
@@ -29,7 +30,7 @@ async def test_the_welcome_funnel_after_real_runs(
     await journeys.state_when(buyer, lambda s: s.detail.startswith("ended"))
 
     app = create_app(make_settings(database_url=str(journeys.store.engine.url)), run_relay=False)
-    with TestClient(app, headers={"Authorization": "Bearer test-key-1"}) as api:
+    with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as api:
         funnel = api.get("/v1/journeys/welcome/funnel").json()
         listed = api.get("/v1/journeys").json()
     assert (funnel["entered"], funnel["active"], funnel["converted"]) == (3, 2, 1)

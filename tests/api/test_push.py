@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import API_KEY
 from tests.support.push_service import Subscriber
 from touchflow.api.main import create_app
 from touchflow.settings import Settings
@@ -162,7 +163,7 @@ def test_a_self_hosted_push_service_is_allowed_by_naming_it(
     hosts = "push.internal.shop.example, 10.1.2.3, http://push.lab.shop.example"
     settings = make_settings(database_url=str(sqlite_store.engine.url), push_service_hosts=hosts)
     with TestClient(
-        create_app(settings, run_relay=False), headers={"Authorization": "Bearer test-key-1"}
+        create_app(settings, run_relay=False), headers={"Authorization": f"Bearer {API_KEY}"}
     ) as api:
         response = api.post("/v1/customers/c1/push-subscriptions", json=_with("endpoint", endpoint))
     assert response.status_code == status, response.text

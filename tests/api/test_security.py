@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import API_KEY
 from touchflow.api.main import create_app
 from touchflow.apikeys import digest
 from touchflow.settings import Settings
@@ -72,7 +73,7 @@ def test_past_the_rate_limit_a_key_gets_429_with_retry_after(make_api: Callable[
 def test_a_body_over_the_limit_gets_413_and_nothing_is_stored(make_api: Callable[..., TestClient]) -> None:
     api = make_api(max_body_bytes=2048)
     events = [{"id": f"e{i}", "customer_id": "c", "name": "page_viewed"} for i in range(100)]
-    response = api.post("/v1/events/batch", json={"events": events}, headers=bearer("test-key-1"))
+    response = api.post("/v1/events/batch", json={"events": events}, headers=bearer(API_KEY))
     assert response.status_code == 413
     assert "TOUCHFLOW_MAX_BODY_BYTES" in response.json()["detail"]
     assert api.app.state.store.get_event("e0") is None  # type: ignore[attr-defined]
@@ -90,6 +91,23 @@ def test_a_streamed_body_over_the_limit_gets_413(make_api: Callable[..., TestCli
     response = api.post(
         "/v1/events/batch",
         content=chunks(),
-        headers=bearer("test-key-1") | {"Content-Type": "application/json"},
+        headers=bearer(API_KEY) | {"Content-Type": "application/json"},
     )
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "where"),
+    [
+        ("GET", "/v1/customers/a%00b", "path"),
+        ("DELETE", "/v1/customers/a%00b", "path"),
+        ("DELETE", "/v1/customers/c-1/push-subscriptions?endpoint=https://push.example/a%00b", "query"),
+        ("GET", "/v1/inbox/messages?cursor=%00", "query"),
+    ],
+)
+def test_a_nul_in_the_url_is_422_whatever_the_route(
+    api: TestClient, method: str, url: str, where: str
+) -> None:
+    response = api.request(method, url)
+    assert response.status_code == 422
+    assert response.json()["message"].startswith(f"{where}: must not hold a NUL character (%00)")

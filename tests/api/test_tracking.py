@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
-from tests.conftest import SECRET
+from tests.conftest import API_KEY, SECRET
 from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, Delivery, Engagement
 from touchflow.settings import Settings
@@ -33,7 +33,7 @@ async def test_an_emails_pixel_and_link_count_in_the_funnel(
     [link] = re.findall(r'href="https://shop\.example(/t/c/[^"]+)"', html)
 
     app = create_app(make_settings(database_url=str(journeys.store.engine.url)), run_relay=False)
-    with TestClient(app, headers={"Authorization": "Bearer test-key-1"}) as api:
+    with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as api:
         for _ in range(2):  # opened twice: still one opened message
             seen = api.get(pixel)
             assert seen.status_code == 200 and seen.headers["content-type"] == "image/gif"

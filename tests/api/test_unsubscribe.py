@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import SECRET
+from tests.conftest import API_KEY, SECRET
 from touchflow.signing import Signer
 
 
@@ -29,7 +29,7 @@ def test_get_only_asks_and_post_unsubscribes_once_and_for_good(api: TestClient) 
     assert one_click.status_code == 200 and "Bạn đã hủy đăng ký" in one_click.text
     again = api.post(link("c1"), data={"List-Unsubscribe": "One-Click"})
     assert again.status_code == 200
-    api.headers["Authorization"] = "Bearer test-key-1"
+    api.headers["Authorization"] = f"Bearer {API_KEY}"
     assert consents(api, "c1") == {"marketing": False}
 
 

@@ -18,6 +18,7 @@ import pytest
 from touchflow.check import CheckFailed, Problem, check
 from touchflow.cli import _checked_registry, _run_worker, main
 from touchflow.settings import Settings, get_settings
+from touchflow.testing import TEST_SECRET
 from touchflow.workflows.registry import load_registry
 
 JOURNEY = '''
@@ -368,7 +369,7 @@ def test_the_worker_refuses_to_start_on_an_error(
         raise AssertionError("the worker connected to Temporal")
 
     monkeypatch.setattr("touchflow.temporal.connect", no_temporal)
-    settings = Settings.model_validate({"journeys": "shop.journeys"})
+    settings = Settings.model_validate({"journeys": "shop.journeys", "secret_key": TEST_SECRET})
     with pytest.raises(CheckFailed) as failed:
         asyncio.run(_run_worker(settings))
     assert [problem.message for problem in errors(failed.value.problems)] == [EMIAL]
@@ -377,6 +378,7 @@ def test_the_worker_refuses_to_start_on_an_error(
     )
 
     monkeypatch.setenv("TOUCHFLOW_JOURNEYS", "shop.journeys")
+    monkeypatch.setenv("TOUCHFLOW_SECRET_KEY", TEST_SECRET)
     get_settings.cache_clear()
     with pytest.raises(SystemExit) as exited:
         main(["worker"])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import secrets
 
 import pytest
 
-from touchflow.cli import main
+from touchflow.apikeys import Scope, new_key
+from touchflow.cli import _run_worker, main
 from touchflow.settings import Settings
 from touchflow.vapid import load_private_key, public_key
 from touchflow.workflows.registry import BUILTIN_JOURNEYS
@@ -90,3 +93,65 @@ def test_journeys_shows_each_setting_in_force_and_where_it_came_from(
         "source": "TOUCHFLOW_CART_REMINDER_DELAY",
         "help": "Abandoned cart: quiet time after the cart's last change.",
     }
+
+
+STRONG = secrets.token_urlsafe(32)
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings from the environment as it is now; starting the API or the worker fails the test."""
+    for name in ("TOUCHFLOW_SECRET_KEY", "TOUCHFLOW_API_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("touchflow.cli.get_settings", Settings)
+
+    def start(*args: object) -> None:
+        raise AssertionError("started")
+
+    monkeypatch.setattr("touchflow.cli._serve", start)
+    monkeypatch.setattr("touchflow.temporal.connect", start)
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        pytest.param({"TOUCHFLOW_API_KEYS": STRONG}, "TOUCHFLOW_SECRET_KEY is not set", id="no secret"),
+        pytest.param(
+            {"TOUCHFLOW_SECRET_KEY": "change-me-to-a-long-random-string", "TOUCHFLOW_API_KEYS": STRONG},
+            "TOUCHFLOW_SECRET_KEY is a placeholder",
+            id="placeholder secret",
+        ),
+        pytest.param(
+            {"TOUCHFLOW_SECRET_KEY": STRONG, "TOUCHFLOW_API_KEYS": f"{STRONG},test-key-1"},
+            "TOUCHFLOW_API_KEYS: key 2",
+            id="short key",
+        ),
+    ],
+)
+def test_api_and_worker_refuse_to_start_on_weak_secrets(
+    started: None, monkeypatch: pytest.MonkeyPatch, command: str, env: dict[str, str], problem: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exited:
+        main([command])
+    message = str(exited.value.code)
+    assert message.startswith("touchflow: not starting:") and problem in message
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_api_and_worker_start_with_strong_secrets(
+    started: None, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.setenv("TOUCHFLOW_SECRET_KEY", STRONG)
+    monkeypatch.setenv("TOUCHFLOW_API_KEYS", new_key([Scope.INGEST])[1])
+    with pytest.raises(AssertionError, match="started"):
+        main([command])
+
+
+def test_the_worker_dev_starts_takes_the_secrets_dev_made(started: None) -> None:
+    # `touchflow dev` runs `worker --no-check` with secrets of its own making (an older dev key is short).
+    settings = Settings.model_validate({"secret_key": STRONG, "api_keys": ["dev_short"]})
+    with pytest.raises(AssertionError, match="started"):
+        asyncio.run(_run_worker(settings, check=False))

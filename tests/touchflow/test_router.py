@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import API_KEY
 from tests.support.harness import TEST_REGISTRY
 from touchflow.api.main import create_app
 from touchflow.settings import Settings
@@ -37,7 +38,7 @@ async def test_events_posted_while_temporal_is_down_start_each_journey_once(
     )
     app = create_app(settings)
     store: Store = app.state.store
-    with TestClient(app, headers={"Authorization": "Bearer test-key-1"}) as api:
+    with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as api:
         # Temporal is not running yet: every event is still accepted and kept.
         for customer in CUSTOMERS:
             api.post("/v1/customers", json={"id": customer, "email": f"{customer}@example.com"})

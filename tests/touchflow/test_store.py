@@ -24,9 +24,13 @@ def test_the_migrated_schema_matches_the_models(store: Store) -> None:
 
 
 def test_ingest_stores_once_and_queues_only_routed_events(store: Store) -> None:
-    statuses = store.ingest_events([ev("a"), ev("b", "page_viewed"), ev("a")], {"signed_up"})
-    assert statuses == [IngestStatus.ACCEPTED, IngestStatus.ACCEPTED, IngestStatus.DUPLICATE]
-    assert store.ingest_events([ev("a"), ev("c")], {"signed_up"}) == [
+    results = store.ingest_events([ev("a"), ev("b", "page_viewed"), ev("a")], {"signed_up"})
+    assert [r.status for r in results] == [
+        IngestStatus.ACCEPTED,
+        IngestStatus.ACCEPTED,
+        IngestStatus.DUPLICATE,
+    ]
+    assert [r.status for r in store.ingest_events([ev("a"), ev("c")], {"signed_up"})] == [
         IngestStatus.DUPLICATE,
         IngestStatus.ACCEPTED,
     ]

@@ -70,8 +70,10 @@ __all__ = [
     "start_time_skipping",
 ]
 
-TEST_SECRET = "touchflow-testing-secret-key-not-for-production"
-TEST_API_KEY = "test-key-1"
+# Long enough for `touchflow api` and `worker` to start with (tests run the real processes), and public:
+# never use them outside tests.
+TEST_SECRET = "touchflow-testing-secret-8d1c4f7a2e9b6d3c5a0f"
+TEST_API_KEY = "tfk_touchflow_testing_key_1_5e2b9c7d"
 
 
 async def eventually(
