@@ -16,7 +16,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import Enum
@@ -32,8 +32,11 @@ from touchflow.settings import Settings
 log = logging.getLogger(__name__)
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
-# ZNS may not reach phones between 22:00 and 06:00 Vietnam time (error -133).
+# Zalo's night: ZNS templates may not be sent between 22:00 and 06:00 Vietnam time (-133).
+NIGHT_STARTS = time(22, 0)
 NIGHT_ENDS = time(6, 0)
+# -133 outside the night means another time restriction Zalo does not spell out: ask again in a while.
+TIME_WINDOW_RETRY = timedelta(minutes=30)
 PARAM_PREFIX = "param_"
 TRACKING_ID_LENGTH = 32  # Zalo allows 48; a hex digest prefix of the delivery key
 
@@ -44,70 +47,101 @@ class Kind(Enum):
     RETRY = "retry"  # try again later (Temporal's retry policy)
     PERMANENT = "permanent"  # will not succeed as sent: the step falls back to the next channel
     TEMPLATE = "template"  # permanent, and someone must fix the template: logged as an error
-    DEAD_ADDRESS = "dead_address"  # permanent, the phone number itself is unusable
+    SETUP = "setup"  # permanent, and someone must fix the app, the OA or its permissions: logged as an error
+    BALANCE = "balance"  # permanent, and ZNS pauses for the whole OA (BALANCE_HOLD): logged as an error
+    DEAD_ADDRESS = "dead_address"  # permanent, and the number is suppressed for ZNS
     TOKEN = "token"  # access token refused: refresh once and send again in the same call
-    NIGHT = "night"  # night window: retry at 06:00 Vietnam time
+    NIGHT = "night"  # a time restriction: 06:00 Vietnam time when it is night, else TIME_WINDOW_RETRY
     QUOTA = "quota"  # a daily quota: retry after midnight Vietnam time
+    MONTHLY_QUOTA = "monthly_quota"  # a monthly quota: retry on the first of next month, Vietnam time
 
 
-# Zalo's published ZNS error table (zalo.cloud/zns/guidelines/handle-error-code). Codes not listed are
-# permanent: an unknown refusal should fall back to the next channel, not retry for hours.
-ERRORS: dict[int, tuple[Kind, str]] = {
-    -100: (Kind.RETRY, "unknown error at Zalo"),
-    -101: (Kind.PERMANENT, "application invalid: check TOUCHFLOW_ZALO_APP_ID"),
-    -102: (Kind.PERMANENT, "application does not exist: check TOUCHFLOW_ZALO_APP_ID"),
-    -103: (Kind.PERMANENT, "application not activated on Zalo for Developers"),
-    -104: (Kind.PERMANENT, "app secret key invalid: check TOUCHFLOW_ZALO_SECRET_KEY"),
-    -105: (Kind.PERMANENT, "application not linked to an Official Account"),
-    -106: (Kind.PERMANENT, "method unsupported"),
-    -107: (Kind.PERMANENT, "message id invalid"),
-    -108: (Kind.DEAD_ADDRESS, "phone number invalid"),
-    -109: (Kind.TEMPLATE, "template id invalid"),
-    -110: (Kind.PERMANENT, "recipient's Zalo app version unsupported"),
-    -111: (Kind.TEMPLATE, "template data empty"),
-    -112: (Kind.TEMPLATE, "template data invalid"),
-    -113: (Kind.TEMPLATE, "button invalid"),
-    -114: (Kind.PERMANENT, "recipient inactive, refused the message or cannot receive it now"),
-    -115: (Kind.RETRY, "out of ZNS quota (account balance)"),
-    -116: (Kind.TEMPLATE, "text invalid"),
-    -117: (Kind.TEMPLATE, "OA or app has no permission to use this template"),
-    -118: (Kind.PERMANENT, "no Zalo account for this phone number"),
-    -119: (Kind.PERMANENT, "account cannot receive ZNS"),
-    -120: (Kind.PERMANENT, "OA has no permission to use this feature"),
-    -121: (Kind.PERMANENT, "request body empty"),
-    -122: (Kind.PERMANENT, "request body format invalid"),
-    -123: (Kind.RETRY, "Zalo could not create the message hash"),
-    -124: (Kind.TOKEN, "access token invalid"),
-    -125: (Kind.PERMANENT, "OA id invalid"),
-    -126: (Kind.PERMANENT, "recipient not allowed in development mode"),
-    -127: (Kind.PERMANENT, "OA not allowed to send in development mode"),
-    -128: (Kind.PERMANENT, "encoding method invalid"),
-    -129: (Kind.RETRY, "Zalo could not create the RSA key"),
-    -130: (Kind.TEMPLATE, "content longer than the template allows"),
-    -131: (Kind.TEMPLATE, "template not approved"),
-    -132: (Kind.TEMPLATE, "parameter invalid"),
-    -133: (Kind.NIGHT, "ZNS cannot be sent at night (22:00-06:00 Vietnam time)"),
-    -134: (Kind.PERMANENT, "recipient has not answered the OA's request to receive ZNS"),
-    -135: (Kind.PERMANENT, "OA has no permission to send ZNS"),
-    -136: (Kind.PERMANENT, "OA needs a linked Zalo Cloud Account to pay for ZNS"),
-    -137: (Kind.RETRY, "payment through the Zalo Cloud Account failed"),
-    -138: (Kind.PERMANENT, "app has no permission to send ZNS"),
-    -139: (Kind.PERMANENT, "recipient refuses this type of ZNS"),
-    -140: (Kind.PERMANENT, "OA may not send promotional ZNS to this recipient"),
-    -141: (Kind.PERMANENT, "recipient refuses ZNS from this OA"),
-    -142: (Kind.PERMANENT, "RSA key does not exist"),
-    -143: (Kind.PERMANENT, "RSA key already exists"),
-    -144: (Kind.QUOTA, "OA exceeded its daily ZNS quota"),
-    -145: (Kind.TEMPLATE, "OA may not send this type of template"),
-    -146: (Kind.TEMPLATE, "template disabled"),
-    -147: (Kind.QUOTA, "template exceeded its daily quota"),
-    -148: (Kind.PERMANENT, "ZNS journey token not found"),
-    -149: (Kind.PERMANENT, "ZNS journey token expired"),
-    -150: (Kind.PERMANENT, "ZNS journey token not activated"),
-    -151: (Kind.PERMANENT, "ZNS journey token used up"),
-    -152: (Kind.PERMANENT, "template may not be sent to this recipient"),
-    -153: (Kind.TEMPLATE, "content violates Zalo's rules"),
+class Code(NamedTuple):
+    kind: Kind
+    meaning: str
+
+
+# Zalo's ZNS error table ("Cách xử lý mã lỗi", zalo.cloud/zns/guidelines/handle-error-code; the sources are
+# named in docs/channels/zalo-zns.md). A code that is not listed is permanent: an unknown refusal should fall
+# back to the next channel, not retry for hours.
+ERRORS: dict[int, Code] = {
+    -100: Code(Kind.RETRY, "unknown error at Zalo"),
+    -101: Code(Kind.SETUP, "application invalid: check TOUCHFLOW_ZALO_APP_ID"),
+    -102: Code(Kind.SETUP, "application does not exist: check TOUCHFLOW_ZALO_APP_ID"),
+    -103: Code(Kind.SETUP, "application not activated: activate it on Zalo for Developers"),
+    -104: Code(Kind.SETUP, "app secret key invalid: check TOUCHFLOW_ZALO_SECRET_KEY"),
+    -105: Code(Kind.SETUP, "application not linked to an Official Account: link it on Zalo for Developers"),
+    -106: Code(Kind.PERMANENT, "method unsupported"),
+    -107: Code(Kind.PERMANENT, "message id invalid"),
+    -108: Code(Kind.DEAD_ADDRESS, "phone number invalid"),
+    -109: Code(Kind.TEMPLATE, "template id invalid: check TOUCHFLOW_ZALO_TEMPLATE_IDS"),
+    -1091: Code(Kind.TEMPLATE, "template is not in a state that allows this (not rejected, or made by Zalo)"),
+    -110: Code(Kind.PERMANENT, "recipient's Zalo app is too old for ZNS"),
+    -111: Code(Kind.TEMPLATE, "template data empty"),
+    -112: Code(Kind.TEMPLATE, "template data invalid"),
+    -1121: Code(Kind.TEMPLATE, "a parameter is longer than its type allows"),
+    -1122: Code(Kind.TEMPLATE, "a parameter of the template is missing"),
+    -1123: Code(Kind.TEMPLATE, "Zalo could not make the template's QR code"),
+    -1124: Code(Kind.TEMPLATE, "a parameter is not in the format of its type"),
+    -113: Code(Kind.TEMPLATE, "button invalid"),
+    -1131: Code(Kind.TEMPLATE, "a link is not a valid URL"),
+    -114: Code(Kind.PERMANENT, "recipient cannot get ZNS now (account state, ZNS settings, old app, other)"),
+    -115: Code(Kind.BALANCE, "the ZNS account's balance is too low: top it up"),
+    -116: Code(Kind.TEMPLATE, "content invalid"),
+    -117: Code(Kind.TEMPLATE, "the OA or app may not use this template"),
+    -118: Code(Kind.PERMANENT, "no Zalo account for this phone number, or it is disabled"),
+    -119: Code(Kind.PERMANENT, "account cannot receive ZNS"),
+    -120: Code(Kind.SETUP, "the OA has no permission for this feature"),
+    -1201: Code(Kind.SETUP, "the OA may not create tag 3 (promotion) templates"),
+    -1202: Code(Kind.TEMPLATE, "the OA may not use the template's image or logo"),
+    -121: Code(Kind.TEMPLATE, "template has no content"),
+    -122: Code(Kind.PERMANENT, "request body is not JSON"),
+    -123: Code(Kind.PERMANENT, "Zalo could not decrypt an RSA-encrypted message"),
+    -124: Code(Kind.TOKEN, "access token invalid"),
+    -1241: Code(Kind.SETUP, "appsecret_proof invalid: check TOUCHFLOW_ZALO_SECRET_KEY"),
+    -125: Code(Kind.SETUP, "Official Account id invalid"),
+    -126: Code(Kind.SETUP, "development-mode wallet empty (touchflow does not send in development mode)"),
+    -127: Code(Kind.TEMPLATE, "a template in test may only be sent to the OA's administrators"),
+    -128: Code(Kind.SETUP, "encoding key does not exist"),
+    -129: Code(Kind.RETRY, "Zalo could not create the RSA key"),
+    -130: Code(Kind.TEMPLATE, "content longer than the template allows"),
+    -131: Code(Kind.TEMPLATE, "template not approved"),
+    -132: Code(Kind.TEMPLATE, "parameter invalid"),
+    -133: Code(Kind.NIGHT, "this template may not be sent now (not at night, 22:00-06:00 Vietnam time)"),
+    -134: Code(Kind.PERMANENT, "recipient has not answered the OA's request to receive ZNS"),
+    -135: Code(Kind.SETUP, "the OA may not send ZNS yet (not verified, or on the free plan)"),
+    -1351: Code(Kind.SETUP, "the OA may not send ZNS: Zalo blocked it for a violation; contact Zalo"),
+    -136: Code(Kind.SETUP, "the OA needs a linked Zalo Cloud Account (ZCA) for this"),
+    -137: Code(Kind.BALANCE, "payment through the Zalo Cloud Account failed (wallet balance too low, ...)"),
+    -138: Code(Kind.SETUP, "the app has no permission for this feature"),
+    -1381: Code(Kind.SETUP, "the OA has not let the extension use its Zalo Cloud Account"),
+    -139: Code(Kind.PERMANENT, "recipient refuses this type of ZNS"),
+    -140: Code(Kind.PERMANENT, "the OA may not send after-sales (promotion) ZNS to this recipient"),
+    -141: Code(Kind.DEAD_ADDRESS, "recipient refuses ZNS from this OA"),
+    -142: Code(Kind.PERMANENT, "RSA key does not exist"),
+    -143: Code(Kind.PERMANENT, "RSA key already exists"),
+    -144: Code(Kind.QUOTA, "the OA used up its daily ZNS quota"),
+    -1441: Code(Kind.MONTHLY_QUOTA, "the OA used up its monthly promotion quota"),
+    -145: Code(Kind.TEMPLATE, "the OA may not send this type of content"),
+    -146: Code(Kind.TEMPLATE, "template disabled by Zalo for low sending quality"),
+    -147: Code(Kind.QUOTA, "the template used up its daily quota"),
+    -1471: Code(Kind.MONTHLY_QUOTA, "the OA used up this month's after-sales ZNS for this recipient"),
+    -148: Code(Kind.PERMANENT, "ZNS journey token not found"),
+    -149: Code(Kind.PERMANENT, "ZNS journey token invalid"),
+    -1491: Code(Kind.PERMANENT, "ZNS journey token type does not fit the template"),
+    -150: Code(Kind.PERMANENT, "ZNS journey token expired"),
+    -151: Code(Kind.PERMANENT, "not an end-to-end encrypted (E2EE) template"),
+    -152: Code(Kind.PERMANENT, "Zalo could not get the E2EE key"),
+    -153: Code(Kind.TEMPLATE, "data breaks Zalo's rules"),
+    -158: Code(Kind.PERMANENT, "file larger than allowed"),
+    -159: Code(Kind.PERMANENT, "file format not allowed"),
+    -160: Code(Kind.PERMANENT, "daily quota of template edits or uploads used up"),
+    -161: Code(Kind.PERMANENT, "sending_mode has a value Zalo does not allow"),
+    -162: Code(Kind.PERMANENT, "over-quota sending (sending_mode 3) is not for tag 1 or 2 templates"),
 }
+# The sub-codes that say which parameter is wrong (when Zalo's message names it, the reason does too).
+PARAMETER_ERRORS = frozenset({-1121, -1122, -1124})
+UNDOCUMENTED = Code(Kind.PERMANENT, "not in Zalo's error table")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -124,14 +158,43 @@ def seconds_until(moment: time, now: datetime) -> float:
     return max((target - local).total_seconds(), 60.0)
 
 
-def classify(code: int, now: datetime) -> RetryableDeliveryError | PermanentDeliveryError:
-    """The delivery error for a Zalo `error` code other than 0 (and -124 once a refresh did not help)."""
-    kind, meaning = ERRORS.get(code, (Kind.PERMANENT, "undocumented error"))
+def seconds_until_next_month(now: datetime) -> float:
+    """Seconds from `now` until 00:00 on the first of next month, Vietnam time."""
+    local = now.astimezone(VIETNAM)
+    year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
+    return max((datetime(year, month, 1, tzinfo=VIETNAM) - local).total_seconds(), 60.0)
+
+
+def is_night(now: datetime) -> bool:
+    """22:00 to 06:00 on the Vietnam clock."""
+    local = now.astimezone(VIETNAM).time()
+    return local >= NIGHT_STARTS or local < NIGHT_ENDS
+
+
+def kind_of(code: int) -> Kind:
+    return ERRORS.get(code, UNDOCUMENTED).kind
+
+
+def classify(
+    code: int, now: datetime, *, message: str = "", params: Iterable[str] = ()
+) -> RetryableDeliveryError | PermanentDeliveryError:
+    """The delivery error for a Zalo `error` code other than 0 (and -124 once a refresh did not help).
+
+    `message` is Zalo's own text and `params` the names of the parameters sent: for a parameter error the
+    reason names the parameters Zalo's text mentions. Zalo's text itself never goes into the reason.
+    """
+    kind, meaning = ERRORS.get(code, UNDOCUMENTED)
+    named = [name for name in params if re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", message)]
+    if code in PARAMETER_ERRORS and named:
+        meaning = f"{meaning} ({', '.join(named)})"
     reason = f"Zalo ZNS error {code}: {meaning}"
     if kind is Kind.NIGHT:
-        return RetryableDeliveryError(reason, code=str(code), retry_after=seconds_until(NIGHT_ENDS, now))
+        wait = seconds_until(NIGHT_ENDS, now) if is_night(now) else TIME_WINDOW_RETRY.total_seconds()
+        return RetryableDeliveryError(reason, code=str(code), retry_after=wait)
     if kind is Kind.QUOTA:
         return RetryableDeliveryError(reason, code=str(code), retry_after=seconds_until(time(0, 0), now))
+    if kind is Kind.MONTHLY_QUOTA:
+        return RetryableDeliveryError(reason, code=str(code), retry_after=seconds_until_next_month(now))
     if kind in (Kind.RETRY, Kind.TOKEN):
         return RetryableDeliveryError(reason, code=str(code))
     return PermanentDeliveryError(reason, code=str(code), address_dead=kind is Kind.DEAD_ADDRESS)
@@ -247,6 +310,20 @@ class ZaloOAuth:
 class _Answer(NamedTuple):
     code: int
     data: dict[str, Any]
+    message: str = ""  # Zalo's text: it may name a parameter; never logged or stored (it may quote data)
+
+
+# What an operator reads in the error log line of a code that needs someone (ids and codes, never data).
+_LOUD = {
+    Kind.TEMPLATE: (
+        "zalo template rejected",
+        "fix the template or its parameters, or TOUCHFLOW_ZALO_TEMPLATE_IDS; the step falls back meanwhile",
+    ),
+    Kind.SETUP: (
+        "zalo set-up fault",
+        "fix the Zalo app, OA or permission named in the reason; until then every ZNS step falls back",
+    ),
+}
 
 
 class ZaloZns(Channel):
@@ -316,12 +393,19 @@ class ZaloZns(Channel):
             answer = await self._post(token, body)
         if answer.code == 0:
             return Receipt(provider_id=str(answer.data.get("msg_id") or "") or None)
-        error = classify(answer.code, self.clock())
-        if ERRORS.get(answer.code, (None,))[0] is Kind.TEMPLATE:
-            # Someone has to fix the template or its mapping: say so loudly (ids only, never the data).
+        error = classify(answer.code, self.clock(), message=answer.message, params=body["template_data"])
+        loud = _LOUD.get(kind_of(answer.code))
+        if loud is not None:
+            # Someone has to act: say so loudly, with ids and codes only (never the data or the phone).
+            what, action = loud
             log.error(
-                "zalo template rejected",
-                extra={"zalo_error": answer.code, "template_id": body["template_id"], "reason": error.reason},
+                what,
+                extra={
+                    "zalo_error": answer.code,
+                    "template_id": body["template_id"],
+                    "reason": error.reason,
+                    "action": action,
+                },
             )
         raise error
 
@@ -347,7 +431,8 @@ class ZaloZns(Channel):
         if answer is None or not isinstance(answer.get("error"), int):
             raise RetryableDeliveryError("Zalo ZNS answered without an error code")
         data = answer.get("data")
-        return _Answer(answer["error"], data if isinstance(data, dict) else {})
+        text = str(answer.get("message") or "")
+        return _Answer(answer["error"], data if isinstance(data, dict) else {}, text)
 
 
 def _json(response: httpx.Response) -> dict[str, Any] | None:
