@@ -1,9 +1,10 @@
 """Zalo ZNS: pre-approved template messages to a phone's Zalo account over the Zalo OA OpenAPI (httpx).
 
 Both directions live here: sending (`ZaloZns`, which asks an injected `TokenProvider` for the OA access token
-and refreshes it once when Zalo answers -124), and Zalo's delivery webhook mapped to a receipt
-(`parse_webhook`). The OAuth v4 refresh call itself is `ZaloOAuth`; keeping the rotated tokens (and locking
-so only one worker refreshes) is the provider's job, outside this package.
+and refreshes it once when Zalo answers -124, and an injected `SendingHold` whether ZNS is paused for the OA),
+and Zalo's delivery webhook mapped to a receipt (`parse_webhook`). The OAuth v4 refresh call itself is
+`ZaloOAuth`; keeping the rotated tokens (and locking so only one worker refreshes) and the pause is the
+providers' job, outside this package.
 
 A template is a file `templates/<journey>/<step>.zalo_zns.<locale>.txt` whose blocks are `template_id` and one
 `param_<name>` per template parameter; see docs/channels/zalo-zns.md.
@@ -37,6 +38,8 @@ NIGHT_STARTS = time(22, 0)
 NIGHT_ENDS = time(6, 0)
 # -133 outside the night means another time restriction Zalo does not spell out: ask again in a while.
 TIME_WINDOW_RETRY = timedelta(minutes=30)
+# After a balance or payment error (-115, -137) nobody asks Zalo for this long: ZNS steps fall back.
+BALANCE_HOLD = timedelta(hours=12)
 PARAM_PREFIX = "param_"
 TRACKING_ID_LENGTH = 32  # Zalo allows 48; a hex digest prefix of the delivery key
 
@@ -248,6 +251,23 @@ class TokenProvider(Protocol):
         ...
 
 
+class Hold(NamedTuple):
+    until: datetime
+    because: str  # Zalo's code that started it
+
+
+class SendingHold(Protocol):
+    """Where the channel keeps a pause of ZNS for the whole OA, seen by every worker (the database)."""
+
+    async def held(self) -> Hold | None:
+        """The pause in force or last in force; None when there never was one."""
+        ...
+
+    async def hold(self, because: str, now: datetime, until: datetime) -> bool:
+        """Pause until `until` unless paused already at `now`; True when this call started the pause."""
+        ...
+
+
 class ZaloOAuth:
     """`POST {oauth_base}/v4/oa/access_token` with a refresh token: the new access and refresh token.
 
@@ -323,6 +343,11 @@ _LOUD = {
         "zalo set-up fault",
         "fix the Zalo app, OA or permission named in the reason; until then every ZNS step falls back",
     ),
+    Kind.BALANCE: (
+        "zalo zns paused",
+        "top up the ZNS balance or the Zalo Cloud Account wallet of the OA; ZNS steps fall back to their "
+        "next channel until held_until, then ZNS is tried again",
+    ),
 }
 
 
@@ -338,11 +363,14 @@ class ZaloZns(Channel):
         *,
         api_base: str,
         tokens: TokenProvider,
+        hold: SendingHold | None = None,
         timeout: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """Without a `hold`, a balance error still falls back, but each step asks Zalo again."""
         self.url = f"{api_base.rstrip('/')}/message/template"
         self.tokens = tokens
+        self.hold = hold
         self.timeout = timeout
         self.clock = clock
 
@@ -360,11 +388,16 @@ class ZaloZns(Channel):
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, tokens: TokenProvider | None = None) -> Self:
+    def from_settings(
+        cls, settings: Settings, tokens: TokenProvider | None = None, hold: SendingHold | None = None
+    ) -> Self:
         if tokens is None:
             raise ValueError("the zalo_zns channel needs a token provider (the worker builds one)")
         return cls(
-            api_base=settings.zalo_api_base, tokens=tokens, timeout=settings.zalo_timeout.total_seconds()
+            api_base=settings.zalo_api_base,
+            tokens=tokens,
+            hold=hold,
+            timeout=settings.zalo_timeout.total_seconds(),
         )
 
     def request(self, message: OutboundMessage) -> dict[str, Any]:
@@ -385,6 +418,7 @@ class ZaloZns(Channel):
 
     async def send(self, message: OutboundMessage) -> Receipt:
         body = self.request(message)
+        await self._not_held()
         token = await self.tokens.access_token()
         answer = await self._post(token, body)
         if answer.code == -124:
@@ -393,8 +427,18 @@ class ZaloZns(Channel):
             answer = await self._post(token, body)
         if answer.code == 0:
             return Receipt(provider_id=str(answer.data.get("msg_id") or "") or None)
-        error = classify(answer.code, self.clock(), message=answer.message, params=body["template_data"])
-        loud = _LOUD.get(kind_of(answer.code))
+        now = self.clock()
+        error = classify(answer.code, now, message=answer.message, params=body["template_data"])
+        kind = kind_of(answer.code)
+        extra: dict[str, Any] = {}
+        if kind is Kind.BALANCE:
+            until = now + BALANCE_HOLD
+            extra["held_until"] = until.isoformat()
+            paused = f"{error.reason}; ZNS paused until {_shown(until)}"
+            error = PermanentDeliveryError(paused, code=error.code)
+            if self.hold is not None and not await self.hold.hold(str(answer.code), now, until):
+                raise error  # another worker started the pause a moment ago, and said so
+        loud = _LOUD.get(kind)
         if loud is not None:
             # Someone has to act: say so loudly, with ids and codes only (never the data or the phone).
             what, action = loud
@@ -405,9 +449,20 @@ class ZaloZns(Channel):
                     "template_id": body["template_id"],
                     "reason": error.reason,
                     "action": action,
+                    **extra,
                 },
             )
         raise error
+
+    async def _not_held(self) -> None:
+        """Refuse at once, without asking Zalo, while ZNS is paused for the OA (the step falls back)."""
+        held = await self.hold.held() if self.hold is not None else None
+        if held is not None and held.until > self.clock():
+            meaning = ERRORS.get(int(held.because), UNDOCUMENTED).meaning if held.because else "balance"
+            raise PermanentDeliveryError(
+                f"Zalo ZNS paused until {_shown(held.until)} after error {held.because} ({meaning})",
+                code=held.because or None,
+            )
 
     async def _post(self, token: str, body: dict[str, Any]) -> _Answer:
         try:
@@ -433,6 +488,11 @@ class ZaloZns(Channel):
         data = answer.get("data")
         text = str(answer.get("message") or "")
         return _Answer(answer["error"], data if isinstance(data, dict) else {}, text)
+
+
+def _shown(moment: datetime) -> str:
+    """A time as an operator in Vietnam reads it."""
+    return moment.astimezone(VIETNAM).strftime("%Y-%m-%d %H:%M Vietnam time")
 
 
 def _json(response: httpx.Response) -> dict[str, Any] | None:

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from tests.support.zalo import SEED_REFRESH_TOKEN, ZaloServer
-from touchflow.activities.zalo_tokens import StoreTokenProvider
+from touchflow.activities.zalo_tokens import StoreSendingHold, StoreTokenProvider
 from touchflow.channels import build_channels
 from touchflow.channels.base import OutboundMessage
 from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
 from touchflow.channels.zalo_zns import (
+    BALANCE_HOLD,
     ERRORS,
     NIGHT_ENDS,
     TIME_WINDOW_RETRY,
@@ -44,7 +45,11 @@ def message(key: str = "probe:c1:x1:1:probe", phone: str = PHONE, **content: str
 
 
 def make_channel(settings: Settings, store: Store) -> ZaloZns:
-    channels = build_channels(settings, zalo_tokens=StoreTokenProvider.from_settings(settings, store))
+    channels = build_channels(
+        settings,
+        zalo_tokens=StoreTokenProvider.from_settings(settings, store),
+        zalo_hold=StoreSendingHold.from_settings(settings, store),
+    )
     channel = channels["zalo_zns"]
     assert isinstance(channel, ZaloZns)
     return channel
@@ -358,6 +363,36 @@ async def test_template_and_set_up_faults_are_logged_loudly_with_what_to_do(
     assert NORMALISED not in text and PHONE not in text and "A-1" not in text
 
 
+@pytest.mark.parametrize("code", [-115, -137])
+async def test_a_balance_error_pauses_zns_for_twelve_hours_and_says_so_once(
+    code: int, channel: ZaloZns, zalo: ZaloServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    await channel.send(message(key="before"))
+    now = DAY
+    channel.clock = lambda: now
+    zalo.fail(code)
+    with caplog.at_level(logging.ERROR, logger="touchflow.channels.zalo_zns"):
+        with pytest.raises(PermanentDeliveryError, match=f"{code}.*ZNS paused until 2026-03-10 22:00"):
+            await channel.send(message(key="k1"))
+        asked = len(zalo.headers)
+        # Meanwhile nobody asks Zalo: every ZNS step falls back at once, naming the pause.
+        now = DAY + BALANCE_HOLD - timedelta(minutes=1)
+        with pytest.raises(PermanentDeliveryError, match=f"paused until .* after error {code}"):
+            await channel.send(message(key="k2"))
+        assert len(zalo.headers) == asked
+    [record] = caplog.records
+    assert (record.levelno, record.getMessage()) == (logging.ERROR, "zalo zns paused")
+    assert record.__dict__["zalo_error"] == code
+    assert record.__dict__["held_until"] == (DAY + BALANCE_HOLD).isoformat()
+    assert "top up" in record.__dict__["action"]
+    assert NORMALISED not in str(record.__dict__) and PHONE not in str(record.__dict__)
+
+    # Twelve hours on, ZNS is tried again.
+    now = DAY + BALANCE_HOLD
+    await channel.send(message(key="k3"))
+    assert set(zalo.arrivals()) == {tracking_id("before"), tracking_id("k3")}
+
+
 async def test_expired_token_is_refreshed_once_and_the_send_goes_through(
     channel: ZaloZns, zalo: ZaloServer, sqlite_store: Store
 ) -> None:
@@ -539,6 +574,26 @@ async def test_a_number_that_refuses_the_oa_is_suppressed_for_zns(
     by_probe = {d.key.split(":")[2]: d for d in journeys.store.customer_deliveries("z4")}
     assert [a["outcome"] for a in by_probe["x4"].attempts] == ["permanent", "sent"]
     assert [a["outcome"] for a in by_probe["x5"].attempts] == ["unreachable", "sent"]
+
+
+async def test_a_balance_error_makes_every_zns_step_fall_back_without_asking_zalo(
+    journeys: JourneyHarness, zalo: ZaloServer, smtp: SmtpInbox
+) -> None:
+    for customer in ("z5", "z6"):
+        journeys.store.upsert_customer(CustomerIn(id=customer, email=f"{customer}@example.com", phone=PHONE))
+    zalo.fail(-115)
+    for customer in ("z5", "z6"):
+        handle = await journeys.post(customer, "probe", {"probe_id": customer, "via": ["zalo_zns", "email"]})
+        assert (await journeys.outcome(handle)).status == "completed"
+    assert len(zalo.headers) == 1  # the second step did not ask
+    assert sorted(mail["Subject"] for mail in smtp.messages) == ["Probe z5", "Probe z6"]
+    for customer in ("z5", "z6"):
+        [delivery] = journeys.store.customer_deliveries(customer)
+        assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "email")
+        first = delivery.attempts[0]
+        assert (first["channel"], first["outcome"]) == ("zalo_zns", "permanent")
+        assert "-115" in first["reason"] and "paused until" in first["reason"]
+    assert not journeys.store.is_suppressed("zalo_zns", PHONE)  # the number itself is fine
 
 
 async def test_a_burst_of_503_and_expired_tokens_delivers_every_message_exactly_once(
