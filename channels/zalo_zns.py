@@ -516,11 +516,15 @@ DELIVERED_EVENT = "user_received_message"
 
 
 class WebhookError(ValueError):
-    """The body is not a Zalo event we can read (answered 422)."""
+    """The body is not a Zalo event we can read, so not one Zalo signed (answered 422)."""
 
 
 class WebhookSignatureError(WebhookError):
     """`X-ZEvent-Signature` is missing or does not match (answered 401)."""
+
+
+class WebhookStale(WebhookSignatureError):
+    """Signed, but its `timestamp` is outside the freshness window: a replay, not Zalo (answered 401)."""
 
 
 @dataclass(frozen=True)
@@ -532,6 +536,14 @@ class DeliveryReceipt:
     delivered_at: datetime
 
 
+@dataclass(frozen=True)
+class Ignored:
+    """A correctly signed, fresh event touchflow has no use for (answered 200: Zalo disables a webhook that
+    keeps failing). `reason` names the event or the field, never a value."""
+
+    reason: str
+
+
 def webhook_signature(app_id: str, body: bytes, timestamp: str, oa_secret_key: str) -> str:
     """`mac=` + hex SHA-256 of app id + raw body + the body's `timestamp` + OA Secret Key, as Zalo signs."""
     digest = hashlib.sha256(app_id.encode() + body + timestamp.encode() + oa_secret_key.encode())
@@ -539,9 +551,19 @@ def webhook_signature(app_id: str, body: bytes, timestamp: str, oa_secret_key: s
 
 
 def parse_webhook(
-    body: bytes, signature: str | None, *, app_id: str, oa_secret_key: str
-) -> DeliveryReceipt | None:
-    """Check Zalo's signature and map the event: a delivery receipt, or None for events we do not use."""
+    body: bytes,
+    signature: str | None,
+    *,
+    app_id: str,
+    oa_secret_key: str,
+    now: datetime,
+    max_age: timedelta,
+) -> DeliveryReceipt | Ignored:
+    """Check Zalo's signature and the event's age, then map it: a delivery receipt, or what is ignored.
+
+    The signature covers the body's `timestamp` (milliseconds since the epoch), so an event further than
+    `max_age` from `now` either way was captured and replayed, or comes from a clock far off: refused.
+    """
     try:
         event = json.loads(body)
     except ValueError:
@@ -555,16 +577,38 @@ def parse_webhook(
         presented = f"mac={presented}"
     if not hmac.compare_digest(presented.encode(), expected.encode()):
         raise WebhookSignatureError("X-ZEvent-Signature does not match")
-    if event.get("event_name") != DELIVERED_EVENT:
-        return None
+    sent_at = _epoch_ms(timestamp)
+    if sent_at is None:
+        raise WebhookStale("timestamp: missing or not milliseconds since the epoch, so its age is unknown")
+    age = now - sent_at
+    if abs(age) > max_age:
+        direction = "old" if age >= timedelta(0) else "ahead of this server's clock"
+        raise WebhookStale(
+            f"timestamp: the event is {_minutes(age)} {direction}, outside the {_minutes(max_age)} window "
+            "(TOUCHFLOW_ZALO_WEBHOOK_MAX_AGE)"
+        )
+    name = event.get("event_name")
+    if name != DELIVERED_EVENT:
+        return Ignored(f"event_name: {str(name)[:64]!r} is not used")
     message = event.get("message")
     if not isinstance(message, dict) or not message.get("msg_id"):
-        raise WebhookError("message.msg_id: missing")
-    delivered_ms = str(message.get("delivery_time") or timestamp)
-    if not delivered_ms.isdigit():
-        raise WebhookError("message.delivery_time: not milliseconds since the epoch")
+        return Ignored("message.msg_id: missing")
+    delivered_at = _epoch_ms(str(message.get("delivery_time") or timestamp))
+    if delivered_at is None:
+        return Ignored("message.delivery_time: not milliseconds since the epoch")
     return DeliveryReceipt(
         msg_id=str(message["msg_id"]),
         tracking_id=str(message["tracking_id"]) if message.get("tracking_id") else None,
-        delivered_at=datetime.fromtimestamp(int(delivered_ms) / 1000, UTC),
+        delivered_at=delivered_at,
     )
+
+
+def _epoch_ms(value: str) -> datetime | None:
+    """Zalo's timestamps: milliseconds since the epoch, as digits (a number Python's datetime can hold)."""
+    if not value.isdigit() or len(value) > 15:
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def _minutes(span: timedelta) -> str:
+    return f"{abs(span).total_seconds() / 60:.0f} min"
