@@ -203,6 +203,54 @@ def classify(
     return PermanentDeliveryError(reason, code=str(code), address_dead=kind is Kind.DEAD_ADDRESS)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Parameters
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ParamType(NamedTuple):
+    """One of Zalo's ZNS parameter types that touchflow checks, found by the parameter's name."""
+
+    name: str
+    pattern: re.Pattern[str]  # the parameter names of this type
+    max_length: int
+    form: re.Pattern[str] | None = None  # the shape its value must have
+
+
+# Zalo's types and their limits ("Số lượng / Số tiền (20)", "Mã số (30)", ...); a template's author picks a
+# type per parameter when Zalo approves it, so touchflow knows them by naming convention only. A value over
+# the limit is refused before sending (Zalo would refuse it with -1121, a wrong form with -1124):
+# truncating a code or an amount would send a wrong one.
+PARAM_TYPES = (
+    ParamType("customer name", re.compile(r"customer_name"), 30),
+    ParamType("code", re.compile(r"(?:.+_)?code"), 30),
+    ParamType("amount", re.compile(r"(?:.+_)?(?:total|amount|value|price|points|count)"), 20),
+    ParamType(
+        "time",
+        re.compile(r"(?:.+_)?(?:date|time)"),
+        20,
+        # Zalo's forms: hh:mm:ss dd/mm/yyyy, hh:mm dd/mm/yyyy, dd/mm/yyyy, mm/yyyy (the zns_date filter).
+        re.compile(r"(?:\d{2}:\d{2}(?::\d{2})? )?\d{2}/\d{2}/\d{4}|\d{2}/\d{4}"),
+    ),
+)
+
+
+def param_problems(data: dict[str, str]) -> list[str]:
+    """What Zalo would refuse in these parameters, by name and limit (never the value itself)."""
+    problems = []
+    for name, value in data.items():
+        kind = next((t for t in PARAM_TYPES if t.pattern.fullmatch(name)), None)
+        if kind is None:
+            continue
+        if len(value) > kind.max_length:
+            problems.append(
+                f"{name} is {len(value)} characters, Zalo's {kind.name} type takes at most {kind.max_length}"
+            )
+        elif kind.form is not None and not kind.form.fullmatch(value):
+            problems.append(f"{name} is not dd/mm/yyyy (render it with the zns_date filter)")
+    return problems
+
+
 def normalize_phone(raw: str) -> str:
     """A Vietnamese mobile number as Zalo wants it: `84` and nine digits.
 
@@ -405,14 +453,21 @@ class ZaloZns(Channel):
         template_id = message.content.get("template_id", "").strip()
         if not template_id:
             raise PermanentDeliveryError("zalo_zns template has no `template_id` block")
+        data = {
+            part.removeprefix(PARAM_PREFIX): value
+            for part, value in message.content.items()
+            if part.startswith(PARAM_PREFIX)
+        }
+        problems = param_problems(data)
+        if problems:
+            reason = f"zalo_zns parameters Zalo would refuse: {'; '.join(problems)}"
+            what, action = _LOUD[Kind.TEMPLATE]
+            log.error(what, extra={"template_id": template_id, "reason": reason, "action": action})
+            raise PermanentDeliveryError(reason)
         return {
             "phone": normalize_phone(message.address),
             "template_id": template_id,
-            "template_data": {
-                part.removeprefix(PARAM_PREFIX): value
-                for part, value in message.content.items()
-                if part.startswith(PARAM_PREFIX)
-            },
+            "template_data": data,
             "tracking_id": tracking_id(message.key),
         }
 

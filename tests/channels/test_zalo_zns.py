@@ -266,6 +266,48 @@ async def test_sends_the_real_request_shape(channel: ZaloZns, zalo: ZaloServer) 
     assert receipt.provider_id
 
 
+@pytest.mark.parametrize(
+    ("params", "refused"),
+    [
+        ({"order_code": "C" * 30, "total": "1" * 20, "expiry_date": "31/12/2026"}, None),
+        ({"order_code": "C" * 31}, "order_code is 31 characters, Zalo's code type takes at most 30"),
+        ({"coupon_code": "C" * 40}, "coupon_code is 40 characters"),
+        ({"cart_total": "9" * 21}, "cart_total is 21 characters, Zalo's amount type takes at most 20"),
+        ({"coupon_value": "1" * 21}, "coupon_value is 21 characters"),
+        ({"customer_name": "N" * 31}, "customer_name is 31 characters"),
+        ({"expiry_date": "Dec 31, 2026"}, "expiry_date is not dd/mm/yyyy"),
+        ({"expiry_date": "2026-12-31"}, "expiry_date is not dd/mm/yyyy"),
+        ({"delivery_time": "09:30 31/12/2026"}, None),  # Zalo's other time forms
+        ({"delivery_time": "09:30:15 31/12/2026"}, None),
+        ({"expiry_date": "12/2026"}, None),
+        ({"product_name": "P" * 150, "note": "x" * 300}, None),  # types touchflow does not know: Zalo judges
+    ],
+)
+async def test_parameters_zalo_would_refuse_are_refused_before_sending(
+    params: dict[str, str],
+    refused: str | None,
+    channel: ZaloZns,
+    zalo: ZaloServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    content = {"template_id": "231245", **{f"param_{name}": value for name, value in params.items()}}
+    if refused is None:
+        await channel.send(message(**content))
+        assert [body["template_data"] for body in zalo.sent] == [params]
+        return
+    with (
+        caplog.at_level(logging.ERROR, logger="touchflow.channels.zalo_zns"),
+        pytest.raises(PermanentDeliveryError) as caught,
+    ):
+        await channel.send(message(**content))
+    assert refused in caught.value.reason
+    assert zalo.headers == []  # Zalo was not asked
+    [record] = caplog.records
+    assert record.getMessage() == "zalo template rejected" and record.__dict__["template_id"] == "231245"
+    for value in params.values():
+        assert value not in caught.value.reason and value not in str(record.__dict__)
+
+
 async def test_a_template_without_template_id_is_permanent(channel: ZaloZns, zalo: ZaloServer) -> None:
     with pytest.raises(PermanentDeliveryError, match="template_id"):
         await channel.send(message(param_name="Bi"))
