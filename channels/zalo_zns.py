@@ -17,7 +17,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import Enum
@@ -28,6 +28,7 @@ import httpx
 
 from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
 from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
+from touchflow.rendering import PerLanguage
 from touchflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,21 @@ def param_problems(data: dict[str, str]) -> list[str]:
         elif kind.form is not None and not kind.form.fullmatch(value):
             problems.append(f"{name} is not dd/mm/yyyy (render it with the zns_date filter)")
     return problems
+
+
+def template_id_for(ids: Mapping[str, str], journey: str, step: str) -> PerLanguage:
+    """A step's approved template id in each language, from TOUCHFLOW_ZALO_TEMPLATE_IDS.
+
+    `journey.step.locale=id` is the template Zalo approved in that language; `journey.step=id` the one for
+    every other language (Zalo approves a template per language, so a step may have one id per locale).
+    """
+    prefix = f"{journey}.{step}."
+    by_language = {
+        key.removeprefix(prefix).lower().replace("_", "-"): value
+        for key, value in ids.items()
+        if key.startswith(prefix)
+    }
+    return PerLanguage(by_language, ids.get(f"{journey}.{step}", ""))
 
 
 def normalize_phone(raw: str) -> str:

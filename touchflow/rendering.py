@@ -91,6 +91,25 @@ class Rendered:
         return f"add a non-empty {{% block {part} %}} to {' or '.join(self.files)}"
 
 
+@dataclass(frozen=True)
+class PerLanguage:
+    """A context value that depends on the language a template is rendered in (`render` picks it).
+
+    `values` by language tag (`vi`, `vi-vn`); a tag without its own value takes its base language's
+    (`vi-vn` → `vi`), then `default`.
+    """
+
+    values: Mapping[str, Any]
+    default: Any = ""
+
+    def pick(self, language: str) -> Any:
+        tag = language.lower()
+        for candidate in (tag, tag.split("-")[0]):
+            if candidate in self.values:
+                return self.values[candidate]
+        return self.default
+
+
 def _babel_locale(locale: str) -> str:
     return _BABEL_LOCALES.get(locale, locale.replace("-", "_"))
 
@@ -204,8 +223,12 @@ class Renderer:
                 except Exception as exc:  # a syntax error (a CancelledError, a BaseException, goes through)
                     raise TemplateBroken(name, exc, self._where(exc)) from exc
                 files.append(name)
+                values = {
+                    **{k: v.pick(language) if isinstance(v, PerLanguage) else v for k, v in context.items()},
+                    "locale": language,
+                }
                 try:
-                    self._render_file(template, _WHOLE[ext], {**context, "locale": language}, parts)
+                    self._render_file(template, _WHOLE[ext], values, parts)
                 except Exception as exc:  # anything a template can raise: it will raise it again
                     raise TemplateBroken(name, exc, self._where(exc)) from exc
             if files:

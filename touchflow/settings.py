@@ -138,7 +138,8 @@ class Settings(BaseSettings):
     )
     zalo_template_ids: Annotated[dict[str, str], NoDecode, BeforeValidator(_split_pairs)] = Field(
         default_factory=dict,
-        description="ZNS template ids of built-in steps: `post_purchase.order_confirmation_zns=231245,…`.",
+        description="ZNS template ids of built-in steps: `post_purchase.order_confirmation_zns=231245,…`; "
+        "`journey.step.locale=id` (`post_purchase.coupon.en=231246`) for a language Zalo approved apart.",
     )
     # Onsite inbox (browser API, inbox.js)
     inbox_allowed_origins: CsvList = Field(

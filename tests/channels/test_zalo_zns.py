@@ -506,8 +506,10 @@ def test_no_token_provider_leaves_zalo_off(zalo: ZaloServer, make_settings: Call
 
 @pytest.fixture
 def journey_settings(zalo: ZaloServer) -> dict[str, Any]:
-    """The `journeys` worker talks to the loopback Zalo server."""
-    return zalo.settings()
+    """The `journeys` worker talks to the loopback Zalo server; the order confirmation has a template per
+    language (Zalo approves each language apart)."""
+    ids = "post_purchase.order_confirmation_zns=111, post_purchase.order_confirmation_zns.en=222"
+    return zalo.settings(zalo_template_ids=ids)
 
 
 async def _delivery_when(
@@ -636,6 +638,28 @@ async def test_a_balance_error_makes_every_zns_step_fall_back_without_asking_zal
         assert (first["channel"], first["outcome"]) == ("zalo_zns", "permanent")
         assert "-115" in first["reason"] and "paused until" in first["reason"]
     assert not journeys.store.is_suppressed("zalo_zns", PHONE)  # the number itself is fine
+
+
+@pytest.mark.parametrize(
+    ("locale", "template_id"),
+    [
+        ("en", "222"),
+        ("en-GB", "222"),  # the English template (no en-gb one), so the English id
+        ("vi", "111"),  # no .vi id: journey.step's
+        (None, "222"),  # no language: TOUCHFLOW_DEFAULT_LOCALE's (en)
+    ],
+)
+async def test_a_step_takes_the_template_id_of_its_language(
+    locale: str | None, template_id: str, journeys: JourneyHarness, zalo: ZaloServer, smtp: SmtpInbox
+) -> None:
+    journeys.store.upsert_customer(
+        CustomerIn(id="z7", email="z7@example.com", phone=PHONE, locale=locale, attributes={"name": "Lan"})
+    )
+    await journeys.post("z7", "order_placed", {"order_id": "O-7", "total": 10, "currency": "VND"})
+    await eventually(lambda: bool(zalo.sent), what="the order confirmation over ZNS")
+    [body] = zalo.sent
+    assert body["template_id"] == template_id
+    assert body["template_data"]["order_code"] == "O-7"
 
 
 async def test_a_burst_of_503_and_expired_tokens_delivers_every_message_exactly_once(
