@@ -47,6 +47,7 @@ from touchflow.channels import (
     Receipt,
     RetryableDeliveryError,
 )
+from touchflow.channels.zalo_zns import template_id_for
 from touchflow.models import Customer, Delivery, DeliveryStatus, Event, JourneyStatus, utcnow
 from touchflow.rendering import Rendered, Renderer, TemplateBroken, TemplateUnusable
 from touchflow.settings import Settings
@@ -549,8 +550,8 @@ class JourneyActivities:
             # Tracked links and the open pixel count this delivery's clicks and opens in the funnel.
             "track": lambda url: self.tracked_link(delivery_id, str(url)),
             "open_pixel_url": f"{self._public_url()}/t/o/{self.signer.sign('open', str(delivery_id))}.gif",
-            # The built-in ZNS templates read their approved template id from the settings.
-            "zalo_template_id": self.settings.zalo_template_ids.get(f"{input.journey}.{input.step}", ""),
+            # The built-in ZNS templates read their approved template id (per language) from the settings.
+            "zalo_template_id": template_id_for(self.settings.zalo_template_ids, input.journey, input.step),
         }
 
     def unsubscribe_url(self, customer_id: str) -> str:

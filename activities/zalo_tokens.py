@@ -1,4 +1,5 @@
-"""The Zalo OA access token, shared by every worker through the database (the zalo_zns token provider).
+"""The Zalo OA's shared state, seen by every worker through the database: the access token (the zalo_zns
+token provider) and the pause after a balance or payment error (its sending hold).
 
 Zalo refresh tokens are single-use and rotate, so two workers refreshing at once would break the chain:
 `Store.rotate_zalo_token` takes a row lock, re-reads, and refreshes only when nobody else did.
@@ -7,10 +8,10 @@ Zalo refresh tokens are single-use and rotate, so two workers refreshing at once
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Self
 
-from touchflow.channels.zalo_zns import ZaloOAuth
+from touchflow.channels.zalo_zns import Hold, ZaloOAuth
 from touchflow.models import utcnow
 from touchflow.settings import Settings
 from touchflow.store import Store
@@ -57,3 +58,22 @@ class StoreTokenProvider:
         )
         assert token.access_token is not None
         return token.access_token
+
+
+class StoreSendingHold:
+    """`channels.zalo_zns.SendingHold` backed by the `zalo_tokens` row of the app (`held_until`)."""
+
+    def __init__(self, store: Store, *, app_id: str) -> None:
+        self.store = store
+        self.app_id = app_id
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store) -> Self:
+        return cls(store, app_id=settings.zalo_app_id)
+
+    async def held(self) -> Hold | None:
+        found = await asyncio.to_thread(self.store.zalo_hold, self.app_id)
+        return Hold(*found) if found is not None else None
+
+    async def hold(self, because: str, now: datetime, until: datetime) -> bool:
+        return await asyncio.to_thread(self.store.hold_zalo, self.app_id, because, now, until)

@@ -8,7 +8,7 @@ from touchflow.channels.email import Email
 from touchflow.channels.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
 from touchflow.channels.onsite import InboxSink, Onsite
 from touchflow.channels.web_push import WebPush
-from touchflow.channels.zalo_zns import TokenProvider, ZaloZns
+from touchflow.channels.zalo_zns import SendingHold, TokenProvider, ZaloZns
 from touchflow.settings import Settings
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "Reach",
     "Receipt",
     "RetryableDeliveryError",
+    "SendingHold",
     "TokenProvider",
     "build_channels",
 ]
@@ -41,16 +42,18 @@ def build_channels(
     *,
     inbox: InboxSink | None = None,
     zalo_tokens: TokenProvider | None = None,
+    zalo_hold: SendingHold | None = None,
 ) -> dict[str, Channel]:
     """Every channel the settings configure, by the name a journey step uses.
 
     Channels know no database, so the two that need one join only when the caller (the worker) hands in
     what they need: `onsite` the `inbox` that stores its messages, `zalo_zns` (when its settings are there)
-    the database-backed token provider. Otherwise a step's channel is "not configured" and falls back.
+    the database-backed token provider (and `zalo_hold`, the OA's pause after a balance error). Otherwise a
+    step's channel is "not configured" and falls back.
     """
     channels = {name: cls.from_settings(settings) for name, cls in REGISTRY.items() if cls not in _NEEDS_MORE}
     if inbox is not None:
         channels[Onsite.name] = Onsite(inbox)
     if zalo_tokens is not None and ZaloZns.configured(settings):
-        channels[ZaloZns.name] = ZaloZns.from_settings(settings, zalo_tokens)
+        channels[ZaloZns.name] = ZaloZns.from_settings(settings, zalo_tokens, zalo_hold)
     return channels

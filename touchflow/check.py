@@ -25,7 +25,7 @@ from jinja2 import ChainableUndefined, TemplateSyntaxError
 import touchflow.templates as builtin_templates
 from touchflow.channels import REGISTRY as CHANNELS
 from touchflow.channels import Channel
-from touchflow.channels.zalo_zns import ZaloZns
+from touchflow.channels.zalo_zns import ZaloZns, template_id_for
 from touchflow.errors import ConfigurationError
 from touchflow.rendering import Renderer, TemplateBroken, language_chain
 from touchflow.settings import Settings
@@ -245,7 +245,7 @@ def sample_context(settings: Settings, journey: str, step: str, variant: str | N
         "unsubscribe_url": f"{public_url}/unsubscribe/sample",
         "track": str,
         "open_pixel_url": f"{public_url}/t/o/sample.gif",
-        "zalo_template_id": settings.zalo_template_ids.get(f"{journey}.{step}", ""),
+        "zalo_template_id": template_id_for(settings.zalo_template_ids, journey, step),
     }
 
 

@@ -562,6 +562,8 @@ class ZaloToken(SQLModel, table=True):
     here (under a row lock) before anyone uses it, so all workers share one chain.
 
     `seed_hash` remembers which TOUCHFLOW_ZALO_REFRESH_TOKEN started the chain: a new seed restarts it.
+    `held_until` pauses ZNS for the whole OA after a balance or payment error (`held_because`, Zalo's code):
+    every worker sees it, so none asks Zalo again until then.
     """
 
     __tablename__ = "zalo_tokens"
@@ -573,6 +575,8 @@ class ZaloToken(SQLModel, table=True):
     seed_hash: str = Field(max_length=64)
     rotations: int = 0
     updated_at: datetime = time_column()
+    held_until: datetime | None = time_column(nullable=True)
+    held_because: str | None = Field(default=None, max_length=16)
 
 
 # The onsite inbox

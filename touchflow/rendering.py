@@ -9,11 +9,14 @@ itself, so the caller treats it as permanent for that channel.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from babel.numbers import format_currency, format_decimal
 from jinja2 import (
@@ -88,6 +91,25 @@ class Rendered:
         return f"add a non-empty {{% block {part} %}} to {' or '.join(self.files)}"
 
 
+@dataclass(frozen=True)
+class PerLanguage:
+    """A context value that depends on the language a template is rendered in (`render` picks it).
+
+    `values` by language tag (`vi`, `vi-vn`); a tag without its own value takes its base language's
+    (`vi-vn` → `vi`), then `default`.
+    """
+
+    values: Mapping[str, Any]
+    default: Any = ""
+
+    def pick(self, language: str) -> Any:
+        tag = language.lower()
+        for candidate in (tag, tag.split("-")[0]):
+            if candidate in self.values:
+                return self.values[candidate]
+        return self.default
+
+
 def _babel_locale(locale: str) -> str:
     return _BABEL_LOCALES.get(locale, locale.replace("-", "_"))
 
@@ -119,6 +141,28 @@ def number(amount: Any, locale: str = "en") -> str:
         return str(amount)
 
 
+def zns_date(value: Any, zone: str = "Asia/Ho_Chi_Minh") -> str:
+    """`dd/mm/yyyy`, the date form Zalo's ZNS parameters take in every language.
+
+    Takes a date, a datetime or an ISO 8601 string; an aware time is shown on the clock of `zone` (Vietnam
+    unless told). Anything else is shown as given: the zalo_zns channel then refuses it by name, before Zalo
+    would (-1124).
+    """
+    moment: date | datetime | None = value if isinstance(value, date) else None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            moment = None
+    if moment is None:
+        return str(value)
+    if isinstance(moment, datetime) and moment.tzinfo is not None:
+        # An unknown zone, or a time at the edge of time: the day as it was given.
+        with contextlib.suppress(ValueError, LookupError, OverflowError):
+            moment = moment.astimezone(ZoneInfo(str(zone)))
+    return moment.strftime("%d/%m/%Y")
+
+
 def customer_languages(locale: str | None) -> list[str]:
     """`vi-VN` → [`vi-vn`, `vi`]: the customer's own languages, most specific first; none without a locale."""
     if not locale:
@@ -147,6 +191,7 @@ class Renderer:
         )
         self.env.filters["money"] = money
         self.env.filters["number"] = number
+        self.env.filters["zns_date"] = zns_date
         # What a message's own context overrides: untracked links and no pixel outside a delivery. Even
         # untracked, `track` never gives a `javascript:` or `data:` link (touchflow.urls.safe_link).
         self.env.globals["track"] = lambda url: safe_link(str(url))
@@ -178,8 +223,12 @@ class Renderer:
                 except Exception as exc:  # a syntax error (a CancelledError, a BaseException, goes through)
                     raise TemplateBroken(name, exc, self._where(exc)) from exc
                 files.append(name)
+                values = {
+                    **{k: v.pick(language) if isinstance(v, PerLanguage) else v for k, v in context.items()},
+                    "locale": language,
+                }
                 try:
-                    self._render_file(template, _WHOLE[ext], {**context, "locale": language}, parts)
+                    self._render_file(template, _WHOLE[ext], values, parts)
                 except Exception as exc:  # anything a template can raise: it will raise it again
                     raise TemplateBroken(name, exc, self._where(exc)) from exc
             if files:

@@ -133,9 +133,15 @@ class Settings(BaseSettings):
     zalo_api_base: str = "https://business.openapi.zalo.me"
     zalo_oauth_base: str = "https://oauth.zaloapp.com"
     zalo_timeout: Duration = timedelta(seconds=10)
+    zalo_webhook_max_age: Duration = Field(
+        timedelta(minutes=15),
+        description="How far a signed Zalo webhook event's `timestamp` may be from now (either way): "
+        "outside it the event is refused (401), so a captured event cannot be replayed later.",
+    )
     zalo_template_ids: Annotated[dict[str, str], NoDecode, BeforeValidator(_split_pairs)] = Field(
         default_factory=dict,
-        description="ZNS template ids of built-in steps: `post_purchase.order_confirmation_zns=231245,…`.",
+        description="ZNS template ids of built-in steps: `post_purchase.order_confirmation_zns=231245,…`; "
+        "`journey.step.locale=id` (`post_purchase.coupon.en=231246`) for a language Zalo approved apart.",
     )
     # Onsite inbox (browser API, inbox.js)
     inbox_allowed_origins: CsvList = Field(

@@ -889,6 +889,31 @@ class Store:
             )
         return token
 
+    def zalo_hold(self, app_id: str) -> tuple[datetime, str] | None:
+        """Until when ZNS is paused for the app's OA, and Zalo's code that paused it; None when it is not."""
+        token = self.get_zalo_token(app_id)
+        if token is None or token.held_until is None:
+            return None
+        return token.held_until, token.held_because or ""
+
+    def hold_zalo(self, app_id: str, because: str, now: datetime, until: datetime) -> bool:
+        """Pause ZNS for the app's OA until `until`, unless it is paused already (at `now`).
+
+        True when this call started the pause: one statement decides, so of many workers hearing the same
+        error at once exactly one starts it (and tells the operator).
+        """
+        table = _table(ZaloToken)
+        with self.engine.begin() as conn:
+            started = conn.execute(
+                update(table)
+                .where(
+                    table.c.app_id == app_id,
+                    or_(table.c.held_until.is_(None), table.c.held_until <= now),
+                )
+                .values(held_until=until, held_because=because[:16])
+            )
+        return bool(started.rowcount)
+
     # -- the onsite inbox -----------------------------------------------------------------------------------
 
     def add_inbox_message(

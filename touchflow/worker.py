@@ -15,7 +15,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from touchflow.activities.coupons import CouponActivities
 from touchflow.activities.inbox import StoreInbox
 from touchflow.activities.journey import JourneyActivities
-from touchflow.activities.zalo_tokens import StoreTokenProvider
+from touchflow.activities.zalo_tokens import StoreSendingHold, StoreTokenProvider
 from touchflow.channels import build_channels
 from touchflow.db import make_engine
 from touchflow.rendering import Renderer
@@ -46,6 +46,7 @@ def build_activities(settings: Settings, registry: Registry, store: Store | None
             settings,
             inbox=StoreInbox(store),
             zalo_tokens=StoreTokenProvider.from_settings(settings, store),
+            zalo_hold=StoreSendingHold.from_settings(settings, store),
         ),
         renderer=Renderer(template_dirs(settings, registry), settings.default_locale),
         settings=settings,

@@ -1,17 +1,21 @@
-"""The database-backed Zalo token provider: one rotation per expiry across workers, on both databases."""
+"""The Zalo OA's state in the database, on both databases: one token rotation per expiry across workers, and
+one pause (told once) when several workers hear a balance error at once."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.support.zalo import APP_ID, ZaloServer
-from touchflow.activities.zalo_tokens import StoreTokenProvider
+from touchflow.activities.zalo_tokens import StoreSendingHold, StoreTokenProvider
 from touchflow.channels import build_channels
 from touchflow.channels.base import OutboundMessage
-from touchflow.channels.zalo_zns import ZaloZns, tracking_id
+from touchflow.channels.errors import PermanentDeliveryError
+from touchflow.channels.zalo_zns import BALANCE_HOLD, ZaloZns, tracking_id
 from touchflow.db import make_engine
 from touchflow.settings import Settings
 from touchflow.store import Store
@@ -28,9 +32,11 @@ def workers(
     built: list[tuple[Store, ZaloZns]] = []
     for _ in range(2):
         store = Store(make_engine(db_url))
-        channel = build_channels(settings, zalo_tokens=StoreTokenProvider.from_settings(settings, store))[
-            "zalo_zns"
-        ]
+        channel = build_channels(
+            settings,
+            zalo_tokens=StoreTokenProvider.from_settings(settings, store),
+            zalo_hold=StoreSendingHold.from_settings(settings, store),
+        )["zalo_zns"]
         assert isinstance(channel, ZaloZns)
         built.append((store, channel))
     yield built
@@ -88,3 +94,36 @@ async def test_a_new_seed_restarts_the_chain(
     assert zalo.refreshes == 2 and zalo.token_errors == []
     stored = store.get_zalo_token(APP_ID)
     assert stored is not None and stored.refresh_token == zalo.refresh_token
+
+
+async def test_a_balance_error_heard_by_two_workers_pauses_zns_once_and_says_so_once(
+    workers: list[tuple[Store, ZaloZns]], zalo: ZaloServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    await workers[0][1].send(_message("warm"))  # the token row exists, as it does after any send
+    now = datetime.now(UTC)
+    for _, channel in workers:
+        channel.clock = lambda: now
+    zalo.fail(-115, -137)
+    with caplog.at_level(logging.ERROR, logger="touchflow.channels.zalo_zns"):
+        results = await asyncio.gather(
+            *(channel.send(_message(f"w{n}")) for n, (_, channel) in enumerate(workers)),
+            return_exceptions=True,
+        )
+    assert all(isinstance(result, PermanentDeliveryError) for result in results)
+    [loud] = [r for r in caplog.records if r.getMessage() == "zalo zns paused"]
+    assert loud.levelno == logging.ERROR and loud.__dict__["zalo_error"] in (-115, -137)
+    for store, _ in workers:
+        held = store.zalo_hold(APP_ID)
+        assert held is not None and held[0] == now + BALANCE_HOLD
+
+
+def test_a_pause_starts_once_and_again_only_after_it_ended(store: Store) -> None:
+    store.rotate_zalo_token(APP_ID, "rt-seed", None, lambda rt: ("at", "rt-2", 3600.0), timedelta(0))
+    now = datetime(2026, 3, 10, 3, 0, tzinfo=UTC)
+    assert store.zalo_hold(APP_ID) is None
+    assert store.hold_zalo(APP_ID, "-115", now, now + BALANCE_HOLD)
+    assert not store.hold_zalo(APP_ID, "-137", now + timedelta(hours=1), now + timedelta(hours=13))
+    assert store.zalo_hold(APP_ID) == (now + BALANCE_HOLD, "-115")
+    later = now + BALANCE_HOLD
+    assert store.hold_zalo(APP_ID, "-137", later, later + BALANCE_HOLD)
+    assert store.zalo_hold(APP_ID) == (later + BALANCE_HOLD, "-137")

@@ -1,10 +1,12 @@
-"""POST /v1/webhooks/zalo: Zalo's signature, and `user_received_message` marking a delivery delivered."""
+"""POST /v1/webhooks/zalo: Zalo's signature and the event's age, `user_received_message` marking a delivery
+delivered, and 200 for any other signed event (Zalo turns off a webhook that keeps failing)."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -49,15 +51,20 @@ def sent_delivery(store: Store) -> Delivery:
     )
 
 
-def event(name: str = "user_received_message", **message: Any) -> bytes:
-    """A Zalo OA event as Zalo posts it (ZNS receipt shape: message.msg_id, tracking_id, delivery_time)."""
+def now_ms(ago: timedelta = timedelta(0)) -> int:
+    return int((time.time() - ago.total_seconds()) * 1000)
+
+
+def event(name: str = "user_received_message", *, sent: int | str | None = None, **message: Any) -> bytes:
+    """A Zalo OA event as Zalo posts it (ZNS receipt shape: message.msg_id, tracking_id, delivery_time),
+    sent now unless `sent` (its `timestamp`) says otherwise."""
     payload = {
         "app_id": APP_ID,
         "sender": {"id": "579745863508352884"},
         "recipient": {"id": "2512523625412515"},
         "event_name": name,
         "message": {"msg_id": MSG_ID, "tracking_id": "9f1c", "delivery_time": str(DELIVERED_MS), **message},
-        "timestamp": str(DELIVERED_MS + 50),
+        "timestamp": str(now_ms() if sent is None else sent),
     }
     return json.dumps(payload).encode()
 
@@ -123,18 +130,72 @@ def test_other_events_are_ignored(body: bytes, answer: str, zalo_api: TestClient
 
 
 @pytest.mark.parametrize(
-    ("body", "field"),
+    "body",
     [
-        (b"{not json", "body"),
-        (event(msg_id=""), "message.msg_id"),
-        (event(delivery_time="yesterday"), "message.delivery_time"),
+        event(msg_id=""),
+        event(delivery_time="yesterday"),
+        event(delivery_time="9" * 40),  # digits, but no date
+        event().replace(b'"message": {', b'"message": "not an object", "x": {'),
+        event(name=None),  # type: ignore[arg-type]
     ],
 )
-def test_unreadable_events_are_422_naming_the_field(body: bytes, field: str, zalo_api: TestClient) -> None:
-    headers = signed(body) if body.startswith(b'{"') else {"X-ZEvent-Signature": "x"}
-    response = zalo_api.post("/v1/webhooks/zalo", content=body, headers=headers)
+def test_a_signed_event_it_cannot_use_is_answered_200_and_changes_nothing(
+    body: bytes, zalo_api: TestClient
+) -> None:
+    store = store_of(zalo_api)
+    sent_delivery(store)
+    response = zalo_api.post("/v1/webhooks/zalo", content=body, headers=signed(body))
+    assert (response.status_code, response.json()) == (200, {"status": "ignored"})
+    [stored] = store.customer_deliveries("c1")
+    assert stored.status == DeliveryStatus.SENT
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]"])
+def test_a_body_that_is_no_json_object_is_422(body: bytes, zalo_api: TestClient) -> None:
+    response = zalo_api.post("/v1/webhooks/zalo", content=body, headers={"X-ZEvent-Signature": "x"})
     assert response.status_code == 422
-    assert response.json()["detail"].startswith(field)
+    assert response.json()["detail"].startswith("body")
+
+
+@pytest.mark.parametrize(
+    ("sent", "status"),
+    [
+        (timedelta(minutes=14), 200),
+        (timedelta(minutes=16), 401),  # replayed later: refused, though signed
+        (timedelta(days=30), 401),
+        (-timedelta(minutes=16), 401),  # from a clock far ahead
+        ("", 401),  # no age to judge
+        ("yesterday", 401),
+    ],
+)
+def test_a_signed_event_outside_the_freshness_window_is_refused(
+    sent: timedelta | str, status: int, zalo_api: TestClient
+) -> None:
+    store = store_of(zalo_api)
+    sent_delivery(store)
+    body = event(sent=now_ms(sent) if isinstance(sent, timedelta) else sent)
+    response = zalo_api.post("/v1/webhooks/zalo", content=body, headers=signed(body))
+    assert response.status_code == status, response.text
+    [stored] = store.customer_deliveries("c1")
+    if status == 401:
+        assert response.json()["detail"].startswith("timestamp")
+        assert stored.status == DeliveryStatus.SENT
+    else:
+        assert stored.status == DeliveryStatus.DELIVERED
+
+
+def test_the_freshness_window_is_a_setting(
+    sqlite_store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(zalo_app_id=APP_ID, zalo_oa_secret_key=OA_SECRET_KEY, zalo_webhook_max_age="1h")
+    body = event(sent=now_ms(timedelta(minutes=30)))
+    with TestClient(create_app(settings, run_relay=False)) as client:
+        response = client.post("/v1/webhooks/zalo", content=body, headers=signed(body))
+        assert response.status_code == 200, response.text
+        older = event(sent=now_ms(timedelta(minutes=61)))
+        refused = client.post("/v1/webhooks/zalo", content=older, headers=signed(older))
+    assert refused.status_code == 401
+    assert "TOUCHFLOW_ZALO_WEBHOOK_MAX_AGE" in refused.json()["detail"]
 
 
 def test_webhooks_are_off_without_the_oa_secret(

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 
-from touchflow.rendering import Renderer, TemplateBroken, TemplateMissing, language_chain, money, number
+from touchflow.rendering import (
+    Renderer,
+    TemplateBroken,
+    TemplateMissing,
+    language_chain,
+    money,
+    number,
+    zns_date,
+)
 
 
 @pytest.mark.parametrize(
@@ -158,7 +167,7 @@ def test_a_missing_template_names_what_was_looked_for() -> None:
                     "code": "TF-ABCD",
                     "value": 10,
                     "unit": "percent",
-                    "expires_at": __import__("datetime").datetime(2026, 12, 31),
+                    "expires_at": datetime(2026, 12, 31),
                 }
             },
             {"param_coupon_code": "TF-ABCD", "param_coupon_value": "10%", "param_expiry_date": "31/12/2026"},
@@ -178,6 +187,62 @@ def test_built_in_zns_templates_take_their_id_from_settings(
     parts = Renderer().render(journey, step, "zalo_zns", "vi", values).parts
     assert parts["template_id"] == "231245"
     assert {name: parts[name] for name in params} == params
+
+
+ZNS_STEPS = [
+    ("post_purchase", "order_confirmation_zns", {"event": {"order_id": "O-7", "total": 10}}),
+    ("abandoned_cart", "cart_reminder_2", {"event": {"items": [], "total": 10}}),
+    (
+        "post_purchase",
+        "coupon",
+        {"coupon": {"code": "TF-ABCD", "value": 10, "unit": "percent", "expires_at": datetime(2026, 12, 31)}},
+    ),
+    ("loyalty", "points_expiring", {"data": {"expiring_points": 1, "points_expire_at": "2026-12-31"}}),
+]
+
+
+@pytest.mark.parametrize(("locale", "greeting"), [("vi", "Quý khách"), ("en", "Customer")])
+@pytest.mark.parametrize(("journey", "step", "extra"), ZNS_STEPS)
+def test_a_zns_customer_name_is_never_the_internal_customer_id(
+    journey: str, step: str, extra: dict[str, object], locale: str, greeting: str
+) -> None:
+    values = context(id="cust-8f3a2c") | extra | {"zalo_template_id": "231245"}
+    parts = Renderer().render(journey, step, "zalo_zns", locale, values).parts
+    assert parts["param_customer_name"] == greeting
+
+
+@pytest.mark.parametrize("locale", ["vi", "en"])
+@pytest.mark.parametrize(("journey", "step", "extra"), [s for s in ZNS_STEPS if "expir" in str(s[2])])
+def test_zns_dates_are_day_month_year_in_every_language(
+    journey: str, step: str, extra: dict[str, object], locale: str
+) -> None:
+    values = context(first_name="Lan") | extra | {"zalo_template_id": "231245"}
+    parts = Renderer().render(journey, step, "zalo_zns", locale, values).parts
+    assert parts["param_expiry_date"] == "31/12/2026"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (datetime(2026, 12, 31, 23, 0), "31/12/2026"),  # naive: the day as given
+        (datetime(2026, 12, 31, 17, 30, tzinfo=UTC), "01/01/2027"),  # 00:30 in Vietnam
+        (date(2026, 1, 2), "02/01/2026"),
+        ("2026-01-02", "02/01/2026"),
+        ("2026-01-02T20:00:00+00:00", "03/01/2026"),
+        ("31/12/2026", "31/12/2026"),  # not ISO: shown as given (and already right)
+        ("soon", "soon"),  # shown as given; the zalo_zns channel refuses it by name
+        (None, "None"),
+        (12, "12"),
+    ],
+)
+def test_zns_date_never_raises(value: object, shown: str) -> None:
+    assert zns_date(value) == shown
+
+
+def test_zns_date_takes_the_customers_zone() -> None:
+    moment = datetime(2026, 12, 31, 17, 30, tzinfo=UTC)
+    assert zns_date(moment, "Europe/Paris") == "31/12/2026"
+    assert zns_date(moment, "Not/AZone") == "31/12/2026"  # an unknown zone: the day in the time's own zone
 
 
 def _boom(value: object) -> NoReturn:
