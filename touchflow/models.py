@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
-from touchflow.vapid import b64url_decode
+from touchflow.encoding import b64url_decode
 
 
 def utcnow() -> datetime:

@@ -6,8 +6,6 @@ it in a thread (`asyncio.to_thread`).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from touchflow.db import read_modify_write, session_scope
+from touchflow.encoding import b64url_decode, b64url_encode
 from touchflow.models import (
     Coupon,
     CouponRedemption,
@@ -133,16 +132,14 @@ PUSH_SUBSCRIPTIONS_PER_CUSTOMER = 20
 
 
 def _inbox_cursor(message: InboxMessage) -> str:
-    raw = f"{message.created_at.isoformat()}|{message.id}"
-    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+    return b64url_encode(f"{message.created_at.isoformat()}|{message.id}".encode())
 
 
 def _parse_inbox_cursor(cursor: str) -> tuple[datetime, int]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, ident = raw.partition("|")
+        created, _, ident = b64url_decode(cursor).decode().partition("|")
         return datetime.fromisoformat(created), int(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except ValueError:  # UnicodeDecodeError is one too
         raise ValueError("cursor: not a cursor this API returned; pass `next_cursor` as it came") from None
 
 
