@@ -28,6 +28,7 @@ from touchflow.apikeys import parse_keys
 from touchflow.db import make_engine, migrate
 from touchflow.router import Relay
 from touchflow.settings import Settings
+from touchflow.signing import Signer
 from touchflow.store import Store
 from touchflow.temporal import connect
 from touchflow.vapid import load_private_key, public_key
@@ -79,6 +80,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     app.state.relay = relay
     app.state.registry = registry
     app.state.api_keys = parse_keys(settings.api_keys)
+    app.state.signer = Signer.from_settings(settings) if settings.secret_key.get_secret_value() else None
     vapid_key = settings.vapid_private_key.get_secret_value()
     app.state.vapid_public_key = public_key(load_private_key(vapid_key)) if vapid_key else None
     app.add_exception_handler(RequestValidationError, validation_error_handler)

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     # API
     api_keys: CsvList = Field(default_factory=list)
     secret_key: SecretStr = SecretStr("")
+    previous_secret_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_csv)] = Field(
+        default_factory=list,
+        description="Earlier secret keys, comma-separated: tokens they signed still verify; nothing new is "
+        "signed with them. Drop one once its links may go unanswered.",
+    )
     public_url: str = "http://localhost:8000"
     api_host: str = "127.0.0.1"
     api_port: int = 8000

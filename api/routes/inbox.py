@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from touchflow.api.deps import Ingest, SettingsDep, StoreDep
+from touchflow.api.deps import Ingest, SettingsDep, SignerDep, StoreDep
 from touchflow.models import (
     InboxMessage,
     InboxMessagePublic,
@@ -48,32 +48,22 @@ _UNAUTHORISED = (
 )
 
 
-def _signer(settings: Settings) -> Signer:
-    secret = settings.secret_key.get_secret_value()
-    if not secret:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "the onsite inbox needs TOUCHFLOW_SECRET_KEY to be set"
-        )
-    return Signer(secret)
-
-
-def _authorise(settings: Settings, customer: str | None, token: str | None) -> str:
-    signer = _signer(settings)
+def _authorise(signer: Signer, customer: str | None, token: str | None) -> str:
     if not customer or not token or not signer.check_customer_token(customer, token):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, _UNAUTHORISED)
     return customer
 
 
 def customer_from_headers(
-    settings: SettingsDep,
+    signer: SignerDep,
     x_touchflow_customer: Annotated[str | None, Header(description="The customer id.")] = None,
     x_touchflow_token: Annotated[str | None, Header(description="The customer's token.")] = None,
 ) -> str:
-    return _authorise(settings, x_touchflow_customer, x_touchflow_token)
+    return _authorise(signer, x_touchflow_customer, x_touchflow_token)
 
 
 def customer_for_stream(
-    settings: SettingsDep,
+    signer: SignerDep,
     customer: Annotated[
         str | None, Query(description="The customer id (EventSource sends no headers).")
     ] = None,
@@ -82,8 +72,8 @@ def customer_for_stream(
     x_touchflow_token: Annotated[str | None, Header()] = None,
 ) -> str:
     if customer is None and token is None:
-        return _authorise(settings, x_touchflow_customer, x_touchflow_token)
-    return _authorise(settings, customer, token)
+        return _authorise(signer, x_touchflow_customer, x_touchflow_token)
+    return _authorise(signer, customer, token)
 
 
 CustomerDep = Annotated[str, Depends(customer_from_headers)]
@@ -242,9 +232,13 @@ async def stream(
 
 
 @router.get(f"{PREFIX}/tokens/{{customer_id}}", response_model=InboxToken, dependencies=[Ingest])
-async def customer_token(customer_id: str, settings: SettingsDep) -> InboxToken:
+async def customer_token(customer_id: str, signer: SignerDep) -> InboxToken:
     """A customer's inbox token, for a backend that holds an API key but not TOUCHFLOW_SECRET_KEY."""
-    return InboxToken(customer_id=customer_id, token=_signer(settings).customer_token(customer_id))
+    try:
+        token = signer.customer_token(customer_id)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    return InboxToken(customer_id=customer_id, token=token)
 
 
 @router.get("/inbox.js", include_in_schema=False)
