@@ -100,4 +100,5 @@ def require(scope: Scope) -> Any:
 
 Ingest = require(Scope.INGEST)
 Read = require(Scope.READ)
+InboxTokens = require(Scope.INBOX)
 Admin = require(Scope.ADMIN)

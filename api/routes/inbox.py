@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from touchflow.api.deps import Ingest, SettingsDep, SignerDep, StoreDep
+from touchflow.api.deps import InboxTokens, SettingsDep, SignerDep, StoreDep
 from touchflow.models import (
     InboxMessage,
     InboxMessagePublic,
@@ -231,9 +231,10 @@ async def stream(
 # -- for the site's backend, and the script ------------------------------------------------------------------
 
 
-@router.get(f"{PREFIX}/tokens/{{customer_id}}", response_model=InboxToken, dependencies=[Ingest])
+@router.get(f"{PREFIX}/tokens/{{customer_id}}", response_model=InboxToken, dependencies=[InboxTokens])
 async def customer_token(customer_id: str, signer: SignerDep) -> InboxToken:
-    """A customer's inbox token, for a backend that holds an API key but not TOUCHFLOW_SECRET_KEY."""
+    """A customer's inbox token, for a backend that holds an API key (scope `inbox`) but not
+    TOUCHFLOW_SECRET_KEY. A token opens that customer's inbox, so minting them is a scope of its own."""
     try:
         token = signer.customer_token(customer_id)
     except ValueError as exc:

@@ -123,6 +123,29 @@ async def test_the_backend_can_get_a_token_with_its_api_key(inbox_api: RunningAp
     assert (await inbox_api.client.get("/v1/inbox/unread", headers=upper)).json() == {"unread": 0}
 
 
+async def test_minting_tokens_takes_the_inbox_scope_not_ingest(
+    make_settings: Callable[..., Settings], sqlite_store: Any
+) -> None:
+    keys = ["ingest:ingest-only-key", "inbox:inbox-only-key", "read+ingest:server-key-1"]
+    async with running_api(make_settings, str(sqlite_store.engine.url), api_keys=keys) as api:
+
+        async def mint(key: str) -> httpx.Response:
+            return await api.client.get("/v1/inbox/tokens/c1", headers={"Authorization": f"Bearer {key}"})
+
+        refused = await mint("ingest-only-key")
+        assert refused.status_code == 403 and "'inbox' scope" in refused.json()["detail"]
+        assert (await mint("server-key-1")).status_code == 403
+        served = await mint("inbox-only-key")
+        assert served.status_code == 200 and served.json()["token"] == customer_token("c1")
+        # ...and the inbox scope is for that alone.
+        events = await api.client.post(
+            "/v1/events",
+            json={"id": "e1", "customer_id": "c1", "name": "x"},
+            headers={"Authorization": "Bearer inbox-only-key"},
+        )
+        assert events.status_code == 403
+
+
 async def test_without_a_secret_key_the_inbox_says_what_to_set(
     make_settings: Callable[..., Settings], sqlite_store: Any
 ) -> None:
