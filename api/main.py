@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from touchflow.api.errors import validation_error_handler
+from touchflow.api.inbox_hub import InboxHub
 from touchflow.api.limits import BodySizeLimit
 from touchflow.api.routes import (
     customers,
@@ -55,6 +56,8 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
         registry,
     )
 
+    inbox_hub = InboxHub(store, settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
@@ -67,6 +70,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await inbox_hub.close()
             engine.dispose()
 
     app = FastAPI(
@@ -78,6 +82,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     app.state.settings = settings
     app.state.store = store
     app.state.relay = relay
+    app.state.inbox_hub = inbox_hub
     app.state.registry = registry
     app.state.api_keys = parse_keys(settings.api_keys)
     app.state.signer = Signer.from_settings(settings) if settings.secret_key.get_secret_value() else None

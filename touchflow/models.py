@@ -496,6 +496,11 @@ class InboxToken(SQLModel):
     token: str
 
 
+class InboxStreamTicket(SQLModel):
+    ticket: str = Field(description="Opens `GET /v1/inbox/stream?ticket=…` for this customer.")
+    expires_in: int = Field(description="Seconds the ticket may be used to open a stream.")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Coupons
 # ---------------------------------------------------------------------------------------------------------

@@ -153,7 +153,17 @@ class Settings(BaseSettings):
     )
     inbox_stream_max_age: Duration = Field(
         timedelta(minutes=5),
-        description="A stream ends after this long; the browser reconnects with Last-Event-ID.",
+        description="A stream ends after this long; the browser reconnects where it left off.",
+    )
+    inbox_ticket_ttl: Duration = Field(
+        timedelta(seconds=60),
+        description="How long a stream ticket (POST /v1/inbox/stream-tickets) may be used to open a stream.",
+    )
+    inbox_max_streams: int = Field(
+        2000, ge=1, description="Live inbox streams one API process holds at most; the next gets 503."
+    )
+    inbox_db_threads: int = Field(
+        4, ge=1, le=64, description="Threads (and so database connections) for the inbox API's queries."
     )
 
     # Customer protection (see docs/guarantees.md)
@@ -215,6 +225,14 @@ class Settings(BaseSettings):
         value = value.strip()
         if value and not value.startswith(("mailto:", "https://")):
             raise ValueError("must be a mailto: or https: URL, e.g. 'mailto:ops@shop.example'")
+        return value
+
+    @field_validator("inbox_ticket_ttl")
+    @classmethod
+    def _check_ticket_ttl(cls, value: timedelta) -> timedelta:
+        # Long enough for a slow network between asking and opening; short, as it travels in a URL.
+        if not timedelta(seconds=1) <= value <= timedelta(hours=1):
+            raise ValueError("must be between 1s and 1h")
         return value
 
     @field_validator("push_ttl")
