@@ -51,7 +51,7 @@ from touchflow.channels.zalo_zns import template_id_for
 from touchflow.models import Customer, Delivery, DeliveryStatus, Event, JourneyStatus, utcnow
 from touchflow.rendering import Rendered, Renderer, TemplateBroken, TemplateUnusable
 from touchflow.settings import Settings
-from touchflow.signing import Signer
+from touchflow.signing import Purpose, Signer
 from touchflow.store import Store
 from touchflow.urls import LINK_DOMAINS, host_of, link_allowed, safe_link
 from touchflow.vocabulary import Reentry
@@ -121,7 +121,7 @@ class JourneyActivities:
         self.channels = channels
         self.renderer = renderer
         self.settings = settings
-        self.signer = Signer(settings.secret_key.get_secret_value())
+        self.signer = Signer.from_settings(settings)
         self.quiet_hours = QuietHours.parse(settings.quiet_hours)
         self.caps = parse_caps(settings.frequency_caps)
 
@@ -549,14 +549,17 @@ class JourneyActivities:
             "unsubscribe_url": self.unsubscribe_url(customer.id),
             # Tracked links and the open pixel count this delivery's clicks and opens in the funnel.
             "track": lambda url: self.tracked_link(delivery_id, str(url)),
-            "open_pixel_url": f"{self._public_url()}/t/o/{self.signer.sign('open', str(delivery_id))}.gif",
+            "open_pixel_url": self.open_pixel_url(delivery_id),
             # The built-in ZNS templates read their approved template id (per language) from the settings.
             "zalo_template_id": template_id_for(self.settings.zalo_template_ids, input.journey, input.step),
         }
 
     def unsubscribe_url(self, customer_id: str) -> str:
-        token = self.signer.sign("unsubscribe", customer_id)
+        token = self.signer.sign(Purpose.UNSUBSCRIBE, customer_id)
         return f"{self._public_url()}/unsubscribe/{token}"
+
+    def open_pixel_url(self, delivery_id: int) -> str:
+        return f"{self._public_url()}/t/o/{self.signer.sign(Purpose.OPEN, str(delivery_id))}.gif"
 
     def tracked_link(self, delivery_id: int, url: str) -> str:
         """`track(url)` in a template: a signed redirect through the API that records the click.
@@ -570,7 +573,7 @@ class JourneyActivities:
         if host_of(url) is None:
             link = safe_link(url)
         elif link_allowed(url, self.settings.link_domains):
-            link = f"{self._public_url()}/t/c/{self.signer.sign('click', f'{delivery_id}|{url}')}"
+            link = f"{self._public_url()}/t/c/{self.signer.sign(Purpose.CLICK, f'{delivery_id}|{url}')}"
         else:
             link = ""
         if not link and url:

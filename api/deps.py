@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from touchflow.apikeys import ApiKey, Scope, match
 from touchflow.router import Relay
 from touchflow.settings import Settings
+from touchflow.signing import Signer
 from touchflow.store import Store
 from touchflow.workflows.registry import Registry
 
@@ -37,7 +38,19 @@ def get_registry(request: Request) -> Registry:
     return registry
 
 
+def get_signer(request: Request) -> Signer:
+    """The app's one signer (links, tickets, customer tokens); 503 until TOUCHFLOW_SECRET_KEY is set."""
+    signer: Signer | None = request.app.state.signer
+    if signer is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "signed links and the onsite inbox need TOUCHFLOW_SECRET_KEY to be set",
+        )
+    return signer
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SignerDep = Annotated[Signer, Depends(get_signer)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 StoreDep = Annotated[Store, Depends(get_store)]
 RelayDep = Annotated[Relay, Depends(get_relay)]
@@ -87,4 +100,5 @@ def require(scope: Scope) -> Any:
 
 Ingest = require(Scope.INGEST)
 Read = require(Scope.READ)
+InboxTokens = require(Scope.INBOX)
 Admin = require(Scope.ADMIN)

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from touchflow.api.errors import validation_error_handler
+from touchflow.api.inbox_hub import InboxHub
 from touchflow.api.limits import BodySizeLimit, RefuseNulInUrl
 from touchflow.api.routes import (
     customers,
@@ -28,6 +29,7 @@ from touchflow.apikeys import parse_keys
 from touchflow.db import make_engine, migrate
 from touchflow.router import Relay
 from touchflow.settings import Settings
+from touchflow.signing import Signer
 from touchflow.store import Store
 from touchflow.temporal import connect
 from touchflow.vapid import load_private_key, public_key
@@ -54,6 +56,8 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
         registry,
     )
 
+    inbox_hub = InboxHub(store, settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
@@ -66,6 +70,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await inbox_hub.close()
             engine.dispose()
 
     app = FastAPI(
@@ -77,8 +82,10 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     app.state.settings = settings
     app.state.store = store
     app.state.relay = relay
+    app.state.inbox_hub = inbox_hub
     app.state.registry = registry
     app.state.api_keys = parse_keys(settings.api_keys)
+    app.state.signer = Signer.from_settings(settings) if settings.secret_key.get_secret_value() else None
     vapid_key = settings.vapid_private_key.get_secret_value()
     app.state.vapid_public_key = public_key(load_private_key(vapid_key)) if vapid_key else None
     app.add_exception_handler(RequestValidationError, validation_error_handler)

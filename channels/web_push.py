@@ -26,9 +26,10 @@ from pywebpush import WebPusher, WebPushException
 
 from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
 from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
+from touchflow.encoding import b64url_encode
 from touchflow.settings import Settings
 from touchflow.urls import HostPatterns, linkable, push_endpoint_problem
-from touchflow.vapid import b64url_encode, load_private_key
+from touchflow.vapid import load_private_key
 
 # Answers that mean "this subscription no longer exists" (RFC 8030 §6.2 uses 404 and 410).
 _GONE = {404, 410}

@@ -1,7 +1,7 @@
 """API keys: parsed from TOUCHFLOW_API_KEYS, kept only as SHA-256 hashes, each with its scopes.
 
 An entry is `[scopes:]secret`, where `secret` is the key itself or its hash written `sha256=<64 hex>` (so the
-plain key need not sit in the environment), and `scopes` is `+`-joined from `ingest`, `read`, `admin`
+plain key need not sit in the environment), and `scopes` is `+`-joined from `ingest`, `read`, `inbox`, `admin`
 (no scopes means `admin`). Several entries at once allow rotation: add the new key, move the clients, then
 drop the old one.
 
@@ -20,6 +20,7 @@ from enum import StrEnum
 class Scope(StrEnum):
     INGEST = "ingest"  # send profiles, events, push subscriptions
     READ = "read"  # read profiles, deliveries, journeys and funnels
+    INBOX = "inbox"  # mint onsite inbox customer tokens (GET /v1/inbox/tokens/{id}): they open any inbox
     ADMIN = "admin"  # everything, erasure included
 
 
@@ -63,7 +64,7 @@ def parse_keys(entries: list[str]) -> list[ApiKey]:
             scopes = frozenset(Scope(s) for s in scopes_text.split("+") if s) or frozenset({Scope.ADMIN})
         except ValueError:
             raise ValueError(
-                f"TOUCHFLOW_API_KEYS: unknown scope in {scopes_text!r}; use ingest, read or admin"
+                f"TOUCHFLOW_API_KEYS: unknown scope in {scopes_text!r}; use ingest, read, inbox or admin"
             ) from None
         keys.append(ApiKey(id=raw.hex()[:12], digest=raw, scopes=scopes))
     return keys

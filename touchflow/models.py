@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
-from touchflow.vapid import b64url_decode
+from touchflow.encoding import b64url_decode
 from touchflow.vocabulary import JourneyStatus as JourneyStatus  # re-exported: the table's status
 
 
@@ -633,6 +633,11 @@ class InboxUpdated(SQLModel):
 class InboxToken(SQLModel):
     customer_id: str
     token: str
+
+
+class InboxStreamTicket(SQLModel):
+    ticket: str = Field(description="Opens `GET /v1/inbox/stream?ticket=…` for this customer.")
+    expires_in: int = Field(description="Seconds the ticket may be used to open a stream.")
 
 
 # ---------------------------------------------------------------------------------------------------------

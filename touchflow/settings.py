@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     # API
     api_keys: CsvList = Field(default_factory=list)
     secret_key: SecretStr = SecretStr("")
+    previous_secret_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_csv)] = Field(
+        default_factory=list,
+        description="Earlier secret keys, comma-separated: tokens they signed still verify; nothing new is "
+        "signed with them. Drop one once its links may go unanswered.",
+    )
     public_url: str = "http://localhost:8000"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -156,7 +161,17 @@ class Settings(BaseSettings):
     )
     inbox_stream_max_age: Duration = Field(
         timedelta(minutes=5),
-        description="A stream ends after this long; the browser reconnects with Last-Event-ID.",
+        description="A stream ends after this long; the browser reconnects where it left off.",
+    )
+    inbox_ticket_ttl: Duration = Field(
+        timedelta(seconds=60),
+        description="How long a stream ticket (POST /v1/inbox/stream-tickets) may be used to open a stream.",
+    )
+    inbox_max_streams: int = Field(
+        2000, ge=1, description="Live inbox streams one API process holds at most; the next gets 503."
+    )
+    inbox_db_threads: int = Field(
+        4, ge=1, le=64, description="Threads (and so database connections) for the inbox API's queries."
     )
 
     # Customer protection (see docs/guarantees.md)
@@ -218,6 +233,14 @@ class Settings(BaseSettings):
         value = value.strip()
         if value and not value.startswith(("mailto:", "https://")):
             raise ValueError("must be a mailto: or https: URL, e.g. 'mailto:ops@shop.example'")
+        return value
+
+    @field_validator("inbox_ticket_ttl")
+    @classmethod
+    def _check_ticket_ttl(cls, value: timedelta) -> timedelta:
+        # Long enough for a slow network between asking and opening; short, as it travels in a URL.
+        if not timedelta(seconds=1) <= value <= timedelta(hours=1):
+            raise ValueError("must be between 1s and 1h")
         return value
 
     @field_validator("push_ttl")

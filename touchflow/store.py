@@ -6,12 +6,10 @@ it in a thread (`asyncio.to_thread`).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -20,6 +18,7 @@ from sqlalchemy import (
     JSON,
     ColumnElement,
     Engine,
+    Select,
     String,
     Table,
     and_,
@@ -38,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from touchflow.db import read_modify_write, session_scope
+from touchflow.encoding import b64url_decode, b64url_encode
 from touchflow.models import (
     Coupon,
     CouponRedemption,
@@ -135,17 +135,27 @@ PUSH_SUBSCRIPTIONS_PER_CUSTOMER = 20
 
 
 def _inbox_cursor(message: InboxMessage) -> str:
-    raw = f"{message.created_at.isoformat()}|{message.id}"
-    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+    return b64url_encode(f"{message.created_at.isoformat()}|{message.id}".encode())
 
 
 def _parse_inbox_cursor(cursor: str) -> tuple[datetime, int]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, ident = raw.partition("|")
+        created, _, ident = b64url_decode(cursor).decode().partition("|")
         return datetime.fromisoformat(created), int(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except ValueError:  # UnicodeDecodeError is one too
         raise ValueError("cursor: not a cursor this API returned; pass `next_cursor` as it came") from None
+
+
+def _unread_counts(customer_ids: Collection[str]) -> Select[str, int]:
+    return (
+        select(col(InboxMessage.customer_id), func.count())
+        .where(
+            col(InboxMessage.customer_id).in_(sorted(set(customer_ids))),
+            col(InboxMessage.read_at).is_(None),
+            col(InboxMessage.archived_at).is_(None),
+        )
+        .group_by(col(InboxMessage.customer_id))
+    )
 
 
 class Store:
@@ -977,24 +987,46 @@ class Store:
         with self.session() as session:
             return list(session.scalars(stmt))
 
-    def latest_inbox_id(self, customer_id: str) -> int:
-        """The newest message id of the customer, 0 for an empty inbox."""
-        stmt = select(func.max(col(InboxMessage.id))).where(col(InboxMessage.customer_id) == customer_id)
+    def latest_inbox_id(self, customer_id: str | None = None) -> int:
+        """The newest message id of the customer (of anyone's, without one), 0 for none."""
+        stmt = select(func.max(col(InboxMessage.id)))
+        if customer_id is not None:
+            stmt = stmt.where(col(InboxMessage.customer_id) == customer_id)
         with self.engine.connect() as conn:
             return int(conn.scalar(stmt) or 0)
 
     def inbox_unread_count(self, customer_id: str) -> int:
-        stmt = (
-            select(func.count())
-            .select_from(InboxMessage)
+        return self.inbox_unread_counts([customer_id]).get(customer_id, 0)
+
+    def inbox_unread_counts(self, customer_ids: Collection[str]) -> dict[str, int]:
+        """Unread (neither read nor archived) messages per customer; one without any is left out."""
+        with self.engine.connect() as conn:
+            return {customer: int(n) for customer, n in conn.execute(_unread_counts(customer_ids))}
+
+    def inbox_news(
+        self, customer_ids: Collection[str], after_id: int, limit: int
+    ) -> tuple[int, list[InboxMessage], dict[str, int]]:
+        """What the live streams of these customers need, in three statements however many they are: the
+        newest message id of anyone's, their unarchived messages above `after_id` (oldest first, at most
+        `limit`), and their unread counts (as `inbox_unread_counts`)."""
+        customers = sorted(set(customer_ids))
+        new = (
+            select(InboxMessage)
             .where(
-                col(InboxMessage.customer_id) == customer_id,
-                col(InboxMessage.read_at).is_(None),
+                col(InboxMessage.id) > after_id,
+                col(InboxMessage.customer_id).in_(customers),
                 col(InboxMessage.archived_at).is_(None),
             )
+            .order_by(col(InboxMessage.id))
+            .limit(limit)
         )
-        with self.engine.connect() as conn:
-            return int(conn.scalar(stmt) or 0)
+        with self.session() as session:
+            newest = int(session.scalar(select(func.max(col(InboxMessage.id)))) or 0)
+            if not customers:
+                return newest, [], {}
+            messages = list(session.scalars(new))
+            counts = {customer: int(n) for customer, n in session.execute(_unread_counts(customers))}
+        return newest, messages, counts
 
     def mark_inbox_message(self, customer_id: str, message_id: int, mark: InboxMark) -> InboxMessage | None:
         """Set `<mark>_at` (reading also sees) unless set; None when the customer has no such message."""

@@ -13,8 +13,8 @@ import base64
 from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.responses import RedirectResponse
 
-from touchflow.api.deps import SettingsDep, StoreDep
-from touchflow.signing import Signer
+from touchflow.api.deps import SettingsDep, SignerDep, StoreDep
+from touchflow.signing import Purpose
 from touchflow.urls import link_allowed
 
 router = APIRouter(prefix="/t", tags=["tracking"], include_in_schema=False)
@@ -28,17 +28,17 @@ def _delivery_id(text: str | None) -> int | None:
 
 
 @router.get("/o/{token}.gif")
-async def opened(token: str, settings: SettingsDep, store: StoreDep) -> Response:
+async def opened(token: str, signer: SignerDep, store: StoreDep) -> Response:
     """Always the pixel (a mail client shows nothing either way); a valid token records an open."""
-    delivery_id = _delivery_id(Signer(settings.secret_key.get_secret_value()).unsign("open", token))
+    delivery_id = _delivery_id(signer.unsign(Purpose.OPEN, token))
     if delivery_id is not None:
         await asyncio.to_thread(store.record_engagement, delivery_id, "open")
     return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
 
 
 @router.get("/c/{token}")
-async def clicked(token: str, settings: SettingsDep, store: StoreDep) -> RedirectResponse:
-    signed = Signer(settings.secret_key.get_secret_value()).unsign("click", token)
+async def clicked(token: str, settings: SettingsDep, signer: SignerDep, store: StoreDep) -> RedirectResponse:
+    signed = signer.unsign(Purpose.CLICK, token)
     delivery_text, _, url = (signed or "").partition("|")
     delivery_id = _delivery_id(delivery_text)
     # Checked again here: a link signed before TOUCHFLOW_LINK_DOMAINS was narrowed goes nowhere either.

@@ -1,6 +1,7 @@
 """Unsubscribe links: a confirmation page on GET (link scanners prefetch), RFC 8058 one-click on POST.
 
-Links are signed (HMAC with TOUCHFLOW_SECRET_KEY) and never expire. Unsubscribing turns marketing off on
+Links are signed (touchflow.signing) and never expire; rotating the secret keeps them working while the old
+one is in TOUCHFLOW_PREVIOUS_SECRET_KEYS. Unsubscribing turns marketing off on
 every channel (`consents.marketing = false`); transactional messages (receipts) still go out. Repeating it
 is harmless.
 """
@@ -13,8 +14,8 @@ from html import escape
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from touchflow.api.deps import SettingsDep, StoreDep
-from touchflow.signing import Signer
+from touchflow.api.deps import SettingsDep, SignerDep, StoreDep
+from touchflow.signing import Purpose
 
 router = APIRouter(tags=["unsubscribe"])
 
@@ -54,8 +55,8 @@ async def _customer_language(store: StoreDep, customer_id: str | None) -> str:
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse, include_in_schema=False)
-async def confirm(token: str, settings: SettingsDep, store: StoreDep) -> HTMLResponse:
-    customer_id = Signer(settings.secret_key.get_secret_value()).unsign("unsubscribe", token)
+async def confirm(token: str, settings: SettingsDep, signer: SignerDep, store: StoreDep) -> HTMLResponse:
+    customer_id = signer.unsign(Purpose.UNSUBSCRIBE, token)
     language = await _customer_language(store, customer_id)
     text, brand = _TEXT[language], escape(settings.brand_name)
     if customer_id is None:
@@ -70,9 +71,11 @@ async def confirm(token: str, settings: SettingsDep, store: StoreDep) -> HTMLRes
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse, include_in_schema=False)
-async def unsubscribe(token: str, request: Request, settings: SettingsDep, store: StoreDep) -> HTMLResponse:
+async def unsubscribe(
+    token: str, request: Request, settings: SettingsDep, signer: SignerDep, store: StoreDep
+) -> HTMLResponse:
     """RFC 8058 one-click (`List-Unsubscribe=One-Click`) and the confirmation form both land here."""
-    customer_id = Signer(settings.secret_key.get_secret_value()).unsign("unsubscribe", token)
+    customer_id = signer.unsign(Purpose.UNSUBSCRIBE, token)
     language = await _customer_language(store, customer_id)
     text, brand = _TEXT[language], escape(settings.brand_name)
     if customer_id is None:

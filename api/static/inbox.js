@@ -5,6 +5,7 @@
  *
  * Optional: data-api (the touchflow API's URL; default: where this script came from) and data-target (a CSS
  * selector of the element to put the bell in; default: a fixed corner of the page).
+ * The token travels in request headers only, never in a URL: the live stream opens with a short-lived ticket.
  * No dependencies. Message text is only ever set as textContent, and links must be http(s).
  */
 (function () {
@@ -235,10 +236,38 @@
     call("POST", "/v1/inbox/read-all").then(refreshUnread, report);
   });
 
-  // -- live updates: the stream resumes by itself (Last-Event-ID) after a drop ------------------------------
+  // -- live updates --------------------------------------------------------------------------------------
+  // EventSource sends no headers, and a URL ends up in logs: the stream opens with a ticket that expires
+  // within a minute, asked for with the headers. Whenever a stream ends (its age, a drop, a refusal),
+  // a fresh ticket opens the next one where the last left off, after a pause that grows while it fails.
+  var failures = 0;
+
+  function retry() {
+    failures += 1;
+    setTimeout(listen, Math.min(60000, 2000 * Math.pow(2, failures - 1)));
+  }
+
   function listen() {
-    var params = new URLSearchParams({ customer: customer, token: token, after: String(state.newest) });
+    fetch(api + "/v1/inbox/stream-tickets", { method: "POST", headers: headers, mode: "cors" })
+      .then(function (response) {
+        if (response.status === 401 || response.status === 403) {
+          report("touchflow inbox: live updates refused (check data-token)");
+          return;
+        }
+        if (!response.ok) throw new Error("touchflow inbox: POST /v1/inbox/stream-tickets " + response.status);
+        return response.json().then(openStream);
+      })
+      .catch(function () {
+        retry();
+      });
+  }
+
+  function openStream(body) {
+    var params = new URLSearchParams({ ticket: body.ticket, after: String(state.newest) });
     var source = new EventSource(api + "/v1/inbox/stream?" + params.toString());
+    source.addEventListener("open", function () {
+      failures = 0;
+    });
     source.addEventListener("message", function (event) {
       var message = JSON.parse(event.data);
       add(message, true);
@@ -248,7 +277,9 @@
       setUnread(JSON.parse(event.data).unread);
     });
     source.addEventListener("error", function () {
-      if (source.readyState === EventSource.CLOSED) report("touchflow inbox: live updates refused (check data-token)");
+      // EventSource would retry with this ticket, expired by then: start over with a fresh one instead.
+      source.close();
+      retry();
     });
   }
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tests.conftest import SECRET
 from tests.support.server import serving
@@ -38,6 +39,7 @@ class RunningApi:
     settings: Settings
     # Its own engine, not the API's: a message added here is one a worker process stored.
     store: Store
+    app: FastAPI  # the app being served (its state: the signer, the inbox hub, the API's own store)
 
 
 @contextlib.asynccontextmanager
@@ -52,12 +54,13 @@ async def running_api(
     }
     settings = make_settings(**(values | overrides))
     engine = make_engine(db_url)
+    app = create_app(settings, run_relay=False)
     try:
         async with (
-            serving(create_app(settings, run_relay=False)) as url,
+            serving(app) as url,
             httpx.AsyncClient(base_url=url, timeout=10) as client,
         ):
-            yield RunningApi(url, client, settings, Store(engine))
+            yield RunningApi(url, client, settings, Store(engine), app)
     finally:
         engine.dispose()
 

@@ -12,9 +12,10 @@ from fastapi.testclient import TestClient
 from tests.conftest import API_KEY
 from tests.support.push_service import Subscriber
 from touchflow.api.main import create_app
+from touchflow.encoding import b64url_encode
 from touchflow.settings import Settings
 from touchflow.store import Store
-from touchflow.vapid import VapidKeys, b64url_encode
+from touchflow.vapid import VapidKeys
 
 
 def browser(name: str = "a") -> dict[str, Any]:

@@ -13,7 +13,7 @@ from tests.conftest import API_KEY, SECRET
 from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, Delivery, Engagement
 from touchflow.settings import Settings
-from touchflow.signing import Signer
+from touchflow.signing import Purpose, Signer
 from touchflow.store import Store
 from touchflow.testing import JourneyHarness, SmtpInbox
 
@@ -46,10 +46,10 @@ async def test_an_emails_pixel_and_link_count_in_the_funnel(
 
 
 def test_forged_links_redirect_nowhere_and_record_nothing(api: TestClient) -> None:
-    forged = Signer("another-secret-key").sign("click", "1|https://evil.example")
+    forged = Signer("another-secret-key").sign(Purpose.CLICK, "1|https://evil.example")
     assert api.get(f"/t/c/{forged}", follow_redirects=False).status_code == 404
     # an open token is no click token, even when it is genuine
-    not_a_click = Signer("test-secret-key-that-is-long-enough").sign("open", "1")
+    not_a_click = Signer(SECRET).sign(Purpose.OPEN, "1")
     assert api.get(f"/t/c/{not_a_click}", follow_redirects=False).status_code == 404
     assert api.get("/t/o/garbage.gif").status_code == 200  # the pixel shows either way
 
@@ -75,7 +75,7 @@ def test_a_link_signed_for_another_domain_is_not_redirected(api: TestClient, sto
         "http:evil.example": 404,
     }
     for url, status in cases.items():
-        token = signer.sign("click", f"{delivery.id}|{url}")
+        token = signer.sign(Purpose.CLICK, f"{delivery.id}|{url}")
         response = api.get(f"/t/c/{token}", follow_redirects=False)
         assert response.status_code == status, url
         if status == 302:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi.testclient import TestClient
 
 from tests.conftest import API_KEY, SECRET
-from touchflow.signing import Signer
+from touchflow.api.main import create_app
+from touchflow.settings import Settings
+from touchflow.signing import Purpose, Signer
 
 
 def link(customer_id: str) -> str:
-    return f"/unsubscribe/{Signer(SECRET).sign('unsubscribe', customer_id)}"
+    return f"/unsubscribe/{Signer(SECRET).sign(Purpose.UNSUBSCRIBE, customer_id)}"
 
 
 def consents(api: TestClient, customer_id: str) -> dict[str, object]:
@@ -35,7 +39,7 @@ def test_get_only_asks_and_post_unsubscribes_once_and_for_good(api: TestClient) 
 
 def test_a_forged_or_mangled_link_changes_nothing(api: TestClient) -> None:
     api.post("/v1/customers", json={"id": "c2"})
-    forged = f"/unsubscribe/{Signer('another-secret-key').sign('unsubscribe', 'c2')}"
+    forged = f"/unsubscribe/{Signer('another-secret-key').sign(Purpose.UNSUBSCRIBE, 'c2')}"
     for url in (forged, link("c2")[:-3] + "AAA", "/unsubscribe/nonsense"):
         assert api.get(url).status_code == 404
         assert api.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 404
@@ -55,3 +59,20 @@ def test_the_unsubscribed_event_turns_consent_off(api: TestClient) -> None:
         json={"id": "u3", "customer_id": "c3", "name": "unsubscribed", "properties": {"topic": "all"}},
     )
     assert consents(api, "c3")["all"] is False
+
+
+def test_links_survive_a_rotation_of_the_secret_while_it_is_a_previous_key(
+    make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    old_link = link("c4")  # signed with SECRET, in an email already sent
+    stranger = f"/unsubscribe/{Signer('a-key-this-api-never-had-at-all').sign(Purpose.UNSUBSCRIBE, 'c4')}"
+    rotated = make_settings(
+        database_url=db_url, secret_key="the-new-secret-key-after-rotation", previous_secret_keys=SECRET
+    )
+    with TestClient(create_app(rotated, run_relay=False)) as api:
+        api.headers["Authorization"] = f"Bearer {API_KEY}"
+        api.post("/v1/customers", json={"id": "c4", "consents": {"marketing": True}})
+        assert api.post(stranger, data={"List-Unsubscribe": "One-Click"}).status_code == 404
+        assert consents(api, "c4") == {"marketing": True}
+        assert api.post(old_link, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+        assert consents(api, "c4") == {"marketing": False}

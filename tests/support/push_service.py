@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from multidict import CIMultiDict
 
+from touchflow.encoding import b64url_decode, b64url_encode
 from touchflow.models import PushKeys, PushSubscriptionIn
-from touchflow.vapid import b64url_decode, b64url_encode
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
 
 from touchflow.models import InboxMessage
 from touchflow.store import Store
@@ -116,3 +117,28 @@ def test_after_and_latest_serve_the_live_stream(store: Store) -> None:
     store.mark_inbox_message("c1", made[2].id or 0, "archived")
     assert store.latest_inbox_id("c1") == made[2].id
     assert [m.id for m in store.inbox_after("c1", made[0].id or 0)] == [made[1].id]
+
+
+def test_news_for_many_customers_in_three_statements(store: Store) -> None:
+    """What the shared poller of the live streams asks each interval, however many customers are open."""
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    mine = [add(store, f"c{n % 3}", n) for n in range(6)]
+    theirs = add(store, "elsewhere", 99)
+    store.mark_inbox_message("c0", mine[0].id or 0, "read")
+    store.mark_inbox_message("c1", mine[1].id or 0, "archived")
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        newest, messages, unread = store.inbox_news(["c0", "c1", "c2", "empty"], mine[1].id or 0, limit=3)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert len(statements) == 3
+    assert newest == theirs.id
+    assert [m.title for m in messages] == ["t2", "t3", "t4"]  # oldest first, after the id, not archived
+    assert unread == {"c0": 1, "c1": 1, "c2": 2}
+    assert store.inbox_news([], 0, limit=3) == (theirs.id, [], {})
+    assert store.inbox_unread_counts(["c2", "nobody"]) == {"c2": 2}
+    assert store.latest_inbox_id() == theirs.id and store.latest_inbox_id("c0") == mine[3].id

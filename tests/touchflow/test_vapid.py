@@ -8,7 +8,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from touchflow.vapid import b64url_decode, generate, load_private_key, public_key
+from touchflow.encoding import b64url_decode
+from touchflow.vapid import generate, load_private_key, public_key
 
 
 def test_a_generated_pair_belongs_together() -> None:
@@ -61,9 +62,3 @@ def test_a_bad_key_is_refused_without_echoing_it(text: str) -> None:
     with pytest.raises(ValueError, match="TOUCHFLOW_VAPID_PRIVATE_KEY is not a P-256 private key") as caught:
         load_private_key(text)
     assert text not in str(caught.value)
-
-
-@pytest.mark.parametrize("text", ["a+b/", "abc$", "a b"])
-def test_b64url_is_strict(text: str) -> None:
-    with pytest.raises(ValueError, match="base64url"):
-        b64url_decode(text)

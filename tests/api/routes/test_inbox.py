@@ -8,18 +8,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 
 from tests.api.conftest import SHOP, RunningApi, customer_headers, customer_token, running_api
 from tests.conftest import API_KEY
-from touchflow.models import InboxMessage, utcnow
+from touchflow.models import CustomerIn, InboxMessage, utcnow
 from touchflow.settings import Settings
+from touchflow.signing import Purpose
+from touchflow.testing import eventually
 
 
 def add(api: RunningApi, customer: str, n: int) -> InboxMessage:
@@ -57,11 +60,20 @@ class EventStream:
                     return event
 
 
+async def ticket(api: RunningApi, customer: str) -> str:
+    """What the page does first: trade the customer token, in headers, for a short-lived stream ticket."""
+    response = await api.client.post("/v1/inbox/stream-tickets", headers=customer_headers(customer))
+    assert response.status_code == 200, response.text
+    assert response.json()["expires_in"] == 60
+    value: str = response.json()["ticket"]
+    return value
+
+
 @contextlib.asynccontextmanager
 async def stream(
     api: RunningApi, customer: str, headers: dict[str, str] | None = None, **params: Any
 ) -> AsyncIterator[EventStream]:
-    query = {"customer": customer, "token": customer_token(customer), **params}
+    query = {"ticket": await ticket(api, customer), **params}
     async with api.client.stream("GET", "/v1/inbox/stream", params=query, headers=headers) as response:
         assert response.status_code == 200, response.status_code
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -102,6 +114,9 @@ GOOD = customer_headers("c1")
         ("GET", "/v1/inbox/stream", {}),
         ("GET", "/v1/inbox/stream?customer=c1&token=" + "ab" * 32, {}),
         ("GET", "/v1/inbox/stream?customer=c1&token=" + customer_token("c2"), {}),
+        ("GET", "/v1/inbox/stream?ticket=garbage", {}),
+        ("POST", "/v1/inbox/stream-tickets", {}),
+        ("POST", "/v1/inbox/stream-tickets", {"X-Touchflow-Customer": "c1", "X-Touchflow-Token": "0" * 64}),
         ("GET", "/v1/inbox/tokens/c1", GOOD),  # minting tokens needs the API key
     ],
 )
@@ -121,6 +136,29 @@ async def test_the_backend_can_get_a_token_with_its_api_key(inbox_api: RunningAp
     assert response.json() == {"customer_id": "c1", "token": customer_token("c1")}
     upper = {**GOOD, "X-Touchflow-Token": GOOD["X-Touchflow-Token"].upper()}
     assert (await inbox_api.client.get("/v1/inbox/unread", headers=upper)).json() == {"unread": 0}
+
+
+async def test_minting_tokens_takes_the_inbox_scope_not_ingest(
+    make_settings: Callable[..., Settings], sqlite_store: Any
+) -> None:
+    keys = ["ingest:ingest-only-key", "inbox:inbox-only-key", "read+ingest:server-key-1"]
+    async with running_api(make_settings, str(sqlite_store.engine.url), api_keys=keys) as api:
+
+        async def mint(key: str) -> httpx.Response:
+            return await api.client.get("/v1/inbox/tokens/c1", headers={"Authorization": f"Bearer {key}"})
+
+        refused = await mint("ingest-only-key")
+        assert refused.status_code == 403 and "'inbox' scope" in refused.json()["detail"]
+        assert (await mint("server-key-1")).status_code == 403
+        served = await mint("inbox-only-key")
+        assert served.status_code == 200 and served.json()["token"] == customer_token("c1")
+        # ...and the inbox scope is for that alone.
+        events = await api.client.post(
+            "/v1/events",
+            json={"id": "e1", "customer_id": "c1", "name": "x"},
+            headers={"Authorization": "Bearer inbox-only-key"},
+        )
+        assert events.status_code == 403
 
 
 async def test_without_a_secret_key_the_inbox_says_what_to_set(
@@ -270,6 +308,14 @@ async def test_stream_sends_a_burst_larger_than_a_page(inbox_api: RunningApi) ->
     assert got == [str(m.id) for m in made]
 
 
+async def test_stream_sends_a_live_burst_larger_than_a_poll_reads(inbox_api: RunningApi) -> None:
+    async with stream(inbox_api, "c1") as events:
+        await events.until(lambda e: e.get("event") == "unread")
+        made = [add(inbox_api, "c1", n) for n in range(130)]
+        got = [(await events.until(is_message))["id"] for _ in made]
+    assert got == [str(m.id) for m in made]
+
+
 async def test_stream_sends_a_message_whose_commit_came_late(
     make_settings: Callable[..., Settings], postgres_schema_url: str
 ) -> None:
@@ -314,9 +360,125 @@ async def test_stream_ends_at_its_max_age_for_the_browser_to_reconnect(
 
 async def test_stream_rejects_a_last_event_id_that_is_no_id(inbox_api: RunningApi) -> None:
     response = await inbox_api.client.get(
-        "/v1/inbox/stream",
-        params={"customer": "c1", "token": customer_token("c1")},
-        headers={"Last-Event-ID": "x"},
+        "/v1/inbox/stream", params={"ticket": await ticket(inbox_api, "c1")}, headers={"Last-Event-ID": "x"}
     )
     assert response.status_code == 422
     assert "Last-Event-ID" in response.text
+
+
+# -- what a stream may cost --------------------------------------------------------------------------------
+
+
+async def test_the_customer_token_is_refused_in_a_url(inbox_api: RunningApi) -> None:
+    """URLs end up in access logs, and the customer token never expires: the stream takes a ticket."""
+    response = await inbox_api.client.get(
+        "/v1/inbox/stream", params={"customer": "c1", "token": customer_token("c1")}
+    )
+    assert response.status_code == 401
+    assert "/v1/inbox/stream-tickets" in response.json()["detail"]
+    assert customer_token("c1") not in response.text
+
+
+async def test_an_expired_ticket_is_refused(
+    make_settings: Callable[..., Settings], sqlite_store: Any
+) -> None:
+    url = str(sqlite_store.engine.url)
+    async with running_api(make_settings, url, inbox_ticket_ttl="60s") as api:
+        signer = api.app.state.signer
+        issued = 1_700_000_000.0
+        signer.clock = lambda: issued
+        old = await ticket(api, "c1")
+        signer.clock = lambda: issued + 61
+        response = await api.client.get("/v1/inbox/stream", params={"ticket": old})
+        assert response.status_code == 401 and "expired" in response.json()["detail"]
+        signer.clock = lambda: issued + 59  # still good a second before
+        async with api.client.stream("GET", "/v1/inbox/stream", params={"ticket": old}) as fresh:
+            assert fresh.status_code == 200
+
+
+async def test_a_ticket_and_an_unsubscribe_link_do_not_stand_in_for_each_other(
+    inbox_api: RunningApi,
+) -> None:
+    inbox_api.store.upsert_customer(CustomerIn(id="c1", consents={"marketing": True}))
+    signer = inbox_api.app.state.signer
+    as_link = await inbox_api.client.post(
+        f"/unsubscribe/{await ticket(inbox_api, 'c1')}", data={"List-Unsubscribe": "One-Click"}
+    )
+    assert as_link.status_code == 404
+    link_token = signer.sign(Purpose.UNSUBSCRIBE, "c1")
+    as_ticket = await inbox_api.client.get("/v1/inbox/stream", params={"ticket": link_token})
+    assert as_ticket.status_code == 401
+    customer = inbox_api.store.get_customer("c1")
+    assert customer is not None and customer.consents == {"marketing": True}
+
+
+@contextlib.asynccontextmanager
+async def open_streams(api: RunningApi, customers: list[str]) -> AsyncIterator[list[EventStream]]:
+    """One open stream per entry of `customers`, each past its first line."""
+    async with contextlib.AsyncExitStack() as stack:
+        streams = [await stack.enter_async_context(stream(api, customer)) for customer in customers]
+        for events in streams:
+            assert await events.next() == {"retry": "2000"}
+        yield streams
+
+
+async def test_the_11th_stream_of_a_customer_gets_429(inbox_api: RunningApi) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(open_streams(inbox_api, ["c1"] * 10))
+        refused = await inbox_api.client.get(
+            "/v1/inbox/stream", params={"ticket": await ticket(inbox_api, "c1")}
+        )
+        assert refused.status_code == 429
+        assert "10 live inbox streams" in refused.json()["detail"]
+        # Until the oldest stream reaches TOUCHFLOW_INBOX_STREAM_MAX_AGE (5 minutes) and ends.
+        assert 1 <= int(refused.headers["retry-after"]) <= 300
+        async with open_streams(inbox_api, ["c2"]):  # another customer's are not counted
+            pass
+        await stack.aclose()  # the ten close: their places come back
+        await eventually(lambda: inbox_api.app.state.inbox_hub.open_streams == 0, 5, "the streams to close")
+    async with open_streams(inbox_api, ["c1"] * 10):
+        pass
+
+
+async def test_past_the_process_cap_a_stream_gets_503(
+    make_settings: Callable[..., Settings], sqlite_store: Any
+) -> None:
+    async with (
+        running_api(make_settings, str(sqlite_store.engine.url), inbox_max_streams=3) as api,
+        open_streams(api, ["a", "b", "c"]),
+    ):
+        refused = await api.client.get("/v1/inbox/stream", params={"ticket": await ticket(api, "d")})
+        assert refused.status_code == 503
+        assert "TOUCHFLOW_INBOX_MAX_STREAMS" in refused.json()["detail"]
+        assert int(refused.headers["retry-after"]) >= 1
+
+
+async def test_open_streams_cost_one_poll_per_interval_not_one_each(inbox_api: RunningApi) -> None:
+    """Eight streams of four customers: the database sees the few statements of one poll an interval, all
+    on the inbox's own threads (as are the page's other calls), not two queries per stream."""
+    engine = inbox_api.app.state.store.engine
+    seen: list[tuple[str, str]] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "inbox_messages" in statement:
+            seen.append((threading.current_thread().name, statement))
+
+    customers = ["p1", "p2", "p3", "p4"] * 2
+    for n, customer in enumerate(customers):
+        add(inbox_api, customer, n)
+    async with open_streams(inbox_api, customers) as streams:
+        for events in streams:
+            await events.until(lambda e: e.get("event") == "unread")
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await asyncio.sleep(1.0)
+            await inbox_api.client.get("/v1/inbox/unread", headers=customer_headers("p1"))
+            elapsed = loop.time() - started
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+    intervals = elapsed / inbox_api.settings.inbox_poll_interval.total_seconds()
+    # One poll is three statements (Store.inbox_news); a stream each would be 2 x 8 an interval.
+    assert 3 <= len(seen) <= 3 * (intervals + 2) + 1, len(seen)
+    assert {thread.rsplit("_", 1)[0] for thread, _ in seen} == {"touchflow-inbox"}

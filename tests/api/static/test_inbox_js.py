@@ -6,10 +6,12 @@ Needs Debian's chromium (`apt-get install -y chromium`); without it this skips, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -75,22 +77,30 @@ def shop_page(api_url: str, customer: str) -> Starlette:
     return Starlette(routes=[Route("/", home), Route("/header", in_header), Route("/favicon.ico", no_icon)])
 
 
-@pytest.fixture
-async def site(
-    make_settings: Callable[..., Settings], sqlite_store: Store
+@contextlib.asynccontextmanager
+async def serve_site(
+    make_settings: Callable[..., Settings], store: Store, **settings: Any
 ) -> AsyncIterator[tuple[str, RunningApi]]:
     """(the shop page's URL, the API it embeds the inbox from), on two loopback origins."""
     _require_chromium()
     site_port = free_port()
     origin = f"http://127.0.0.1:{site_port}"
-    db_url = str(sqlite_store.engine.url)
+    db_url = str(store.engine.url)
     async with (
         running_api(
-            make_settings, db_url, inbox_poll_interval="100ms", inbox_allowed_origins=[origin]
+            make_settings, db_url, inbox_poll_interval="100ms", inbox_allowed_origins=[origin], **settings
         ) as api,
         serving(shop_page(api.url, "b1"), port=site_port) as url,
     ):
         yield url + "/", api
+
+
+@pytest.fixture
+async def site(
+    make_settings: Callable[..., Settings], sqlite_store: Store
+) -> AsyncIterator[tuple[str, RunningApi]]:
+    async with serve_site(make_settings, sqlite_store) as found:
+        yield found
 
 
 async def deliver(api: RunningApi, key: str, **content: str) -> None:
@@ -111,6 +121,8 @@ async def test_bell_and_dropdown_update_live(site: tuple[str, RunningApi]) -> No
             problems: list[str] = []
             page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
+            urls: list[str] = []
+            page.on("request", lambda r: urls.append(r.url))
             await page.goto(url)
 
             bell = page.locator(".tf-bell")
@@ -152,6 +164,9 @@ async def test_bell_and_dropdown_update_live(site: tuple[str, RunningApi]) -> No
             )
             await eventually(lambda: api.store.inbox_unread_count("b1") == 0, 5, "the messages to be read")
             assert problems == []
+            # The customer token went in headers only; the stream opened with a ticket.
+            assert not [u for u in urls if customer_token("b1") in u]
+            assert [u for u in urls if "/v1/inbox/stream?ticket=" in u]
         finally:
             await browser.close()
 
@@ -205,5 +220,32 @@ async def test_older_pages_and_a_target_element(site: tuple[str, RunningApi]) ->
             await expect(page.locator(".tf-more")).to_be_hidden()
             await eventually(lambda: api.store.inbox_unread_count("b1") == 0, 5, "the messages to be read")
             await expect(page.locator(".tf-count")).to_be_hidden()
+        finally:
+            await browser.close()
+
+
+async def test_updates_stay_live_after_the_stream_ends_and_its_ticket_expires(
+    make_settings: Callable[..., Settings], sqlite_store: Store
+) -> None:
+    """Streams end at their age; EventSource alone would reopen with the expired ticket and be refused."""
+    from playwright.async_api import async_playwright, expect
+
+    short = {"inbox_stream_max_age": "1s", "inbox_ticket_ttl": "1s"}
+    async with (
+        serve_site(make_settings, sqlite_store, **short) as (url, api),
+        async_playwright() as playwright,
+    ):
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            tickets: list[str] = []
+            page.on("request", lambda r: tickets.append(r.url) if "stream-tickets" in r.url else None)
+            await page.goto(url)
+            await expect(page.locator("[data-touchflow-inbox]")).to_have_count(1)
+            await eventually(lambda: len(tickets) >= 3, 15, "the page to open its stream three times")
+            await deliver(api, "late", title="Still live", body="after two streams ended")
+            await expect(page.locator(".tf-count")).to_have_text("1", timeout=5000)
+            await page.locator(".tf-bell").click()
+            await expect(page.locator(".tf-item .tf-title")).to_have_text(["Still live"])
         finally:
             await browser.close()
