@@ -15,7 +15,15 @@ from typing import Annotated, Any, NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    StringConstraints,
+)
 from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, TypeDecorator, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
@@ -729,7 +737,10 @@ def _key_checker(size: int, what: str) -> Any:
 
 
 PushEndpoint = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=1024), AfterValidator(_check_endpoint)
+    str,
+    BeforeValidator(_check_text),
+    StringConstraints(strip_whitespace=True, max_length=1024),
+    AfterValidator(_check_endpoint),
 ]
 P256dhKey = Annotated[
     str,
@@ -744,8 +755,8 @@ AuthSecret = Annotated[
 
 
 class PushKeys(SQLModel):
-    p256dh: P256dhKey
-    auth: AuthSecret
+    p256dh: Annotated[P256dhKey, BeforeValidator(_check_text)]
+    auth: Annotated[AuthSecret, BeforeValidator(_check_text)]
 
 
 class PushSubscriptionIn(SQLModel):
@@ -755,11 +766,11 @@ class PushSubscriptionIn(SQLModel):
     """
 
     endpoint: PushEndpoint
-    expirationTime: float | None = Field(
+    expirationTime: Annotated[float, AllowInfNan(False)] | None = Field(
         default=None, ge=0, description="Milliseconds since the epoch, or null."
     )
     keys: PushKeys
-    user_agent: str | None = Field(
+    user_agent: Text | None = Field(
         default=None, max_length=512, description="The device, for your own display."
     )
 

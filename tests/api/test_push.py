@@ -94,6 +94,8 @@ def _with(path: str, value: Any) -> dict[str, Any]:
         (_with("keys.auth", b64url_encode(bytes(15))), "keys.auth", "16 bytes), got 15"),
         (_with("keys.auth", ...), "keys.auth", "Field required"),
         (_with("expirationTime", "tomorrow"), "expirationTime", "valid number"),
+        (_with("endpoint", "https://fcm.googleapis.com/fcm/send/x\x00y"), "endpoint", "NUL"),
+        (_with("user_agent", "Chrome\x00"), "user_agent", "NUL"),
     ],
 )
 def test_a_bad_subscription_gets_a_422_naming_the_field(
