@@ -223,15 +223,32 @@ class BatchAck(BaseModel):
 
 
 class OutboxEntry(SQLModel, table=True):
-    """An accepted event that still has to reach its journeys. Deleted once Temporal has it."""
+    """An accepted event that still has to reach its journeys. Deleted once Temporal has it.
+
+    `available_at` is when a relay may try it (later after a failure); one customer's entries go in `id`
+    order, so an entry waiting out its back-off holds back the customer's later ones.
+    """
 
     __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_customer_available", "customer_id", "available_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(max_length=128, unique=True)
+    customer_id: str = Field(max_length=128)
     attempts: int = 0
     available_at: datetime = time_column(index=True)
     last_error: str | None = Field(default=None, max_length=500)
+
+
+class RelayLease(SQLModel, table=True):
+    """A customer whose outbox entries one relay is handing to Temporal: no other relay takes any of them
+    until `until` (renewed while the relay's pass runs)."""
+
+    __tablename__ = "relay_leases"
+
+    customer_id: str = Field(primary_key=True, max_length=128)
+    holder: str = Field(max_length=100)
+    until: datetime = time_column()
 
 
 class RateWindow(SQLModel, table=True):

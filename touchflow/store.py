@@ -55,6 +55,7 @@ from touchflow.models import (
     PushSubscription,
     PushSubscriptionIn,
     RateWindow,
+    RelayLease,
     Suppression,
     ZaloToken,
     utcnow,
@@ -222,10 +223,12 @@ class Store:
         """
         removed: dict[str, int] = {}
         with self.engine.begin() as conn:
-            events = _table(Event)
-            event_ids = select(events.c.id).where(events.c.customer_id == customer_id)
+            # Lease rows before outbox rows, as the relay takes them (`claim_outbox`).
+            leases = _table(RelayLease)
+            conn.execute(delete(leases).where(leases.c.customer_id == customer_id))
             outbox = _table(OutboxEntry)
-            removed["outbox"] = conn.execute(delete(outbox).where(outbox.c.event_id.in_(event_ids))).rowcount
+            queued = delete(outbox).where(outbox.c.customer_id == customer_id)
+            removed["outbox"] = conn.execute(queued).rowcount
             deliveries = _table(Delivery)
             engagements = _table(Engagement)
             theirs = select(deliveries.c.id).where(deliveries.c.customer_id == customer_id)
@@ -334,7 +337,7 @@ class Store:
             if derived:
                 inserted |= self._insert_ignore(conn, Event, derived, returning=_table(Event).c.id)
             outbox = [
-                {"event_id": row["id"], "attempts": 0, "available_at": now}
+                {"event_id": row["id"], "customer_id": row["customer_id"], "attempts": 0, "available_at": now}
                 for row in [*rows, *derived]
                 if row["id"] in inserted and row["name"] in relayed
             ]
@@ -438,27 +441,75 @@ class Store:
                 )
         return derived
 
-    def claim_outbox(self, limit: int, lease: timedelta) -> list[ClaimedEvent]:
-        """Lease up to `limit` due entries to the caller; another relay skips them until the lease ends."""
+    def claim_outbox(self, limit: int, lease: timedelta, holder: str) -> list[ClaimedEvent]:
+        """Lease whole customers to the relay `holder`: up to `limit` entries, oldest first, of customers that
+        no other relay holds and whose oldest entry is due; the caller routes each customer's in order.
+
+        A customer is taken with a row in `relay_leases` (insert, or take over a lapsed lease), so one
+        customer's events are never relayed by two relays at once. An entry waiting out its back-off holds
+        back its customer's later entries (they would overtake it). One transaction, `BEGIN IMMEDIATE` on
+        SQLite; on PostgreSQL the lease upsert decides between relays racing for a customer, in customer id
+        order (no deadlock). Every transaction here touching both tables takes lease rows first.
+        """
         now = utcnow()
-        outbox = _table(OutboxEntry)
-        with self.engine.begin() as conn:
-            due = select(outbox.c.id).where(outbox.c.available_at <= now).order_by(outbox.c.id)
-            due = due.limit(limit)
-            if conn.dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
-            ids = list(conn.scalars(due))
+        outbox, leases = _table(OutboxEntry), _table(RelayLease)
+        later = outbox.alias("later")
+        with read_modify_write(self.engine) as conn:
+            held = (
+                select(leases.c.customer_id)
+                .where(leases.c.customer_id == outbox.c.customer_id, leases.c.until > now)
+                .exists()
+            )
+            backing_off = (
+                select(later.c.id)
+                .where(later.c.customer_id == outbox.c.customer_id, later.c.available_at > now)
+                .exists()
+            )
+            due = (
+                select(outbox.c.customer_id)
+                .where(outbox.c.available_at <= now, ~held, ~backing_off)
+                .order_by(outbox.c.id)
+                .limit(limit)
+            )
+            candidates = sorted(set(conn.scalars(due)))
+            if not candidates:
+                return []
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            take = dialect.insert(leases).values(
+                [{"customer_id": c, "holder": holder, "until": now + lease} for c in candidates]
+            )
+            take = take.on_conflict_do_update(
+                index_elements=[leases.c.customer_id],
+                set_={"holder": take.excluded.holder, "until": take.excluded.until},
+                where=or_(leases.c.until <= now, leases.c.holder == holder),
+            ).returning(leases.c.customer_id)
+            won = set(conn.scalars(take))
+            if not won:
+                return []
+            # Read again under the leases: what is there now is ours alone, oldest first.
+            rows = conn.execute(
+                select(outbox.c.id, outbox.c.customer_id, outbox.c.available_at)
+                .where(outbox.c.customer_id.in_(won))
+                .order_by(outbox.c.id)
+                .limit(limit)
+            ).all()
+            heads: dict[str, bool] = {}
+            ids = []
+            for row in rows:
+                # A customer whose oldest entry went into back-off meanwhile (another relay's retry) waits.
+                if heads.setdefault(row.customer_id, row.available_at <= now):
+                    ids.append(row.id)
+            idle = won - {row.customer_id for row in rows if heads[row.customer_id]}
+            if idle:
+                conn.execute(delete(leases).where(leases.c.customer_id.in_(idle), leases.c.holder == holder))
             if not ids:
                 return []
-            # The re-check of available_at makes a lease race-free: a second relay finds it moved.
             claimed = conn.execute(
                 update(outbox)
-                .where(and_(outbox.c.id.in_(ids), outbox.c.available_at <= now))
-                .values(available_at=now + lease, attempts=outbox.c.attempts + 1)
+                .where(outbox.c.id.in_(ids))
+                .values(attempts=outbox.c.attempts + 1)
                 .returning(outbox.c.id, outbox.c.event_id, outbox.c.attempts)
             ).all()
-            if not claimed:
-                return []
             event_ids = [row.event_id for row in claimed]
             events = {
                 row.id: Event.model_validate(row._mapping)
@@ -470,17 +521,33 @@ class Store:
             if row.event_id in events
         ]
 
-    def finish_outbox(self, outbox_ids: Sequence[int]) -> None:
-        if not outbox_ids:
+    def finish_outbox(self, outbox_ids: Sequence[int], holder: str, customers: Iterable[str] = ()) -> None:
+        """Delete relayed entries and end `holder`'s leases of `customers` (the pass is over)."""
+        customers = list(customers)
+        if not outbox_ids and not customers:
             return
+        leases = _table(RelayLease)
         with self.engine.begin() as conn:
-            conn.execute(delete(_table(OutboxEntry)).where(_table(OutboxEntry).c.id.in_(outbox_ids)))
+            if customers:
+                conn.execute(
+                    delete(leases).where(leases.c.customer_id.in_(customers), leases.c.holder == holder)
+                )
+            if outbox_ids:
+                conn.execute(delete(_table(OutboxEntry)).where(_table(OutboxEntry).c.id.in_(outbox_ids)))
 
-    def retry_outbox(self, outbox_id: int, error: str, delay: timedelta) -> None:
+    def retry_outbox(self, outbox_id: int, error: str, delay: timedelta, holder: str) -> None:
+        """Put an entry off for `delay`; only the relay holding its customer may (a relay whose lease was
+        taken over changes nothing)."""
+        outbox, leases = _table(OutboxEntry), _table(RelayLease)
+        holds = (
+            select(leases.c.customer_id)
+            .where(leases.c.customer_id == outbox.c.customer_id, leases.c.holder == holder)
+            .exists()
+        )
         with self.engine.begin() as conn:
             conn.execute(
-                update(_table(OutboxEntry))
-                .where(_table(OutboxEntry).c.id == outbox_id)
+                update(outbox)
+                .where(outbox.c.id == outbox_id, holds)
                 .values(available_at=utcnow() + delay, last_error=error[:500])
             )
 

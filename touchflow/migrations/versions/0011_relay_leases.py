@@ -1,0 +1,44 @@
+"""relay leases per customer: the outbox knows each entry's customer, and relay_leases says which relay holds
+a customer's entries
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-01
+"""
+
+from alembic import op
+import sqlalchemy as sa
+import touchflow.models
+
+
+revision = '0011'
+down_revision = '0010'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('relay_leases',
+    sa.Column('customer_id', sa.String(length=128), nullable=False),
+    sa.Column('holder', sa.String(length=100), nullable=False),
+    sa.Column('until', touchflow.models.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('customer_id')
+    )
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('customer_id', sa.String(length=128), nullable=True))
+    op.execute(
+        "UPDATE outbox SET customer_id = "
+        "(SELECT events.customer_id FROM events WHERE events.id = outbox.event_id)"
+    )
+    # An entry whose event is gone (its customer erased) has nothing left to relay.
+    op.execute("DELETE FROM outbox WHERE customer_id IS NULL")
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.alter_column('customer_id', existing_type=sa.String(length=128), nullable=False)
+        batch_op.create_index('ix_outbox_customer_available', ['customer_id', 'available_at'], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_customer_available')
+        batch_op.drop_column('customer_id')
+    op.drop_table('relay_leases')
