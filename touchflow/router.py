@@ -10,7 +10,9 @@ Ordering across processes: a relay leases whole customers, not single entries (`
 customer's entries, old and new, until the lease ends, so one customer's events are never relayed by two
 relays at once. Within a pass a customer's events go one after another, oldest first; different customers'
 go side by side. When one fails, it waits out its back-off and the customer's later events wait behind it.
-The lease is released when the pass ends, or lapses (`LEASE`) if the relay dies.
+A pass renews its leases every third of `LEASE` while it runs, so a long pass (a slow Temporal) keeps its
+customers; a relay that could not renew in time (its lease was taken over) routes nothing more of those
+customers. The leases are released when the pass ends, or lapse if the relay dies.
 """
 
 from __future__ import annotations
@@ -228,6 +230,8 @@ class Relay:
             return False
         customers = sorted({item.event.customer_id for item in claimed})
         done: list[int] = []
+        lost: set[str] = set()
+        renewing = asyncio.create_task(self._renew_leases(customers, lost))
         try:
             # An event erased since it was claimed (its customer was deleted) starts nothing.
             present = await asyncio.to_thread(self.store.existing_event_ids, [c.event.id for c in claimed])
@@ -242,6 +246,8 @@ class Relay:
                 # In order, one at a time. The first that fails waits out its back-off and the rest stay
                 # where they are: the customer is not leased again until that one is due.
                 for item in items:
+                    if item.event.customer_id in lost:
+                        return  # another relay holds this customer now: it relays the rest
                     if server_down.is_set():
                         await self._back_off(item, "temporal unavailable")
                         return
@@ -262,9 +268,27 @@ class Relay:
 
             await asyncio.gather(*(relay_customer(items) for items in by_customer.values()))
         finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
             await asyncio.to_thread(self.store.finish_outbox, done, self.holder, customers)
         await self._sweep_erased(router, relayed)
         return len(claimed) == self.batch_size and len(done) == len(claimed)
+
+    async def _renew_leases(self, customers: list[str], lost: set[str]) -> None:
+        """While the pass runs: renew its leases every third of the lease; note the customers it lost."""
+        every = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                held = await asyncio.to_thread(self.store.extend_leases, self.holder, customers, self.lease)
+            except Exception as exc:  # the database away for a moment: the next renewal may still be in time
+                log.warning("relay lease renewal failed: %s: %s", type(exc).__name__, exc)
+                continue
+            gone = set(customers) - held
+            if gone - lost:
+                log.warning("relay lost customers' leases mid-pass", extra={"customers": len(gone - lost)})
+            lost |= gone
 
     async def _sweep_erased(self, router: Router, relayed: list[ClaimedEvent]) -> None:
         """A customer erased while their events were being relayed: the runs just started are ended and

@@ -521,6 +521,21 @@ class Store:
             if row.event_id in events
         ]
 
+    def extend_leases(self, holder: str, customers: Sequence[str], lease: timedelta) -> set[str]:
+        """Renew `holder`'s leases of `customers` for `lease` from now; returns the customers it still holds
+        (a lease that lapsed and was taken over is not renewed)."""
+        if not customers:
+            return set()
+        leases = _table(RelayLease)
+        with self.engine.begin() as conn:
+            renewed = conn.scalars(
+                update(leases)
+                .where(leases.c.customer_id.in_(list(customers)), leases.c.holder == holder)
+                .values(until=utcnow() + lease)
+                .returning(leases.c.customer_id)
+            )
+            return set(renewed)
+
     def finish_outbox(self, outbox_ids: Sequence[int], holder: str, customers: Iterable[str] = ()) -> None:
         """Delete relayed entries and end `holder`'s leases of `customers` (the pass is over)."""
         customers = list(customers)

@@ -129,3 +129,28 @@ async def test_two_relays_never_route_one_customers_events_at_once_or_out_of_ord
     for customer in customers:
         assert recorder.order[customer] == [f"{customer}-{n:03d}" for n in range(24)]
     assert recorder.by["first"] and recorder.by["second"]  # both relays did part of the work
+
+
+async def test_a_pass_longer_than_the_lease_keeps_its_lease(stores: tuple[Store, Store]) -> None:
+    first_store, second_store = stores
+    recorder = Recorder(first_store, delay=0)
+    lease = timedelta(milliseconds=600)
+    slow = RecordingRelay(first_store, recorder.for_relay("slow"), lease=lease)
+    other = RecordingRelay(second_store, recorder.for_relay("other"), lease=lease)
+    first_store.ingest_events(views("dana", 0, 3), ROUTED)
+    release = recorder.blocked["dana-000"] = asyncio.Event()
+
+    pass_ = asyncio.create_task(slow.relay_once())
+    await asyncio.sleep(0.2)
+    second_store.ingest_events(views("dana", 3, 2), ROUTED)  # later events of the same customer
+    for _ in range(10):  # the other relay keeps looking for three leases' time
+        await other.relay_once()
+        await asyncio.sleep(0.18)
+    assert recorder.by["other"] == []
+    assert recorder.overlaps == []
+    release.set()
+    await pass_
+    while first_store.outbox_size():
+        await other.relay_once()
+    assert recorder.order["dana"] == [f"dana-{n:03d}" for n in range(5)]
+    assert recorder.overlaps == []
