@@ -299,6 +299,8 @@ class JourneyEntry(SQLModel, table=True):
     journey: str = Field(max_length=100, index=True)
     customer_id: str = Field(max_length=128)
     entry_key: str | None = Field(default=None, max_length=128)
+    # The event that started the run: a relay retry of it after the run closed starts no second run.
+    trigger_event_id: str | None = Field(default=None, max_length=128, index=True)
     status: JourneyStatus = Field(default=JourneyStatus.ACTIVE, sa_column=Column(String(16), nullable=False))
     entered_at: datetime = time_column()
     ended_at: datetime | None = time_column(nullable=True)

@@ -62,13 +62,20 @@ class Router:
         journey_event = JourneyEvent(
             id=event.id, name=event.name, properties=event.properties, occurred_at=event.occurred_at
         )
+        started: set[str] = set()
+        if any(event.name in spec.starts_on for spec in self.registry.values()):
+            # A relay retry of an event that started a run which has closed since (a journey that may run
+            # again) would start a second run: the store knows which runs this event started.
+            started = await asyncio.to_thread(self.store.runs_started_by, event.id)
         for spec in self.registry.values():
             if event.name in spec.starts_on:
-                await self._start_or_feed(spec, event, journey_event)
+                await self._start_or_feed(spec, event, journey_event, started)
             elif event.name in spec.ends_on or event.name in spec.listens_to:
                 await self._feed_running(spec, event, journey_event)
 
-    async def _start_or_feed(self, spec: JourneySpec, event: Event, journey_event: JourneyEvent) -> None:
+    async def _start_or_feed(
+        self, spec: JourneySpec, event: Event, journey_event: JourneyEvent, started: set[str]
+    ) -> None:
         entry_key = spec.entry_key(event.properties)
         if spec.key is not None and entry_key is None:
             log.warning(
@@ -77,6 +84,10 @@ class Router:
             )
             return
         workflow_id = spec.workflow_id(event.customer_id, entry_key)
+        if workflow_id in started:
+            # Open, the run has the event already (it started with it); closed, it must not start again.
+            log.info("event already started this journey", extra={"workflow_id": workflow_id})
+            return
         try:
             await self.client.start_workflow(
                 spec.name,

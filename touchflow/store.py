@@ -260,6 +260,7 @@ class Store:
                     customer_id=ERASED,
                     workflow_id=literal(f"{ERASED}:") + cast(entries.c.id, String),
                     entry_key=None,
+                    trigger_event_id=None,
                 )
             ).rowcount
             customers = _table(Customer)
@@ -648,6 +649,7 @@ class Store:
         journey: str,
         customer_id: str,
         entry_key: str | None,
+        trigger_event_id: str | None = None,
     ) -> tuple[JourneyEntry, list[JourneyEntry]]:
         """Record that a run began; returns it with the earlier runs of the same workflow id.
 
@@ -674,9 +676,16 @@ class Store:
                     journey=journey,
                     customer_id=customer_id,
                     entry_key=entry_key,
+                    trigger_event_id=trigger_event_id,
                 )
                 session.add(entry)
         return entry, earlier
+
+    def runs_started_by(self, event_id: str) -> set[str]:
+        """The workflow ids of the runs this event started (open or closed)."""
+        table = _table(JourneyEntry)
+        with self.engine.connect() as conn:
+            return set(conn.scalars(select(table.c.workflow_id).where(table.c.trigger_event_id == event_id)))
 
     def leave_journey(self, run_id: str, status: JourneyStatus, ended_by: str | None) -> None:
         with self.engine.begin() as conn:

@@ -536,6 +536,7 @@ class Journey:
                     entry_key=self.entry_key,
                     reentry=self.spec.reentry.value,
                     cooldown_seconds=self.spec.cooldown.total_seconds() if self.spec.cooldown else None,
+                    trigger_event_id=trigger.id,
                 ),
                 result_type=EnterJourneyResult,
                 start_to_close_timeout=timedelta(seconds=30),

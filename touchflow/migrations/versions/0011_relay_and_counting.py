@@ -1,5 +1,5 @@
-"""relay leases per customer: the outbox knows each entry's customer, and relay_leases says which relay holds
-a customer's entries
+"""relay ordering: the outbox knows each entry's customer and relay_leases says which relay holds a
+customer's entries; journey entries record the event that started them
 
 Revision ID: 0011
 Revises: 0010
@@ -35,9 +35,15 @@ def upgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.alter_column('customer_id', existing_type=sa.String(length=128), nullable=False)
         batch_op.create_index('ix_outbox_customer_available', ['customer_id', 'available_at'], unique=False)
+    with op.batch_alter_table('journey_entries', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('trigger_event_id', sa.String(length=128), nullable=True))
+        batch_op.create_index(batch_op.f('ix_journey_entries_trigger_event_id'), ['trigger_event_id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('journey_entries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_journey_entries_trigger_event_id'))
+        batch_op.drop_column('trigger_event_id')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_customer_available')
         batch_op.drop_column('customer_id')
