@@ -392,7 +392,9 @@ class Store:
                 reason = "issued to another customer"
             elif coupon.redeemed_at is not None:
                 reason = "already redeemed"
-            elif coupon.expires_at < row["occurred_at"]:
+            elif coupon.expires_at < now:
+                # Judged when the order is received: its own `timestamp` is the client's word, and a
+                # backdated one must not revive an expired code.
                 reason = "expired"
             else:
                 # The `redeemed_at IS NULL` re-check makes two concurrent redemptions apply once.

@@ -10,7 +10,9 @@ from touchflow.models import EventIn, utcnow
 from touchflow.store import REDEEMED_EVENT, Store, new_coupon_code
 
 
-def issue(store: Store, key: str = "post_purchase:c1:o-1:1:coupon", customer_id: str = "c1") -> str:
+def issue(
+    store: Store, key: str = "post_purchase:c1:o-1:1:coupon", customer_id: str = "c1", valid_days: int = 30
+) -> str:
     coupon = store.issue_coupon(
         key=key,
         customer_id=customer_id,
@@ -18,7 +20,7 @@ def issue(store: Store, key: str = "post_purchase:c1:o-1:1:coupon", customer_id:
         entry_key="o-1",
         value=10,
         unit="percent",
-        expires_at=utcnow() + timedelta(days=30),
+        expires_at=utcnow() + timedelta(days=valid_days),
     )
     return coupon.code
 
@@ -37,20 +39,19 @@ def order(event_id: str, code: str, customer_id: str = "c1", **extra: object) ->
 
 
 @pytest.mark.parametrize(
-    ("customer_id", "code_of", "timestamp_days", "reason"),
+    ("customer_id", "code_of", "valid_days", "reason"),
     [
-        ("c1", "issued", 0, None),
-        ("c2", "issued", 0, "issued to another customer"),
-        ("c1", "unknown", 0, "unknown code"),
-        ("c1", "issued", 31, "expired"),
+        ("c1", "issued", 30, None),
+        ("c2", "issued", 30, "issued to another customer"),
+        ("c1", "unknown", 30, "unknown code"),
+        ("c1", "issued", -1, "expired"),  # (an event's timestamp lies at most a day ahead)
     ],
 )
 def test_redemption_rules(
-    store: Store, customer_id: str, code_of: str, timestamp_days: int, reason: str | None
+    store: Store, customer_id: str, code_of: str, valid_days: int, reason: str | None
 ) -> None:
-    code = issue(store) if code_of == "issued" else "TF-NOPE-NOPE"
-    when = utcnow() + timedelta(days=timestamp_days)
-    store.ingest_events([order("e1", code.lower(), customer_id, timestamp=when)], {"order_placed"})
+    code = issue(store, valid_days=valid_days) if code_of == "issued" else "TF-NOPE-NOPE"
+    store.ingest_events([order("e1", code.lower(), customer_id, timestamp=utcnow())], {"order_placed"})
     [use] = store.coupon_redemptions(code)
     assert (use.accepted, use.reason) == (reason is None, reason)
     derived = store.get_event(f"{REDEEMED_EVENT}:1")
@@ -77,3 +78,31 @@ def test_a_code_is_applied_once_and_the_second_use_is_recorded(store: Store) -> 
     }
     # The derived event is relayed like any other: e1, e2 and coupon_redeemed wait in the outbox.
     assert store.outbox_size() == 3
+
+
+def test_expiry_is_judged_by_when_the_order_was_received_not_by_its_timestamp(store: Store) -> None:
+    def coupon(key: str, expires_in: timedelta) -> str:
+        issued = store.issue_coupon(
+            key=key,
+            customer_id="c1",
+            journey="post_purchase",
+            entry_key=key,
+            value=10,
+            unit="percent",
+            expires_at=utcnow() + expires_in,
+        )
+        return issued.code
+
+    # Expired an hour ago: an order that says it was placed two hours ago arrives now, and is refused.
+    late = coupon("late", -timedelta(hours=1))
+    backdated = order("e-late", late, timestamp=utcnow() - timedelta(hours=2))
+    # Valid for a minute more: an order whose clock runs ahead (or whose timestamp is later for any reason)
+    # is received in time, and is accepted.
+    valid = coupon("valid", timedelta(minutes=1))
+    ahead = order("e-valid", valid, timestamp=utcnow() + timedelta(hours=2))
+    store.ingest_events([backdated, ahead], {"order_placed"})
+
+    [refused] = store.coupon_redemptions(late)
+    assert (refused.accepted, refused.reason) == (False, "expired")
+    [accepted] = store.coupon_redemptions(valid)
+    assert (accepted.accepted, accepted.reason) == (True, None)
