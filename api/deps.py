@@ -45,8 +45,12 @@ RelayDep = Annotated[Relay, Depends(get_relay)]
 _bearer = HTTPBearer(auto_error=False, description="An API key from TOUCHFLOW_API_KEYS")
 
 
-def require(scope: Scope) -> Any:
-    """A dependency that admits a request whose key holds `scope`, within the key's rate limit."""
+def require(scope: Scope, *, metered: bool = True) -> Any:
+    """A dependency that admits a request whose key holds `scope`, within the key's rate limit.
+
+    The request counts one toward TOUCHFLOW_RATE_LIMIT_PER_MINUTE; with `metered=False` the route counts
+    its own cost with `charge` (a batch counts each of its events).
+    """
 
     async def check(
         request: Request,
@@ -68,23 +72,39 @@ def require(scope: Scope) -> Any:
                 f"this API key (id {key.id}) lacks the '{scope}' scope; "
                 f"give it '{scope}:' in TOUCHFLOW_API_KEYS or use another key",
             )
-        settings: Settings = request.app.state.settings
-        if settings.rate_limit_per_minute:
-            store: Store = request.app.state.store
-            count, window_end = await asyncio.to_thread(store.count_request, key.id, 60, time.time())
-            if count > settings.rate_limit_per_minute:
-                retry_after = max(1, math.ceil(window_end - time.time()))
-                raise HTTPException(
-                    status.HTTP_429_TOO_MANY_REQUESTS,
-                    f"rate limit of {settings.rate_limit_per_minute} requests a minute reached for API "
-                    f"key {key.id}; retry after {retry_after}s (TOUCHFLOW_RATE_LIMIT_PER_MINUTE)",
-                    headers={"Retry-After": str(retry_after)},
-                )
+        if metered:
+            await charge(request, key, 1)
         return key
 
     return Depends(check)
 
 
+async def charge(request: Request, key: ApiKey, cost: int) -> None:
+    """Count `cost` toward the key's rate limit, or answer 429 with `Retry-After` and count nothing (the
+    caller then does nothing of the request)."""
+    settings: Settings = request.app.state.settings
+    limit = settings.rate_limit_per_minute
+    if not limit:
+        return
+    store: Store = request.app.state.store
+    counted = await asyncio.to_thread(store.count_request, key.id, 60, time.time(), cost, limit)
+    if counted.admitted:
+        return
+    retry_after = max(1, math.ceil(counted.resets_at - time.time()))
+    what = f"this request counts {cost}, " if cost > 1 else ""
+    if cost > limit:
+        what += f"more than a whole minute's {limit}: send at most {limit} events a batch; "
+    raise HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        f"rate limit of {limit} a minute reached for API key {key.id} (each event of a batch counts one, "
+        f"any other request one; {what}{counted.count} counted so far); retry after {retry_after}s "
+        "(TOUCHFLOW_RATE_LIMIT_PER_MINUTE)",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 Ingest = require(Scope.INGEST)
 Read = require(Scope.READ)
 Admin = require(Scope.ADMIN)
+# The key of a route that counts its own cost toward the rate limit with `charge`.
+IngestKeyDep = Annotated[ApiKey, require(Scope.INGEST, metered=False)]

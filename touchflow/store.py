@@ -120,6 +120,15 @@ class ClaimedEvent:
 
 
 @dataclass(frozen=True)
+class RateCount:
+    """A fixed rate window after a request was counted in it (or refused, `admitted` False)."""
+
+    admitted: bool
+    count: int
+    resets_at: float  # when the window ends, in seconds since the epoch
+
+
+@dataclass(frozen=True)
 class InboxSlice:
     """One page of a customer's inbox, newest first; `next_cursor` opens the older page after it."""
 
@@ -626,20 +635,40 @@ class Store:
 
     # -- rate limits ----------------------------------------------------------------------------------------
 
-    def count_request(self, key_id: str, window_seconds: int, now: float) -> tuple[int, float]:
-        """Count one request in the key's current window; returns the count and when the window ends."""
+    def count_request(
+        self, key_id: str, window_seconds: int, now: float, cost: int = 1, limit: int | None = None
+    ) -> RateCount:
+        """Count `cost` in the key's current fixed window, unless that would take it past `limit`: then
+        nothing is counted and `admitted` is False. Every API process shares the windows.
+
+        One conditional `UPDATE` decides, so concurrent requests never count past the limit together.
+        """
         window = int(now // window_seconds) * window_seconds
         table = _table(RateWindow)
+        this = and_(table.c.key_id == key_id, table.c.window == window)
         with self.engine.begin() as conn:
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            stmt = dialect.insert(table).values(key_id=key_id, window=window, count=1)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[table.c.key_id, table.c.window], set_={"count": table.c.count + 1}
-            ).returning(table.c.count)
-            count = int(conn.execute(stmt).scalar_one())
-            if count == 1:  # first request of a new window: forget the old ones
+            opened = self._insert_ignore(
+                conn, RateWindow, [{"key_id": key_id, "window": window, "count": 0}], returning=table.c.key_id
+            )
+            if opened:  # the first request of a new window: forget the old ones
                 conn.execute(delete(table).where(table.c.key_id == key_id, table.c.window < window))
-        return count, window + window_seconds
+            fits = this if limit is None else and_(this, table.c.count + cost <= limit)
+            counted = conn.execute(
+                update(table).where(fits).values(count=table.c.count + cost).returning(table.c.count)
+            ).scalar_one_or_none()
+            if counted is not None:
+                return RateCount(admitted=True, count=int(counted), resets_at=window + window_seconds)
+            refused = conn.execute(select(table.c.count).where(this)).scalar_one()
+        return RateCount(admitted=False, count=int(refused), resets_at=window + window_seconds)
+
+    def window_count(self, key_id: str, window_seconds: int, now: float) -> RateCount:
+        """What the key's current window holds, counting nothing."""
+        window = int(now // window_seconds) * window_seconds
+        table = _table(RateWindow)
+        with self.engine.connect() as conn:
+            this = and_(table.c.key_id == key_id, table.c.window == window)
+            count = conn.scalar(select(table.c.count).where(this))
+        return RateCount(admitted=True, count=int(count or 0), resets_at=window + window_seconds)
 
     # -- journeys -------------------------------------------------------------------------------------------
 
