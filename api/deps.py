@@ -1,8 +1,10 @@
-"""Dependencies shared by the routers: settings, the store, API keys with scopes and rate limits."""
+"""Dependencies shared by the routers: settings, the store, API keys with scopes and rate limits (per key, and
+of failed key checks per client address)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 from typing import Annotated, Any
@@ -59,6 +61,8 @@ def require(scope: Scope, *, metered: bool = True) -> Any:
         key = None
         if credentials is not None and credentials.scheme.lower() == "bearer":
             key = match(credentials.credentials, request.app.state.api_keys)
+        # Any Authorization header that names no key is a failed guess (a request without one is not).
+        await guard_address(request, failed=key is None and "authorization" in request.headers)
         if key is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
@@ -77,6 +81,41 @@ def require(scope: Scope, *, metered: bool = True) -> Any:
         return key
 
     return Depends(check)
+
+
+def _address_key(request: Request) -> str:
+    """The rate window of a client address: hashed (the window table keeps no addresses), 16 characters."""
+    address = request.client.host if request.client is not None else "unknown"
+    return "auth:" + hashlib.sha256(address.encode()).hexdigest()[:11]
+
+
+async def guard_address(request: Request, *, failed: bool) -> None:
+    """429 for an address past TOUCHFLOW_AUTH_FAILURES_PER_MINUTE failed key checks this minute, whatever
+    key it sends now (the right one too, so guessing learns nothing more); counts this check if `failed`.
+
+    Counted in the database beside the key limits, so every API process refuses the address alike.
+    """
+    settings: Settings = request.app.state.settings
+    limit = settings.auth_failures_per_minute
+    if not limit:
+        return
+    store: Store = request.app.state.store
+    window = _address_key(request)
+    now = time.time()
+    seen = await asyncio.to_thread(store.window_count, window, 60, now)
+    if seen.count < limit:
+        if not failed:
+            return
+        seen = await asyncio.to_thread(store.count_request, window, 60, now)
+        if seen.count <= limit:
+            return  # the caller answers 401
+    retry_after = max(1, math.ceil(seen.resets_at - time.time()))
+    raise HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        f"too many failed API key checks from this address ({limit} a minute, "
+        f"TOUCHFLOW_AUTH_FAILURES_PER_MINUTE); retry after {retry_after}s with a key from TOUCHFLOW_API_KEYS",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 async def charge(request: Request, key: ApiKey, cost: int) -> None:

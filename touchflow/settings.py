@@ -107,6 +107,9 @@ class Settings(BaseSettings):
         ge=0,
         description="Per API key a minute: a batch counts each of its events, other requests one; 0: off.",
     )
+    auth_failures_per_minute: int = Field(
+        20, ge=0, description="Failed API key checks a client address may make a minute, then 429; 0: off."
+    )
     auto_migrate: bool = True
     dev_mail_dir: Path | None = None
 

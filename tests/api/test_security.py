@@ -91,6 +91,26 @@ def test_a_batch_counts_each_event_toward_the_rate_limit(make_api: Callable[...,
     assert api.post("/v1/events", json=single, headers=bearer("test-key-1")).status_code == 429
 
 
+def test_failed_authentication_is_limited_per_client_address(
+    make_api: Callable[..., TestClient], make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    api = make_api()
+    answers = [api.get("/v1/customers/x", headers=bearer(f"guess-{i:04d}")).status_code for i in range(21)]
+    assert answers == [401] * 20 + [429]
+    limited = api.get("/v1/customers/x", headers=bearer("guess-0021"))
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert "TOUCHFLOW_AUTH_FAILURES_PER_MINUTE" in limited.json()["detail"]
+    # Past the limit even the right key is not tried from that address, so guessing learns nothing more.
+    assert api.get("/v1/customers/x", headers=bearer("test-key-1")).status_code == 429
+    # Counted in the database: another API process refuses that address too; other addresses go on.
+    app = create_app(make_settings(database_url=db_url), run_relay=False)
+    with TestClient(app) as other_process:
+        assert other_process.get("/v1/customers/x", headers=bearer("test-key-1")).status_code == 429
+    with TestClient(app, client=("203.0.113.9", 50000)) as elsewhere:
+        assert elsewhere.get("/v1/customers/x", headers=bearer("test-key-1")).status_code == 404
+        assert elsewhere.get("/v1/customers/x", headers=bearer("guess-9999")).status_code == 401
+
+
 def test_a_body_over_the_limit_gets_413_and_nothing_is_stored(make_api: Callable[..., TestClient]) -> None:
     api = make_api(max_body_bytes=2048)
     events = [{"id": f"e{i}", "customer_id": "c", "name": "page_viewed"} for i in range(100)]
