@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
-from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, TypeDecorator, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
@@ -363,6 +363,16 @@ class Engagement(SQLModel, table=True):
     """A customer opened or clicked a message: recorded by the tracking endpoints against its delivery."""
 
     __tablename__ = "engagements"
+    # One open per delivery: mail clients and proxies fetch the pixel again and again.
+    __table_args__ = (
+        Index(
+            "uq_engagements_one_open",
+            "delivery_id",
+            unique=True,
+            sqlite_where=text("kind = 'open'"),
+            postgresql_where=text("kind = 'open'"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     delivery_id: int = Field(index=True)

@@ -787,16 +787,19 @@ class Store:
         return {s: (opened.get(s, 0) + read.get(s, 0), clicked.get(s, 0)) for s in steps}
 
     def record_engagement(self, delivery_id: int, kind: str, url: str | None = None) -> bool:
-        """Record an open or a click; False when there is no such delivery (erased, or a stale link)."""
+        """Record an open or a click; False when there is no such delivery (erased, or a stale link).
+
+        A delivery is opened once: a pixel fetched again (mail clients and proxies do) adds nothing, by the
+        table's unique index on opens. Every click is kept.
+        """
         with self.engine.begin() as conn:
             exists = conn.execute(
                 select(_table(Delivery).c.id).where(_table(Delivery).c.id == delivery_id)
             ).first()
             if exists is None:
                 return False
-            conn.execute(
-                _table(Engagement).insert().values(delivery_id=delivery_id, kind=kind, url=url, at=utcnow())
-            )
+            row = {"delivery_id": delivery_id, "kind": kind, "url": url, "at": utcnow()}
+            self._insert_ignore(conn, Engagement, [row])
         return True
 
     # -- deliveries -----------------------------------------------------------------------------------------

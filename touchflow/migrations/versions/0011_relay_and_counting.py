@@ -1,5 +1,5 @@
 """relay ordering: the outbox knows each entry's customer and relay_leases says which relay holds a
-customer's entries; journey entries record the event that started them
+customer's entries; journey entries record the event that started them; one open per delivery
 
 Revision ID: 0011
 Revises: 0010
@@ -38,9 +38,19 @@ def upgrade() -> None:
     with op.batch_alter_table('journey_entries', schema=None) as batch_op:
         batch_op.add_column(sa.Column('trigger_event_id', sa.String(length=128), nullable=True))
         batch_op.create_index(batch_op.f('ix_journey_entries_trigger_event_id'), ['trigger_event_id'], unique=False)
+    # Pixels fetched again left an open each: keep the first, then let the index keep it that way.
+    op.execute(
+        "DELETE FROM engagements WHERE kind = 'open' AND id NOT IN "
+        "(SELECT MIN(id) FROM engagements WHERE kind = 'open' GROUP BY delivery_id)"
+    )
+    op.create_index(
+        'uq_engagements_one_open', 'engagements', ['delivery_id'], unique=True,
+        sqlite_where=sa.text("kind = 'open'"), postgresql_where=sa.text("kind = 'open'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index('uq_engagements_one_open', table_name='engagements')
     with op.batch_alter_table('journey_entries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_journey_entries_trigger_event_id'))
         batch_op.drop_column('trigger_event_id')
