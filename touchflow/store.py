@@ -511,22 +511,27 @@ class Store:
                 # A customer whose oldest entry went into back-off meanwhile (another relay's retry) waits.
                 if heads.setdefault(row.customer_id, row.available_at <= now):
                     ids.append(row.id)
-            idle = won - {row.customer_id for row in rows if heads[row.customer_id]}
+            claimed: Sequence[Any] = ()
+            events: dict[str, Event] = {}
+            if ids:
+                claimed = conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(ids))
+                    .values(attempts=outbox.c.attempts + 1)
+                    .returning(outbox.c.id, outbox.c.event_id, outbox.c.attempts)
+                ).all()
+                event_ids = [row.event_id for row in claimed]
+                events = {
+                    row.id: Event.model_validate(row._mapping)
+                    for row in conn.execute(select(_table(Event)).where(_table(Event).c.id.in_(event_ids)))
+                }
+                orphans = [row.id for row in claimed if row.event_id not in events]
+                if orphans:  # an entry whose event is gone has nothing to relay
+                    conn.execute(delete(outbox).where(outbox.c.id.in_(orphans)))
+            # Customers won but with nothing to relay now (emptied or backing off meanwhile, or past `limit`).
+            idle = won - {event.customer_id for event in events.values()}
             if idle:
                 conn.execute(delete(leases).where(leases.c.customer_id.in_(idle), leases.c.holder == holder))
-            if not ids:
-                return []
-            claimed = conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(ids))
-                .values(attempts=outbox.c.attempts + 1)
-                .returning(outbox.c.id, outbox.c.event_id, outbox.c.attempts)
-            ).all()
-            event_ids = [row.event_id for row in claimed]
-            events = {
-                row.id: Event.model_validate(row._mapping)
-                for row in conn.execute(select(_table(Event)).where(_table(Event).c.id.in_(event_ids)))
-            }
         return [
             ClaimedEvent(outbox_id=row.id, attempts=row.attempts, event=events[row.event_id])
             for row in sorted(claimed, key=lambda r: r.id)
