@@ -136,9 +136,13 @@ class JourneyActivities:
             journey=input.journey,
             customer_id=input.customer_id,
             entry_key=input.entry_key,
+            trigger_event_id=input.trigger_event_id,
         )
         reason = None
-        if earlier and input.reentry is Reentry.ONCE:
+        if input.trigger_event_id and any(e.trigger_event_id == input.trigger_event_id for e in earlier):
+            # The router checks this before it starts a run; a retry racing that check ends here.
+            reason = "an earlier run started on this event"
+        elif earlier and input.reentry is Reentry.ONCE:
             reason = "already went through this journey"
         elif earlier and input.reentry is Reentry.COOLDOWN and input.cooldown_seconds is not None:
             since = entry.entered_at - earlier[0].entered_at

@@ -33,6 +33,8 @@ class EnterJourneyInput:
     entry_key: str | None
     reentry: Reentry
     cooldown_seconds: float | None = None
+    # The event that started the run (None in runs recorded before it was passed).
+    trigger_event_id: str | None = None
 
 
 @dataclass

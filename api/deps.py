@@ -1,8 +1,10 @@
-"""Dependencies shared by the routers: settings, the store, API keys with scopes and rate limits."""
+"""Dependencies shared by the routers: settings, the store, API keys with scopes and rate limits (per key, and
+of failed key checks per client address)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 from typing import Annotated, Any
@@ -58,8 +60,12 @@ RelayDep = Annotated[Relay, Depends(get_relay)]
 _bearer = HTTPBearer(auto_error=False, description="An API key from TOUCHFLOW_API_KEYS")
 
 
-def require(scope: Scope) -> Any:
-    """A dependency that admits a request whose key holds `scope`, within the key's rate limit."""
+def require(scope: Scope, *, metered: bool = True) -> Any:
+    """A dependency that admits a request whose key holds `scope`, within the key's rate limit.
+
+    The request counts one toward TOUCHFLOW_RATE_LIMIT_PER_MINUTE; with `metered=False` the route counts
+    its own cost with `charge` (a batch counts each of its events).
+    """
 
     async def check(
         request: Request,
@@ -68,6 +74,8 @@ def require(scope: Scope) -> Any:
         key = None
         if credentials is not None and credentials.scheme.lower() == "bearer":
             key = match(credentials.credentials, request.app.state.api_keys)
+        # Any Authorization header that names no key is a failed guess (a request without one is not).
+        await guard_address(request, failed=key is None and "authorization" in request.headers)
         if key is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
@@ -81,24 +89,75 @@ def require(scope: Scope) -> Any:
                 f"this API key (id {key.id}) lacks the '{scope}' scope; "
                 f"give it '{scope}:' in TOUCHFLOW_API_KEYS or use another key",
             )
-        settings: Settings = request.app.state.settings
-        if settings.rate_limit_per_minute:
-            store: Store = request.app.state.store
-            count, window_end = await asyncio.to_thread(store.count_request, key.id, 60, time.time())
-            if count > settings.rate_limit_per_minute:
-                retry_after = max(1, math.ceil(window_end - time.time()))
-                raise HTTPException(
-                    status.HTTP_429_TOO_MANY_REQUESTS,
-                    f"rate limit of {settings.rate_limit_per_minute} requests a minute reached for API "
-                    f"key {key.id}; retry after {retry_after}s (TOUCHFLOW_RATE_LIMIT_PER_MINUTE)",
-                    headers={"Retry-After": str(retry_after)},
-                )
+        if metered:
+            await charge(request, key, 1)
         return key
 
     return Depends(check)
+
+
+def _address_key(request: Request) -> str:
+    """The rate window of a client address: hashed (the window table keeps no addresses), 16 characters."""
+    address = request.client.host if request.client is not None else "unknown"
+    return "auth:" + hashlib.sha256(address.encode()).hexdigest()[:11]
+
+
+async def guard_address(request: Request, *, failed: bool) -> None:
+    """429 for an address past TOUCHFLOW_AUTH_FAILURES_PER_MINUTE failed key checks this minute, whatever
+    key it sends now (the right one too, so guessing learns nothing more); counts this check if `failed`.
+
+    Counted in the database beside the key limits, so every API process refuses the address alike.
+    """
+    settings: Settings = request.app.state.settings
+    limit = settings.auth_failures_per_minute
+    if not limit:
+        return
+    store: Store = request.app.state.store
+    window = _address_key(request)
+    now = time.time()
+    seen = await asyncio.to_thread(store.window_count, window, 60, now)
+    if seen.count < limit:
+        if not failed:
+            return
+        seen = await asyncio.to_thread(store.count_request, window, 60, now)
+        if seen.count <= limit:
+            return  # the caller answers 401
+    retry_after = max(1, math.ceil(seen.resets_at - time.time()))
+    raise HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        f"too many failed API key checks from this address ({limit} a minute, "
+        f"TOUCHFLOW_AUTH_FAILURES_PER_MINUTE); retry after {retry_after}s with a key from TOUCHFLOW_API_KEYS",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+async def charge(request: Request, key: ApiKey, cost: int) -> None:
+    """Count `cost` toward the key's rate limit, or answer 429 with `Retry-After` and count nothing (the
+    caller then does nothing of the request)."""
+    settings: Settings = request.app.state.settings
+    limit = settings.rate_limit_per_minute
+    if not limit:
+        return
+    store: Store = request.app.state.store
+    counted = await asyncio.to_thread(store.count_request, key.id, 60, time.time(), cost, limit)
+    if counted.admitted:
+        return
+    retry_after = max(1, math.ceil(counted.resets_at - time.time()))
+    what = f"this request counts {cost}, " if cost > 1 else ""
+    if cost > limit:
+        what += f"more than a whole minute's {limit}: send at most {limit} events a batch; "
+    raise HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        f"rate limit of {limit} a minute reached for API key {key.id} (each event of a batch counts one, "
+        f"any other request one; {what}{counted.count} counted so far); retry after {retry_after}s "
+        "(TOUCHFLOW_RATE_LIMIT_PER_MINUTE)",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 Ingest = require(Scope.INGEST)
 Read = require(Scope.READ)
 InboxTokens = require(Scope.INBOX)
 Admin = require(Scope.ADMIN)
+# The key of a route that counts its own cost toward the rate limit with `charge`.
+IngestKeyDep = Annotated[ApiKey, require(Scope.INGEST, metered=False)]

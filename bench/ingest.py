@@ -106,6 +106,8 @@ async def main() -> None:
                 # No Temporal here: the relay keeps routed events in the outbox, as when Temporal is away.
                 "TOUCHFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
                 "TOUCHFLOW_API_PORT": str(port),
+                # The limit is on (each event counts) but set above what the run sends, so it never binds.
+                "TOUCHFLOW_RATE_LIMIT_PER_MINUTE": str(100 * args.events),
             }
             command = ["-m", "touchflow.cli", "api"]
             headers = {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"}

@@ -25,7 +25,7 @@ from pydantic import (
     StringConstraints,
 )
 from pydantic_core import PydanticCustomError
-from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, TypeDecorator, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
@@ -373,15 +373,32 @@ class BatchAck(BaseModel):
 
 
 class OutboxEntry(SQLModel, table=True):
-    """An accepted event that still has to reach its journeys. Deleted once Temporal has it."""
+    """An accepted event that still has to reach its journeys. Deleted once Temporal has it.
+
+    `available_at` is when a relay may try it (later after a failure); one customer's entries go in `id`
+    order, so an entry waiting out its back-off holds back the customer's later ones.
+    """
 
     __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_customer_available", "customer_id", "available_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(max_length=128, unique=True)
+    customer_id: str = Field(max_length=128)
     attempts: int = 0
     available_at: datetime = time_column(index=True)
     last_error: str | None = Field(default=None, max_length=500)
+
+
+class RelayLease(SQLModel, table=True):
+    """A customer whose outbox entries one relay is handing to Temporal: no other relay takes any of them
+    until `until` (renewed while the relay's pass runs)."""
+
+    __tablename__ = "relay_leases"
+
+    customer_id: str = Field(primary_key=True, max_length=128)
+    holder: str = Field(max_length=100)
+    until: datetime = time_column()
 
 
 class RateWindow(SQLModel, table=True):
@@ -425,6 +442,8 @@ class JourneyEntry(SQLModel, table=True):
     journey: str = Field(max_length=100, index=True)
     customer_id: str = Field(max_length=128)
     entry_key: str | None = Field(default=None, max_length=128)
+    # The event that started the run: a relay retry of it after the run closed starts no second run.
+    trigger_event_id: str | None = Field(default=None, max_length=128, index=True)
     status: JourneyStatus = Field(default=JourneyStatus.ACTIVE, sa_column=Column(String(16), nullable=False))
     entered_at: datetime = time_column()
     ended_at: datetime | None = time_column(nullable=True)
@@ -487,6 +506,16 @@ class Engagement(SQLModel, table=True):
     """A customer opened or clicked a message: recorded by the tracking endpoints against its delivery."""
 
     __tablename__ = "engagements"
+    # One open per delivery: mail clients and proxies fetch the pixel again and again.
+    __table_args__ = (
+        Index(
+            "uq_engagements_one_open",
+            "delivery_id",
+            unique=True,
+            sqlite_where=text("kind = 'open'"),
+            postgresql_where=text("kind = 'open'"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     delivery_id: int = Field(index=True)

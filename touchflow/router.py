@@ -4,6 +4,15 @@ The API stores an event and its outbox entry in one transaction and answers; the
 process) leases outbox entries, hands each event to Temporal and deletes the entry only when Temporal has it.
 A crash anywhere in between leaves the entry to be leased again; a repeat reaches the run as the same event
 id, which the journey drops. So an accepted event is acted on exactly once.
+
+Ordering across processes: a relay leases whole customers, not single entries (`Store.claim_outbox`). A
+`relay_leases` row per customer names the relay that holds it and until when; another relay skips that
+customer's entries, old and new, until the lease ends, so one customer's events are never relayed by two
+relays at once. Within a pass a customer's events go one after another, oldest first; different customers'
+go side by side. When one fails, it waits out its back-off and the customer's later events wait behind it.
+A pass renews its leases every third of `LEASE` while it runs, so a long pass (a slow Temporal) keeps its
+customers; a relay that could not renew in time (its lease was taken over) routes nothing more of those
+customers. The leases are released when the pass ends, or lapse if the relay dies.
 """
 
 from __future__ import annotations
@@ -11,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 
@@ -26,7 +38,7 @@ from touchflow.workflows.base import JourneyEvent, JourneyInput, JourneySpec
 
 log = logging.getLogger(__name__)
 
-# How long a relay owns leased entries before another may take them over.
+# How long a relay owns the customers it leased before another may take them over.
 LEASE = timedelta(seconds=30)
 MAX_BACKOFF = timedelta(seconds=30)
 _SERVER_DOWN = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
@@ -50,13 +62,20 @@ class Router:
         journey_event = JourneyEvent(
             id=event.id, name=event.name, properties=event.properties, occurred_at=event.occurred_at
         )
+        started: set[str] = set()
+        if any(event.name in spec.starts_on for spec in self.registry.values()):
+            # A relay retry of an event that started a run which has closed since (a journey that may run
+            # again) would start a second run: the store knows which runs this event started.
+            started = await asyncio.to_thread(self.store.runs_started_by, event.id)
         for spec in self.registry.values():
             if event.name in spec.starts_on:
-                await self._start_or_feed(spec, event, journey_event)
+                await self._start_or_feed(spec, event, journey_event, started)
             elif event.name in spec.ends_on or event.name in spec.listens_to:
                 await self._feed_running(spec, event, journey_event)
 
-    async def _start_or_feed(self, spec: JourneySpec, event: Event, journey_event: JourneyEvent) -> None:
+    async def _start_or_feed(
+        self, spec: JourneySpec, event: Event, journey_event: JourneyEvent, started: set[str]
+    ) -> None:
         entry_key = spec.entry_key(event.properties)
         if spec.key is not None and entry_key is None:
             log.warning(
@@ -65,6 +84,10 @@ class Router:
             )
             return
         workflow_id = spec.workflow_id(event.customer_id, entry_key)
+        if workflow_id in started:
+            # Open, the run has the event already (it started with it); closed, it must not start again.
+            log.info("event already started this journey", extra={"workflow_id": workflow_id})
+            return
         try:
             await self.client.start_workflow(
                 spec.name,
@@ -170,6 +193,8 @@ class Relay:
         interval: timedelta,
         batch_size: int,
         registry: Mapping[str, JourneySpec],
+        *,
+        lease: timedelta = LEASE,
     ) -> None:
         self.store = store
         self.connect = connect
@@ -177,6 +202,9 @@ class Relay:
         self.interval = interval.total_seconds()
         self.batch_size = batch_size
         self.registry = registry
+        self.lease = lease
+        # Names this relay in `relay_leases`: which process holds a customer, for whoever looks.
+        self.holder = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
         self._router: Router | None = None
         self._wake = asyncio.Event()
 
@@ -208,47 +236,70 @@ class Relay:
         if await asyncio.to_thread(self.store.outbox_size) == 0:
             return False
         router = await self.router()
-        claimed = await asyncio.to_thread(self.store.claim_outbox, self.batch_size, LEASE)
-        # An event erased since it was claimed (its customer was deleted) starts nothing.
-        present = await asyncio.to_thread(self.store.existing_event_ids, [c.event.id for c in claimed])
-        erased = [item for item in claimed if item.event.id not in present]
-        claimed = [item for item in claimed if item.event.id in present]
-        # One customer's events go in order; different customers' go side by side.
-        by_customer: dict[str, list[ClaimedEvent]] = {}
-        for item in claimed:
-            by_customer.setdefault(item.event.customer_id, []).append(item)
+        claimed = await asyncio.to_thread(self.store.claim_outbox, self.batch_size, self.lease, self.holder)
+        if not claimed:
+            return False
+        customers = sorted({item.event.customer_id for item in claimed})
         done: list[int] = []
-        server_down = asyncio.Event()
+        lost: set[str] = set()
+        renewing = asyncio.create_task(self._renew_leases(customers, lost))
+        try:
+            # An event erased since it was claimed (its customer was deleted) starts nothing.
+            present = await asyncio.to_thread(self.store.existing_event_ids, [c.event.id for c in claimed])
+            done.extend(item.outbox_id for item in claimed if item.event.id not in present)
+            relayed = [item for item in claimed if item.event.id in present]
+            by_customer: dict[str, list[ClaimedEvent]] = {}
+            for item in relayed:
+                by_customer.setdefault(item.event.customer_id, []).append(item)
+            server_down = asyncio.Event()
 
-        async def relay_customer(items: list[ClaimedEvent]) -> None:
-            for index, item in enumerate(items):
-                if server_down.is_set():
-                    await self._back_off(item, "temporal unavailable")
-                    continue
-                try:
-                    await router.route(item.event)
-                except RPCError as exc:
-                    if exc.status in _SERVER_DOWN:
-                        # Temporal is away: hand the rest back at once, not one timeout each.
-                        server_down.set()
-                        await self._back_off(item, f"temporal unavailable: {exc.message}")
-                        continue
-                    await self._back_off(item, f"temporal: {exc.status!s} {exc.message}")
-                    # Later events of this customer wait too, so they do not overtake this one.
-                    for rest in items[index + 1 :]:
-                        await self._back_off(rest, f"waiting behind event {item.event.id}")
-                    return
-                except Exception as exc:
-                    await self._back_off(item, f"{type(exc).__name__}: {exc}")
-                    for rest in items[index + 1 :]:
-                        await self._back_off(rest, f"waiting behind event {item.event.id}")
-                    return
-                done.append(item.outbox_id)
+            async def relay_customer(items: list[ClaimedEvent]) -> None:
+                # In order, one at a time. The first that fails waits out its back-off and the rest stay
+                # where they are: the customer is not leased again until that one is due.
+                for item in items:
+                    if item.event.customer_id in lost:
+                        return  # another relay holds this customer now: it relays the rest
+                    if server_down.is_set():
+                        await self._back_off(item, "temporal unavailable")
+                        return
+                    try:
+                        await router.route(item.event)
+                    except RPCError as exc:
+                        if exc.status in _SERVER_DOWN:
+                            # Temporal is away: hand the rest back at once, not one timeout each.
+                            server_down.set()
+                            await self._back_off(item, f"temporal unavailable: {exc.message}")
+                            return
+                        await self._back_off(item, f"temporal: {exc.status!s} {exc.message}")
+                        return
+                    except Exception as exc:
+                        await self._back_off(item, f"{type(exc).__name__}: {exc}")
+                        return
+                    done.append(item.outbox_id)
 
-        await asyncio.gather(*(relay_customer(items) for items in by_customer.values()))
-        await asyncio.to_thread(self.store.finish_outbox, [*done, *(item.outbox_id for item in erased)])
-        await self._sweep_erased(router, claimed)
-        return len(claimed) + len(erased) == self.batch_size and len(done) == len(claimed)
+            await asyncio.gather(*(relay_customer(items) for items in by_customer.values()))
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            await asyncio.to_thread(self.store.finish_outbox, done, self.holder, customers)
+        await self._sweep_erased(router, relayed)
+        return len(claimed) == self.batch_size and len(done) == len(claimed)
+
+    async def _renew_leases(self, customers: list[str], lost: set[str]) -> None:
+        """While the pass runs: renew its leases every third of the lease; note the customers it lost."""
+        every = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                held = await asyncio.to_thread(self.store.extend_leases, self.holder, customers, self.lease)
+            except Exception as exc:  # the database away for a moment: the next renewal may still be in time
+                log.warning("relay lease renewal failed: %s: %s", type(exc).__name__, exc)
+                continue
+            gone = set(customers) - held
+            if gone - lost:
+                log.warning("relay lost customers' leases mid-pass", extra={"customers": len(gone - lost)})
+            lost |= gone
 
     async def _sweep_erased(self, router: Router, relayed: list[ClaimedEvent]) -> None:
         """A customer erased while their events were being relayed: the runs just started are ended and
@@ -266,4 +317,4 @@ class Relay:
             "relay will retry",
             extra={"event_id": item.event.id, "attempts": item.attempts, "retry_in": str(delay)},
         )
-        await asyncio.to_thread(self.store.retry_outbox, item.outbox_id, error, delay)
+        await asyncio.to_thread(self.store.retry_outbox, item.outbox_id, error, delay, self.holder)

@@ -109,7 +109,14 @@ class Settings(BaseSettings):
     api_port: int = 8000
     max_batch_size: int = Field(1000, ge=1, le=10_000)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    rate_limit_per_minute: int = Field(6000, ge=0, description="Requests per API key per minute; 0: off.")
+    rate_limit_per_minute: int = Field(
+        60_000,
+        ge=0,
+        description="Per API key a minute: a batch counts each of its events, other requests one; 0: off.",
+    )
+    auth_failures_per_minute: int = Field(
+        20, ge=0, description="Failed API key checks a client address may make a minute, then 429; 0: off."
+    )
     auto_migrate: bool = True
     dev_mail_dir: Path | None = None
 

@@ -57,6 +57,7 @@ from touchflow.models import (
     PushSubscription,
     PushSubscriptionIn,
     RateWindow,
+    RelayLease,
     Suppression,
     ZaloToken,
     utcnow,
@@ -118,6 +119,15 @@ class ClaimedEvent:
     outbox_id: int
     attempts: int
     event: Event
+
+
+@dataclass(frozen=True)
+class RateCount:
+    """A fixed rate window after a request was counted in it (or refused, `admitted` False)."""
+
+    admitted: bool
+    count: int
+    resets_at: float  # when the window ends, in seconds since the epoch
 
 
 @dataclass(frozen=True)
@@ -234,10 +244,12 @@ class Store:
         """
         removed: dict[str, int] = {}
         with self.engine.begin() as conn:
-            events = _table(Event)
-            event_ids = select(events.c.id).where(events.c.customer_id == customer_id)
+            # Lease rows before outbox rows, as the relay takes them (`claim_outbox`).
+            leases = _table(RelayLease)
+            conn.execute(delete(leases).where(leases.c.customer_id == customer_id))
             outbox = _table(OutboxEntry)
-            removed["outbox"] = conn.execute(delete(outbox).where(outbox.c.event_id.in_(event_ids))).rowcount
+            queued = delete(outbox).where(outbox.c.customer_id == customer_id)
+            removed["outbox"] = conn.execute(queued).rowcount
             deliveries = _table(Delivery)
             engagements = _table(Engagement)
             theirs = select(deliveries.c.id).where(deliveries.c.customer_id == customer_id)
@@ -269,6 +281,7 @@ class Store:
                     customer_id=ERASED,
                     workflow_id=literal(f"{ERASED}:") + cast(entries.c.id, String),
                     entry_key=None,
+                    trigger_event_id=None,
                 )
             ).rowcount
             customers = _table(Customer)
@@ -347,7 +360,7 @@ class Store:
             if derived:
                 inserted |= self._insert_ignore(conn, Event, derived, returning=_table(Event).c.id)
             outbox = [
-                {"event_id": row["id"], "attempts": 0, "available_at": now}
+                {"event_id": row["id"], "customer_id": row["customer_id"], "attempts": 0, "available_at": now}
                 for row in [*rows, *derived]
                 if row["id"] in inserted and row["name"] in relayed
             ]
@@ -417,7 +430,9 @@ class Store:
                 reason = "issued to another customer"
             elif coupon.redeemed_at is not None:
                 reason = "already redeemed"
-            elif coupon.expires_at < row["occurred_at"]:
+            elif coupon.expires_at < now:
+                # Judged when the order is received: its own `timestamp` is the client's word, and a
+                # backdated one must not revive an expired code.
                 reason = "expired"
             else:
                 # The `redeemed_at IS NULL` re-check makes two concurrent redemptions apply once.
@@ -467,49 +482,133 @@ class Store:
                 )
         return derived
 
-    def claim_outbox(self, limit: int, lease: timedelta) -> list[ClaimedEvent]:
-        """Lease up to `limit` due entries to the caller; another relay skips them until the lease ends."""
+    def claim_outbox(self, limit: int, lease: timedelta, holder: str) -> list[ClaimedEvent]:
+        """Lease whole customers to the relay `holder`: up to `limit` entries, oldest first, of customers that
+        no other relay holds and whose oldest entry is due; the caller routes each customer's in order.
+
+        A customer is taken with a row in `relay_leases` (insert, or take over a lapsed lease), so one
+        customer's events are never relayed by two relays at once. An entry waiting out its back-off holds
+        back its customer's later entries (they would overtake it). One transaction, `BEGIN IMMEDIATE` on
+        SQLite; on PostgreSQL the lease upsert decides between relays racing for a customer, in customer id
+        order (no deadlock). Every transaction here touching both tables takes lease rows first.
+        """
         now = utcnow()
-        outbox = _table(OutboxEntry)
-        with self.engine.begin() as conn:
-            due = select(outbox.c.id).where(outbox.c.available_at <= now).order_by(outbox.c.id)
-            due = due.limit(limit)
-            if conn.dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
-            ids = list(conn.scalars(due))
-            if not ids:
+        outbox, leases = _table(OutboxEntry), _table(RelayLease)
+        later = outbox.alias("later")
+        with read_modify_write(self.engine) as conn:
+            held = (
+                select(leases.c.customer_id)
+                .where(leases.c.customer_id == outbox.c.customer_id, leases.c.until > now)
+                .exists()
+            )
+            backing_off = (
+                select(later.c.id)
+                .where(later.c.customer_id == outbox.c.customer_id, later.c.available_at > now)
+                .exists()
+            )
+            due = (
+                select(outbox.c.customer_id)
+                .where(outbox.c.available_at <= now, ~held, ~backing_off)
+                .order_by(outbox.c.id)
+                .limit(limit)
+            )
+            candidates = sorted(set(conn.scalars(due)))
+            if not candidates:
                 return []
-            # The re-check of available_at makes a lease race-free: a second relay finds it moved.
-            claimed = conn.execute(
-                update(outbox)
-                .where(and_(outbox.c.id.in_(ids), outbox.c.available_at <= now))
-                .values(available_at=now + lease, attempts=outbox.c.attempts + 1)
-                .returning(outbox.c.id, outbox.c.event_id, outbox.c.attempts)
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            take = dialect.insert(leases).values(
+                [{"customer_id": c, "holder": holder, "until": now + lease} for c in candidates]
+            )
+            take = take.on_conflict_do_update(
+                index_elements=[leases.c.customer_id],
+                set_={"holder": take.excluded.holder, "until": take.excluded.until},
+                where=or_(leases.c.until <= now, leases.c.holder == holder),
+            ).returning(leases.c.customer_id)
+            won = set(conn.scalars(take))
+            if not won:
+                return []
+            # Read again under the leases: what is there now is ours alone, oldest first.
+            rows = conn.execute(
+                select(outbox.c.id, outbox.c.customer_id, outbox.c.available_at)
+                .where(outbox.c.customer_id.in_(won))
+                .order_by(outbox.c.id)
+                .limit(limit)
             ).all()
-            if not claimed:
-                return []
-            event_ids = [row.event_id for row in claimed]
-            events = {
-                row.id: Event.model_validate(row._mapping)
-                for row in conn.execute(select(_table(Event)).where(_table(Event).c.id.in_(event_ids)))
-            }
+            heads: dict[str, bool] = {}
+            ids = []
+            for row in rows:
+                # A customer whose oldest entry went into back-off meanwhile (another relay's retry) waits.
+                if heads.setdefault(row.customer_id, row.available_at <= now):
+                    ids.append(row.id)
+            claimed: Sequence[Any] = ()
+            events: dict[str, Event] = {}
+            if ids:
+                claimed = conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(ids))
+                    .values(attempts=outbox.c.attempts + 1)
+                    .returning(outbox.c.id, outbox.c.event_id, outbox.c.attempts)
+                ).all()
+                event_ids = [row.event_id for row in claimed]
+                events = {
+                    row.id: Event.model_validate(row._mapping)
+                    for row in conn.execute(select(_table(Event)).where(_table(Event).c.id.in_(event_ids)))
+                }
+                orphans = [row.id for row in claimed if row.event_id not in events]
+                if orphans:  # an entry whose event is gone has nothing to relay
+                    conn.execute(delete(outbox).where(outbox.c.id.in_(orphans)))
+            # Customers won but with nothing to relay now (emptied or backing off meanwhile, or past `limit`).
+            idle = won - {event.customer_id for event in events.values()}
+            if idle:
+                conn.execute(delete(leases).where(leases.c.customer_id.in_(idle), leases.c.holder == holder))
         return [
             ClaimedEvent(outbox_id=row.id, attempts=row.attempts, event=events[row.event_id])
             for row in sorted(claimed, key=lambda r: r.id)
             if row.event_id in events
         ]
 
-    def finish_outbox(self, outbox_ids: Sequence[int]) -> None:
-        if not outbox_ids:
-            return
+    def extend_leases(self, holder: str, customers: Sequence[str], lease: timedelta) -> set[str]:
+        """Renew `holder`'s leases of `customers` for `lease` from now; returns the customers it still holds
+        (a lease that lapsed and was taken over is not renewed)."""
+        if not customers:
+            return set()
+        leases = _table(RelayLease)
         with self.engine.begin() as conn:
-            conn.execute(delete(_table(OutboxEntry)).where(_table(OutboxEntry).c.id.in_(outbox_ids)))
+            renewed = conn.scalars(
+                update(leases)
+                .where(leases.c.customer_id.in_(list(customers)), leases.c.holder == holder)
+                .values(until=utcnow() + lease)
+                .returning(leases.c.customer_id)
+            )
+            return set(renewed)
 
-    def retry_outbox(self, outbox_id: int, error: str, delay: timedelta) -> None:
+    def finish_outbox(self, outbox_ids: Sequence[int], holder: str, customers: Iterable[str] = ()) -> None:
+        """Delete relayed entries and end `holder`'s leases of `customers` (the pass is over)."""
+        customers = list(customers)
+        if not outbox_ids and not customers:
+            return
+        leases = _table(RelayLease)
+        with self.engine.begin() as conn:
+            if customers:
+                conn.execute(
+                    delete(leases).where(leases.c.customer_id.in_(customers), leases.c.holder == holder)
+                )
+            if outbox_ids:
+                conn.execute(delete(_table(OutboxEntry)).where(_table(OutboxEntry).c.id.in_(outbox_ids)))
+
+    def retry_outbox(self, outbox_id: int, error: str, delay: timedelta, holder: str) -> None:
+        """Put an entry off for `delay`; only the relay holding its customer may (a relay whose lease was
+        taken over changes nothing)."""
+        outbox, leases = _table(OutboxEntry), _table(RelayLease)
+        holds = (
+            select(leases.c.customer_id)
+            .where(leases.c.customer_id == outbox.c.customer_id, leases.c.holder == holder)
+            .exists()
+        )
         with self.engine.begin() as conn:
             conn.execute(
-                update(_table(OutboxEntry))
-                .where(_table(OutboxEntry).c.id == outbox_id)
+                update(outbox)
+                .where(outbox.c.id == outbox_id, holds)
                 .values(available_at=utcnow() + delay, last_error=error[:500])
             )
 
@@ -570,20 +669,40 @@ class Store:
 
     # -- rate limits ----------------------------------------------------------------------------------------
 
-    def count_request(self, key_id: str, window_seconds: int, now: float) -> tuple[int, float]:
-        """Count one request in the key's current window; returns the count and when the window ends."""
+    def count_request(
+        self, key_id: str, window_seconds: int, now: float, cost: int = 1, limit: int | None = None
+    ) -> RateCount:
+        """Count `cost` in the key's current fixed window, unless that would take it past `limit`: then
+        nothing is counted and `admitted` is False. Every API process shares the windows.
+
+        One conditional `UPDATE` decides, so concurrent requests never count past the limit together.
+        """
         window = int(now // window_seconds) * window_seconds
         table = _table(RateWindow)
+        this = and_(table.c.key_id == key_id, table.c.window == window)
         with self.engine.begin() as conn:
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            stmt = dialect.insert(table).values(key_id=key_id, window=window, count=1)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[table.c.key_id, table.c.window], set_={"count": table.c.count + 1}
-            ).returning(table.c.count)
-            count = int(conn.execute(stmt).scalar_one())
-            if count == 1:  # first request of a new window: forget the old ones
+            opened = self._insert_ignore(
+                conn, RateWindow, [{"key_id": key_id, "window": window, "count": 0}], returning=table.c.key_id
+            )
+            if opened:  # the first request of a new window: forget the old ones
                 conn.execute(delete(table).where(table.c.key_id == key_id, table.c.window < window))
-        return count, window + window_seconds
+            fits = this if limit is None else and_(this, table.c.count + cost <= limit)
+            counted = conn.execute(
+                update(table).where(fits).values(count=table.c.count + cost).returning(table.c.count)
+            ).scalar_one_or_none()
+            if counted is not None:
+                return RateCount(admitted=True, count=int(counted), resets_at=window + window_seconds)
+            refused = conn.execute(select(table.c.count).where(this)).scalar_one()
+        return RateCount(admitted=False, count=int(refused), resets_at=window + window_seconds)
+
+    def window_count(self, key_id: str, window_seconds: int, now: float) -> RateCount:
+        """What the key's current window holds, counting nothing."""
+        window = int(now // window_seconds) * window_seconds
+        table = _table(RateWindow)
+        with self.engine.connect() as conn:
+            this = and_(table.c.key_id == key_id, table.c.window == window)
+            count = conn.scalar(select(table.c.count).where(this))
+        return RateCount(admitted=True, count=int(count or 0), resets_at=window + window_seconds)
 
     # -- journeys -------------------------------------------------------------------------------------------
 
@@ -595,6 +714,7 @@ class Store:
         journey: str,
         customer_id: str,
         entry_key: str | None,
+        trigger_event_id: str | None = None,
     ) -> tuple[JourneyEntry, list[JourneyEntry]]:
         """Record that a run began; returns it with the earlier runs of the same workflow id.
 
@@ -621,9 +741,16 @@ class Store:
                     journey=journey,
                     customer_id=customer_id,
                     entry_key=entry_key,
+                    trigger_event_id=trigger_event_id,
                 )
                 session.add(entry)
         return entry, earlier
+
+    def runs_started_by(self, event_id: str) -> set[str]:
+        """The workflow ids of the runs this event started (open or closed)."""
+        table = _table(JourneyEntry)
+        with self.engine.connect() as conn:
+            return set(conn.scalars(select(table.c.workflow_id).where(table.c.trigger_event_id == event_id)))
 
     def leave_journey(self, run_id: str, status: JourneyStatus, ended_by: str | None) -> None:
         with self.engine.begin() as conn:
@@ -694,16 +821,19 @@ class Store:
         return {s: (opened.get(s, 0) + read.get(s, 0), clicked.get(s, 0)) for s in steps}
 
     def record_engagement(self, delivery_id: int, kind: str, url: str | None = None) -> bool:
-        """Record an open or a click; False when there is no such delivery (erased, or a stale link)."""
+        """Record an open or a click; False when there is no such delivery (erased, or a stale link).
+
+        A delivery is opened once: a pixel fetched again (mail clients and proxies do) adds nothing, by the
+        table's unique index on opens. Every click is kept.
+        """
         with self.engine.begin() as conn:
             exists = conn.execute(
                 select(_table(Delivery).c.id).where(_table(Delivery).c.id == delivery_id)
             ).first()
             if exists is None:
                 return False
-            conn.execute(
-                _table(Engagement).insert().values(delivery_id=delivery_id, kind=kind, url=url, at=utcnow())
-            )
+            row = {"delivery_id": delivery_id, "kind": kind, "url": url, "at": utcnow()}
+            self._insert_ignore(conn, Engagement, [row])
         return True
 
     # -- deliveries -----------------------------------------------------------------------------------------

@@ -506,6 +506,7 @@ class Journey:
                     entry_key=self.entry_key,
                     reentry=self.spec.reentry,
                     cooldown_seconds=self.spec.cooldown.total_seconds() if self.spec.cooldown else None,
+                    trigger_event_id=trigger.id,
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=BOOKKEEPING_RETRY,

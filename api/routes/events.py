@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Response, status
+from fastapi import APIRouter, Body, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
-from touchflow.api.deps import Ingest, RegistryDep, RelayDep, SettingsDep, StoreDep
+from touchflow.api.deps import Ingest, IngestKeyDep, RegistryDep, RelayDep, SettingsDep, StoreDep, charge
 from touchflow.api.errors import describe_errors
 from touchflow.models import (
     WORKFLOW_ID_MAX_LENGTH,
@@ -23,7 +23,7 @@ from touchflow.models import (
 )
 from touchflow.workflows.registry import Registry
 
-router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Ingest])
+router = APIRouter(prefix="/v1/events", tags=["events"])
 
 _EVENTS = TypeAdapter(list[EventIn])
 _BATCH_DOC = "Up to TOUCHFLOW_MAX_BATCH_SIZE (default 1,000) events, each shaped like `POST /v1/events`."
@@ -60,6 +60,7 @@ def entry_key_errors(event: EventIn, registry: Registry) -> list[dict[str, Any]]
     status_code=status.HTTP_202_ACCEPTED,
     response_model=EventAck,
     responses={status.HTTP_409_CONFLICT: {"description": "The `id` is taken by another event."}},
+    dependencies=[Ingest],
 )
 async def post_event(body: EventIn, store: StoreDep, relay: RelayDep, registry: RegistryDep) -> EventAck:
     """Accept one event. The same event sent again is answered `duplicate` and changes nothing; an `id`
@@ -79,6 +80,8 @@ async def post_event(body: EventIn, store: StoreDep, relay: RelayDep, registry: 
 
 @router.post("/batch", response_model=BatchAck)
 async def post_batch(
+    request: Request,
+    key: IngestKeyDep,
     store: StoreDep,
     relay: RelayDep,
     registry: RegistryDep,
@@ -97,6 +100,8 @@ async def post_batch(
             status.HTTP_413_CONTENT_TOO_LARGE,
             f"a batch holds at most {settings.max_batch_size} events; this one has {len(events)}: split it",
         )
+    # Each event counts toward the key's rate limit; a batch that does not fit is refused whole.
+    await charge(request, key, max(1, len(events)))
     valid: list[tuple[int, EventIn]] = []
     results: list[BatchItemResult] = []
     try:

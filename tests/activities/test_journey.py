@@ -14,8 +14,8 @@ from temporalio.testing import ActivityEnvironment
 
 from tests.support.harness import TEST_REGISTRY
 from touchflow.activities.journey import JourneyActivities
-from touchflow.activities.types import SendStatus, SendStepInput, SendStepResult
-from touchflow.models import CustomerIn, Delivery, DeliveryStatus
+from touchflow.activities.types import EnterJourneyInput, SendStatus, SendStepInput, SendStepResult
+from touchflow.models import CustomerIn, Delivery, DeliveryStatus, JourneyStatus
 from touchflow.rendering import Renderer
 from touchflow.settings import Settings
 from touchflow.store import Store
@@ -275,6 +275,33 @@ HOSTILE_LINKS = [
     "https://shop.example\\@evil.example/",
     "file:///etc/passwd",
 ]
+
+
+async def test_a_run_started_on_an_event_that_started_an_earlier_run_is_not_admitted(
+    journeys: JourneyHarness,
+) -> None:
+    """The router skips such a start; a relay retry racing its check is stopped here, at entry."""
+
+    async def enter(run_id: str, trigger: str) -> tuple[bool, str | None]:
+        entry = await ActivityEnvironment().run(
+            journeys.activities.enter_journey,
+            EnterJourneyInput(
+                journey="probe",
+                workflow_id="probe:c1:x",
+                run_id=run_id,
+                customer_id="c1",
+                entry_key="x",
+                reentry="one_at_a_time",
+                trigger_event_id=trigger,
+            ),
+        )
+        return entry.admitted, entry.reason
+
+    assert await enter("run-1", "probe-x") == (True, None)
+    journeys.store.leave_journey("run-1", JourneyStatus.COMPLETED, None)
+    assert await enter("run-2", "probe-x") == (False, "an earlier run started on this event")
+    assert await enter("run-3", "probe-x2") == (True, None)
+    assert journeys.store.runs_started_by("probe-x") == {"probe:c1:x"}
 
 
 @pytest.mark.parametrize("url", HOSTILE_LINKS)

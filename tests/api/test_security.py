@@ -70,6 +70,46 @@ def test_past_the_rate_limit_a_key_gets_429_with_retry_after(make_api: Callable[
     assert other_process.get("/v1/customers/x", headers=bearer("key-one-123")).status_code == 429
 
 
+def batch(tag: str, size: int) -> dict[str, list[dict[str, str]]]:
+    return {"events": [{"id": f"{tag}-{i}", "customer_id": "c", "name": "page_viewed"} for i in range(size)]}
+
+
+def test_a_batch_counts_each_event_toward_the_rate_limit(make_api: Callable[..., TestClient]) -> None:
+    api = make_api(rate_limit_per_minute=1500)
+    store = api.app.state.store  # type: ignore[attr-defined]
+    assert api.post("/v1/events/batch", json=batch("a", 1000), headers=bearer(API_KEY)).status_code == 200
+    # 1,000 counted: a second batch of 1,000 would go past 1,500, so none of it is stored
+    refused = api.post("/v1/events/batch", json=batch("b", 1000), headers=bearer(API_KEY))
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert "TOUCHFLOW_RATE_LIMIT_PER_MINUTE" in refused.json()["detail"]
+    assert store.get_event("b-0") is None and store.get_event("b-999") is None
+    # what is left of the minute still fits a smaller batch, then the budget is spent
+    assert api.post("/v1/events/batch", json=batch("c", 500), headers=bearer(API_KEY)).status_code == 200
+    single = {"id": "d-0", "customer_id": "c", "name": "page_viewed"}
+    assert api.post("/v1/events", json=single, headers=bearer(API_KEY)).status_code == 429
+
+
+def test_failed_authentication_is_limited_per_client_address(
+    make_api: Callable[..., TestClient], make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    api = make_api()
+    answers = [api.get("/v1/customers/x", headers=bearer(f"guess-{i:04d}")).status_code for i in range(21)]
+    assert answers == [401] * 20 + [429]
+    limited = api.get("/v1/customers/x", headers=bearer("guess-0021"))
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert "TOUCHFLOW_AUTH_FAILURES_PER_MINUTE" in limited.json()["detail"]
+    # Past the limit even the right key is not tried from that address, so guessing learns nothing more.
+    assert api.get("/v1/customers/x", headers=bearer(API_KEY)).status_code == 429
+    # Counted in the database: another API process refuses that address too; other addresses go on.
+    app = create_app(make_settings(database_url=db_url), run_relay=False)
+    with TestClient(app) as other_process:
+        assert other_process.get("/v1/customers/x", headers=bearer(API_KEY)).status_code == 429
+    with TestClient(app, client=("203.0.113.9", 50000)) as elsewhere:
+        assert elsewhere.get("/v1/customers/x", headers=bearer(API_KEY)).status_code == 404
+        assert elsewhere.get("/v1/customers/x", headers=bearer("guess-9999")).status_code == 401
+
+
 def test_a_body_over_the_limit_gets_413_and_nothing_is_stored(make_api: Callable[..., TestClient]) -> None:
     api = make_api(max_body_bytes=2048)
     events = [{"id": f"e{i}", "customer_id": "c", "name": "page_viewed"} for i in range(100)]

@@ -83,3 +83,24 @@ def test_a_link_signed_for_another_domain_is_not_redirected(api: TestClient, sto
     with store.session() as session:
         clicks = session.scalars(select(Engagement.url).where(col(Engagement.kind) == "click")).all()
     assert sorted(clicks) == ["https://shop.example/cart", "https://www.shop.example/cart"]
+
+
+def test_a_pixel_fetched_ten_times_is_one_open(api: TestClient, store: Store) -> None:
+    """Mail clients and proxies fetch the pixel again and again: one delivery, one open, every time a GIF."""
+    delivery = store.claim_delivery(
+        Delivery(
+            key="welcome:c1:1:welcome",
+            journey="welcome",
+            customer_id="c1",
+            step="welcome",
+            workflow_id="welcome:c1",
+        )
+    )
+    token = Signer(SECRET).sign("open", str(delivery.id))
+    for _ in range(10):
+        pixel = api.get(f"/t/o/{token}.gif")
+        assert pixel.status_code == 200 and pixel.headers["content-type"] == "image/gif"
+    with store.session() as session:
+        opens = session.scalars(select(Engagement.id).where(col(Engagement.kind) == "open")).all()
+    assert len(opens) == 1
+    assert store.engagement_counts("welcome") == {"welcome": (1, 0)}

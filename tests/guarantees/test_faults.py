@@ -14,8 +14,9 @@ import httpx
 from tests.conftest import API_KEY
 from tests.support.server import serving
 from touchflow.api.main import create_app
-from touchflow.models import CustomerIn, DeliveryStatus
+from touchflow.models import CustomerIn, DeliveryStatus, OutboxEntry, utcnow
 from touchflow.settings import Settings
+from touchflow.store import Store
 from touchflow.testing import JourneyHarness, SmtpInbox
 
 
@@ -75,3 +76,39 @@ async def test_the_same_500_events_from_two_clients_at_once_start_each_journey_o
         handle = journeys.env.client.get_workflow_handle(f"welcome:{customer}")
         state = await journeys.state_when(handle, lambda s: len(s.sent) == 2)
         assert state.sent == ["welcome", "welcome_inbox"]
+
+
+def requeue(store: Store, event_id: str) -> None:
+    """What a relay leaves behind when it dies between handing an event to Temporal and deleting its entry:
+    the entry, leased again once its lease lapses."""
+    event = store.get_event(event_id)
+    assert event is not None
+    with store.session() as session:
+        session.add(
+            OutboxEntry(event_id=event_id, customer_id=event.customer_id, attempts=1, available_at=utcnow())
+        )
+        session.commit()
+
+
+async def test_a_relay_retry_of_a_start_event_after_its_run_closed_starts_nothing(
+    journeys: JourneyHarness,
+) -> None:
+    """`probe` may run again once its run has ended (`Reentry.ONE_AT_A_TIME`), but not on the same event."""
+    journeys.customer("p1", email="p1@example.com")
+    handle = await journeys.post("p1", "probe", {"probe_id": "x", "via": ["console"]}, event_id="probe-x")
+    assert handle is not None
+    assert (await journeys.outcome(handle)).status == "completed"
+    first_run = (await handle.describe()).run_id
+
+    requeue(journeys.store, "probe-x")
+    while await journeys.relay.relay_once():
+        pass
+
+    assert journeys.store.outbox_size() == 0
+    assert (await handle.describe()).run_id == first_run
+    assert [d.step for d in journeys.deliveries("p1")] == ["probe"]
+    # a new event of the same entry is a new run, as the journey allows
+    again = await journeys.post("p1", "probe", {"probe_id": "x", "via": ["console"]}, event_id="probe-x2")
+    assert again is not None
+    assert (await journeys.outcome(again)).status == "completed"
+    assert [d.step for d in journeys.deliveries("p1")] == ["probe", "probe"]

@@ -57,25 +57,47 @@ def test_upsert_merges_attributes_and_keeps_unsent_fields(store: Store) -> None:
     assert customer.attributes == {"a": 1, "b": 2}
 
 
-def test_outbox_leases_are_exclusive_until_they_lapse(store: Store) -> None:
-    store.ingest_events([ev(f"e{i}") for i in range(5)], {"signed_up"})
-    first = store.claim_outbox(3, timedelta(minutes=1))
-    second = store.claim_outbox(10, timedelta(minutes=1))
+def test_outbox_leases_take_whole_customers_until_the_pass_ends(store: Store) -> None:
+    store.ingest_events([ev(f"e{i}") for i in range(5)] + [ev("f0", customer="c-2")], {"signed_up"})
+    first = store.claim_outbox(3, timedelta(minutes=1), "relay-a")
+    second = store.claim_outbox(10, timedelta(minutes=1), "relay-b")
     assert [c.event.id for c in first] == ["e0", "e1", "e2"]
-    assert [c.event.id for c in second] == ["e3", "e4"]
-    assert store.claim_outbox(10, timedelta(minutes=1)) == []
+    # c-1 is relay-a's, its later entries too: relay-b gets only the other customer
+    assert [c.event.id for c in second] == ["f0"]
+    assert store.claim_outbox(10, timedelta(minutes=1), "relay-b") == []
 
-    store.retry_outbox(first[0].outbox_id, "temporal down", timedelta(0))
-    store.finish_outbox([c.outbox_id for c in first[1:]])
-    again = store.claim_outbox(10, timedelta(minutes=1))
-    assert [(c.event.id, c.attempts) for c in again] == [("e0", 2)]
-    assert store.outbox_size() == 3
+    store.retry_outbox(first[0].outbox_id, "temporal down", timedelta(0), "relay-a")
+    store.finish_outbox([c.outbox_id for c in first[1:]], "relay-a", ["c-1"])
+    again = store.claim_outbox(10, timedelta(minutes=1), "relay-b")
+    assert [(c.event.id, c.attempts) for c in again] == [("e0", 2), ("e3", 1), ("e4", 1)]
+    assert store.outbox_size() == 4
+
+
+def test_an_entry_in_back_off_holds_back_its_customers_later_entries(store: Store) -> None:
+    store.ingest_events([ev("e0"), ev("e1"), ev("f0", customer="c-2")], {"signed_up"})
+    [head, _, _] = store.claim_outbox(10, timedelta(minutes=1), "relay-a")
+    store.retry_outbox(head.outbox_id, "temporal: not found", timedelta(minutes=5), "relay-a")
+    store.finish_outbox([], "relay-a", ["c-1", "c-2"])
+    # e1 is due, but it would overtake e0: nothing of c-1 until e0 is
+    assert [c.event.id for c in store.claim_outbox(10, timedelta(minutes=1), "relay-b")] == ["f0"]
+
+
+def test_only_the_holder_puts_an_entry_off(store: Store) -> None:
+    store.ingest_events([ev("e0")], {"signed_up"})
+    [claimed] = store.claim_outbox(10, timedelta(seconds=-1), "relay-a")  # relay-a stalls past its lease
+    [taken_over] = store.claim_outbox(10, timedelta(minutes=1), "relay-b")
+    store.retry_outbox(claimed.outbox_id, "late", timedelta(minutes=5), "relay-a")  # changes nothing
+    store.finish_outbox([], "relay-b", ["c-1"])
+    [again] = store.claim_outbox(10, timedelta(minutes=1), "relay-b")
+    assert claimed.event.id == taken_over.event.id == again.event.id == "e0"
 
 
 def test_an_expired_lease_is_taken_over(store: Store) -> None:
     store.ingest_events([ev("lost")], {"signed_up"})
-    [claimed] = store.claim_outbox(10, timedelta(seconds=-1))  # the relay that took it died at once
-    [taken_over] = store.claim_outbox(10, timedelta(minutes=1))
+    [claimed] = store.claim_outbox(
+        10, timedelta(seconds=-1), "relay-a"
+    )  # the relay that took it died at once
+    [taken_over] = store.claim_outbox(10, timedelta(minutes=1), "relay-b")
     assert taken_over.event.id == claimed.event.id == "lost"
 
 

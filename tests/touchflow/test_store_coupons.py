@@ -78,3 +78,31 @@ def test_a_code_is_applied_once_and_the_second_use_is_recorded(store: Store) -> 
     }
     # The derived event is relayed like any other: e1, e2 and coupon_redeemed wait in the outbox.
     assert store.outbox_size() == 3
+
+
+def test_expiry_is_judged_by_when_the_order_was_received_not_by_its_timestamp(store: Store) -> None:
+    def coupon(key: str, expires_in: timedelta) -> str:
+        issued = store.issue_coupon(
+            key=key,
+            customer_id="c1",
+            journey="post_purchase",
+            entry_key=key,
+            value=10,
+            unit="percent",
+            expires_at=utcnow() + expires_in,
+        )
+        return issued.code
+
+    # Expired an hour ago: an order that says it was placed two hours ago arrives now, and is refused.
+    late = coupon("late", -timedelta(hours=1))
+    backdated = order("e-late", late, timestamp=utcnow() - timedelta(hours=2))
+    # Valid for a minute more: an order whose clock runs ahead (or whose timestamp is later for any reason)
+    # is received in time, and is accepted.
+    valid = coupon("valid", timedelta(minutes=1))
+    ahead = order("e-valid", valid, timestamp=utcnow() + timedelta(hours=2))
+    store.ingest_events([backdated, ahead], {"order_placed"})
+
+    [refused] = store.coupon_redemptions(late)
+    assert (refused.accepted, refused.reason) == (False, "expired")
+    [accepted] = store.coupon_redemptions(valid)
+    assert (accepted.accepted, accepted.reason) == (True, None)
