@@ -16,6 +16,7 @@ from touchflow.db import make_engine
 from touchflow.models import Event, EventIn
 from touchflow.router import Relay, Router
 from touchflow.store import Store
+from touchflow.testing import eventually
 
 ROUTED = {"page_viewed"}
 
@@ -141,7 +142,7 @@ async def test_a_pass_longer_than_the_lease_keeps_its_lease(stores: tuple[Store,
     release = recorder.blocked["dana-000"] = asyncio.Event()
 
     pass_ = asyncio.create_task(slow.relay_once())
-    await asyncio.sleep(0.2)
+    await eventually(lambda: "dana" in recorder.active, 10, "the slow pass to be routing dana's first event")
     second_store.ingest_events(views("dana", 3, 2), ROUTED)  # later events of the same customer
     for _ in range(10):  # the other relay keeps looking for three leases' time
         await other.relay_once()
