@@ -13,6 +13,10 @@ Messages never hold the recipient's address or a secret: they end up in logs and
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
 
 class DeliveryError(Exception):
     def __init__(self, reason: str, *, code: str | None = None) -> None:
@@ -31,3 +35,20 @@ class PermanentDeliveryError(DeliveryError):
     def __init__(self, reason: str, *, code: str | None = None, address_dead: bool = False) -> None:
         super().__init__(reason, code=code)
         self.address_dead = address_dead
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: it is either a number of seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return float(max(0, math.ceil(seconds)))

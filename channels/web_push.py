@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
@@ -25,7 +22,7 @@ from py_vapid import Vapid, VapidException
 from pywebpush import WebPusher, WebPushException
 
 from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
-from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
+from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError, parse_retry_after
 from touchflow.encoding import b64url_encode
 from touchflow.settings import Settings
 from touchflow.urls import HostPatterns, linkable, push_endpoint_problem
@@ -190,23 +187,6 @@ def classify(status: int, retry_after: str | None = None) -> RetryableDeliveryEr
     if status >= 500 or status in _RETRY:
         return RetryableDeliveryError(reason, code=str(status), retry_after=parse_retry_after(retry_after))
     return PermanentDeliveryError(reason, code=str(status), address_dead=status in _GONE)
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds: it is either a number of seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return float(max(0, math.ceil(seconds)))
 
 
 def _subscription(address: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
-from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
+from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError, parse_retry_after
 from touchflow.rendering import PerLanguage
 from touchflow.settings import Settings
 
@@ -575,8 +575,7 @@ def _json(response: httpx.Response) -> dict[str, Any] | None:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.isdigit() else None
+    return parse_retry_after(response.headers.get("retry-after"))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import pytest
 from tests.support.network import NetworkGuard
 from tests.support.push_service import PushService, Subscriber
 from touchflow.channels import REGISTRY, OutboundMessage, PermanentDeliveryError, RetryableDeliveryError
-from touchflow.channels.web_push import WebPush, classify, parse_retry_after
+from touchflow.channels.errors import parse_retry_after
+from touchflow.channels.web_push import WebPush, classify
 from touchflow.models import CustomerIn, DeliveryStatus
 from touchflow.settings import Settings
 from touchflow.temporal import free_port
