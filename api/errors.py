@@ -1,4 +1,5 @@
-"""Validation errors as a person reads them: `events.3.customer_id: Field required`."""
+"""Errors as a person reads them: validation (`events.3.customer_id: Field required`) and every
+`touchflow.errors.TouchflowError` that reaches a route, answered with its `http_status` and message."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+from touchflow.errors import TouchflowError
 
 
 def _printable(part: object) -> str | int:
@@ -35,3 +38,8 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
         for e in errors
     ]
     return JSONResponse(status_code=422, content={"message": "; ".join(messages), "detail": detail})
+
+
+async def touchflow_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TouchflowError)
+    return JSONResponse(status_code=exc.http_status, content={"message": str(exc), "detail": str(exc)})

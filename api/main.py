@@ -10,7 +10,7 @@ from functools import partial
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from touchflow.api.errors import validation_error_handler
+from touchflow.api.errors import touchflow_error_handler, validation_error_handler
 from touchflow.api.inbox_hub import InboxHub
 from touchflow.api.limits import BodySizeLimit, RefuseNulInUrl
 from touchflow.api.routes import (
@@ -27,6 +27,7 @@ from touchflow.api.routes import (
 )
 from touchflow.apikeys import parse_keys
 from touchflow.db import make_engine, migrate
+from touchflow.errors import TouchflowError
 from touchflow.router import Relay
 from touchflow.settings import Settings
 from touchflow.signing import Signer
@@ -89,6 +90,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     vapid_key = settings.vapid_private_key.get_secret_value()
     app.state.vapid_public_key = public_key(load_private_key(vapid_key)) if vapid_key else None
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(TouchflowError, touchflow_error_handler)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseNulInUrl)
     app.include_router(health.router)

@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from touchflow.encoding import b64url_decode, b64url_encode
+from touchflow.errors import ConfigurationError, InvalidInput
 
 if TYPE_CHECKING:
     from touchflow.settings import Settings
@@ -77,10 +78,10 @@ class Signer:
         self, secret: str, previous: Iterable[str] = (), *, clock: Callable[[], float] = time.time
     ) -> None:
         if not secret:
-            raise ValueError("TOUCHFLOW_SECRET_KEY is empty: set it to a long random string")
+            raise ConfigurationError("TOUCHFLOW_SECRET_KEY is empty: set it to a long random string")
         previous = list(previous)
         if not all(previous):
-            raise ValueError(
+            raise ConfigurationError(
                 "TOUCHFLOW_PREVIOUS_SECRET_KEYS: an entry is empty; list old secrets, comma-separated"
             )
         self._current = _Key(secret)
@@ -142,7 +143,7 @@ class Signer:
         can prove which customer it shows without holding any secret; docs/channels/onsite.md has snippets.
         """
         if "\0" in customer_id:
-            raise ValueError("customer_id: an inbox token is not made for an id holding a NUL character")
+            raise InvalidInput("customer_id: an inbox token is not made for an id holding a NUL character")
         return self._current.customer_token(customer_id)
 
     def check_customer_token(self, customer_id: str, token: str) -> bool:

@@ -38,6 +38,7 @@ from sqlmodel import Session, col
 
 from touchflow.db import read_modify_write, session_scope
 from touchflow.encoding import b64url_decode, b64url_encode
+from touchflow.errors import InvalidInput
 from touchflow.models import (
     Coupon,
     CouponRedemption,
@@ -153,7 +154,7 @@ def _parse_inbox_cursor(cursor: str) -> tuple[datetime, int]:
         created, _, ident = b64url_decode(cursor).decode().partition("|")
         return datetime.fromisoformat(created), int(ident)
     except ValueError:  # UnicodeDecodeError is one too
-        raise ValueError("cursor: not a cursor this API returned; pass `next_cursor` as it came") from None
+        raise InvalidInput("cursor: not a cursor this API returned; pass `next_cursor` as it came") from None
 
 
 def _unread_counts(customer_ids: Collection[str]) -> Select[str, int]:
@@ -1081,7 +1082,7 @@ class Store:
         Raises ValueError (naming `limit` or `cursor`) for a limit outside 1..100 or a cursor not made here.
         """
         if not 1 <= limit <= INBOX_PAGE_MAX:
-            raise ValueError(f"limit: must be between 1 and {INBOX_PAGE_MAX}")
+            raise InvalidInput(f"limit: must be between 1 and {INBOX_PAGE_MAX}")
         archived_at = col(InboxMessage.archived_at)
         stmt = select(InboxMessage).where(
             col(InboxMessage.customer_id) == customer_id,

@@ -120,10 +120,7 @@ async def list_messages(
     archived: Annotated[bool, Query(description="List the archived messages instead.")] = False,
 ) -> InboxPage:
     """The customer's messages, newest first, a page at a time."""
-    try:
-        page = await hub.run(hub.store.list_inbox, customer, limit=limit, cursor=cursor, archived=archived)
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    page = await hub.run(hub.store.list_inbox, customer, limit=limit, cursor=cursor, archived=archived)
     return InboxPage(messages=[_public(m) for m in page.messages], next_cursor=page.next_cursor)
 
 
@@ -298,11 +295,7 @@ async def stream(
 async def customer_token(customer_id: str, signer: SignerDep) -> InboxToken:
     """A customer's inbox token, for a backend that holds an API key (scope `inbox`) but not
     TOUCHFLOW_SECRET_KEY. A token opens that customer's inbox, so minting them is a scope of its own."""
-    try:
-        token = signer.customer_token(customer_id)
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    return InboxToken(customer_id=customer_id, token=token)
+    return InboxToken(customer_id=customer_id, token=signer.customer_token(customer_id))
 
 
 @router.get("/inbox.js", include_in_schema=False)
