@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
-import json
 import logging
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from touchflow.activities.directory import StoreDirectory
 from touchflow.activities.policy import (
     MARKETING,
     PASSIVE_CHANNELS,
@@ -43,8 +43,8 @@ from touchflow.channels import (
     DeliveryError,
     OutboundMessage,
     PermanentDeliveryError,
-    Reach,
     Receipt,
+    Recipient,
     RetryableDeliveryError,
 )
 from touchflow.channels.zalo_zns import template_id_for
@@ -91,12 +91,35 @@ class _Outcome:
     rendered: Rendered | None = None
 
 
-@dataclass(frozen=True)
-class _Recipient:
-    """One address to send a step to; a push subscription (a customer may have several) carries its id."""
+@dataclass
+class _Tally:
+    """What the step's channels came to so far, for the outcome when none of them sent it."""
 
-    address: str
-    subscription_id: int | None = None
+    delivery: Delivery
+    reasons: list[str] = field(default_factory=list)
+    permanent: bool = False
+    capped: bool = False
+    rendered: Rendered | None = None  # the last rendering: the delivery records its language
+    # Channels an earlier attempt found permanently unusable (an activity retried for a later channel).
+    failed_before: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.failed_before = {
+            str(a.get("channel")): a.get("reason") or ""
+            for a in self.delivery.attempts
+            if a.get("outcome") in ("permanent", "no_template")
+        }
+
+    def outcome(self) -> _Outcome:
+        if (
+            self.capped
+            and not self.permanent
+            and all(a.get("outcome") != "sent" for a in self.delivery.attempts)
+        ):
+            return _Outcome(DeliveryStatus.CAPPED, "; ".join(self.reasons), rendered=self.rendered)
+        status = DeliveryStatus.FAILED if self.permanent else DeliveryStatus.SKIPPED
+        reason = "; ".join(self.reasons) or "no channel could reach the customer"
+        return _Outcome(status, reason, rendered=self.rendered)
 
 
 class JourneyValues(Protocol):
@@ -117,6 +140,8 @@ class JourneyActivities:
         journeys: JourneyValues,
     ) -> None:
         self.store = store
+        # How channels find a customer's push subscriptions and suppressions (they know no database).
+        self.directory = StoreDirectory(store)
         self.journeys = journeys
         self.channels = channels
         self.renderer = renderer
@@ -277,136 +302,179 @@ class JourneyActivities:
                     sender.cancel()
                 return
 
+    # -- the pipeline: guard, consent and caps, quiet hours, then per channel: usable, recipients, render,
+    # send, record. Each stage answers an outcome that ends the step, or None to go on.
+
     async def _attempt(self, input: SendStepInput, delivery: Delivery) -> _Outcome:
         customer = await asyncio.to_thread(self.store.get_customer, input.customer_id)
         if customer is None:
             return _Outcome(DeliveryStatus.SKIPPED, "customer no longer exists")
-        if input.exit_on:
-            trigger = None
-            if input.trigger_event_id is not None:
-                trigger = await asyncio.to_thread(self.store.get_event, input.trigger_event_id)
-            goal = await asyncio.to_thread(
-                partial(
-                    self.store.event_since,
-                    input.customer_id,
-                    input.exit_on,
-                    input.entered_at,
-                    input.exit_match,
-                    after=trigger,
-                )
-            )
-            if goal is not None:
-                return _Outcome(DeliveryStatus.SKIPPED, f"journey ended by {goal.name}", ended_by=goal)
-        topic = TRANSACTIONAL if input.transactional else MARKETING
-        if topic == MARKETING:
+        ended = await self._guard(input)
+        if ended is not None:
+            return ended
+        if not input.transactional:
             held = await self._marketing_hold(input, customer)
             if held is not None:
                 return held
         context = await self._context(input, customer, delivery.id or 0)
-        # Channels an earlier attempt found permanently unusable (an activity retried for a later channel).
-        failed_before = {
-            a.get("channel"): a.get("reason") or ""
-            for a in delivery.attempts
-            if a.get("outcome") in ("permanent", "no_template")
-        }
-        reasons: list[str] = []
-        permanent = False
-        capped = False
-        rendered: Rendered | None = None  # the last rendering: the delivery records its language
+        tally = _Tally(delivery)
         for name in input.channels:
-            channel = self.channels.get(name)
-            if channel is None:
-                reasons.append(_unavailable(name))
-                continue
-            if name in failed_before:
-                permanent = True
-                reasons.append(f"{name}: {failed_before[name]}")
-                continue
-            refusal = consent_refusal(customer.consents, name, topic, self.settings.marketing_consent_default)
-            if refusal is not None:
-                delivery.attempts.append({"channel": name, "outcome": "no_consent", "reason": refusal})
-                reasons.append(f"{name}: {refusal}")
-                continue
-            if topic == MARKETING and await self._over_channel_cap(customer.id, name):
-                capped = True
-                delivery.attempts.append({"channel": name, "outcome": "capped"})
-                reasons.append(f"{name}: frequency cap reached")
-                continue
-            recipients = await self._recipients(channel, customer)
-            if not recipients:
-                reason = f"{name}: customer has no usable {channel.reaches.value}"
-                delivery.attempts.append({"channel": name, "outcome": "unreachable", "reason": reason})
-                reasons.append(reason)
-                continue
-            # A missing, broken or incomplete template will not mend itself: the next channel, not a retry.
-            try:
-                attempt = self.renderer.render(input.journey, input.step, name, customer.locale, context)
-            except TemplateUnusable as exc:
-                permanent = True
-                reasons.append(self._unusable(input, delivery, name, str(exc), _template_fields(exc)))
-                continue
-            rendered = attempt
-            content = {part: value for part, value in attempt.parts.items() if channel.accepts(part)}
-            missing = channel.missing_parts(content)
-            if missing:
-                permanent = True
-                problem = f"the template has no {', '.join(missing)} ({'; '.join(map(attempt.fix, missing))})"
-                fields = {"template": list(attempt.files), "missing": missing, "locale": attempt.language}
-                reasons.append(self._unusable(input, delivery, name, problem, fields))
-                continue
-            if attempt.fallback:
-                log.warning(
-                    "template language fallback",
-                    extra={
-                        "journey": input.journey,
-                        "step": input.step,
-                        "channel": name,
-                        "wanted_locale": attempt.wanted,
-                        "locale": attempt.language,
-                    },
-                )
-            message = OutboundMessage(
-                key=input.key,
-                address=recipients[0].address,
-                content=content,
-                marketing=not input.transactional,
-                unsubscribe_url=context["unsubscribe_url"],
-                locale=attempt.language,
+            sent = await self._over_channel(input, delivery, customer, context, name, tally)
+            if sent is not None:
+                return sent
+        return tally.outcome()
+
+    async def _guard(self, input: SendStepInput) -> _Outcome | None:
+        """The journey's exit or goal, found in the store since the run began (not the trigger itself)."""
+        if not input.exit_on:
+            return None
+        trigger = None
+        if input.trigger_event_id is not None:
+            trigger = await asyncio.to_thread(self.store.get_event, input.trigger_event_id)
+        goal = await asyncio.to_thread(
+            partial(
+                self.store.event_since,
+                input.customer_id,
+                input.exit_on,
+                input.entered_at,
+                input.exit_match,
+                after=trigger,
             )
-            try:
-                receipt = await self._send(channel, message, recipients)
-            except RetryableDeliveryError as exc:
-                delivery.attempts.append(
-                    {"channel": name, "outcome": "retryable", "reason": exc.reason, "at": _now()}
-                )
-                if exc.retry_after is not None and exc.retry_after >= DEFER_AFTER.total_seconds():
-                    retry_at = utcnow() + timedelta(seconds=exc.retry_after)
-                    return _Outcome(DeliveryStatus.DEFERRED, f"{name}: {exc.reason}", retry_at=retry_at)
-                # Temporal retries the activity; the next attempt starts again from this channel.
-                raise ApplicationError(
-                    f"{name}: {exc.reason}",
-                    type="RetryableDeliveryError",
-                    next_retry_delay=timedelta(seconds=exc.retry_after) if exc.retry_after else None,
-                ) from None
-            except PermanentDeliveryError as exc:
-                permanent = True
-                reasons.append(f"{name}: {exc.reason}")
-                delivery.attempts.append(
-                    {"channel": name, "outcome": "permanent", "reason": exc.reason, "at": _now()}
-                )
-                if exc.address_dead and len(recipients) == 1 and recipients[0].subscription_id is None:
-                    await asyncio.to_thread(self.store.suppress, name, recipients[0].address, exc.reason)
-                continue
-            delivery.attempts.append(
-                {"channel": name, "outcome": "sent", "locale": attempt.language, "at": _now()}
-            )
-            return _Outcome(DeliveryStatus.SENT, None, name, receipt.provider_id, rendered=attempt)
-        if capped and not permanent and all(a.get("outcome") != "sent" for a in delivery.attempts):
-            return _Outcome(DeliveryStatus.CAPPED, "; ".join(reasons), rendered=rendered)
-        status = DeliveryStatus.FAILED if permanent else DeliveryStatus.SKIPPED
-        return _Outcome(
-            status, "; ".join(reasons) or "no channel could reach the customer", rendered=rendered
         )
+        if goal is None:
+            return None
+        return _Outcome(DeliveryStatus.SKIPPED, f"journey ended by {goal.name}", ended_by=goal)
+
+    async def _over_channel(
+        self,
+        input: SendStepInput,
+        delivery: Delivery,
+        customer: Customer,
+        context: dict[str, Any],
+        name: str,
+        tally: _Tally,
+    ) -> _Outcome | None:
+        """One channel of the step: usable, recipients, render, send. An outcome when the step is done."""
+        channel = await self._usable(input, delivery, customer, name, tally)
+        if channel is None:
+            return None
+        recipients = await channel.recipients(customer, self.directory)
+        if not recipients:
+            reason = f"{name}: customer has no usable {channel.reaches.value}"
+            delivery.attempts.append({"channel": name, "outcome": "unreachable", "reason": reason})
+            tally.reasons.append(reason)
+            return None
+        rendered = self._render(input, delivery, customer, context, channel, tally)
+        if rendered is None:
+            return None
+        message = OutboundMessage(
+            key=input.key,
+            address=recipients[0].address,
+            content={part: value for part, value in rendered.parts.items() if channel.accepts(part)},
+            marketing=not input.transactional,
+            unsubscribe_url=context["unsubscribe_url"],
+            locale=rendered.language,
+        )
+        return await self._send_and_record(delivery, channel, message, recipients, rendered, tally)
+
+    async def _usable(
+        self, input: SendStepInput, delivery: Delivery, customer: Customer, name: str, tally: _Tally
+    ) -> Channel | None:
+        """The channel, if it is there, not given up on by an earlier attempt, consented to, under its cap."""
+        channel = self.channels.get(name)
+        if channel is None:
+            tally.reasons.append(_unavailable(name))
+            return None
+        if name in tally.failed_before:
+            tally.permanent = True
+            tally.reasons.append(f"{name}: {tally.failed_before[name]}")
+            return None
+        topic = TRANSACTIONAL if input.transactional else MARKETING
+        refusal = consent_refusal(customer.consents, name, topic, self.settings.marketing_consent_default)
+        if refusal is not None:
+            delivery.attempts.append({"channel": name, "outcome": "no_consent", "reason": refusal})
+            tally.reasons.append(f"{name}: {refusal}")
+            return None
+        if topic == MARKETING and await self._over_channel_cap(customer.id, name):
+            tally.capped = True
+            delivery.attempts.append({"channel": name, "outcome": "capped"})
+            tally.reasons.append(f"{name}: frequency cap reached")
+            return None
+        return channel
+
+    def _render(
+        self,
+        input: SendStepInput,
+        delivery: Delivery,
+        customer: Customer,
+        context: dict[str, Any],
+        channel: Channel,
+        tally: _Tally,
+    ) -> Rendered | None:
+        """The step's template for this channel, with every part the channel needs; None when it cannot give
+        them (a missing, broken or incomplete template does not mend itself: the next channel, no retry)."""
+        name = channel.name
+        try:
+            rendered = self.renderer.render(input.journey, input.step, name, customer.locale, context)
+        except TemplateUnusable as exc:
+            tally.permanent = True
+            tally.reasons.append(self._unusable(input, delivery, name, str(exc), _template_fields(exc)))
+            return None
+        tally.rendered = rendered
+        missing = channel.missing_parts({p: v for p, v in rendered.parts.items() if channel.accepts(p)})
+        if missing:
+            tally.permanent = True
+            problem = f"the template has no {', '.join(missing)} ({'; '.join(map(rendered.fix, missing))})"
+            fields = {"template": list(rendered.files), "missing": missing, "locale": rendered.language}
+            tally.reasons.append(self._unusable(input, delivery, name, problem, fields))
+            return None
+        if rendered.fallback:
+            log.warning(
+                "template language fallback",
+                extra={
+                    "journey": input.journey,
+                    "step": input.step,
+                    "channel": name,
+                    "wanted_locale": rendered.wanted,
+                    "locale": rendered.language,
+                },
+            )
+        return rendered
+
+    async def _send_and_record(
+        self,
+        delivery: Delivery,
+        channel: Channel,
+        message: OutboundMessage,
+        recipients: list[Recipient],
+        rendered: Rendered,
+        tally: _Tally,
+    ) -> _Outcome | None:
+        """Send, and record the attempt: sent (the step is done), deferred, retried by Temporal, or permanent
+        for this channel (a dead address suppressed)."""
+        name = channel.name
+        try:
+            receipt = await self._send(channel, message, recipients)
+        except RetryableDeliveryError as exc:
+            delivery.attempts.append(_attempt_record(name, "retryable", reason=exc.reason))
+            if exc.retry_after is not None and exc.retry_after >= DEFER_AFTER.total_seconds():
+                retry_at = utcnow() + timedelta(seconds=exc.retry_after)
+                return _Outcome(DeliveryStatus.DEFERRED, f"{name}: {exc.reason}", retry_at=retry_at)
+            # Temporal retries the activity; the next attempt starts again from this channel.
+            raise ApplicationError(
+                f"{name}: {exc.reason}",
+                type="RetryableDeliveryError",
+                next_retry_delay=timedelta(seconds=exc.retry_after) if exc.retry_after else None,
+            ) from None
+        except PermanentDeliveryError as exc:
+            tally.permanent = True
+            tally.reasons.append(f"{name}: {exc.reason}")
+            delivery.attempts.append(_attempt_record(name, "permanent", reason=exc.reason))
+            if exc.address_dead and len(recipients) == 1 and recipients[0].subscription_id is None:
+                await asyncio.to_thread(self.store.suppress, name, recipients[0].address, exc.reason)
+            return None
+        delivery.attempts.append(_attempt_record(name, "sent", locale=rendered.language))
+        return _Outcome(DeliveryStatus.SENT, None, name, receipt.provider_id, rendered=rendered)
 
     @staticmethod
     def _unusable(
@@ -454,22 +522,7 @@ class JourneyActivities:
                     return True
         return False
 
-    async def _recipients(self, channel: Channel, customer: Customer) -> list[_Recipient]:
-        """Every address of the customer on this channel: one at most, except one per push subscription."""
-        if channel.reaches is Reach.PUSH_SUBSCRIPTION:
-            subscriptions = await asyncio.to_thread(self.store.push_subscriptions, customer.id)
-            return [_Recipient(json.dumps(s.to_json()), s.id) for s in subscriptions]
-        address = self._address(channel, customer)
-        if address is None or (
-            channel.reaches in (Reach.EMAIL, Reach.PHONE)
-            and await asyncio.to_thread(self.store.is_suppressed, channel.name, address)
-        ):
-            return []  # none, or suppressed (a hard bounce, an invalid number): nothing bypasses that
-        return [_Recipient(address)]
-
-    async def _send(
-        self, channel: Channel, message: OutboundMessage, recipients: list[_Recipient]
-    ) -> Receipt:
+    async def _send(self, channel: Channel, message: OutboundMessage, recipients: list[Recipient]) -> Receipt:
         """Send to every recipient at once; the step went out when one of them took it.
 
         A push subscription the service calls gone is deleted. When none took it, the most hopeful error is
@@ -512,13 +565,6 @@ class JourneyActivities:
         if receipts:
             return receipts[0]
         raise next((e for e in errors if isinstance(e, RetryableDeliveryError)), errors[0])
-
-    def _address(self, channel: Channel, customer: Customer) -> str | None:
-        if channel.reaches is Reach.EMAIL:
-            return customer.email
-        if channel.reaches is Reach.PHONE:
-            return customer.phone
-        return customer.id
 
     async def _context(self, input: SendStepInput, customer: Customer, delivery_id: int) -> dict[str, Any]:
         event = None
@@ -606,6 +652,11 @@ def _template_fields(exc: TemplateUnusable) -> dict[str, Any]:
     if isinstance(exc, TemplateBroken):
         return {"template": exc.template, "error": type(exc.error).__name__, "at_line": exc.line}
     return {"error": type(exc).__name__}
+
+
+def _attempt_record(channel: str, outcome: str, **details: Any) -> dict[str, Any]:
+    """One line of a delivery's attempts: the channel, what came of it, the details and when."""
+    return {"channel": channel, "outcome": outcome, **details, "at": _now()}
 
 
 def _now() -> str:

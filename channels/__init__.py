@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
+from touchflow.channels.base import Addressee, Channel, Directory, OutboundMessage, Reach, Receipt, Recipient
 from touchflow.channels.console import Console
 from touchflow.channels.email import Email
 from touchflow.channels.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
@@ -13,13 +13,16 @@ from touchflow.settings import Settings
 
 __all__ = [
     "REGISTRY",
+    "Addressee",
     "Channel",
     "DeliveryError",
+    "Directory",
     "InboxSink",
     "OutboundMessage",
     "PermanentDeliveryError",
     "Reach",
     "Receipt",
+    "Recipient",
     "RetryableDeliveryError",
     "SendingHold",
     "TokenProvider",

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 if TYPE_CHECKING:
     from touchflow.settings import Settings
@@ -44,6 +44,30 @@ class Receipt:
     provider_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Recipient:
+    """One address to send a step to; a push subscription (a customer may have several) carries its id."""
+
+    address: str
+    subscription_id: int | None = None
+
+
+class Addressee(Protocol):
+    """What a channel may read of a customer to reach them (the profile; never more)."""
+
+    id: str
+    email: str | None
+    phone: str | None
+
+
+class Directory(Protocol):
+    """Where a channel looks up what the profile does not hold: the worker's store, behind this seam."""
+
+    async def push_subscriptions(self, customer_id: str) -> list[Recipient]: ...
+
+    async def is_suppressed(self, channel: str, address: str) -> bool: ...
+
+
 class Channel(ABC):
     """One delivery channel. Subclasses declare their needs and limits as class attributes.
 
@@ -66,6 +90,18 @@ class Channel(ABC):
     def missing_parts(cls, content: Mapping[str, str]) -> list[str]:
         """The `required_parts` that rendered `content` lacks or renders blank, in declared order."""
         return [part for part in cls.required_parts if not content.get(part, "").strip()]
+
+    async def recipients(self, customer: Addressee, directory: Directory) -> list[Recipient]:
+        """Every address of the customer on this channel, by what it `reaches`: one at most, except one per
+        push subscription; none when the address is suppressed (a hard bounce, an invalid number)."""
+        if self.reaches is Reach.PUSH_SUBSCRIPTION:
+            return await directory.push_subscriptions(customer.id)
+        address = {Reach.EMAIL: customer.email, Reach.PHONE: customer.phone}.get(self.reaches, customer.id)
+        if address is None:
+            return []
+        if self.reaches in (Reach.EMAIL, Reach.PHONE) and await directory.is_suppressed(self.name, address):
+            return []  # nothing bypasses a suppression
+        return [Recipient(address)]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
