@@ -48,23 +48,10 @@ class BodySizeLimit:
         await self.app(scope, counting_receive, guarded_send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "detail": f"request body over {self.max_bytes} bytes (TOUCHFLOW_MAX_BODY_BYTES): "
-                "send fewer events per batch"
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        detail = (
+            f"request body over {self.max_bytes} bytes (TOUCHFLOW_MAX_BODY_BYTES): send fewer events per batch"
         )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 413, {"detail": detail})
 
 
 class RefuseNulInUrl:
@@ -86,15 +73,12 @@ class RefuseNulInUrl:
     async def _refuse(self, send: Send, where: str) -> None:
         msg = "must not hold a NUL character (%00): no database stores it; remove it"
         detail = [{"loc": [where], "msg": msg, "type": "unstorable_text"}]
-        body = json.dumps({"message": f"{where}: {msg}", "detail": detail}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 422,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 422, {"message": f"{where}: {msg}", "detail": detail})
+
+
+async def send_json(send: Send, status: int, payload: object) -> None:
+    """Answer from a pure ASGI middleware, before any route: a JSON body with its length."""
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
