@@ -48,9 +48,8 @@ class BodySizeLimit:
         await self.app(scope, counting_receive, guarded_send)
 
     async def _refuse(self, send: Send) -> None:
-        detail = (
-            f"request body over {self.max_bytes} bytes (TOUCHFLOW_MAX_BODY_BYTES): send fewer events per batch"
-        )
+        limit = f"request body over {self.max_bytes} bytes (TOUCHFLOW_MAX_BODY_BYTES)"
+        detail = f"{limit}: send fewer events per batch"
         await send_json(send, 413, {"detail": detail})
 
 
