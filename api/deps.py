@@ -71,29 +71,36 @@ def require(scope: Scope, *, metered: bool = True) -> Any:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> ApiKey:
-        key = None
-        if credentials is not None and credentials.scheme.lower() == "bearer":
-            key = match(credentials.credentials, request.app.state.api_keys)
-        # Any Authorization header that names no key is a failed guess (a request without one is not).
-        await guard_address(request, failed=key is None and "authorization" in request.headers)
-        if key is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing or invalid API key: send 'Authorization: Bearer <key>' with a key "
-                "from TOUCHFLOW_API_KEYS",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if not key.allows(scope):
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"this API key (id {key.id}) lacks the '{scope}' scope; "
-                f"give it '{scope}:' in TOUCHFLOW_API_KEYS or use another key",
-            )
+        # Another scheme than Bearer names no key: a failed guess, like a wrong key.
+        presented = credentials.credentials if credentials else request.headers.get("authorization")
+        key = await authenticate(request, presented, scope)
         if metered:
             await charge(request, key, 1)
         return key
 
     return Depends(check)
+
+
+async def authenticate(request: Request, presented: str | None, scope: Scope) -> ApiKey:
+    """The key `presented` (however the request carried it) if it is one of ours and holds `scope`; 401 or
+    403 otherwise, and 429 for an address guessing keys."""
+    key = match(presented, request.app.state.api_keys) if presented is not None else None
+    # Any credential that names no key is a failed guess (a request without one is not).
+    await guard_address(request, failed=key is None and presented is not None)
+    if key is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid API key: send 'Authorization: Bearer <key>' with a key "
+            "from TOUCHFLOW_API_KEYS",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not key.allows(scope):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"this API key (id {key.id}) lacks the '{scope}' scope; "
+            f"give it '{scope}:' in TOUCHFLOW_API_KEYS or use another key",
+        )
+    return key
 
 
 def _address_key(request: Request) -> str:

@@ -10,6 +10,7 @@ from functools import partial
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
+from touchflow.api.cors import CORSFor
 from touchflow.api.errors import touchflow_error_handler, validation_error_handler
 from touchflow.api.inbox_hub import InboxHub
 from touchflow.api.limits import BodySizeLimit, RefuseNulInUrl
@@ -21,6 +22,7 @@ from touchflow.api.routes import (
     inbox,
     journeys,
     push,
+    segment,
     tracking,
     unsubscribe,
     webhooks,
@@ -96,12 +98,24 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     app.include_router(health.router)
     app.include_router(customers.router)
     app.include_router(events.router)
+    app.include_router(segment.router)
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(journeys.router)
     app.include_router(tracking.router)
     app.include_router(inbox.router)
-    app.add_middleware(inbox.InboxCORS, origins=settings.inbox_allowed_origins)
+    app.add_middleware(
+        CORSFor,
+        applies=inbox.is_inbox_path,
+        origins=settings.inbox_allowed_origins,
+        headers=inbox.CORS_HEADERS,
+    )
+    app.add_middleware(
+        CORSFor,
+        applies=segment.is_tracking_path,
+        origins=settings.track_allowed_origins,
+        headers=segment.CORS_HEADERS,
+    )
     app.include_router(push.router)
     app.include_router(push.public_router)
     if settings.dev_mail_dir is not None:

@@ -202,11 +202,22 @@ Identifier = Annotated[
     BeforeValidator(_check_text),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\s/?#]+$"),
 ]
+
+
+def _check_event_name(value: str) -> str:
+    if re.search("[\x00-\x1f\x7f]", value):
+        raise PydanticCustomError(
+            "event_name", "must not hold line breaks, tabs or other control characters: name it in one line"
+        )
+    return value
+
+
+# Names as the sender's tracking plan has them: `order_placed`, and Segment's `Order Completed` alike.
 EventName = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[A-Za-z][A-Za-z0-9_.:-]*$"
-    ),
+    BeforeValidator(_check_text),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_check_event_name),
 ]
 Text = Annotated[str, BeforeValidator(_check_text)]
 
@@ -272,6 +283,19 @@ class CustomerIn(BaseModel):
     consents: dict[Text, bool] | None = None
 
 
+class Identity(SQLModel, table=True):
+    """An anonymous visitor who became a known customer: `anon:<anonymousId>` → the customer's id.
+
+    Kept after the merge, so an event still sent under the anonymous id (a batch the browser flushes late)
+    and a journey that started while the visitor was anonymous reach the known customer."""
+
+    __tablename__ = "identities"
+
+    anonymous_id: str = Field(primary_key=True, max_length=128)
+    customer_id: str = Field(max_length=128, index=True)
+    merged_at: datetime = time_column()
+
+
 class CustomerPublic(SQLModel):
     id: str
     email: str | None
@@ -299,6 +323,7 @@ class Event(SQLModel, table=True):
     properties: dict[str, Any] = json_column()
     occurred_at: datetime = time_column()
     received_at: datetime = time_column()
+    context: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
 
 
 class EventIn(BaseModel):
@@ -309,6 +334,9 @@ class EventIn(BaseModel):
     name: EventName
     properties: JsonObject = Field(default_factory=dict)
     timestamp: EventTime | None = None
+    # Where it happened (ip, userAgent, locale, page, campaign, library), as Segment's libraries send it:
+    # kept with the event for analytics, never handed to a journey.
+    context: JsonObject | None = None
 
     def conflict_with(self, customer_id: str, name: str, properties: dict[str, Any]) -> str | None:
         """Why the stored event of this id is another event, or None when this one repeats it.

@@ -118,6 +118,26 @@ class Settings(BaseSettings):
         20, ge=0, description="Failed API key checks a client address may make a minute, then 429; 0: off."
     )
     auto_migrate: bool = True
+
+    # Segment-compatible ingestion (/v1/batch, /v1/track, ...; README "Send events from Segment-compatible
+    # libraries")
+    track_max_message_bytes: int = Field(
+        32 * 1024, ge=1024, description="Largest Segment message (identify, track, ...): over it, 400."
+    )
+    track_max_batch_bytes: int = Field(
+        500 * 1024,
+        ge=1024,
+        description="Largest Segment batch (/v1/batch, /v1/import), unzipped: over it, 400.",
+    )
+    track_allowed_origins: CsvList = Field(
+        default_factory=list,
+        description="Origins (`https://shop.example`) whose pages may send with analytics.js; `*` for any.",
+    )
+    anonymous_ttl: Duration = Field(
+        timedelta(days=30),
+        description="An anonymous visitor's profile that never identifies is removed this long after its "
+        "last event.",
+    )
     dev_mail_dir: Path | None = None
 
     # Relay (store-then-relay outbox)

@@ -19,8 +19,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, StreamingResponse
-from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from touchflow.api.deps import InboxTokens, SettingsDep, SignerDep
 from touchflow.api.inbox_hub import InboxHub, StreamRefused, Subscription
@@ -305,22 +304,9 @@ async def script() -> FileResponse:
     )
 
 
-class InboxCORS:
-    """CORS for the inbox API alone, for the sites in TOUCHFLOW_INBOX_ALLOWED_ORIGINS; none elsewhere."""
+def is_inbox_path(path: str) -> bool:
+    return path.startswith(PREFIX + "/")
 
-    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
-        self.app = app
-        self.cors = CORSMiddleware(
-            app,
-            allow_origins=origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["X-Touchflow-Customer", "X-Touchflow-Token", "Last-Event-ID", "Content-Type"],
-            expose_headers=["Retry-After"],
-            max_age=600,
-        )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and str(scope["path"]).startswith(PREFIX + "/"):
-            await self.cors(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+# What a page's script may send across origins (api/cors.py).
+CORS_HEADERS = ["X-Touchflow-Customer", "X-Touchflow-Token", "Last-Event-ID", "Content-Type"]
