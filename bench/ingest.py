@@ -1,5 +1,6 @@
 """Events accepted per second by POST /v1/events/batch on the embedded default (SQLite), against a bare
-FastAPI endpoint that does one SQLite executemany per batch, measured in the same run.
+FastAPI endpoint that does one SQLite executemany per batch, measured in the same run; and the same events
+sent as Segment messages to POST /v1/batch (the Tracking API), against /v1/events/batch.
 
     .venv/bin/python -m bench.ingest [--events 100000] [--batch 1000] [--concurrency 4]
 
@@ -64,6 +65,26 @@ def make_batches(total: int, size: int, tag: str) -> list[bytes]:
     return batches
 
 
+def make_segment_batches(total: int, size: int, tag: str) -> list[bytes]:
+    """The same events as `make_batches`, as analytics-python sends them (`context.library` and `sentAt`)."""
+    batches = []
+    for body in make_batches(total, size, tag):
+        messages = [
+            {
+                "type": "track",
+                "messageId": e["id"],
+                "userId": e["customer_id"],
+                "event": e["name"],
+                "properties": e["properties"],
+                "timestamp": e["timestamp"],
+                "context": {"library": {"name": "analytics-python", "version": "2.3.3"}},
+            }
+            for e in json.loads(body)["events"]
+        ]
+        batches.append(json.dumps({"batch": messages, "sentAt": "2026-11-25T10:00:01Z"}).encode())
+    return batches
+
+
 async def blast(url: str, batches: list[bytes], concurrency: int, headers: dict[str, str]) -> float:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in batches:
@@ -90,9 +111,10 @@ async def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="touchflow-bench-"))
     results = {}
-    for name in ("bare", "touchflow"):
+    for name in ("bare", "touchflow", "segment"):
         port = free_port()
         env = dict(os.environ)
+        path, make = "/v1/events/batch", make_batches
         if name == "bare":
             (work / "bare_app.py").write_text(BARE_APP)
             env |= {"PYTHONPATH": str(work), "BENCH_DB": str(work / "bare.db")}
@@ -100,7 +122,7 @@ async def main() -> None:
             headers = {"Content-Type": "application/json"}
         else:
             env |= {
-                "TOUCHFLOW_HOME": str(work / "tf"),
+                "TOUCHFLOW_HOME": str(work / name),
                 "TOUCHFLOW_API_KEYS": BENCH_KEY,
                 "TOUCHFLOW_SECRET_KEY": secrets.token_urlsafe(32),
                 # No Temporal here: the relay keeps routed events in the outbox, as when Temporal is away.
@@ -108,16 +130,19 @@ async def main() -> None:
                 "TOUCHFLOW_API_PORT": str(port),
                 # The limit is on (each event counts) but set above what the run sends, so it never binds.
                 "TOUCHFLOW_RATE_LIMIT_PER_MINUTE": str(100 * args.events),
+                "TOUCHFLOW_TRACK_MAX_BATCH_BYTES": str(4 * 1024 * 1024),
             }
             command = ["-m", "touchflow.cli", "api"]
             headers = {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"}
+            if name == "segment":
+                path, make = "/v1/batch", make_segment_batches
         process = subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.DEVNULL)
         try:
             await wait_for_port("127.0.0.1", port, 60)
-            url = f"http://127.0.0.1:{port}/v1/events/batch"
-            warm = make_batches(args.batch, args.batch, f"{name}-warm")
+            url = f"http://127.0.0.1:{port}{path}"
+            warm = make(args.batch, args.batch, f"{name}-warm")
             await blast(url, warm, 1, headers)
-            batches = make_batches(args.events, args.batch, name)
+            batches = make(args.events, args.batch, name)
             seconds = await blast(url, batches, args.concurrency, headers)
             results[name] = args.events / seconds
         finally:
@@ -134,6 +159,8 @@ async def main() -> None:
                 "bare_events_per_s": round(results["bare"]),
                 "touchflow_events_per_s": round(results["touchflow"]),
                 "ratio": round(ratio, 3),
+                "segment_events_per_s": round(results["segment"]),
+                "segment_to_events_batch": round(results["segment"] / results["touchflow"], 3),
             },
             indent=2,
         )

@@ -5,6 +5,10 @@
  *
  * Optional: data-api (the touchflow API's URL; default: where this script came from) and data-target (a CSS
  * selector of the element to put the bell in; default: a fixed corner of the page).
+ * An anonymous visitor: leave data-customer out and the inbox is that of analytics.js's anonymous id
+ * (`anon:` + the `ajs_anonymous_id` it keeps), so what a journey put there while the visitor was anonymous
+ * is theirs again once they log in; data-token is then the token of `anon:<that id>`, which the site's
+ * backend mints from the `ajs_anonymous_id` cookie the page request carries.
  * The token travels in request headers only, never in a URL: the live stream opens with a short-lived ticket.
  * No dependencies. Message text is only ever set as textContent, and links must be http(s).
  */
@@ -15,11 +19,32 @@
   if (!script) return;
   var config = script.dataset;
   var api = (config.api || new URL(script.src, location.href).origin).replace(/\/+$/, "");
-  var customer = config.customer;
+  var customer = config.customer || anonymousCustomer();
   var token = config.token;
   if (!customer || !token) {
     console.warn("touchflow inbox: set data-customer and data-token on the script tag");
     return;
+  }
+
+  // analytics.js keeps its anonymous id JSON-encoded in localStorage and in a cookie of the same name.
+  function anonymousCustomer() {
+    var stored = null;
+    try {
+      stored = window.localStorage.getItem("ajs_anonymous_id");
+    } catch (e) {
+      stored = null; // storage blocked: the cookie may still hold it
+    }
+    if (!stored) {
+      var match = document.cookie.match(/(?:^|;\s*)ajs_anonymous_id=([^;]*)/);
+      stored = match ? decodeURIComponent(match[1]) : null;
+    }
+    if (!stored) return null;
+    try {
+      stored = JSON.parse(stored);
+    } catch (e) {
+      // written plain, not JSON-encoded: take it as it is
+    }
+    return typeof stored === "string" && stored ? "anon:" + stored : null;
   }
   var PAGE = 20;
   var headers = { "X-Touchflow-Customer": customer, "X-Touchflow-Token": token };
