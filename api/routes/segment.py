@@ -39,9 +39,11 @@ MESSAGE_PATHS = {
     **{kind.value: kind for kind in MessageType},
     **{k: MessageType(v) for k, v in SHORT_PATHS.items()},
 }
-PATHS = frozenset(f"/v1/{name}" for name in (*BATCH_PATHS, *MESSAGE_PATHS))
-# What analytics.js may send across origins (api/cors.py).
-CORS_HEADERS = ["Content-Type", "Authorization"]
+# analytics.js reports its own delivery metrics here (on by default); they are no customer's events.
+METRICS_PATH = "/v1/m"
+PATHS = frozenset([*(f"/v1/{name}" for name in (*BATCH_PATHS, *MESSAGE_PATHS)), METRICS_PATH])
+# What analytics.js sends across origins (api/cors.py): it preflights every call for its Authorization.
+CORS_HEADERS = ["Content-Type", "Authorization", "X-Retry-Count"]
 
 
 def is_tracking_path(path: str) -> bool:
@@ -190,3 +192,10 @@ for _path, _kind in MESSAGE_PATHS.items():
         include_in_schema=len(_path) > 1,
         openapi_extra=_DOC,
     )
+
+
+@router.post(METRICS_PATH, include_in_schema=False)
+async def library_metrics() -> JSONResponse:
+    """analytics.js's own counters (`{"series": [...]}`): acknowledged and dropped, so a page that left its
+    metrics on sees no errors."""
+    return JSONResponse({"success": True})
