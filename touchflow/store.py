@@ -848,17 +848,6 @@ class Store:
             stored = session.scalars(select(Delivery).where(col(Delivery.key) == delivery.key)).one()
         return stored
 
-    def update_delivery(self, delivery_id: int, **values: Any) -> Delivery:
-        with session_scope(self.engine) as session:
-            delivery = session.get(Delivery, delivery_id)
-            if delivery is None:
-                raise LookupError(f"delivery {delivery_id} not found")
-            for field, value in values.items():
-                setattr(delivery, field, value)
-            delivery.updated_at = utcnow()
-            session.add(delivery)
-        return delivery
-
     def start_sending(self, delivery_id: int, lease: timedelta) -> tuple[int | None, bool]:
         """Take the delivery's send lease: (token, interrupted); token None when not taken.
 
@@ -1127,19 +1116,17 @@ class Store:
             return int(conn.scalar(stmt) or 0)
 
     def inbox_unread_count(self, customer_id: str) -> int:
-        return self.inbox_unread_counts([customer_id]).get(customer_id, 0)
-
-    def inbox_unread_counts(self, customer_ids: Collection[str]) -> dict[str, int]:
-        """Unread (neither read nor archived) messages per customer; one without any is left out."""
+        """Unread (neither read nor archived) messages of the customer."""
         with self.engine.connect() as conn:
-            return {customer: int(n) for customer, n in conn.execute(_unread_counts(customer_ids))}
+            counted = conn.execute(_unread_counts([customer_id])).one_or_none()
+        return 0 if counted is None else int(counted[1])
 
     def inbox_news(
         self, customer_ids: Collection[str], after_id: int, limit: int
     ) -> tuple[int, list[InboxMessage], dict[str, int]]:
         """What the live streams of these customers need, in three statements however many they are: the
         newest message id of anyone's, their unarchived messages above `after_id` (oldest first, at most
-        `limit`), and their unread counts (as `inbox_unread_counts`)."""
+        `limit`), and their unread counts (a customer without any left out)."""
         customers = sorted(set(customer_ids))
         new = (
             select(InboxMessage)
@@ -1225,25 +1212,6 @@ class Store:
     def get_coupon(self, coupon_id: int) -> Coupon | None:
         with self.session() as session:
             return session.get(Coupon, coupon_id)
-
-    def coupon_by_code(self, code: str) -> Coupon | None:
-        with self.session() as session:
-            stmt = select(Coupon).where(col(Coupon.code) == code.strip().upper())
-            return session.scalars(stmt).one_or_none()
-
-    def customer_coupons(self, customer_id: str) -> list[Coupon]:
-        with self.session() as session:
-            stmt = select(Coupon).where(col(Coupon.customer_id) == customer_id).order_by(col(Coupon.id))
-            return list(session.scalars(stmt))
-
-    def coupon_redemptions(self, code: str) -> list[CouponRedemption]:
-        with self.session() as session:
-            stmt = (
-                select(CouponRedemption)
-                .where(col(CouponRedemption.code) == code.strip().upper())
-                .order_by(col(CouponRedemption.id))
-            )
-            return list(session.scalars(stmt))
 
     # -- web push subscriptions -----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support import rows
 from tests.support.concurrency import all_at_once
 from touchflow.models import Delivery, DeliveryStatus
 from touchflow.store import Store
@@ -118,7 +119,7 @@ def test_a_profile_shows_the_language_each_delivery_was_rendered_in(api: TestCli
         )
     )
     assert claimed.id is not None
-    store.update_delivery(claimed.id, status=DeliveryStatus.SENT, locale="en", locale_fallback=True)
+    rows.update_delivery(store, claimed.id, status=DeliveryStatus.SENT, locale="en", locale_fallback=True)
     [shown] = api.get("/v1/customers/c-fr").json()["deliveries"]
     assert (shown["locale"], shown["locale_fallback"]) == ("en", True)
 

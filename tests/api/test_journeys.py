@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from fastapi.testclient import TestClient
 
 from tests.conftest import API_KEY
+from tests.support import rows
 from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus, JourneyStatus
 from touchflow.settings import Settings
@@ -69,8 +70,8 @@ def test_funnel_counts_every_outcome_and_variant(api: TestClient) -> None:
                 variant="ab"[n % 2],
             )
         )
-        store.update_delivery(
-            row.id or 0, status=status, channel="web_push" if status in ("sent", "delivered") else None
+        rows.update_delivery(
+            store, row.id or 0, status=status, channel="web_push" if status in ("sent", "delivered") else None
         )
     store.leave_journey("r0", JourneyStatus.CONVERTED, "order_placed")
     store.leave_journey("r3", JourneyStatus.EXITED, "cart_cleared")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support import rows
 from tests.support.zalo import APP_ID, OA_SECRET_KEY, ZaloServer
 from touchflow.api.main import create_app
 from touchflow.models import Delivery, DeliveryStatus
@@ -46,8 +47,8 @@ def sent_delivery(store: Store) -> Delivery:
         )
     )
     assert delivery.id is not None
-    return store.update_delivery(
-        delivery.id, status=DeliveryStatus.SENT, channel="zalo_zns", provider_id=MSG_ID
+    return rows.update_delivery(
+        store, delivery.id, status=DeliveryStatus.SENT, channel="zalo_zns", provider_id=MSG_ID
     )
 
 

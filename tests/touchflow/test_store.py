@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
+from tests.support import rows
 from tests.support.push_service import Subscriber
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus, EventIn, IngestStatus, JourneyStatus
 from touchflow.store import Store
@@ -133,7 +134,7 @@ def test_a_delivery_is_claimed_once_per_business_key(store: Store) -> None:
         key="welcome:c:1:welcome", journey="welcome", step="welcome", customer_id="c", workflow_id="w"
     )
     first = store.claim_delivery(row)
-    store.update_delivery(first.id or 0, status=DeliveryStatus.SENT, channel="email")
+    rows.update_delivery(store, first.id or 0, status=DeliveryStatus.SENT, channel="email")
     second = store.claim_delivery(row.model_copy())
     assert second.id == first.id
     assert second.status == DeliveryStatus.SENT and second.channel == "email"
@@ -149,9 +150,9 @@ def test_push_results_track_successes_failures_and_gone_subscriptions(store: Sto
     store.record_push_result(first.id, ok=False)
     store.record_push_result(first.id, ok=False)
     store.record_push_result(second.id, ok=True)
-    rows = {s.id: s for s in store.push_subscriptions("c1")}
-    assert (rows[first.id].failures, rows[first.id].last_success_at) == (2, None)
-    assert rows[second.id].last_success_at is not None
+    saved = {s.id: s for s in store.push_subscriptions("c1")}
+    assert (saved[first.id].failures, saved[first.id].last_success_at) == (2, None)
+    assert saved[second.id].last_success_at is not None
 
     store.record_push_result(first.id, ok=True)
     assert {s.id: s.failures for s in store.push_subscriptions("c1")} == {first.id: 0, second.id: 0}

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.support import rows
 from tests.support.concurrency import all_at_once
 from touchflow.models import CustomerIn, EventIn, IngestStatus, utcnow
 from touchflow.store import Store
@@ -79,11 +80,11 @@ def test_a_coupon_redeemed_by_concurrent_orders_is_applied_once(store: Store) ->
         ]
 
     all_at_once(THREADS, order)
-    uses = store.coupon_redemptions(coupon.code)
+    uses = rows.coupon_redemptions(store, coupon.code)
     assert len(uses) == THREADS
     assert [use.accepted for use in uses].count(True) == 1
     assert {use.reason for use in uses if not use.accepted} == {"already redeemed"}
-    redeemed = store.coupon_by_code(coupon.code)
+    redeemed = rows.coupon_by_code(store, coupon.code)
     assert redeemed is not None and redeemed.redeemed_event_id == next(u.event_id for u in uses if u.accepted)
 
 

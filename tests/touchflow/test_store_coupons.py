@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.support import rows
 from touchflow.models import EventIn, utcnow
 from touchflow.store import REDEEMED_EVENT, Store, new_coupon_code
 
@@ -52,7 +53,7 @@ def test_redemption_rules(
 ) -> None:
     code = issue(store, valid_days=valid_days) if code_of == "issued" else "TF-NOPE-NOPE"
     store.ingest_events([order("e1", code.lower(), customer_id, timestamp=utcnow())], {"order_placed"})
-    [use] = store.coupon_redemptions(code)
+    [use] = rows.coupon_redemptions(store, code)
     assert (use.accepted, use.reason) == (reason is None, reason)
     derived = store.get_event(f"{REDEEMED_EVENT}:1")
     assert (derived is not None) == (reason is None)
@@ -64,9 +65,9 @@ def test_a_code_is_applied_once_and_the_second_use_is_recorded(store: Store) -> 
     store.ingest_events([order("e1", code)], relayed)
     store.ingest_events([order("e1", code)], relayed)  # the same event again: a duplicate, nothing new
     store.ingest_events([order("e2", code)], relayed)
-    uses = [(u.event_id, u.accepted, u.reason) for u in store.coupon_redemptions(code)]
+    uses = [(u.event_id, u.accepted, u.reason) for u in rows.coupon_redemptions(store, code)]
     assert uses == [("e1", True, None), ("e2", False, "already redeemed")]
-    coupon = store.coupon_by_code(code)
+    coupon = rows.coupon_by_code(store, code)
     assert coupon is not None and coupon.redeemed_event_id == "e1"
     derived = store.get_event(f"{REDEEMED_EVENT}:{coupon.id}")
     assert derived is not None
@@ -102,7 +103,7 @@ def test_expiry_is_judged_by_when_the_order_was_received_not_by_its_timestamp(st
     ahead = order("e-valid", valid, timestamp=utcnow() + timedelta(hours=2))
     store.ingest_events([backdated, ahead], {"order_placed"})
 
-    [refused] = store.coupon_redemptions(late)
+    [refused] = rows.coupon_redemptions(store, late)
     assert (refused.accepted, refused.reason) == (False, "expired")
-    [accepted] = store.coupon_redemptions(valid)
+    [accepted] = rows.coupon_redemptions(store, valid)
     assert (accepted.accepted, accepted.reason) == (True, None)

@@ -18,6 +18,7 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
+from tests.support import rows
 from tests.support.probe import Probe
 from touchflow.models import CustomerIn
 from touchflow.testing import JourneyHarness, journey_harness, registry_of
@@ -79,7 +80,7 @@ async def post_purchase(h: JourneyHarness) -> None:
     await save(handle, "post_purchase_mid_wait")
     await h.env.sleep(timedelta(days=6))
     await h.state_when(handle, lambda s: "coupon" in s.sent)
-    [coupon] = h.store.customer_coupons("p1")
+    [coupon] = rows.coupons_of(h.store, "p1")
     await h.post("p1", "order_placed", {"order_id": "o-2", "coupon_code": coupon.code})
     await h.outcome(handle)
     await save(handle, "post_purchase_redeemed")
