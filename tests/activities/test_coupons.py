@@ -9,7 +9,7 @@ from temporalio.testing import ActivityEnvironment
 from tests.support import rows
 from touchflow.activities.coupons import CouponActivities
 from touchflow.activities.types import IssueCouponInput
-from touchflow.store import Store
+from touchflow.storage import Store
 
 
 async def test_a_retry_returns_the_same_coupon(sqlite_store: Store) -> None:

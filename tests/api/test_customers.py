@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from tests.support import rows
 from tests.support.concurrency import all_at_once
 from touchflow.models import Delivery, DeliveryStatus
-from touchflow.store import Store
+from touchflow.storage import Store
 
 
 def test_create_then_partial_update_keeps_what_was_not_sent(api: TestClient) -> None:
@@ -109,7 +109,7 @@ def test_profile_shows_recent_events_newest_first(api: TestClient) -> None:
 def test_a_profile_shows_the_language_each_delivery_was_rendered_in(api: TestClient) -> None:
     store: Store = api.app.state.store  # type: ignore[attr-defined]
     api.post("/v1/customers", json={"id": "c-fr", "locale": "fr"})
-    claimed = store.claim_delivery(
+    claimed = store.deliveries.claim(
         Delivery(
             key="welcome:c-fr:1:welcome",
             journey="welcome",

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from touchflow.db import session_scope
 from touchflow.models import Coupon, CouponRedemption, Delivery, utcnow
-from touchflow.store import Store
+from touchflow.storage import Store
 
 
 def coupon_by_code(store: Store, code: str) -> Coupon | None:

@@ -11,7 +11,7 @@ from sqlmodel import SQLModel
 from tests.support import rows
 from tests.support.push_service import Subscriber
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus, EventIn, IngestStatus, JourneyStatus
-from touchflow.store import Store
+from touchflow.storage import Store
 
 
 def ev(id: str, name: str = "signed_up", customer: str = "c-1", **props: object) -> EventIn:
@@ -25,33 +25,33 @@ def test_the_migrated_schema_matches_the_models(store: Store) -> None:
 
 
 def test_ingest_stores_once_and_queues_only_routed_events(store: Store) -> None:
-    results = store.ingest_events([ev("a"), ev("b", "page_viewed"), ev("a")], {"signed_up"})
+    results = store.events.ingest([ev("a"), ev("b", "page_viewed"), ev("a")], {"signed_up"})
     assert [r.status for r in results] == [
         IngestStatus.ACCEPTED,
         IngestStatus.ACCEPTED,
         IngestStatus.DUPLICATE,
     ]
-    assert [r.status for r in store.ingest_events([ev("a"), ev("c")], {"signed_up"})] == [
+    assert [r.status for r in store.events.ingest([ev("a"), ev("c")], {"signed_up"})] == [
         IngestStatus.DUPLICATE,
         IngestStatus.ACCEPTED,
     ]
-    assert store.outbox_size() == 2
-    customer = store.get_customer("c-1")
+    assert store.outbox.size() == 2
+    customer = store.customers.get("c-1")
     assert customer is not None and customer.email is None
 
 
 def test_ingest_keeps_a_given_timestamp_as_aware_utc(store: Store) -> None:
     when = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
-    store.ingest_events([EventIn(id="t", customer_id="c", name="x", timestamp=when)], set())
-    stored = store.get_event("t")
+    store.events.ingest([EventIn(id="t", customer_id="c", name="x", timestamp=when)], set())
+    stored = store.events.get("t")
     assert stored is not None
     assert stored.occurred_at == when and stored.occurred_at.tzinfo is not None
 
 
 def test_upsert_merges_attributes_and_keeps_unsent_fields(store: Store) -> None:
-    _, created = store.upsert_customer(CustomerIn(id="c", email="a@example.com", attributes={"a": 1}))
-    _, created_again = store.upsert_customer(CustomerIn(id="c", attributes={"b": 2}))
-    customer = store.get_customer("c")
+    _, created = store.customers.upsert(CustomerIn(id="c", email="a@example.com", attributes={"a": 1}))
+    _, created_again = store.customers.upsert(CustomerIn(id="c", attributes={"b": 2}))
+    customer = store.customers.get("c")
     assert (created, created_again) == (True, False)
     assert customer is not None
     assert customer.email == "a@example.com"
@@ -59,118 +59,118 @@ def test_upsert_merges_attributes_and_keeps_unsent_fields(store: Store) -> None:
 
 
 def test_outbox_leases_take_whole_customers_until_the_pass_ends(store: Store) -> None:
-    store.ingest_events([ev(f"e{i}") for i in range(5)] + [ev("f0", customer="c-2")], {"signed_up"})
-    first = store.claim_outbox(3, timedelta(minutes=1), "relay-a")
-    second = store.claim_outbox(10, timedelta(minutes=1), "relay-b")
+    store.events.ingest([ev(f"e{i}") for i in range(5)] + [ev("f0", customer="c-2")], {"signed_up"})
+    first = store.outbox.claim(3, timedelta(minutes=1), "relay-a")
+    second = store.outbox.claim(10, timedelta(minutes=1), "relay-b")
     assert [c.event.id for c in first] == ["e0", "e1", "e2"]
     # c-1 is relay-a's, its later entries too: relay-b gets only the other customer
     assert [c.event.id for c in second] == ["f0"]
-    assert store.claim_outbox(10, timedelta(minutes=1), "relay-b") == []
+    assert store.outbox.claim(10, timedelta(minutes=1), "relay-b") == []
 
-    store.retry_outbox(first[0].outbox_id, "temporal down", timedelta(0), "relay-a")
-    store.finish_outbox([c.outbox_id for c in first[1:]], "relay-a", ["c-1"])
-    again = store.claim_outbox(10, timedelta(minutes=1), "relay-b")
+    store.outbox.retry(first[0].outbox_id, "temporal down", timedelta(0), "relay-a")
+    store.outbox.finish([c.outbox_id for c in first[1:]], "relay-a", ["c-1"])
+    again = store.outbox.claim(10, timedelta(minutes=1), "relay-b")
     assert [(c.event.id, c.attempts) for c in again] == [("e0", 2), ("e3", 1), ("e4", 1)]
-    assert store.outbox_size() == 4
+    assert store.outbox.size() == 4
 
 
 def test_an_entry_in_back_off_holds_back_its_customers_later_entries(store: Store) -> None:
-    store.ingest_events([ev("e0"), ev("e1"), ev("f0", customer="c-2")], {"signed_up"})
-    [head, _, _] = store.claim_outbox(10, timedelta(minutes=1), "relay-a")
-    store.retry_outbox(head.outbox_id, "temporal: not found", timedelta(minutes=5), "relay-a")
-    store.finish_outbox([], "relay-a", ["c-1", "c-2"])
+    store.events.ingest([ev("e0"), ev("e1"), ev("f0", customer="c-2")], {"signed_up"})
+    [head, _, _] = store.outbox.claim(10, timedelta(minutes=1), "relay-a")
+    store.outbox.retry(head.outbox_id, "temporal: not found", timedelta(minutes=5), "relay-a")
+    store.outbox.finish([], "relay-a", ["c-1", "c-2"])
     # e1 is due, but it would overtake e0: nothing of c-1 until e0 is
-    assert [c.event.id for c in store.claim_outbox(10, timedelta(minutes=1), "relay-b")] == ["f0"]
+    assert [c.event.id for c in store.outbox.claim(10, timedelta(minutes=1), "relay-b")] == ["f0"]
 
 
 def test_only_the_holder_puts_an_entry_off(store: Store) -> None:
-    store.ingest_events([ev("e0")], {"signed_up"})
-    [claimed] = store.claim_outbox(10, timedelta(seconds=-1), "relay-a")  # relay-a stalls past its lease
-    [taken_over] = store.claim_outbox(10, timedelta(minutes=1), "relay-b")
-    store.retry_outbox(claimed.outbox_id, "late", timedelta(minutes=5), "relay-a")  # changes nothing
-    store.finish_outbox([], "relay-b", ["c-1"])
-    [again] = store.claim_outbox(10, timedelta(minutes=1), "relay-b")
+    store.events.ingest([ev("e0")], {"signed_up"})
+    [claimed] = store.outbox.claim(10, timedelta(seconds=-1), "relay-a")  # relay-a stalls past its lease
+    [taken_over] = store.outbox.claim(10, timedelta(minutes=1), "relay-b")
+    store.outbox.retry(claimed.outbox_id, "late", timedelta(minutes=5), "relay-a")  # changes nothing
+    store.outbox.finish([], "relay-b", ["c-1"])
+    [again] = store.outbox.claim(10, timedelta(minutes=1), "relay-b")
     assert claimed.event.id == taken_over.event.id == again.event.id == "e0"
 
 
 def test_an_expired_lease_is_taken_over(store: Store) -> None:
-    store.ingest_events([ev("lost")], {"signed_up"})
-    [claimed] = store.claim_outbox(
+    store.events.ingest([ev("lost")], {"signed_up"})
+    [claimed] = store.outbox.claim(
         10, timedelta(seconds=-1), "relay-a"
     )  # the relay that took it died at once
-    [taken_over] = store.claim_outbox(10, timedelta(minutes=1), "relay-b")
+    [taken_over] = store.outbox.claim(10, timedelta(minutes=1), "relay-b")
     assert taken_over.event.id == claimed.event.id == "lost"
 
 
 def test_event_since_finds_goals_for_the_entry_only(store: Store) -> None:
     start = datetime.now(UTC) - timedelta(minutes=1)
-    store.ingest_events([ev("o1", "order_placed", cart_id="cart-1")], set())
-    assert store.event_since("c-1", ["order_placed"], start, {"cart_id": "cart-2"}) is None
-    found = store.event_since("c-1", ["order_placed"], start, {"cart_id": "cart-1"})
+    store.events.ingest([ev("o1", "order_placed", cart_id="cart-1")], set())
+    assert store.events.first_since("c-1", ["order_placed"], start, {"cart_id": "cart-2"}) is None
+    found = store.events.first_since("c-1", ["order_placed"], start, {"cart_id": "cart-1"})
     assert found is not None and found.id == "o1"
-    assert store.event_since("c-1", ["order_placed"], datetime.now(UTC) + timedelta(hours=1)) is None
+    assert store.events.first_since("c-1", ["order_placed"], datetime.now(UTC) + timedelta(hours=1)) is None
 
 
 def test_entering_a_journey_is_idempotent_per_run_and_sees_earlier_runs(store: Store) -> None:
-    entry, earlier = store.enter_journey(
+    entry, earlier = store.journeys.enter(
         run_id="r1", workflow_id="welcome:c", journey="welcome", customer_id="c", entry_key=None
     )
-    same, _ = store.enter_journey(
+    same, _ = store.journeys.enter(
         run_id="r1", workflow_id="welcome:c", journey="welcome", customer_id="c", entry_key=None
     )
     assert earlier == [] and same.id == entry.id
-    store.leave_journey("r1", JourneyStatus.CONVERTED, "order_placed")
-    _, earlier = store.enter_journey(
+    store.journeys.leave("r1", JourneyStatus.CONVERTED, "order_placed")
+    _, earlier = store.journeys.enter(
         run_id="r2", workflow_id="welcome:c", journey="welcome", customer_id="c", entry_key=None
     )
     assert [(e.run_id, e.status, e.ended_by) for e in earlier] == [
         ("r1", JourneyStatus.CONVERTED, "order_placed")
     ]
-    assert [e.run_id for e in store.active_entries("welcome", "c")] == ["r2"]
+    assert [e.run_id for e in store.journeys.active_entries("welcome", "c")] == ["r2"]
 
 
 def test_a_delivery_is_claimed_once_per_business_key(store: Store) -> None:
     row = Delivery(
         key="welcome:c:1:welcome", journey="welcome", step="welcome", customer_id="c", workflow_id="w"
     )
-    first = store.claim_delivery(row)
+    first = store.deliveries.claim(row)
     rows.update_delivery(store, first.id or 0, status=DeliveryStatus.SENT, channel="email")
-    second = store.claim_delivery(row.model_copy())
+    second = store.deliveries.claim(row.model_copy())
     assert second.id == first.id
     assert second.status == DeliveryStatus.SENT and second.channel == "email"
 
 
 def test_push_results_track_successes_failures_and_gone_subscriptions(store: Store) -> None:
     one, two = (Subscriber(token=t, endpoint=f"https://push.example/{t}") for t in ("one", "two"))
-    first, created = store.save_push_subscription("c1", one.subscription_in())
-    second, _ = store.save_push_subscription("c1", two.subscription_in())
+    first, created = store.push.save("c1", one.subscription_in())
+    second, _ = store.push.save("c1", two.subscription_in())
     assert created
     assert first.id is not None and second.id is not None
 
-    store.record_push_result(first.id, ok=False)
-    store.record_push_result(first.id, ok=False)
-    store.record_push_result(second.id, ok=True)
-    saved = {s.id: s for s in store.push_subscriptions("c1")}
+    store.push.record_result(first.id, ok=False)
+    store.push.record_result(first.id, ok=False)
+    store.push.record_result(second.id, ok=True)
+    saved = {s.id: s for s in store.push.of_customer("c1")}
     assert (saved[first.id].failures, saved[first.id].last_success_at) == (2, None)
     assert saved[second.id].last_success_at is not None
 
-    store.record_push_result(first.id, ok=True)
-    assert {s.id: s.failures for s in store.push_subscriptions("c1")} == {first.id: 0, second.id: 0}
+    store.push.record_result(first.id, ok=True)
+    assert {s.id: s.failures for s in store.push.of_customer("c1")} == {first.id: 0, second.id: 0}
 
-    store.record_push_result(first.id, ok=False, gone=True)
-    assert [s.id for s in store.push_subscriptions("c1")] == [second.id]
+    store.push.record_result(first.id, ok=False, gone=True)
+    assert [s.id for s in store.push.of_customer("c1")] == [second.id]
     # Saving it again (the browser subscribed anew) starts it fresh.
-    again, created = store.save_push_subscription("c1", one.subscription_in())
+    again, created = store.push.save("c1", one.subscription_in())
     assert created and again.failures == 0
 
 
 def test_erasure_deletes_the_customers_push_subscriptions(store: Store) -> None:
     for customer, token in (("gone", "a"), ("gone", "b"), ("stays", "c")):
         device = Subscriber(token=token, endpoint=f"https://push.example/{token}")
-        store.save_push_subscription(customer, device.subscription_in())
+        store.push.save(customer, device.subscription_in())
 
-    removed = store.erase_customer("gone")
+    removed = store.erase("gone")
 
     assert removed["push_subscriptions"] == 2
-    assert store.push_subscriptions("gone") == []
-    assert len(store.push_subscriptions("stays")) == 1
+    assert store.push.of_customer("gone") == []
+    assert len(store.push.of_customer("stays")) == 1

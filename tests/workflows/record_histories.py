@@ -46,7 +46,7 @@ async def in_a_wait(h: JourneyHarness, handle: WorkflowHandle[Any, Any]) -> None
 
 
 async def welcome(h: JourneyHarness) -> None:
-    h.store.upsert_customer(CustomerIn(id="w1", email="w1@example.com", locale="vi"))
+    h.store.customers.upsert(CustomerIn(id="w1", email="w1@example.com", locale="vi"))
     handle = await h.post("w1", "signed_up")
     assert handle is not None
     await in_a_wait(h, handle)
@@ -56,7 +56,7 @@ async def welcome(h: JourneyHarness) -> None:
 
 
 async def abandoned_cart(h: JourneyHarness) -> None:
-    h.store.upsert_customer(CustomerIn(id="a1", email="a1@example.com", locale="en"))
+    h.store.customers.upsert(CustomerIn(id="a1", email="a1@example.com", locale="en"))
     handle = await h.post("a1", "cart_updated", CART)
     assert handle is not None
     await in_a_wait(h, handle)
@@ -73,7 +73,7 @@ async def abandoned_cart(h: JourneyHarness) -> None:
 
 
 async def post_purchase(h: JourneyHarness) -> None:
-    h.store.upsert_customer(CustomerIn(id="p1", email="p1@example.com", locale="en"))
+    h.store.customers.upsert(CustomerIn(id="p1", email="p1@example.com", locale="en"))
     handle = await h.post("p1", "order_placed", {"order_id": "o-1", "total": 12.5, "currency": "USD"})
     assert handle is not None
     await in_a_wait(h, handle)
@@ -87,7 +87,7 @@ async def post_purchase(h: JourneyHarness) -> None:
 
 
 async def loyalty(h: JourneyHarness) -> None:
-    h.store.upsert_customer(CustomerIn(id="l1", email="l1@example.com", locale="en"))
+    h.store.customers.upsert(CustomerIn(id="l1", email="l1@example.com", locale="en"))
     await h.post("l1", "loyalty_points_changed", {"points": 4850})
     handle = h.handle("loyalty", "l1")
     await h.state_when(handle, lambda s: s.sent == ["tier_nudge"])

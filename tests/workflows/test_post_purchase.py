@@ -21,14 +21,16 @@ ORDER = {
 def steps(journeys: JourneyHarness, customer_id: str, order_id: str = "o-1") -> dict[str, DeliveryStatus]:
     prefix = f"post_purchase:{customer_id}:{order_id}"
     return {
-        d.step: d.status for d in journeys.store.customer_deliveries(customer_id) if d.workflow_id == prefix
+        d.step: d.status
+        for d in journeys.store.deliveries.of_customer(customer_id)
+        if d.workflow_id == prefix
     }
 
 
 async def test_unused_coupon_gets_a_reminder_before_it_expires(
     journeys: JourneyHarness, smtp: SmtpInbox
 ) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="p1", email="p1@example.com", locale="en"))
+    journeys.store.customers.upsert(CustomerIn(id="p1", email="p1@example.com", locale="en"))
     handle = await journeys.post("p1", "order_placed", ORDER)
     assert handle is not None and handle.id == "post_purchase:p1:o-1"
 
@@ -57,7 +59,7 @@ async def test_unused_coupon_gets_a_reminder_before_it_expires(
 async def test_redeeming_ends_the_journey_and_a_second_use_is_refused(
     journeys: JourneyHarness, smtp: SmtpInbox
 ) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="p2", email="p2@example.com", locale="vi"))
+    journeys.store.customers.upsert(CustomerIn(id="p2", email="p2@example.com", locale="vi"))
     handle = await journeys.post("p2", "order_placed", {**ORDER, "total": 1_250_000, "currency": "VND"})
     assert handle is not None
     # Skip past the review request to the coupon.
@@ -80,7 +82,7 @@ async def test_redeeming_ends_the_journey_and_a_second_use_is_refused(
 
 
 async def test_one_run_per_order(journeys: JourneyHarness) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="p3", email="p3@example.com"))
+    journeys.store.customers.upsert(CustomerIn(id="p3", email="p3@example.com"))
     first = await journeys.post("p3", "order_placed", ORDER)
     again = await journeys.post("p3", "order_placed", ORDER)  # the same order told twice (new event id)
     other = await journeys.post("p3", "order_placed", {**ORDER, "order_id": "o-2"})
