@@ -73,8 +73,14 @@ class Events(Repository):
                 if row["id"] in inserted and row["name"] in relayed
             ]
             insert_ignore(conn, OutboxEntry, outbox)
-            for event in sorted(events, key=lambda event: event.customer_id):  # id order, as above
-                if event.name == UNSUBSCRIBED and event.id in inserted:
+            # Each new event once, as stored (the first item of its id): a later item repeating the id is a
+            # duplicate or a conflict, and does nothing.
+            new: dict[str, EventIn] = {}
+            for event in events:
+                if event.id in inserted:
+                    new.setdefault(event.id, event)
+            for event in sorted(new.values(), key=lambda event: event.customer_id):  # id order, as above
+                if event.name == UNSUBSCRIBED:
                     _apply_unsubscribe(conn, event)
             # A repeated id (of a stored event, or of an earlier item) is judged against the stored event.
             counts = Counter(event.id for event in events)
