@@ -1,7 +1,7 @@
 """Coupons a journey hands out: `issue_coupon` makes a unique, single-use code, once per business key.
 
-Redemption is not an activity: an `order_placed` carrying the code is recorded when the event is stored
-(`store.events.ingest`), in the same transaction, so a code is applied once whatever runs or retries.
+Redemption is not an activity: an `order_placed` carrying the code is recorded when the event is stored, in
+the same transaction (`touchflow.ingest_rules`), so a code is applied once whatever runs or retries.
 """
 
 from __future__ import annotations

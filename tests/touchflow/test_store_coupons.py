@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 
 from tests.support import rows
+from touchflow.ingest_rules import REDEEMED_EVENT
 from touchflow.models import EventIn, utcnow
 from touchflow.storage import Store
-from touchflow.storage.coupons import REDEEMED_EVENT, new_coupon_code
+from touchflow.storage.coupons import new_coupon_code
 
 
 def issue(

@@ -2,7 +2,7 @@
 
     Store(engine)            what the composition roots build and hand down
     ├── .customers           customers.py   profiles, consents
-    ├── .events              events.py      ingest (events stored once, with their outbox entries), lookups
+    ├── .events              events.py      ingest (stored once, queued, `touchflow.ingest_rules` applied)
     ├── .outbox              events.py      the relays' leases on whole customers, back-off, finishing
     ├── .journeys            journeys.py    journey entries: runs begun and ended, re-entry, funnel runs
     ├── .deliveries          deliveries.py  claim, send lease (fenced by token), suppressions, engagement
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from touchflow.ingest_rules import INGEST_RULES
 from touchflow.storage.coupons import Coupons
 from touchflow.storage.customers import Customers
 from touchflow.storage.deliveries import Deliveries
@@ -43,7 +44,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.customers = Customers(engine)
-        self.events = Events(engine)
+        self.events = Events(engine, INGEST_RULES)
         self.outbox = Outbox(engine)
         self.journeys = JourneyEntries(engine)
         self.deliveries = Deliveries(engine)

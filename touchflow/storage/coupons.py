@@ -1,11 +1,10 @@
-"""Coupons: unique single-use codes issued once per business key, and every use of a code recorded."""
+"""Coupons: unique single-use codes issued once per business key; redeemed once, and every use recorded, by
+the ingest's redemption rule (`touchflow.ingest_rules`) through the primitives below, on its connection."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
@@ -15,12 +14,6 @@ from sqlmodel import col
 from touchflow.models import Coupon, CouponRedemption, utcnow
 from touchflow.storage.base import Repository, insert_ignore, locked, table
 
-# An `order_placed` whose properties carry `coupon_code` redeems that coupon, once; an accepted redemption
-# adds the derived event `coupon_redeemed` (keyed by the order the coupon was issued for) so the journey that
-# issued it ends.
-REDEEMING_EVENT = "order_placed"
-COUPON_PROPERTY = "coupon_code"
-REDEEMED_EVENT = "coupon_redeemed"
 # Codes without look-alikes (0/O, 1/I/L): read aloud or typed from a phone without mistakes.
 _CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 
@@ -72,74 +65,37 @@ class Coupons(Repository):
             return session.get(Coupon, coupon_id)
 
 
-def redeem_coupons(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
-    """Record every coupon use of these new events; returns the `coupon_redeemed` events to add."""
+def locked_by_code(conn: Connection, code: str) -> Coupon | None:
+    """The coupon of this code, held until `conn`'s transaction ends (`locked`)."""
     coupons = table(Coupon)
-    derived: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for row in rows:
-        code = row["properties"].get(COUPON_PROPERTY)
-        if row["name"] != REDEEMING_EVENT or not isinstance(code, str) or row["id"] in seen:
-            continue
-        seen.add(row["id"])
-        code = code.strip().upper()
-        order_id = row["properties"].get("order_id")
-        coupon = conn.execute(locked(conn, select(coupons).where(coupons.c.code == code))).one_or_none()
-        reason = None
-        if coupon is None:
-            reason = "unknown code"
-        elif coupon.customer_id != row["customer_id"]:
-            reason = "issued to another customer"
-        elif coupon.redeemed_at is not None:
-            reason = "already redeemed"
-        elif coupon.expires_at < now:
-            # Judged when the order is received: its own `timestamp` is the client's word, and a
-            # backdated one must not revive an expired code.
-            reason = "expired"
-        else:
-            # The `redeemed_at IS NULL` re-check makes two concurrent redemptions apply once.
-            applied = conn.execute(
-                update(coupons)
-                .where(coupons.c.id == coupon.id, coupons.c.redeemed_at.is_(None))
-                .values(
-                    redeemed_at=now,
-                    redeemed_order_id=None if order_id is None else str(order_id)[:128],
-                    redeemed_event_id=row["id"],
-                )
-            ).rowcount
-            if applied != 1:
-                reason = "already redeemed"
-        insert_ignore(
-            conn,
-            CouponRedemption,
-            [
-                {
-                    "event_id": row["id"],
-                    "code": code[:32],
-                    "coupon_id": coupon.id if coupon is not None else None,
-                    "customer_id": row["customer_id"],
-                    "order_id": None if order_id is None else str(order_id)[:128],
-                    "accepted": reason is None,
-                    "reason": reason,
-                    "at": now,
-                }
-            ],
+    row = conn.execute(locked(conn, select(coupons).where(coupons.c.code == code))).one_or_none()
+    return None if row is None else Coupon.model_validate(row._mapping)
+
+
+def mark_redeemed(
+    conn: Connection, coupon: Coupon, at: datetime, *, order_id: str | None, event_id: str
+) -> bool:
+    """Mark the coupon redeemed unless it is already; True when this call did.
+
+    The `redeemed_at IS NULL` re-check makes two concurrent redemptions apply once.
+    """
+    coupons = table(Coupon)
+    applied = conn.execute(
+        update(coupons)
+        .where(coupons.c.id == coupon.id, coupons.c.redeemed_at.is_(None))
+        .values(
+            redeemed_at=at,
+            redeemed_order_id=None if order_id is None else order_id[:128],
+            redeemed_event_id=event_id,
         )
-        if reason is None and coupon is not None:
-            derived.append(
-                {
-                    "id": f"{REDEEMED_EVENT}:{coupon.id}",
-                    "customer_id": row["customer_id"],
-                    "name": REDEEMED_EVENT,
-                    "properties": {
-                        "coupon_id": coupon.id,
-                        "journey": coupon.journey,
-                        # The entry key of the run that issued it (the post-purchase order id).
-                        "order_id": coupon.entry_key,
-                        "redeemed_order_id": order_id,
-                    },
-                    "occurred_at": row["occurred_at"],
-                    "received_at": now,
-                }
-            )
-    return derived
+    ).rowcount
+    return bool(applied == 1)
+
+
+def record_redemption(conn: Connection, redemption: CouponRedemption) -> None:
+    """Keep one use of a code, accepted or refused; once per event (its unique `event_id`)."""
+    row = redemption.model_dump(exclude={"id"})
+    # A client's code or order id may be longer than its column: keep what fits.
+    row["code"] = redemption.code[:32]
+    row["order_id"] = None if redemption.order_id is None else redemption.order_id[:128]
+    insert_ignore(conn, CouponRedemption, [row])

@@ -1,5 +1,5 @@
-"""Events and the outbox: ingest stores each event once with its outbox entry, and the relays lease whole
-customers' entries from the outbox (`relay_leases`) to hand them to Temporal in order."""
+"""Events and the outbox: ingest stores each event once with its outbox entry and applies the ingest rules in
+the same transaction; the relays lease whole customers' entries (`relay_leases`) to hand them on in order."""
 
 from __future__ import annotations
 
@@ -9,18 +9,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import col
 
 from touchflow.db import read_modify_write
-from touchflow.models import Customer, Event, EventIn, Ingested, IngestStatus, OutboxEntry, RelayLease, utcnow
+from touchflow.ingest_rules import IngestRule
+from touchflow.models import (
+    Coupon,
+    CouponRedemption,
+    Customer,
+    Event,
+    EventIn,
+    Ingested,
+    IngestStatus,
+    OutboxEntry,
+    RelayLease,
+    utcnow,
+)
 from touchflow.storage.base import Repository, dialect_insert, insert_ignore, table
-from touchflow.storage.coupons import redeem_coupons
+from touchflow.storage.coupons import locked_by_code, mark_redeemed, record_redemption
 from touchflow.storage.customers import bare_customer, merge_consents
-
-# The event that withdraws consent; the store applies it as it stores it.
-UNSUBSCRIBED = "unsubscribed"
 
 
 @dataclass(frozen=True)
@@ -33,55 +42,50 @@ class ClaimedEvent:
 
 
 class Events(Repository):
-    def ingest(self, events: Sequence[EventIn], relayed_names: Iterable[str]) -> list[Ingested]:
-        """Store events once each, create bare profiles for unknown customers, queue the relevant ones.
+    def __init__(self, engine: Engine, rules: Sequence[IngestRule]) -> None:
+        super().__init__(engine)
+        self.rules = tuple(rules)
 
-        One transaction: an event is stored together with its outbox entry or not at all, so an accepted
-        event always reaches its journeys (store-then-relay). A repeated `id` adds nothing: a duplicate
-        when it repeats the stored event, a conflict when the stored one is another (`EventIn.conflict_with`).
+    def ingest(self, events: Sequence[EventIn], relayed_names: Iterable[str]) -> list[Ingested]:
+        """Store events once each, create bare profiles for unknown customers, apply the ingest rules to the
+        new events, queue the relevant ones (and those the rules derived).
+
+        One transaction: an event is stored together with its outbox entry and what its rules do, or not at
+        all, so an accepted event always reaches its journeys (store-then-relay). A repeated `id` adds
+        nothing: a duplicate when it repeats the stored event, a conflict when the stored one is another
+        (`EventIn.conflict_with`).
         """
         now = utcnow()
         relayed = set(relayed_names)
-        rows = [
-            {
-                "id": event.id,
-                "customer_id": event.customer_id,
-                "name": event.name,
-                "properties": event.properties,
-                "occurred_at": event.timestamp or now,
-                "received_at": now,
-            }
-            for event in events
-        ]
+        rows = [_row(event, now) for event in events]
         customers = {event.customer_id: bare_customer(event.customer_id, now) for event in events}
+        ids = table(Event).c.id
         with self.engine.begin() as conn:
             # Most events are of known customers: insert (or ignore) only the profiles not found.
             known = table(Customer).c.id
             found = set(conn.scalars(select(known).where(known.in_(list(customers)))))
-            # In id order, as the unsubscribes below: two batches locking the same customers never deadlock.
+            # In id order, as a rule that locks customers takes them: two batches never deadlock on them.
             new_customers = [
                 row for customer_id, row in sorted(customers.items()) if customer_id not in found
             ]
             insert_ignore(conn, Customer, new_customers)
-            inserted = insert_ignore(conn, Event, rows, returning=table(Event).c.id)
-            derived = redeem_coupons(conn, [r for r in rows if r["id"] in inserted], now)
+            inserted = insert_ignore(conn, Event, rows, returning=ids)
+            # Each new event once, as stored (the first item of its id): a later item repeating the id is a
+            # duplicate or a conflict, and does nothing.
+            first: dict[str, EventIn] = {}
+            for event in events:
+                if event.id in inserted:
+                    first.setdefault(event.id, event)
+            new, on_ingest = list(first.values()), _OnIngest(conn, now)
+            derived = [_row(made, now) for rule in self.rules for made in rule(on_ingest, new)]
             if derived:
-                inserted |= insert_ignore(conn, Event, derived, returning=table(Event).c.id)
+                inserted |= insert_ignore(conn, Event, derived, returning=ids)
             outbox = [
                 {"event_id": row["id"], "customer_id": row["customer_id"], "attempts": 0, "available_at": now}
                 for row in [*rows, *derived]
                 if row["id"] in inserted and row["name"] in relayed
             ]
             insert_ignore(conn, OutboxEntry, outbox)
-            # Each new event once, as stored (the first item of its id): a later item repeating the id is a
-            # duplicate or a conflict, and does nothing.
-            new: dict[str, EventIn] = {}
-            for event in events:
-                if event.id in inserted:
-                    new.setdefault(event.id, event)
-            for event in sorted(new.values(), key=lambda event: event.customer_id):  # id order, as above
-                if event.name == UNSUBSCRIBED:
-                    _apply_unsubscribe(conn, event)
             # A repeated id (of a stored event, or of an earlier item) is judged against the stored event.
             counts = Counter(event.id for event in events)
             stored = _events_by_id(conn, [i for i, n in counts.items() if n > 1 or i not in inserted])
@@ -163,13 +167,36 @@ def _events_by_id(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
     return {row.id: row for row in conn.execute(query.where(events.c.id.in_(ids)))}
 
 
-def _apply_unsubscribe(conn: Connection, event: EventIn) -> None:
-    """An `unsubscribed` event turns a consent off: `{"channel": "email"}` → `email.marketing`,
-    `{"topic": "all"}` → every message; no properties → all marketing."""
-    channel = event.properties.get("channel")
-    topic = str(event.properties.get("topic") or "marketing")
-    key = "all" if topic == "all" else (f"{channel}.{topic}" if channel else topic)
-    merge_consents(conn, event.customer_id, {key: False})
+def _row(event: EventIn, now: datetime) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "customer_id": event.customer_id,
+        "name": event.name,
+        "properties": event.properties,
+        "occurred_at": event.timestamp or now,
+        "received_at": now,
+    }
+
+
+@dataclass(frozen=True)
+class _OnIngest:
+    """The rules' `IngestTransaction`: the repositories' primitives on the ingest's own connection, so what a
+    rule writes commits or rolls back with the events."""
+
+    conn: Connection
+    now: datetime
+
+    def merge_consents(self, customer_id: str, changes: dict[str, bool]) -> None:
+        merge_consents(self.conn, customer_id, changes)
+
+    def coupon_to_redeem(self, code: str) -> Coupon | None:
+        return locked_by_code(self.conn, code)
+
+    def redeem_coupon(self, coupon: Coupon, *, order_id: str | None, event_id: str) -> bool:
+        return mark_redeemed(self.conn, coupon, self.now, order_id=order_id, event_id=event_id)
+
+    def record_redemption(self, redemption: CouponRedemption) -> None:
+        record_redemption(self.conn, redemption)
 
 
 class Outbox(Repository):
