@@ -1,4 +1,5 @@
-"""Coupons in the store (SQLite and PostgreSQL): issued once per key, redeemed once per code."""
+"""The ingest rules, through the ingest, on SQLite and PostgreSQL: a coupon is redeemed once, by its customer,
+before it expires (the unsubscribe rule: tests/api/test_unsubscribe.py; under concurrency: storage/)."""
 
 from __future__ import annotations
 
@@ -7,33 +8,10 @@ from datetime import timedelta
 import pytest
 
 from tests.support import rows
+from tests.support.coupons import issue
 from touchflow.ingest_rules import REDEEMED_EVENT
 from touchflow.models import EventIn, utcnow
 from touchflow.storage import Store
-from touchflow.storage.coupons import new_coupon_code
-
-
-def issue(
-    store: Store, key: str = "post_purchase:c1:o-1:1:coupon", customer_id: str = "c1", valid_days: int = 30
-) -> str:
-    coupon = store.coupons.issue(
-        key=key,
-        customer_id=customer_id,
-        journey="post_purchase",
-        entry_key="o-1",
-        value=10,
-        unit="percent",
-        expires_at=utcnow() + timedelta(days=valid_days),
-    )
-    return coupon.code
-
-
-def test_issuing_is_idempotent_by_key_and_codes_are_unique(store: Store) -> None:
-    first = issue(store)
-    assert issue(store) == first
-    other = issue(store, key="post_purchase:c1:o-2:2:coupon")
-    assert other != first
-    assert len({new_coupon_code() for _ in range(500)}) == 500
 
 
 def order(event_id: str, code: str, customer_id: str = "c1", **extra: object) -> EventIn:

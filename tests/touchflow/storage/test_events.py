@@ -1,27 +1,15 @@
-"""The store on SQLite and on PostgreSQL: the same tests, each database."""
+"""Events and the outbox, on SQLite and PostgreSQL: stored once, queued when routed, leased per customer."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlmodel import SQLModel
-
-from tests.support import rows
-from tests.support.push_service import Subscriber
-from touchflow.models import CustomerIn, Delivery, DeliveryStatus, EventIn, IngestStatus, JourneyStatus
+from touchflow.models import EventIn, IngestStatus
 from touchflow.storage import Store
 
 
 def ev(id: str, name: str = "signed_up", customer: str = "c-1", **props: object) -> EventIn:
     return EventIn(id=id, customer_id=customer, name=name, properties=dict(props))
-
-
-def test_the_migrated_schema_matches_the_models(store: Store) -> None:
-    with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
-    assert diff == []
 
 
 def test_ingest_stores_once_and_queues_only_routed_events(store: Store) -> None:
@@ -46,16 +34,6 @@ def test_ingest_keeps_a_given_timestamp_as_aware_utc(store: Store) -> None:
     stored = store.events.get("t")
     assert stored is not None
     assert stored.occurred_at == when and stored.occurred_at.tzinfo is not None
-
-
-def test_upsert_merges_attributes_and_keeps_unsent_fields(store: Store) -> None:
-    _, created = store.customers.upsert(CustomerIn(id="c", email="a@example.com", attributes={"a": 1}))
-    _, created_again = store.customers.upsert(CustomerIn(id="c", attributes={"b": 2}))
-    customer = store.customers.get("c")
-    assert (created, created_again) == (True, False)
-    assert customer is not None
-    assert customer.email == "a@example.com"
-    assert customer.attributes == {"a": 1, "b": 2}
 
 
 def test_outbox_leases_take_whole_customers_until_the_pass_ends(store: Store) -> None:
@@ -109,68 +87,3 @@ def test_event_since_finds_goals_for_the_entry_only(store: Store) -> None:
     found = store.events.first_since("c-1", ["order_placed"], start, {"cart_id": "cart-1"})
     assert found is not None and found.id == "o1"
     assert store.events.first_since("c-1", ["order_placed"], datetime.now(UTC) + timedelta(hours=1)) is None
-
-
-def test_entering_a_journey_is_idempotent_per_run_and_sees_earlier_runs(store: Store) -> None:
-    entry, earlier = store.journeys.enter(
-        run_id="r1", workflow_id="welcome:c", journey="welcome", customer_id="c", entry_key=None
-    )
-    same, _ = store.journeys.enter(
-        run_id="r1", workflow_id="welcome:c", journey="welcome", customer_id="c", entry_key=None
-    )
-    assert earlier == [] and same.id == entry.id
-    store.journeys.leave("r1", JourneyStatus.CONVERTED, "order_placed")
-    _, earlier = store.journeys.enter(
-        run_id="r2", workflow_id="welcome:c", journey="welcome", customer_id="c", entry_key=None
-    )
-    assert [(e.run_id, e.status, e.ended_by) for e in earlier] == [
-        ("r1", JourneyStatus.CONVERTED, "order_placed")
-    ]
-    assert [e.run_id for e in store.journeys.active_entries("welcome", "c")] == ["r2"]
-
-
-def test_a_delivery_is_claimed_once_per_business_key(store: Store) -> None:
-    row = Delivery(
-        key="welcome:c:1:welcome", journey="welcome", step="welcome", customer_id="c", workflow_id="w"
-    )
-    first = store.deliveries.claim(row)
-    rows.update_delivery(store, first.id or 0, status=DeliveryStatus.SENT, channel="email")
-    second = store.deliveries.claim(row.model_copy())
-    assert second.id == first.id
-    assert second.status == DeliveryStatus.SENT and second.channel == "email"
-
-
-def test_push_results_track_successes_failures_and_gone_subscriptions(store: Store) -> None:
-    one, two = (Subscriber(token=t, endpoint=f"https://push.example/{t}") for t in ("one", "two"))
-    first, created = store.push.save("c1", one.subscription_in())
-    second, _ = store.push.save("c1", two.subscription_in())
-    assert created
-    assert first.id is not None and second.id is not None
-
-    store.push.record_result(first.id, ok=False)
-    store.push.record_result(first.id, ok=False)
-    store.push.record_result(second.id, ok=True)
-    saved = {s.id: s for s in store.push.of_customer("c1")}
-    assert (saved[first.id].failures, saved[first.id].last_success_at) == (2, None)
-    assert saved[second.id].last_success_at is not None
-
-    store.push.record_result(first.id, ok=True)
-    assert {s.id: s.failures for s in store.push.of_customer("c1")} == {first.id: 0, second.id: 0}
-
-    store.push.record_result(first.id, ok=False, gone=True)
-    assert [s.id for s in store.push.of_customer("c1")] == [second.id]
-    # Saving it again (the browser subscribed anew) starts it fresh.
-    again, created = store.push.save("c1", one.subscription_in())
-    assert created and again.failures == 0
-
-
-def test_erasure_deletes_the_customers_push_subscriptions(store: Store) -> None:
-    for customer, token in (("gone", "a"), ("gone", "b"), ("stays", "c")):
-        device = Subscriber(token=token, endpoint=f"https://push.example/{token}")
-        store.push.save(customer, device.subscription_in())
-
-    removed = store.erase("gone")
-
-    assert removed["push_subscriptions"] == 2
-    assert store.push.of_customer("gone") == []
-    assert len(store.push.of_customer("stays")) == 1
