@@ -19,7 +19,7 @@ class Repository:
         self.engine = engine
 
     def session(self) -> Session:
-        # Rows stay readable after the session ends: callers get plain values, not live objects.
+        # Not expired on commit: what a caller reads keeps its values after the session has ended.
         return Session(self.engine, expire_on_commit=False)
 
 
