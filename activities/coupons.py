@@ -1,7 +1,7 @@
 """Coupons a journey hands out: `issue_coupon` makes a unique, single-use code, once per business key.
 
-Redemption is not an activity: an `order_placed` carrying the code is recorded when the event is stored
-(`Store.ingest_events`), in the same transaction, so a code is applied once whatever runs or retries.
+Redemption is not an activity: an `order_placed` carrying the code is recorded when the event is stored, in
+the same transaction (`touchflow.ingest_rules`), so a code is applied once whatever runs or retries.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from touchflow.activities.types import IssueCouponInput, IssueCouponResult
-from touchflow.store import Store
+from touchflow.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class CouponActivities:
     async def issue_coupon(self, input: IssueCouponInput) -> IssueCouponResult:
         """The coupon for `input.key`: made on the first call, the same one on every retry or replay."""
         coupon = await asyncio.to_thread(
-            self.store.issue_coupon,
+            self.store.coupons.issue,
             key=input.key,
             customer_id=input.customer_id,
             journey=input.journey,

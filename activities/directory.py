@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from touchflow.channels import Recipient
-from touchflow.store import Store
+from touchflow.storage import Store
 
 
 class StoreDirectory:
@@ -16,8 +16,8 @@ class StoreDirectory:
         self.store = store
 
     async def push_subscriptions(self, customer_id: str) -> list[Recipient]:
-        subscriptions = await asyncio.to_thread(self.store.push_subscriptions, customer_id)
+        subscriptions = await asyncio.to_thread(self.store.push.of_customer, customer_id)
         return [Recipient(json.dumps(s.to_json()), s.id) for s in subscriptions]
 
     async def is_suppressed(self, channel: str, address: str) -> bool:
-        return await asyncio.to_thread(self.store.is_suppressed, channel, address)
+        return await asyncio.to_thread(self.store.deliveries.is_suppressed, channel, address)

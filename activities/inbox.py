@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy.exc import OperationalError
 
 from touchflow.channels import RetryableDeliveryError
-from touchflow.store import Store
+from touchflow.storage import Store
 
 
 class StoreInbox:
@@ -19,7 +19,7 @@ class StoreInbox:
     async def save(self, customer_id: str, key: str, title: str, body: str, url: str | None) -> str:
         try:
             message = await asyncio.to_thread(
-                self.store.add_inbox_message,
+                self.store.inbox.add,
                 key=key,
                 customer_id=customer_id,
                 title=title,

@@ -52,7 +52,7 @@ from touchflow.models import Customer, Delivery, DeliveryStatus, Event, JourneyS
 from touchflow.rendering import Rendered, Renderer, TemplateBroken, TemplateUnusable
 from touchflow.settings import Settings
 from touchflow.signing import Purpose, Signer
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.urls import LINK_DOMAINS, host_of, link_allowed, safe_link
 from touchflow.vocabulary import Reentry
 
@@ -155,7 +155,7 @@ class JourneyActivities:
     @activity.defn(name="enter_journey")
     async def enter_journey(self, input: EnterJourneyInput) -> EnterJourneyResult:
         entry, earlier = await asyncio.to_thread(
-            self.store.enter_journey,
+            self.store.journeys.enter,
             run_id=input.run_id,
             workflow_id=input.workflow_id,
             journey=input.journey,
@@ -175,7 +175,7 @@ class JourneyActivities:
                 reason = f"re-entry cooldown: last entry {since} ago"
         if reason is not None:
             await asyncio.to_thread(
-                self.store.leave_journey, input.run_id, JourneyStatus.EXITED, "not admitted"
+                self.store.journeys.leave, input.run_id, JourneyStatus.EXITED, "not admitted"
             )
         return EnterJourneyResult(
             admitted=reason is None,
@@ -191,14 +191,14 @@ class JourneyActivities:
 
     @activity.defn(name="leave_journey")
     async def leave_journey(self, input: LeaveJourneyInput) -> None:
-        await asyncio.to_thread(self.store.leave_journey, input.run_id, input.status, input.ended_by)
+        await asyncio.to_thread(self.store.journeys.leave, input.run_id, input.status, input.ended_by)
 
     # -- delivering -----------------------------------------------------------------------------------------
 
     @activity.defn(name="deliver_step")
     async def deliver_step(self, input: SendStepInput) -> SendStepResult:
         delivery = await asyncio.to_thread(
-            self.store.claim_delivery,
+            self.store.deliveries.claim,
             Delivery(
                 key=input.key,
                 journey=input.journey,
@@ -215,7 +215,7 @@ class JourneyActivities:
             # An earlier attempt finished this step: answer as it did, send nothing.
             return self._result(delivery)
         lease = self.settings.delivery_attempt_timeout
-        token, interrupted = await asyncio.to_thread(self.store.start_sending, delivery.id, lease)
+        token, interrupted = await asyncio.to_thread(self.store.deliveries.start_sending, delivery.id, lease)
         if token is None:
             # Another attempt (a retry racing a slow one) is sending this step right now.
             raise ApplicationError("another attempt is sending this step", type="StepBeingSent")
@@ -235,7 +235,7 @@ class JourneyActivities:
             # Cancelled mid-send (timed out, or the worker is stopping): the provider may have the message.
             # The lease is left expired, not cleared, so the next attempt knows it follows an interrupted one.
             await asyncio.to_thread(
-                self.store.finish_sending,
+                self.store.deliveries.finish_sending,
                 delivery.id,
                 token,
                 attempts=delivery.attempts,
@@ -243,7 +243,9 @@ class JourneyActivities:
             )
             raise
         except BaseException:
-            await asyncio.to_thread(self.store.finish_sending, delivery.id, token, attempts=delivery.attempts)
+            await asyncio.to_thread(
+                self.store.deliveries.finish_sending, delivery.id, token, attempts=delivery.attempts
+            )
             raise
         finally:
             for keeper in keepers:
@@ -260,7 +262,7 @@ class JourneyActivities:
         }
         if outcome.status == DeliveryStatus.SENT:
             values["sent_at"] = utcnow()
-        recorded = await asyncio.to_thread(self.store.finish_sending, delivery.id, token, **values)
+        recorded = await asyncio.to_thread(self.store.deliveries.finish_sending, delivery.id, token, **values)
         if recorded is None:
             # A later attempt took the lease (this one was presumed dead): its record stands, not this one's.
             log.warning("a superseded attempt finished", extra={"delivery_id": delivery.id})
@@ -297,7 +299,7 @@ class JourneyActivities:
         attempt holds it), stop the sending attempt rather than send twice."""
         while True:
             await asyncio.sleep(lease.total_seconds() / 3)
-            if not await asyncio.to_thread(self.store.renew_lease, delivery_id, token, lease):
+            if not await asyncio.to_thread(self.store.deliveries.renew_lease, delivery_id, token, lease):
                 if sender is not None:
                     sender.cancel()
                 return
@@ -306,7 +308,7 @@ class JourneyActivities:
     # send, record. Each stage answers an outcome that ends the step, or None to go on.
 
     async def _attempt(self, input: SendStepInput, delivery: Delivery) -> _Outcome:
-        customer = await asyncio.to_thread(self.store.get_customer, input.customer_id)
+        customer = await asyncio.to_thread(self.store.customers.get, input.customer_id)
         if customer is None:
             return _Outcome(DeliveryStatus.SKIPPED, "customer no longer exists")
         ended = await self._guard(input)
@@ -330,10 +332,10 @@ class JourneyActivities:
             return None
         trigger = None
         if input.trigger_event_id is not None:
-            trigger = await asyncio.to_thread(self.store.get_event, input.trigger_event_id)
+            trigger = await asyncio.to_thread(self.store.events.get, input.trigger_event_id)
         goal = await asyncio.to_thread(
             partial(
-                self.store.event_since,
+                self.store.events.first_since,
                 input.customer_id,
                 input.exit_on,
                 input.entered_at,
@@ -471,7 +473,9 @@ class JourneyActivities:
             tally.reasons.append(f"{name}: {exc.reason}")
             delivery.attempts.append(_attempt_record(name, "permanent", reason=exc.reason))
             if exc.address_dead and len(recipients) == 1 and recipients[0].subscription_id is None:
-                await asyncio.to_thread(self.store.suppress, name, recipients[0].address, exc.reason)
+                await asyncio.to_thread(
+                    self.store.deliveries.suppress, name, recipients[0].address, exc.reason
+                )
             return None
         delivery.attempts.append(_attempt_record(name, "sent", locale=rendered.language))
         return _Outcome(DeliveryStatus.SENT, None, name, receipt.provider_id, rendered=rendered)
@@ -505,7 +509,7 @@ class JourneyActivities:
         for cap in self.caps:
             if cap.channel is None:
                 sent = await asyncio.to_thread(
-                    self.store.marketing_sent_since, customer.id, utcnow() - cap.window
+                    self.store.deliveries.marketing_sent_since, customer.id, utcnow() - cap.window
                 )
                 # The step's own live lease is one of those counted: it may go when the others fit.
                 if sent - 1 >= cap.limit:
@@ -516,7 +520,7 @@ class JourneyActivities:
         for cap in self.caps:
             if cap.channel == channel:
                 sent = await asyncio.to_thread(
-                    self.store.marketing_sent_since, customer_id, utcnow() - cap.window, channel
+                    self.store.deliveries.marketing_sent_since, customer_id, utcnow() - cap.window, channel
                 )
                 if sent >= cap.limit:
                     return True
@@ -557,7 +561,7 @@ class JourneyActivities:
             if recipient.subscription_id is not None:
                 gone = isinstance(result, PermanentDeliveryError) and result.address_dead
                 await asyncio.to_thread(
-                    self.store.record_push_result,
+                    self.store.push.record_result,
                     recipient.subscription_id,
                     ok=isinstance(result, Receipt),
                     gone=gone,
@@ -569,12 +573,12 @@ class JourneyActivities:
     async def _context(self, input: SendStepInput, customer: Customer, delivery_id: int) -> dict[str, Any]:
         event = None
         if input.event_id:
-            event = await asyncio.to_thread(self.store.get_event, input.event_id)
+            event = await asyncio.to_thread(self.store.events.get, input.event_id)
         attributes = customer.attributes
         coupon = None
         if "coupon_id" in input.data:
             # The code is read here, at render time, so it never travels through Temporal's history.
-            found = await asyncio.to_thread(self.store.get_coupon, int(input.data["coupon_id"]))
+            found = await asyncio.to_thread(self.store.coupons.get, int(input.data["coupon_id"]))
             if found is not None:
                 coupon = {
                     "code": found.code,

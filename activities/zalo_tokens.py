@@ -2,7 +2,7 @@
 token provider) and the pause after a balance or payment error (its sending hold).
 
 Zalo refresh tokens are single-use and rotate, so two workers refreshing at once would break the chain:
-`Store.rotate_zalo_token` takes a row lock, re-reads, and refreshes only when nobody else did.
+`store.tokens.rotate` takes a row lock, re-reads, and refreshes only when nobody else did.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Self
 from touchflow.channels.zalo_zns import Hold, ZaloOAuth
 from touchflow.models import utcnow
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 
 # Refresh a little before Zalo's expiry, so a token never dies between reading it and sending.
 FRESH_FOR = timedelta(minutes=5)
@@ -39,7 +39,7 @@ class StoreTokenProvider:
         )
 
     async def access_token(self) -> str:
-        stored = await asyncio.to_thread(self.store.get_zalo_token, self.app_id)
+        stored = await asyncio.to_thread(self.store.tokens.get, self.app_id)
         if (
             stored is not None
             and stored.access_token
@@ -54,7 +54,7 @@ class StoreTokenProvider:
 
     async def _rotate(self, rejected: str | None) -> str:
         token = await asyncio.to_thread(
-            self.store.rotate_zalo_token, self.app_id, self.seed, rejected, self.oauth.refresh, FRESH_FOR
+            self.store.tokens.rotate, self.app_id, self.seed, rejected, self.oauth.refresh, FRESH_FOR
         )
         assert token.access_token is not None
         return token.access_token
@@ -72,8 +72,8 @@ class StoreSendingHold:
         return cls(store, app_id=settings.zalo_app_id)
 
     async def held(self) -> Hold | None:
-        found = await asyncio.to_thread(self.store.zalo_hold, self.app_id)
+        found = await asyncio.to_thread(self.store.tokens.held, self.app_id)
         return Hold(*found) if found is not None else None
 
     async def hold(self, because: str, now: datetime, until: datetime) -> bool:
-        return await asyncio.to_thread(self.store.hold_zalo, self.app_id, because, now, until)
+        return await asyncio.to_thread(self.store.tokens.hold, self.app_id, because, now, until)

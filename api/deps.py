@@ -16,7 +16,7 @@ from touchflow.apikeys import ApiKey, Scope, match
 from touchflow.router import Relay
 from touchflow.settings import Settings
 from touchflow.signing import Signer
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.workflows.registry import Registry
 
 
@@ -122,11 +122,11 @@ async def guard_address(request: Request, *, failed: bool) -> None:
     store: Store = request.app.state.store
     window = _address_key(request)
     now = time.time()
-    seen = await asyncio.to_thread(store.window_count, window, 60, now)
+    seen = await asyncio.to_thread(store.rates.peek, window, 60, now)
     if seen.count < limit:
         if not failed:
             return
-        seen = await asyncio.to_thread(store.count_request, window, 60, now)
+        seen = await asyncio.to_thread(store.rates.count, window, 60, now)
         if seen.count <= limit:
             return  # the caller answers 401
     retry_after = max(1, math.ceil(seen.resets_at - time.time()))
@@ -146,7 +146,7 @@ async def charge(request: Request, key: ApiKey, cost: int) -> None:
     if not limit:
         return
     store: Store = request.app.state.store
-    counted = await asyncio.to_thread(store.count_request, key.id, 60, time.time(), cost, limit)
+    counted = await asyncio.to_thread(store.rates.count, key.id, 60, time.time(), cost, limit)
     if counted.admitted:
         return
     retry_after = max(1, math.ceil(counted.resets_at - time.time()))

@@ -2,7 +2,7 @@
 and an executor of its own for the inbox's database calls, so browsers cannot starve the server API.
 
 The poller asks the database once an interval for the news of every customer with an open stream here
-(`Store.inbox_news`: three statements, however many streams) and hands each stream its messages and unread
+(`store.inbox.news`: three statements, however many streams) and hands each stream its messages and unread
 count. It reads the database, not an in-process queue, so it sees what any worker stored, and any number of
 API processes can sit behind a load balancer.
 """
@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 from touchflow.models import InboxMessage
 from touchflow.settings import Settings
-from touchflow.store import INBOX_PAGE_MAX, Store
+from touchflow.storage import Store
+from touchflow.storage.inbox import INBOX_PAGE_MAX
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -156,7 +157,7 @@ class InboxHub:
         while self._streams:
             try:
                 if seen is None:  # what is there already, each stream reads for itself when it opens
-                    seen = _Seen(await self.run(self.store.latest_inbox_id))
+                    seen = _Seen(await self.run(self.store.inbox.latest_id))
                 full = await self._poll(seen)
             except Exception:
                 # The database is away: the streams stay open, and the next poll tries again.
@@ -170,7 +171,7 @@ class InboxHub:
         customers = list(self._streams)
         # Rows above `settled` include the recent ones handed out already: ask for that many more.
         limit = len(seen.recent) + INBOX_PAGE_MAX
-        newest, messages, unread = await self.run(self.store.inbox_news, customers, seen.settled, limit)
+        newest, messages, unread = await self.run(self.store.inbox.news, customers, seen.settled, limit)
         now = asyncio.get_running_loop().time()
         by_id = {m.id: m for m in messages if m.id is not None}
         for ident in seen.fresh(sorted(by_id), now):

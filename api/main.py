@@ -33,7 +33,7 @@ from touchflow.errors import TouchflowError
 from touchflow.router import Relay
 from touchflow.settings import Settings
 from touchflow.signing import Signer
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.temporal import connect
 from touchflow.vapid import load_private_key, public_key
 from touchflow.workflows.registry import Registry, load_registry

@@ -28,7 +28,7 @@ from tests.support.zalo import zalo  # noqa: F401  (the loopback Zalo server fix
 from touchflow.api.main import create_app
 from touchflow.db import make_engine, migrate
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.temporal import free_port
 from touchflow.testing import TEST_API_KEY, TEST_SECRET
 from touchflow.vapid import VapidKeys, generate

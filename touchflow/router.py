@@ -5,7 +5,7 @@ process) leases outbox entries, hands each event to Temporal and deletes the ent
 A crash anywhere in between leaves the entry to be leased again; a repeat reaches the run as the same event
 id, which the journey drops. So an accepted event is acted on exactly once.
 
-Ordering across processes: a relay leases whole customers, not single entries (`Store.claim_outbox`). A
+Ordering across processes: a relay leases whole customers, not single entries (`store.outbox.claim`). A
 `relay_leases` row per customer names the relay that holds it and until when; another relay skips that
 customer's entries, old and new, until the lease ends, so one customer's events are never relayed by two
 relays at once. Within a pass a customer's events go one after another, oldest first; different customers'
@@ -33,7 +33,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from touchflow.models import Event
-from touchflow.store import ClaimedEvent, Store
+from touchflow.storage import ClaimedEvent, Store
 from touchflow.workflows.base import JourneyEvent, JourneyInput, JourneySpec
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Router:
         if any(event.name in spec.starts_on for spec in self.registry.values()):
             # A relay retry of an event that started a run which has closed since (a journey that may run
             # again) would start a second run: the store knows which runs this event started.
-            started = await asyncio.to_thread(self.store.runs_started_by, event.id)
+            started = await asyncio.to_thread(self.store.journeys.runs_started_by, event.id)
         for spec in self.registry.values():
             if event.name in spec.starts_on:
                 await self._start_or_feed(spec, event, journey_event, started)
@@ -118,7 +118,9 @@ class Router:
             targets = [spec.workflow_id(event.customer_id, entry_key)]
         else:
             # An exit without the key (an order with no cart id) reaches every open entry of the customer.
-            entries = await asyncio.to_thread(self.store.active_entries, spec.name, event.customer_id)
+            entries = await asyncio.to_thread(
+                self.store.journeys.active_entries, spec.name, event.customer_id
+            )
             targets = sorted({entry.workflow_id for entry in entries})
         for workflow_id in targets:
             try:
@@ -233,10 +235,10 @@ class Relay:
 
     async def relay_once(self) -> bool:
         """One pass; True when it relayed a full batch (there may be more)."""
-        if await asyncio.to_thread(self.store.outbox_size) == 0:
+        if await asyncio.to_thread(self.store.outbox.size) == 0:
             return False
         router = await self.router()
-        claimed = await asyncio.to_thread(self.store.claim_outbox, self.batch_size, self.lease, self.holder)
+        claimed = await asyncio.to_thread(self.store.outbox.claim, self.batch_size, self.lease, self.holder)
         if not claimed:
             return False
         customers = sorted({item.event.customer_id for item in claimed})
@@ -245,7 +247,7 @@ class Relay:
         renewing = asyncio.create_task(self._renew_leases(customers, lost))
         try:
             # An event erased since it was claimed (its customer was deleted) starts nothing.
-            present = await asyncio.to_thread(self.store.existing_event_ids, [c.event.id for c in claimed])
+            present = await asyncio.to_thread(self.store.events.existing_ids, [c.event.id for c in claimed])
             done.extend(item.outbox_id for item in claimed if item.event.id not in present)
             relayed = [item for item in claimed if item.event.id in present]
             by_customer: dict[str, list[ClaimedEvent]] = {}
@@ -282,7 +284,7 @@ class Relay:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
-            await asyncio.to_thread(self.store.finish_outbox, done, self.holder, customers)
+            await asyncio.to_thread(self.store.outbox.finish, done, self.holder, customers)
         await self._sweep_erased(router, relayed)
         return len(claimed) == self.batch_size and len(done) == len(claimed)
 
@@ -292,7 +294,9 @@ class Relay:
         while True:
             await asyncio.sleep(every)
             try:
-                held = await asyncio.to_thread(self.store.extend_leases, self.holder, customers, self.lease)
+                held = await asyncio.to_thread(
+                    self.store.outbox.extend_leases, self.holder, customers, self.lease
+                )
             except Exception as exc:  # the database away for a moment: the next renewal may still be in time
                 log.warning("relay lease renewal failed: %s: %s", type(exc).__name__, exc)
                 continue
@@ -306,7 +310,7 @@ class Relay:
         deleted here (the erasure itself swept Temporal before they existed)."""
         if not relayed:
             return
-        present = await asyncio.to_thread(self.store.existing_event_ids, [c.event.id for c in relayed])
+        present = await asyncio.to_thread(self.store.events.existing_ids, [c.event.id for c in relayed])
         for customer_id in sorted({c.event.customer_id for c in relayed if c.event.id not in present}):
             log.info("sweeping the journeys of a customer erased mid-relay")
             await router.erase_customer_journeys(customer_id, reason="customer erased")
@@ -317,4 +321,4 @@ class Relay:
             "relay will retry",
             extra={"event_id": item.event.id, "attempts": item.attempts, "retry_in": str(delay)},
         )
-        await asyncio.to_thread(self.store.retry_outbox, item.outbox_id, error, delay, self.holder)
+        await asyncio.to_thread(self.store.outbox.retry, item.outbox_id, error, delay, self.holder)

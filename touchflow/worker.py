@@ -20,7 +20,7 @@ from touchflow.channels import build_channels
 from touchflow.db import make_engine
 from touchflow.rendering import Renderer
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.workflows.registry import Registry
 
 # The sandbox re-imports workflow modules for every run. The journey base, its public face and the

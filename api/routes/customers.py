@@ -30,7 +30,7 @@ router = APIRouter(prefix="/v1/customers", tags=["customers"])
 )
 async def upsert_customer(body: CustomerIn, store: StoreDep, response: Response) -> CustomerPublic:
     """Create or update a profile. Fields left out keep their value; `attributes` merge key by key."""
-    customer, created = await asyncio.to_thread(store.upsert_customer, body)
+    customer, created = await asyncio.to_thread(store.customers.upsert, body)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return CustomerPublic.model_validate(customer)
 
@@ -45,7 +45,7 @@ async def erase_customer(customer_id: str, store: StoreDep, relay: RelayDep) -> 
     new for them), then Temporal: should Temporal fail between the two, the answer is 503 too, and repeating
     the DELETE finishes the sweep.
     """
-    customer = await asyncio.to_thread(store.get_customer, customer_id)
+    customer = await asyncio.to_thread(store.customers.get, customer_id)
     try:
         router_ = await relay.router()
         await router_.client.workflow_service.get_system_info(GetSystemInfoRequest())
@@ -55,8 +55,8 @@ async def erase_customer(customer_id: str, store: StoreDep, relay: RelayDep) -> 
             f"could not reach Temporal to end the customer's journeys ({exc}); nothing was deleted: "
             "try again",
         ) from None
-    workflow_ids = await asyncio.to_thread(store.customer_workflow_ids, customer_id)
-    removed = await asyncio.to_thread(store.erase_customer, customer_id) if customer is not None else {}
+    workflow_ids = await asyncio.to_thread(store.journeys.workflow_ids_of, customer_id)
+    removed = await asyncio.to_thread(store.erase, customer_id) if customer is not None else {}
     try:
         ended, deleted = await router_.erase_customer_journeys(
             customer_id, reason="customer erased", workflow_ids=workflow_ids
@@ -75,12 +75,12 @@ async def erase_customer(customer_id: str, store: StoreDep, relay: RelayDep) -> 
 @router.get("/{customer_id}", response_model=CustomerDetail, dependencies=[Read])
 async def get_customer(customer_id: str, store: StoreDep) -> CustomerDetail:
     """A profile with its 50 newest events and deliveries."""
-    customer = await asyncio.to_thread(store.get_customer, customer_id)
+    customer = await asyncio.to_thread(store.customers.get, customer_id)
     if customer is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer with id {customer_id!r}")
     events, deliveries = await asyncio.gather(
-        asyncio.to_thread(store.customer_events, customer_id),
-        asyncio.to_thread(store.customer_deliveries, customer_id),
+        asyncio.to_thread(store.events.of_customer, customer_id),
+        asyncio.to_thread(store.deliveries.of_customer, customer_id),
     )
     return CustomerDetail(
         customer=CustomerPublic.model_validate(customer),

@@ -70,7 +70,7 @@ async def post_event(body: EventIn, store: StoreDep, relay: RelayDep, registry: 
     """
     if errors := entry_key_errors(body, registry):
         raise RequestValidationError(errors)
-    [result] = await asyncio.to_thread(store.ingest_events, [body], registry.routed)
+    [result] = await asyncio.to_thread(store.events.ingest, [body], registry.routed)
     if result.status is IngestStatus.CONFLICT:
         raise HTTPException(status.HTTP_409_CONFLICT, result.reason)
     if result.status is IngestStatus.ACCEPTED:
@@ -129,7 +129,7 @@ async def post_batch(
         for index, event, errors in keyed
         if errors
     ]
-    statuses = await asyncio.to_thread(store.ingest_events, [e for _, e in valid], registry.routed)
+    statuses = await asyncio.to_thread(store.events.ingest, [e for _, e in valid], registry.routed)
     for (index, event), result in zip(valid, statuses, strict=True):
         reasons = [result.reason] if result.reason else []
         results.append(BatchItemResult(index=index, id=event.id, status=result.status, errors=reasons))

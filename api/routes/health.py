@@ -14,7 +14,7 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz")
 async def healthz(store: StoreDep, response: Response) -> dict[str, object]:
     try:
-        pending = await asyncio.to_thread(store.outbox_size)
+        pending = await asyncio.to_thread(store.outbox.size)
     except Exception as exc:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return {"status": "unavailable", "database": type(exc).__name__}

@@ -34,7 +34,7 @@ from touchflow.models import (
 )
 from touchflow.settings import Settings
 from touchflow.signing import Purpose, Signer
-from touchflow.store import INBOX_PAGE_MAX, InboxMark
+from touchflow.storage.inbox import INBOX_PAGE_MAX, InboxMark
 
 SCRIPT = Path(__file__).resolve().parent.parent / "static" / "inbox.js"
 PREFIX = "/v1/inbox"
@@ -119,18 +119,18 @@ async def list_messages(
     archived: Annotated[bool, Query(description="List the archived messages instead.")] = False,
 ) -> InboxPage:
     """The customer's messages, newest first, a page at a time."""
-    page = await hub.run(hub.store.list_inbox, customer, limit=limit, cursor=cursor, archived=archived)
+    page = await hub.run(hub.store.inbox.list, customer, limit=limit, cursor=cursor, archived=archived)
     return InboxPage(messages=[_public(m) for m in page.messages], next_cursor=page.next_cursor)
 
 
 @router.get(f"{PREFIX}/unread", response_model=InboxUnread)
 async def unread_count(customer: CustomerDep, hub: HubDep) -> InboxUnread:
     """How many messages are neither read nor archived: the number on the bell."""
-    return InboxUnread(unread=await hub.run(hub.store.inbox_unread_count, customer))
+    return InboxUnread(unread=await hub.run(hub.store.inbox.unread_count, customer))
 
 
 async def _mark(hub: InboxHub, customer: str, message_id: int, mark: InboxMark) -> InboxMessagePublic:
-    message = await hub.run(hub.store.mark_inbox_message, customer, message_id, mark)
+    message = await hub.run(hub.store.inbox.mark, customer, message_id, mark)
     if message is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"message_id: no message {message_id} in this inbox")
     return _public(message)
@@ -157,7 +157,7 @@ async def archive(message_id: int, customer: CustomerDep, hub: HubDep) -> InboxM
 @router.post(f"{PREFIX}/read-all", response_model=InboxUpdated)
 async def read_all(customer: CustomerDep, hub: HubDep) -> InboxUpdated:
     """Mark every unread message read; answers how many changed."""
-    return InboxUpdated(updated=await hub.run(hub.store.read_all_inbox, customer))
+    return InboxUpdated(updated=await hub.run(hub.store.inbox.read_all, customer))
 
 
 # -- the live stream -----------------------------------------------------------------------------------------
@@ -198,7 +198,7 @@ class _EventStream(StreamingResponse):
 async def _catch_up(hub: InboxHub, customer: str, after: int) -> AsyncIterator[InboxMessage]:
     """The customer's messages above `after` that are there already (a resumed stream), a page at a time."""
     while True:
-        page = await hub.run(hub.store.inbox_after, customer, after, INBOX_PAGE_MAX)
+        page = await hub.run(hub.store.inbox.after, customer, after, INBOX_PAGE_MAX)
         for message in page:
             yield message
         if len(page) < INBOX_PAGE_MAX:
@@ -280,7 +280,7 @@ async def stream(
         # Taken after subscribing: whatever is stored from here on, the poller hands out.
         catch_up = after is not None
         if after is None:
-            after = await hub.run(hub.store.latest_inbox_id, customer)
+            after = await hub.run(hub.store.inbox.latest_id, customer)
     except BaseException:
         hub.unsubscribe(subscription)
         raise

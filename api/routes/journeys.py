@@ -47,8 +47,8 @@ async def _funnel(store: StoreDep, spec: JourneySpec, since: datetime | None) ->
     if since is not None and since.tzinfo is None:
         raise HTTPException(422, "since: give a time zone, e.g. 2026-11-01T00:00:00Z")
     runs, deliveries, engagement = await asyncio.gather(
-        asyncio.to_thread(store.journey_counts, journey, since),
-        asyncio.to_thread(store.delivery_counts, journey, since),
-        asyncio.to_thread(store.engagement_counts, journey, since),
+        asyncio.to_thread(store.journeys.status_counts, journey, since),
+        asyncio.to_thread(store.deliveries.counts, journey, since),
+        asyncio.to_thread(store.deliveries.engagement_counts, journey, since),
     )
     return build_funnel(spec, runs, deliveries, engagement)

@@ -38,7 +38,7 @@ async def save_subscription(
     response: Response,
 ) -> PushSubscriptionPublic:
     """Store a browser's subscription; a customer may have one per browser or device, at most
-    20 (`Store.save_push_subscription`): past that, the one saved least recently is dropped.
+    20 (`store.push.save`): past that, the one saved least recently is dropped.
 
     Posting the same `endpoint` again updates it (new keys, or another customer now signed in there).
     The endpoint must be on a push service's host (TOUCHFLOW_PUSH_SERVICE_HOSTS); any other gets a 422.
@@ -47,7 +47,7 @@ async def save_subscription(
     if refusal is not None:
         _, problem = refusal
         raise RequestValidationError([{"loc": ("body", "endpoint"), "msg": problem, "type": "value_error"}])
-    row, created = await asyncio.to_thread(store.save_push_subscription, customer_id, body)
+    row, created = await asyncio.to_thread(store.push.save, customer_id, body)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return PushSubscriptionPublic.of(row)
 
@@ -55,7 +55,7 @@ async def save_subscription(
 @router.get("", response_model=list[PushSubscriptionPublic], dependencies=[Read])
 async def list_subscriptions(customer_id: CustomerId, store: StoreDep) -> list[PushSubscriptionPublic]:
     """The customer's subscriptions; endpoints are shown by origin only (the full URL is a credential)."""
-    rows = await asyncio.to_thread(store.push_subscriptions, customer_id)
+    rows = await asyncio.to_thread(store.push.of_customer, customer_id)
     return [PushSubscriptionPublic.of(row) for row in rows]
 
 
@@ -66,7 +66,7 @@ async def delete_subscription(
     endpoint: Annotated[str, Query(min_length=1, description="The subscription's endpoint URL.")],
 ) -> Response:
     """Forget a subscription, e.g. when the browser unsubscribed."""
-    if not await asyncio.to_thread(store.delete_push_subscription, customer_id, endpoint):
+    if not await asyncio.to_thread(store.push.delete, customer_id, endpoint):
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             f"customer {customer_id!r} has no push subscription with this endpoint",

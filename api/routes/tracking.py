@@ -32,7 +32,7 @@ async def opened(token: str, signer: SignerDep, store: StoreDep) -> Response:
     """Always the pixel (a mail client shows nothing either way); a valid token records an open."""
     delivery_id = _delivery_id(signer.unsign(Purpose.OPEN, token))
     if delivery_id is not None:
-        await asyncio.to_thread(store.record_engagement, delivery_id, "open")
+        await asyncio.to_thread(store.deliveries.record_engagement, delivery_id, "open")
     return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
 
 
@@ -44,5 +44,5 @@ async def clicked(token: str, settings: SettingsDep, signer: SignerDep, store: S
     # Checked again here: a link signed before TOUCHFLOW_LINK_DOMAINS was narrowed goes nowhere either.
     if delivery_id is None or not link_allowed(url, settings.link_domains):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this link is not valid")
-    await asyncio.to_thread(store.record_engagement, delivery_id, "click", url[:2000])
+    await asyncio.to_thread(store.deliveries.record_engagement, delivery_id, "click", url[:2000])
     return RedirectResponse(url, status_code=status.HTTP_302_FOUND, headers=_NO_STORE)

@@ -49,7 +49,7 @@ def _page(language: str, brand: str, body: str, status_code: int = 200) -> HTMLR
 
 
 async def _customer_language(store: StoreDep, customer_id: str | None) -> str:
-    customer = await asyncio.to_thread(store.get_customer, customer_id) if customer_id else None
+    customer = await asyncio.to_thread(store.customers.get, customer_id) if customer_id else None
     locale = (customer.locale or "") if customer else ""
     return "vi" if locale.lower().startswith("vi") else "en"
 
@@ -80,5 +80,5 @@ async def unsubscribe(
     text, brand = _TEXT[language], escape(settings.brand_name)
     if customer_id is None:
         return _page(language, brand, f"<p>{escape(text['invalid'])}</p>", 404)
-    await asyncio.to_thread(store.set_consents, customer_id, {"marketing": False})
+    await asyncio.to_thread(store.customers.set_consents, customer_id, {"marketing": False})
     return _page(language, brand, f"<p>{escape(text['done']).format(brand=brand)}</p>")

@@ -59,7 +59,7 @@ async def zalo_webhook(request: Request, settings: SettingsDep, store: StoreDep)
         log.info("zalo event ignored", extra={"reason": receipt.reason})
         return {"status": "ignored"}
     delivery = await asyncio.to_thread(
-        store.mark_delivered, ZaloZns.name, receipt.msg_id, receipt.delivered_at
+        store.deliveries.mark_delivered, ZaloZns.name, receipt.msg_id, receipt.delivered_at
     )
     if delivery is None:
         log.info("zalo receipt for an unknown message", extra={"msg_id": receipt.msg_id})

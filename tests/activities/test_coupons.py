@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 from temporalio.testing import ActivityEnvironment
 
+from tests.support import rows
 from touchflow.activities.coupons import CouponActivities
 from touchflow.activities.types import IssueCouponInput
-from touchflow.store import Store
+from touchflow.storage import Store
 
 
 async def test_a_retry_returns_the_same_coupon(sqlite_store: Store) -> None:
@@ -27,4 +28,4 @@ async def test_a_retry_returns_the_same_coupon(sqlite_store: Store) -> None:
     second = await env.run(activities.issue_coupon, request)
     assert first == second
     assert (first.value, first.unit, first.expires_at) == (50_000, "VND", request.expires_at)
-    assert len(sqlite_store.customer_coupons("c1")) == 1
+    assert len(rows.coupons_of(sqlite_store, "c1")) == 1

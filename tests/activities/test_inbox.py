@@ -7,7 +7,7 @@ import pytest
 from touchflow.activities.inbox import StoreInbox
 from touchflow.channels import RetryableDeliveryError
 from touchflow.db import make_engine
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.temporal import free_port
 
 

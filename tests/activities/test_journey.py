@@ -18,7 +18,7 @@ from touchflow.activities.types import EnterJourneyInput, SendStatus, SendStepIn
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus, JourneyStatus
 from touchflow.rendering import Renderer
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.testing import JourneyHarness, SmtpInbox
 
 
@@ -65,13 +65,13 @@ def delivery(journeys: JourneyHarness, customer_id: str) -> Delivery:
 
 
 async def test_probe_falls_back_to_the_next_channel(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="p1", email="p1@example.com", attributes={"name": "Bi"}))
+    journeys.store.customers.upsert(CustomerIn(id="p1", email="p1@example.com", attributes={"name": "Bi"}))
     handle = await journeys.post("p1", "probe", {"probe_id": "x1", "via": ["zalo_zns", "email"]})
     outcome = await journeys.outcome(handle)
     assert outcome.status == "completed"
     [mail] = smtp.messages
     assert mail["Subject"] == "Probe x1"
-    [delivery] = journeys.store.customer_deliveries("p1")
+    [delivery] = journeys.store.deliveries.of_customer("p1")
     assert delivery.channel == "email"
     assert delivery.status == DeliveryStatus.SENT
 
@@ -233,7 +233,7 @@ async def test_a_step_that_fails_for_good_is_tried_once_and_the_journey_goes_on(
     def unusable(*args: object, **kwargs: object) -> None:
         raise ValueError("data the code cannot use")
 
-    monkeypatch.setattr(journeys.activities.store, "claim_delivery", unusable)
+    monkeypatch.setattr(journeys.activities.store.deliveries, "claim", unusable)
     journeys.customer("m3", email="m3@example.com")
     handle = await journeys.post("m3", "probe", {"probe_id": "x3", "via": ["console"]})
     assert handle is not None
@@ -298,10 +298,10 @@ async def test_a_run_started_on_an_event_that_started_an_earlier_run_is_not_admi
         return entry.admitted, entry.reason
 
     assert await enter("run-1", "probe-x") == (True, None)
-    journeys.store.leave_journey("run-1", JourneyStatus.COMPLETED, None)
+    journeys.store.journeys.leave("run-1", JourneyStatus.COMPLETED, None)
     assert await enter("run-2", "probe-x") == (False, "an earlier run started on this event")
     assert await enter("run-3", "probe-x2") == (True, None)
-    assert journeys.store.runs_started_by("probe-x") == {"probe:c1:x"}
+    assert journeys.store.journeys.runs_started_by("probe-x") == {"probe:c1:x"}
 
 
 @pytest.mark.parametrize("url", HOSTILE_LINKS)

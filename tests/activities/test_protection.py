@@ -16,7 +16,7 @@ from touchflow.testing import JourneyHarness, SmtpInbox
 
 
 def customer(journeys: JourneyHarness, id: str, **fields: Any) -> None:
-    journeys.store.upsert_customer(CustomerIn(id=id, email=f"{id}@example.com", **fields))
+    journeys.store.customers.upsert(CustomerIn(id=id, email=f"{id}@example.com", **fields))
 
 
 async def probe(journeys: JourneyHarness, customer_id: str, probe_id: str, **props: Any) -> None:
@@ -25,7 +25,7 @@ async def probe(journeys: JourneyHarness, customer_id: str, probe_id: str, **pro
 
 
 def deliveries(journeys: JourneyHarness, customer_id: str) -> list[tuple[str, str | None]]:
-    return [(d.status, d.error) for d in reversed(journeys.store.customer_deliveries(customer_id))]
+    return [(d.status, d.error) for d in reversed(journeys.store.deliveries.of_customer(customer_id))]
 
 
 async def test_marketing_opt_out_skips_but_a_receipt_still_goes(
@@ -54,7 +54,7 @@ async def test_a_channel_opt_out_falls_back_to_the_next_channel(
     customer(journeys, "no-mail", consents={"email.marketing": False})
     await probe(journeys, "no-mail", "x", via=["email", "console"])
     assert smtp.messages == []
-    [delivery] = journeys.store.customer_deliveries("no-mail")
+    [delivery] = journeys.store.deliveries.of_customer("no-mail")
     assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "console")
     assert [a["outcome"] for a in delivery.attempts] == ["no_consent", "sent"]
 
@@ -67,10 +67,10 @@ async def test_a_hard_bounce_suppresses_the_address_for_good(
     await probe(journeys, "bounced", "first")
     await probe(journeys, "bounced", "second", transactional=True)  # nothing bypasses a suppression
     assert smtp.messages == []
-    first, second = reversed(journeys.store.customer_deliveries("bounced"))
+    first, second = reversed(journeys.store.deliveries.of_customer("bounced"))
     assert first.status == DeliveryStatus.FAILED and "bounced@example.com" not in (first.error or "")
     assert second.status == DeliveryStatus.SKIPPED and "no usable email" in (second.error or "")
-    assert journeys.store.is_suppressed("email", "Bounced@Example.com")
+    assert journeys.store.deliveries.is_suppressed("email", "Bounced@Example.com")
 
 
 @pytest.mark.parametrize("journey_settings", [{"frequency_caps": "2/1d, console=1/1d"}])
@@ -86,7 +86,7 @@ async def test_frequency_caps_count_marketing_only(journeys: JourneyHarness, smt
     customer(journeys, "console-fan")
     await probe(journeys, "console-fan", "c1", via=["console", "email"])
     await probe(journeys, "console-fan", "c2", via=["console", "email"])  # console capped: email instead
-    channels = [d.channel for d in reversed(journeys.store.customer_deliveries("console-fan"))]
+    channels = [d.channel for d in reversed(journeys.store.deliveries.of_customer("console-fan"))]
     assert channels == ["console", "email"]
 
 
@@ -95,7 +95,7 @@ async def test_quiet_hours_defer_marketing_until_they_end(journeys: JourneyHarne
     customer(journeys, "night-owl", timezone="UTC")
     handle = await journeys.post("night-owl", "probe", {"probe_id": "late", "via": ["email"]})
     state = await journeys.state_when(handle, lambda s: s.detail.startswith("waiting"))
-    [delivery] = journeys.store.customer_deliveries("night-owl")
+    [delivery] = journeys.store.deliveries.of_customer("night-owl")
     assert delivery.status == DeliveryStatus.DEFERRED and delivery.retry_at is not None
     assert (delivery.retry_at.hour, delivery.retry_at.minute) == (23, 59)
     assert "until" in state.detail and smtp.messages == []
@@ -103,13 +103,13 @@ async def test_quiet_hours_defer_marketing_until_they_end(journeys: JourneyHarne
     assert (await journeys.outcome(handle)).status == "completed"  # the journey slept through
     [mail] = smtp.messages
     assert mail["Subject"] == "Probe late"
-    [delivery] = journeys.store.customer_deliveries("night-owl")
+    [delivery] = journeys.store.deliveries.of_customer("night-owl")
     assert delivery.status == DeliveryStatus.SENT
 
 
 async def test_two_racing_attempts_send_the_step_once(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
     customer(journeys, "raced")
-    journeys.store.ingest_events(
+    journeys.store.events.ingest(
         [EventIn(id="raced-1", customer_id="raced", name="probe", properties={"probe_id": "r1"})], set()
     )
     step = SendStepInput(

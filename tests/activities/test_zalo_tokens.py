@@ -18,7 +18,7 @@ from touchflow.channels.errors import PermanentDeliveryError
 from touchflow.channels.zalo_zns import BALANCE_HOLD, ZaloZns, tracking_id
 from touchflow.db import make_engine
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 
 MESSAGES_PER_WORKER = 6
 
@@ -73,7 +73,7 @@ async def test_the_token_rotates_exactly_once_per_expiry_across_workers(
 
     assert zalo.arrivals() == {tracking_id(key): 1 for key in first + second}
     for store, _ in workers:
-        stored = store.get_zalo_token(APP_ID)
+        stored = store.tokens.get(APP_ID)
         assert stored is not None
         assert stored.refresh_token == zalo.refresh_token
         assert stored.access_token in zalo.access_tokens
@@ -92,7 +92,7 @@ async def test_a_new_seed_restarts_the_chain(
     fresh = build_channels(settings, zalo_tokens=StoreTokenProvider.from_settings(settings, store))
     await fresh["zalo_zns"].send(_message("after"))
     assert zalo.refreshes == 2 and zalo.token_errors == []
-    stored = store.get_zalo_token(APP_ID)
+    stored = store.tokens.get(APP_ID)
     assert stored is not None and stored.refresh_token == zalo.refresh_token
 
 
@@ -113,17 +113,17 @@ async def test_a_balance_error_heard_by_two_workers_pauses_zns_once_and_says_so_
     [loud] = [r for r in caplog.records if r.getMessage() == "zalo zns paused"]
     assert loud.levelno == logging.ERROR and loud.__dict__["zalo_error"] in (-115, -137)
     for store, _ in workers:
-        held = store.zalo_hold(APP_ID)
+        held = store.tokens.held(APP_ID)
         assert held is not None and held[0] == now + BALANCE_HOLD
 
 
 def test_a_pause_starts_once_and_again_only_after_it_ended(store: Store) -> None:
-    store.rotate_zalo_token(APP_ID, "rt-seed", None, lambda rt: ("at", "rt-2", 3600.0), timedelta(0))
+    store.tokens.rotate(APP_ID, "rt-seed", None, lambda rt: ("at", "rt-2", 3600.0), timedelta(0))
     now = datetime(2026, 3, 10, 3, 0, tzinfo=UTC)
-    assert store.zalo_hold(APP_ID) is None
-    assert store.hold_zalo(APP_ID, "-115", now, now + BALANCE_HOLD)
-    assert not store.hold_zalo(APP_ID, "-137", now + timedelta(hours=1), now + timedelta(hours=13))
-    assert store.zalo_hold(APP_ID) == (now + BALANCE_HOLD, "-115")
+    assert store.tokens.held(APP_ID) is None
+    assert store.tokens.hold(APP_ID, "-115", now, now + BALANCE_HOLD)
+    assert not store.tokens.hold(APP_ID, "-137", now + timedelta(hours=1), now + timedelta(hours=13))
+    assert store.tokens.held(APP_ID) == (now + BALANCE_HOLD, "-115")
     later = now + BALANCE_HOLD
-    assert store.hold_zalo(APP_ID, "-137", later, later + BALANCE_HOLD)
-    assert store.zalo_hold(APP_ID) == (later + BALANCE_HOLD, "-137")
+    assert store.tokens.hold(APP_ID, "-137", later, later + BALANCE_HOLD)
+    assert store.tokens.held(APP_ID) == (later + BALANCE_HOLD, "-137")

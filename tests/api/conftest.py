@@ -18,7 +18,7 @@ from tests.support.server import serving
 from touchflow.api.main import create_app
 from touchflow.db import make_engine
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 
 SHOP = "https://shop.example"
 

@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support import rows
 from tests.support.concurrency import all_at_once
 from touchflow.models import Delivery, DeliveryStatus
-from touchflow.store import Store
+from touchflow.storage import Store
 
 
 def test_create_then_partial_update_keeps_what_was_not_sent(api: TestClient) -> None:
@@ -108,7 +109,7 @@ def test_profile_shows_recent_events_newest_first(api: TestClient) -> None:
 def test_a_profile_shows_the_language_each_delivery_was_rendered_in(api: TestClient) -> None:
     store: Store = api.app.state.store  # type: ignore[attr-defined]
     api.post("/v1/customers", json={"id": "c-fr", "locale": "fr"})
-    claimed = store.claim_delivery(
+    claimed = store.deliveries.claim(
         Delivery(
             key="welcome:c-fr:1:welcome",
             journey="welcome",
@@ -118,7 +119,7 @@ def test_a_profile_shows_the_language_each_delivery_was_rendered_in(api: TestCli
         )
     )
     assert claimed.id is not None
-    store.update_delivery(claimed.id, status=DeliveryStatus.SENT, locale="en", locale_fallback=True)
+    rows.update_delivery(store, claimed.id, status=DeliveryStatus.SENT, locale="en", locale_fallback=True)
     [shown] = api.get("/v1/customers/c-fr").json()["deliveries"]
     assert (shown["locale"], shown["locale_fallback"]) == ("en", True)
 

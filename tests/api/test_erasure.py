@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import select
+from sqlmodel import Session, select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -15,7 +15,7 @@ from tests.conftest import API_KEY
 from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, Delivery, EventIn
 from touchflow.settings import Settings
-from touchflow.store import ERASED
+from touchflow.storage.erasure import ERASED
 from touchflow.temporal import free_port
 from touchflow.testing import JourneyHarness, SmtpInbox
 
@@ -24,8 +24,8 @@ async def test_erasure_ends_journeys_and_keeps_only_anonymous_counts(
     journeys: JourneyHarness, smtp: SmtpInbox, make_settings: Callable[..., Settings]
 ) -> None:
     store = journeys.store
-    store.upsert_customer(CustomerIn(id="gone", email="gone@example.com", attributes={"first_name": "X"}))
-    store.upsert_customer(CustomerIn(id="stays", email="stays@example.com"))
+    store.customers.upsert(CustomerIn(id="gone", email="gone@example.com", attributes={"first_name": "X"}))
+    store.customers.upsert(CustomerIn(id="stays", email="stays@example.com"))
     gone = await journeys.post("gone", "signed_up")
     stays = await journeys.post("stays", "signed_up")
     await smtp.wait_for(2)
@@ -46,8 +46,8 @@ async def test_erasure_ends_journeys_and_keeps_only_anonymous_counts(
         assert api.get("/v1/customers/stays").status_code == 200
 
     assert (await gone.describe()).status == WorkflowExecutionStatus.TERMINATED
-    assert store.customer_events("gone") == [] and store.get_customer("gone") is None
-    with store.session() as session:
+    assert store.events.of_customer("gone") == [] and store.customers.get("gone") is None
+    with Session(store.engine) as session:
         rows = list(session.scalars(select(Delivery)))
     assert sorted((d.customer_id, d.journey, d.step, d.status) for d in rows) == [
         (ERASED, "welcome", "welcome", "sent"),
@@ -86,20 +86,20 @@ async def test_a_relay_that_claimed_an_event_before_the_erasure_starts_nothing_a
     journeys: JourneyHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = journeys.store
-    store.upsert_customer(CustomerIn(id="late", email="late@example.com"))
-    store.ingest_events(
+    store.customers.upsert(CustomerIn(id="late", email="late@example.com"))
+    store.events.ingest(
         [EventIn(id="su-late", customer_id="late", name="signed_up")], journeys.registry.routed
     )
-    claim = store.claim_outbox
+    claim = store.outbox.claim
 
     def claim_then_erase(*args: Any, **kwargs: Any) -> Any:
         claimed = claim(*args, **kwargs)
-        store.erase_customer("late")  # the DELETE lands between the relay's claim and its signal
+        store.erase("late")  # the DELETE lands between the relay's claim and its signal
         return claimed
 
-    monkeypatch.setattr(store, "claim_outbox", claim_then_erase)
+    monkeypatch.setattr(store.outbox, "claim", claim_then_erase)
     await journeys.relay.relay_once()
     with pytest.raises(RPCError) as raised:
         await journeys.handle("welcome", "late").describe()
     assert raised.value.status == RPCStatusCode.NOT_FOUND
-    assert store.outbox_size() == 0
+    assert store.outbox.size() == 0

@@ -14,7 +14,7 @@ from tests.conftest import API_KEY
 from touchflow.api.routes.events import entry_key_errors
 from touchflow.journeys import Journey, JourneyEvent, journey
 from touchflow.models import EventIn
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.testing import registry_of
 
 
@@ -49,22 +49,22 @@ def test_a_missing_or_wrong_key_gets_401_and_stores_nothing(
     assert response.status_code == 401, why
     assert "TOUCHFLOW_API_KEYS" in response.json()["detail"]
     assert response.headers["WWW-Authenticate"] == "Bearer"
-    assert store_of(api).get_event("e-1") is None
+    assert store_of(api).events.get("e-1") is None
 
 
 def test_an_event_is_stored_and_queued_for_its_journeys(api: TestClient) -> None:
     response = api.post("/v1/events", json=event(properties={"plan": "free"}))
     assert response.status_code == 202
     assert response.json() == {"id": "e-1", "status": "accepted"}
-    stored = store_of(api).get_event("e-1")
+    stored = store_of(api).events.get("e-1")
     assert stored is not None and stored.properties == {"plan": "free"}
-    assert store_of(api).outbox_size() == 1
+    assert store_of(api).outbox.size() == 1
 
 
 def test_an_event_no_journey_cares_about_is_stored_but_not_relayed(api: TestClient) -> None:
     assert api.post("/v1/events", json=event(name="page_viewed")).status_code == 202
-    assert store_of(api).get_event("e-1") is not None
-    assert store_of(api).outbox_size() == 0
+    assert store_of(api).events.get("e-1") is not None
+    assert store_of(api).outbox.size() == 0
 
 
 def test_an_unknown_customer_gets_a_bare_profile(api: TestClient) -> None:
@@ -81,9 +81,9 @@ def test_a_repeated_id_is_a_duplicate_and_changes_nothing(api: TestClient) -> No
     again = api.post("/v1/events", json=first | {"timestamp": "2026-01-01T00:00:00Z"})
     assert again.status_code == 202
     assert again.json() == {"id": "e-1", "status": "duplicate"}
-    stored = store_of(api).get_event("e-1")
+    stored = store_of(api).events.get("e-1")
     assert stored is not None and stored.properties == first["properties"]
-    assert store_of(api).outbox_size() == 1
+    assert store_of(api).outbox.size() == 1
 
 
 @pytest.mark.parametrize(
@@ -103,9 +103,9 @@ def test_an_id_already_taken_by_another_event_is_409(
     assert response.status_code == 409
     detail = response.json()["detail"]
     assert "e-1" in detail and hint in detail and "new id" in detail
-    stored = store_of(api).get_event("e-1")
+    stored = store_of(api).events.get("e-1")
     assert stored is not None and (stored.customer_id, stored.properties) == ("c-1", {"v": 1})
-    assert store_of(api).outbox_size() == 1
+    assert store_of(api).outbox.size() == 1
 
 
 def test_a_batch_reports_a_conflicting_item_by_index_and_stores_the_rest(api: TestClient) -> None:
@@ -131,9 +131,9 @@ def test_a_batch_reports_a_conflicting_item_by_index_and_stores_the_rest(api: Te
     ]
     assert "other content" in results[1]["errors"][0]
     assert "another customer" in results[2]["errors"][0]
-    stored = store_of(api).get_event("k-1")
+    stored = store_of(api).events.get("k-1")
     assert stored is not None and stored.customer_id == "c-1"
-    assert store_of(api).get_event("k-2") is not None
+    assert store_of(api).events.get("k-2") is not None
 
 
 @pytest.mark.parametrize(
@@ -160,7 +160,7 @@ def test_invalid_events_get_422_naming_the_field(
     message = response.json()["message"]
     assert message.startswith(f"{field}:"), message
     assert hint in message
-    assert store_of(api).get_event(str(body.get("id"))) is None
+    assert store_of(api).events.get(str(body.get("id"))) is None
 
 
 def test_a_body_that_is_not_json_gets_422(api: TestClient) -> None:
@@ -196,8 +196,8 @@ def test_a_batch_stores_the_valid_events_and_names_each_rejected_one(api: TestCl
     assert results[1]["id"] == "b-2"
     assert results[3]["errors"][0].startswith("name: must not hold line breaks")
     store = store_of(api)
-    assert store.get_event("b-1") is not None and store.get_event("b-4") is not None
-    assert store.get_event("b-2") is None and store.get_event("b-3") is None
+    assert store.events.get("b-1") is not None and store.events.get("b-4") is not None
+    assert store.events.get("b-2") is None and store.events.get("b-3") is None
 
 
 def test_resending_a_whole_batch_is_safe(api: TestClient) -> None:
@@ -205,14 +205,14 @@ def test_resending_a_whole_batch_is_safe(api: TestClient) -> None:
     assert api.post("/v1/events/batch", json=batch).json()["accepted"] == 5
     again = api.post("/v1/events/batch", json=batch).json()
     assert (again["accepted"], again["duplicates"]) == (0, 5)
-    assert store_of(api).outbox_size() == 5
+    assert store_of(api).outbox.size() == 5
 
 
 def test_a_batch_over_the_limit_is_refused_whole(api: TestClient) -> None:
     response = api.post("/v1/events/batch", json={"events": [event(f"x-{i}") for i in range(1001)]})
     assert response.status_code == 413
     assert "at most 1000" in response.json()["detail"]
-    assert store_of(api).get_event("x-0") is None
+    assert store_of(api).events.get("x-0") is None
 
 
 @pytest.mark.parametrize(
@@ -257,7 +257,7 @@ def test_a_timestamp_needs_a_time_zone_and_a_sane_date(api: TestClient, timestam
     message = response.json()["message"]
     assert message.startswith("timestamp:"), message
     assert hint in message
-    assert store_of(api).get_event("e-1") is None
+    assert store_of(api).events.get("e-1") is None
 
 
 @pytest.mark.parametrize(
@@ -267,7 +267,7 @@ def test_a_timestamp_needs_a_time_zone_and_a_sane_date(api: TestClient, timestam
 )
 def test_a_zoned_timestamp_in_range_is_kept(api: TestClient, timestamp: str | int) -> None:
     assert api.post("/v1/events", json=event(timestamp=timestamp)).status_code == 202
-    stored = store_of(api).get_event("e-1")
+    stored = store_of(api).events.get("e-1")
     assert stored is not None and stored.occurred_at.tzinfo is not None
 
 
@@ -305,7 +305,7 @@ def test_text_and_numbers_no_database_can_hold_get_422_naming_the_field(
     message = response.json()["message"]
     assert message.startswith(f"{field}:"), message
     assert hint in message
-    assert store_of(api).get_event("e-1") is None
+    assert store_of(api).events.get("e-1") is None
 
 
 def test_each_new_rule_is_judged_per_item_of_a_batch(api: TestClient) -> None:
@@ -327,8 +327,8 @@ def test_each_new_rule_is_judged_per_item_of_a_batch(api: TestClient) -> None:
         assert results[index]["status"] == "rejected" and results[index]["errors"], results[index]
     assert results[len(items) - 2]["id"] is None
     store = store_of(api)
-    assert store.get_event("ok-1") is not None and store.get_event("ok-2") is not None
-    assert store.get_event("naive") is None and store.get_event("e-1") is None
+    assert store.events.get("ok-1") is not None and store.events.get("ok-2") is not None
+    assert store.events.get("naive") is None and store.events.get("e-1") is None
 
 
 # Built-in journeys keyed by a property: abandoned_cart by `cart_id` (it starts on cart_updated, ends on
@@ -355,7 +355,7 @@ def test_an_entry_key_that_would_not_fit_its_columns_or_ids_gets_422(
     message = response.json()["message"]
     assert message.startswith(f"properties.{key}:"), message
     assert hint in message
-    assert store_of(api).get_event("e-1") is None
+    assert store_of(api).events.get("e-1") is None
 
 
 def test_entry_keys_up_to_the_bound_are_kept_and_other_events_are_not_bounded(api: TestClient) -> None:
@@ -379,7 +379,7 @@ def test_a_batch_rejects_an_item_with_a_bad_entry_key_by_index_and_stores_the_re
     assert [results[i]["status"] for i in range(4)] == ["accepted", "rejected", "rejected", "accepted"]
     assert results[1]["id"] == "b-2" and results[1]["errors"][0].startswith("properties.cart_id:")
     assert results[2]["errors"][0].startswith("properties.order_id:")
-    assert store_of(api).get_event("b-2") is None and store_of(api).get_event("b-4") is not None
+    assert store_of(api).events.get("b-2") is None and store_of(api).events.get("b-4") is not None
 
 
 @journey(starts_on="cart_updated", key="cart_id", name="cart_" + "x" * 45)

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from fastapi.testclient import TestClient
 
 from tests.conftest import API_KEY
+from tests.support import rows
 from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus, JourneyStatus
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.testing import JourneyHarness, SmtpInbox
 from touchflow.workflows.registry import BUILTIN_JOURNEYS
 
@@ -22,7 +23,7 @@ async def test_the_welcome_funnel_after_real_runs(
     journeys: JourneyHarness, smtp: SmtpInbox, make_settings: Callable[..., Settings]
 ) -> None:
     for customer in ("f1", "f2", "f3"):
-        journeys.store.upsert_customer(CustomerIn(id=customer, email=f"{customer}@example.com"))
+        journeys.store.customers.upsert(CustomerIn(id=customer, email=f"{customer}@example.com"))
         handle = await journeys.post(customer, "signed_up")
         await journeys.state_when(handle, lambda s: len(s.sent) == 2)
     buyer = journeys.env.client.get_workflow_handle("welcome:f1")
@@ -52,14 +53,14 @@ def test_funnel_counts_every_outcome_and_variant(api: TestClient) -> None:
     for n, status in enumerate(
         [DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.CAPPED, DeliveryStatus.FAILED]
     ):
-        store.enter_journey(
+        store.journeys.enter(
             run_id=f"r{n}",
             workflow_id=f"abandoned_cart:c{n}:k",
             journey="abandoned_cart",
             customer_id=f"c{n}",
             entry_key="k",
         )
-        row = store.claim_delivery(
+        row = store.deliveries.claim(
             Delivery(
                 key=f"abandoned_cart:c{n}:k:1:cart_reminder_1",
                 journey="abandoned_cart",
@@ -69,11 +70,11 @@ def test_funnel_counts_every_outcome_and_variant(api: TestClient) -> None:
                 variant="ab"[n % 2],
             )
         )
-        store.update_delivery(
-            row.id or 0, status=status, channel="web_push" if status in ("sent", "delivered") else None
+        rows.update_delivery(
+            store, row.id or 0, status=status, channel="web_push" if status in ("sent", "delivered") else None
         )
-    store.leave_journey("r0", JourneyStatus.CONVERTED, "order_placed")
-    store.leave_journey("r3", JourneyStatus.EXITED, "cart_cleared")
+    store.journeys.leave("r0", JourneyStatus.CONVERTED, "order_placed")
+    store.journeys.leave("r3", JourneyStatus.EXITED, "cart_cleared")
 
     funnel = api.get("/v1/journeys/abandoned_cart/funnel").json()
     assert (funnel["entered"], funnel["converted"], funnel["exited"], funnel["active"]) == (4, 1, 1, 2)

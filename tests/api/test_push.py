@@ -14,7 +14,7 @@ from tests.support.push_service import Subscriber
 from touchflow.api.main import create_app
 from touchflow.encoding import b64url_encode
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.vapid import VapidKeys
 
 
@@ -43,12 +43,12 @@ def test_a_customer_can_have_several_devices_and_reposting_updates(api: TestClie
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
 
-    stored = {s.endpoint: s for s in store.push_subscriptions("c1")}
+    stored = {s.endpoint: s for s in store.push.of_customer("c1")}
     assert set(stored) == {phone["endpoint"], laptop["endpoint"]}
     assert stored[phone["endpoint"]].p256dh == renewed["keys"]["p256dh"]
     listed = api.get("/v1/customers/c1/push-subscriptions").json()
     assert [s["id"] for s in listed] == sorted(s.id or 0 for s in stored.values())
-    assert store.get_customer("c1") is not None  # an unknown customer gets a bare profile
+    assert store.customers.get("c1") is not None  # an unknown customer gets a bare profile
 
 
 def test_a_browser_signed_in_as_someone_else_moves_to_them(api: TestClient, store: Store) -> None:
@@ -56,14 +56,14 @@ def test_a_browser_signed_in_as_someone_else_moves_to_them(api: TestClient, stor
     api.post("/v1/customers/mum/push-subscriptions", json=shared)
     moved = api.post("/v1/customers/son/push-subscriptions", json=shared)
     assert moved.status_code == 200
-    assert store.push_subscriptions("mum") == []
-    assert [s.endpoint for s in store.push_subscriptions("son")] == [shared["endpoint"]]
+    assert store.push.of_customer("mum") == []
+    assert [s.endpoint for s in store.push.of_customer("son")] == [shared["endpoint"]]
 
 
 def test_expiration_time_is_kept(api: TestClient, store: Store) -> None:
     subscription = {**browser(), "expirationTime": 1_900_000_000_000}
     api.post("/v1/customers/c1/push-subscriptions", json=subscription)
-    [stored] = store.push_subscriptions("c1")
+    [stored] = store.push.of_customer("c1")
     assert stored.expires_at is not None
     assert stored.expires_at.timestamp() == 1_900_000_000
 
@@ -106,7 +106,7 @@ def test_a_bad_subscription_gets_a_422_naming_the_field(
     message = response.json()["message"]
     assert message.startswith(f"{field}: "), message
     assert says in message
-    assert store.push_subscriptions("c1") == []
+    assert store.push.of_customer("c1") == []
 
 
 @pytest.mark.parametrize(
@@ -131,7 +131,7 @@ def test_an_endpoint_off_the_push_service_hosts_gets_422_and_is_not_stored(
     message = response.json()["message"]
     assert message.startswith(f"endpoint: {host} is not a push service host"), message
     assert "TOUCHFLOW_PUSH_SERVICE_HOSTS" in message
-    assert store.push_subscriptions("c1") == []
+    assert store.push.of_customer("c1") == []
 
 
 @pytest.mark.parametrize(
@@ -146,7 +146,7 @@ def test_an_endpoint_with_user_info_gets_422(api: TestClient, store: Store, endp
     response = api.post("/v1/customers/c1/push-subscriptions", json=_with("endpoint", endpoint))
     assert response.status_code == 422
     assert response.json()["message"].startswith("endpoint: must not carry a user name or password")
-    assert store.push_subscriptions("c1") == []
+    assert store.push.of_customer("c1") == []
 
 
 @pytest.mark.parametrize(
@@ -170,7 +170,7 @@ def test_a_self_hosted_push_service_is_allowed_by_naming_it(
     ) as api:
         response = api.post("/v1/customers/c1/push-subscriptions", json=_with("endpoint", endpoint))
     assert response.status_code == status, response.text
-    assert len(sqlite_store.push_subscriptions("c1")) == (status == 201)
+    assert len(sqlite_store.push.of_customer("c1")) == (status == 201)
 
 
 def test_past_20_subscriptions_the_least_recently_saved_is_dropped(api: TestClient, store: Store) -> None:
@@ -181,13 +181,13 @@ def test_past_20_subscriptions_the_least_recently_saved_is_dropped(api: TestClie
     assert api.post("/v1/customers/c1/push-subscriptions", json=devices[0]).status_code == 200
     for device in devices[20:]:
         assert api.post("/v1/customers/c1/push-subscriptions", json=device).status_code == 201
-    kept = {s.endpoint for s in store.push_subscriptions("c1")}
+    kept = {s.endpoint for s in store.push.of_customer("c1")}
     assert len(kept) == 20
     assert kept == {d["endpoint"] for d in [devices[0], *devices[3:]]}
     # a browser moving to another customer counts for that customer alone
     assert api.post("/v1/customers/c2/push-subscriptions", json=devices[5]).status_code == 200
-    assert len(store.push_subscriptions("c1")) == 19
-    assert len(store.push_subscriptions("c2")) == 1
+    assert len(store.push.of_customer("c1")) == 19
+    assert len(store.push.of_customer("c2")) == 1
 
 
 def test_subscriptions_need_the_api_key(api: TestClient) -> None:
@@ -204,7 +204,7 @@ def test_delete_forgets_one_subscription(api: TestClient, store: Store) -> None:
 
     url = "/v1/customers/c1/push-subscriptions"
     assert api.delete(url, params={"endpoint": phone["endpoint"]}).status_code == 204
-    assert [s.endpoint for s in store.push_subscriptions("c1")] == [laptop["endpoint"]]
+    assert [s.endpoint for s in store.push.of_customer("c1")] == [laptop["endpoint"]]
 
     again = api.delete(url, params={"endpoint": phone["endpoint"]})
     assert again.status_code == 404

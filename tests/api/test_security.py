@@ -83,7 +83,7 @@ def test_a_batch_counts_each_event_toward_the_rate_limit(make_api: Callable[...,
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert "TOUCHFLOW_RATE_LIMIT_PER_MINUTE" in refused.json()["detail"]
-    assert store.get_event("b-0") is None and store.get_event("b-999") is None
+    assert store.events.get("b-0") is None and store.events.get("b-999") is None
     # what is left of the minute still fits a smaller batch, then the budget is spent
     assert api.post("/v1/events/batch", json=batch("c", 500), headers=bearer(API_KEY)).status_code == 200
     single = {"id": "d-0", "customer_id": "c", "name": "page_viewed"}
@@ -116,7 +116,7 @@ def test_a_body_over_the_limit_gets_413_and_nothing_is_stored(make_api: Callable
     response = api.post("/v1/events/batch", json={"events": events}, headers=bearer(API_KEY))
     assert response.status_code == 413
     assert "TOUCHFLOW_MAX_BODY_BYTES" in response.json()["detail"]
-    assert api.app.state.store.get_event("e0") is None  # type: ignore[attr-defined]
+    assert api.app.state.store.events.get("e0") is None  # type: ignore[attr-defined]
 
 
 def test_a_streamed_body_over_the_limit_gets_413(make_api: Callable[..., TestClient]) -> None:

@@ -7,14 +7,14 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from tests.conftest import API_KEY, SECRET
 from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, Delivery, Engagement
 from touchflow.settings import Settings
 from touchflow.signing import Purpose, Signer
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.testing import JourneyHarness, SmtpInbox
 
 
@@ -22,12 +22,12 @@ async def test_an_emails_pixel_and_link_count_in_the_funnel(
     journeys: JourneyHarness, smtp: SmtpInbox, make_settings: Callable[..., Settings]
 ) -> None:
     for customer in ("t1", "t2"):
-        journeys.store.upsert_customer(CustomerIn(id=customer, email=f"{customer}@example.com"))
+        journeys.store.customers.upsert(CustomerIn(id=customer, email=f"{customer}@example.com"))
         handle = await journeys.post(customer, "signed_up")
         await journeys.state_when(handle, lambda s: len(s.sent) == 2)
     # t2 reads the welcome message in the onsite inbox: that counts as opening that step
-    [inbox_message] = journeys.store.list_inbox("t2").messages
-    journeys.store.mark_inbox_message("t2", inbox_message.id or 0, "read")
+    [inbox_message] = journeys.store.inbox.list("t2").messages
+    journeys.store.inbox.mark("t2", inbox_message.id or 0, "read")
     html = smtp.messages[0].get_body(("html",)).get_content()
     [pixel] = re.findall(r'src="https://shop\.example(/t/o/[^"]+\.gif)"', html)
     [link] = re.findall(r'href="https://shop\.example(/t/c/[^"]+)"', html)
@@ -61,7 +61,7 @@ def api_settings() -> dict[str, str]:
 
 def test_a_link_signed_for_another_domain_is_not_redirected(api: TestClient, store: Store) -> None:
     """TOUCHFLOW_LINK_DOMAINS holds at the redirect too: a link signed before it was set goes nowhere."""
-    delivery = store.claim_delivery(
+    delivery = store.deliveries.claim(
         Delivery(key="j:c1:1:s", journey="j", customer_id="c1", step="s", workflow_id="j:c1")
     )
     signer = Signer(SECRET)
@@ -80,14 +80,14 @@ def test_a_link_signed_for_another_domain_is_not_redirected(api: TestClient, sto
         assert response.status_code == status, url
         if status == 302:
             assert response.headers["location"] == url
-    with store.session() as session:
+    with Session(store.engine) as session:
         clicks = session.scalars(select(Engagement.url).where(col(Engagement.kind) == "click")).all()
     assert sorted(clicks) == ["https://shop.example/cart", "https://www.shop.example/cart"]
 
 
 def test_a_pixel_fetched_ten_times_is_one_open(api: TestClient, store: Store) -> None:
     """Mail clients and proxies fetch the pixel again and again: one delivery, one open, every time a GIF."""
-    delivery = store.claim_delivery(
+    delivery = store.deliveries.claim(
         Delivery(
             key="welcome:c1:1:welcome",
             journey="welcome",
@@ -100,7 +100,7 @@ def test_a_pixel_fetched_ten_times_is_one_open(api: TestClient, store: Store) ->
     for _ in range(10):
         pixel = api.get(f"/t/o/{token}.gif")
         assert pixel.status_code == 200 and pixel.headers["content-type"] == "image/gif"
-    with store.session() as session:
+    with Session(store.engine) as session:
         opens = session.scalars(select(Engagement.id).where(col(Engagement.kind) == "open")).all()
     assert len(opens) == 1
-    assert store.engagement_counts("welcome") == {"welcome": (1, 0)}
+    assert store.deliveries.engagement_counts("welcome") == {"welcome": (1, 0)}

@@ -61,6 +61,18 @@ def test_the_unsubscribed_event_turns_consent_off(api: TestClient) -> None:
     assert consents(api, "c3")["all"] is False
 
 
+def test_a_batch_item_repeating_a_taken_id_withdraws_nothing(api: TestClient) -> None:
+    """The second `u5` is another event under a taken id: a conflict, not stored, so it changes no consent."""
+    api.post("/v1/customers", json={"id": "c5", "consents": {"marketing": True}})
+    events = [
+        {"id": "u5", "customer_id": "c5", "name": "unsubscribed", "properties": {"channel": "email"}},
+        {"id": "u5", "customer_id": "c5", "name": "unsubscribed", "properties": {"channel": "zalo_zns"}},
+    ]
+    answer = api.post("/v1/events/batch", json={"events": events}).json()
+    assert [item["status"] for item in answer["results"]] == ["accepted", "conflict"]
+    assert consents(api, "c5") == {"marketing": True, "email.marketing": False}
+
+
 def test_links_survive_a_rotation_of_the_secret_while_it_is_a_previous_key(
     make_settings: Callable[..., Settings], db_url: str
 ) -> None:

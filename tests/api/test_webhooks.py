@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support import rows
 from tests.support.zalo import APP_ID, OA_SECRET_KEY, ZaloServer
 from touchflow.api.main import create_app
 from touchflow.models import Delivery, DeliveryStatus
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 
 MSG_ID = "a0ad5a9d5e8fb7d1ee9e"
 DELIVERED_MS = 1_772_000_000_123
@@ -40,14 +41,14 @@ def store_of(api: TestClient) -> Store:
 
 
 def sent_delivery(store: Store) -> Delivery:
-    delivery = store.claim_delivery(
+    delivery = store.deliveries.claim(
         Delivery(
             key="probe:c1:1:probe", journey="probe", step="probe", customer_id="c1", workflow_id="probe:c1"
         )
     )
     assert delivery.id is not None
-    return store.update_delivery(
-        delivery.id, status=DeliveryStatus.SENT, channel="zalo_zns", provider_id=MSG_ID
+    return rows.update_delivery(
+        store, delivery.id, status=DeliveryStatus.SENT, channel="zalo_zns", provider_id=MSG_ID
     )
 
 
@@ -81,7 +82,7 @@ def test_user_received_message_marks_the_delivery_delivered(zalo_api: TestClient
     response = zalo_api.post("/v1/webhooks/zalo", content=body, headers=signed(body))
     assert response.status_code == 200, response.text
     assert response.json() == {"status": "delivered"}
-    [stored] = store.customer_deliveries("c1")
+    [stored] = store.deliveries.of_customer("c1")
     assert stored.id == delivery.id
     assert stored.status == DeliveryStatus.DELIVERED
     assert stored.delivered_at == datetime.fromtimestamp(DELIVERED_MS / 1000, UTC)
@@ -89,7 +90,7 @@ def test_user_received_message_marks_the_delivery_delivered(zalo_api: TestClient
     # Zalo repeats a webhook it thinks failed: the answer is the same and nothing changes.
     again = zalo_api.post("/v1/webhooks/zalo", content=body, headers=signed(body))
     assert again.status_code == 200
-    [still] = store.customer_deliveries("c1")
+    [still] = store.deliveries.of_customer("c1")
     assert (still.status, still.delivered_at) == (stored.status, stored.delivered_at)
 
 
@@ -108,7 +109,7 @@ def test_a_wrong_signature_is_refused(headers: dict[str, str], body: bytes, zalo
     response = zalo_api.post("/v1/webhooks/zalo", content=body, headers=headers)
     assert response.status_code == 401
     assert "X-ZEvent-Signature" in response.json()["detail"]
-    [stored] = store.customer_deliveries("c1")
+    [stored] = store.deliveries.of_customer("c1")
     assert stored.status == DeliveryStatus.SENT
 
 
@@ -125,7 +126,7 @@ def test_other_events_are_ignored(body: bytes, answer: str, zalo_api: TestClient
     sent_delivery(store)
     response = zalo_api.post("/v1/webhooks/zalo", content=body, headers=signed(body))
     assert (response.status_code, response.json()) == (200, {"status": answer})
-    [stored] = store.customer_deliveries("c1")
+    [stored] = store.deliveries.of_customer("c1")
     assert stored.status == DeliveryStatus.SENT
 
 
@@ -146,7 +147,7 @@ def test_a_signed_event_it_cannot_use_is_answered_200_and_changes_nothing(
     sent_delivery(store)
     response = zalo_api.post("/v1/webhooks/zalo", content=body, headers=signed(body))
     assert (response.status_code, response.json()) == (200, {"status": "ignored"})
-    [stored] = store.customer_deliveries("c1")
+    [stored] = store.deliveries.of_customer("c1")
     assert stored.status == DeliveryStatus.SENT
 
 
@@ -176,7 +177,7 @@ def test_a_signed_event_outside_the_freshness_window_is_refused(
     body = event(sent=now_ms(sent) if isinstance(sent, timedelta) else sent)
     response = zalo_api.post("/v1/webhooks/zalo", content=body, headers=signed(body))
     assert response.status_code == status, response.text
-    [stored] = store.customer_deliveries("c1")
+    [stored] = store.deliveries.of_customer("c1")
     if status == 401:
         assert response.json()["detail"].startswith("timestamp")
         assert stored.status == DeliveryStatus.SENT

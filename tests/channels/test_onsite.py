@@ -11,7 +11,7 @@ from touchflow.channels import OutboundMessage, PermanentDeliveryError, build_ch
 from touchflow.channels.onsite import Onsite
 from touchflow.models import CustomerIn, DeliveryStatus
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.testing import JourneyHarness
 
 
@@ -33,7 +33,7 @@ async def test_stores_the_message(
     sqlite_store: Store, content: dict[str, str], stored_url: str | None
 ) -> None:
     receipt = await Onsite(StoreInbox(sqlite_store)).send(message(**content))
-    [stored] = sqlite_store.list_inbox("c1").messages
+    [stored] = sqlite_store.inbox.list("c1").messages
     assert receipt.provider_id == f"inbox:{stored.id}"
     assert stored.title == content.get("title", "Hi")
     assert (stored.body, stored.action_url, stored.key) == ("There", stored_url, "k1")
@@ -58,7 +58,7 @@ async def test_refuses_what_the_inbox_cannot_show(
     with pytest.raises(PermanentDeliveryError) as caught:
         await Onsite(StoreInbox(sqlite_store)).send(message(**content))
     assert caught.value.code == code
-    assert sqlite_store.list_inbox("c1").messages == []
+    assert sqlite_store.inbox.list("c1").messages == []
 
 
 async def test_a_repeated_send_stores_once(sqlite_store: Store) -> None:
@@ -66,7 +66,7 @@ async def test_a_repeated_send_stores_once(sqlite_store: Store) -> None:
     first = await channel.send(message())
     again = await channel.send(message())
     assert first == again
-    assert len(sqlite_store.list_inbox("c1").messages) == 1
+    assert len(sqlite_store.inbox.list("c1").messages) == 1
 
 
 def test_built_only_with_an_inbox(make_settings: Any, sqlite_store: Store) -> None:
@@ -76,13 +76,13 @@ def test_built_only_with_an_inbox(make_settings: Any, sqlite_store: Store) -> No
 
 
 async def test_a_journey_delivers_into_the_inbox(journeys: JourneyHarness) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="o1", attributes={"first_name": "Lan"}))
+    journeys.store.customers.upsert(CustomerIn(id="o1", attributes={"first_name": "Lan"}))
     handle = await journeys.post("o1", "probe", {"probe_id": "p1", "via": ["onsite", "email"]})
     assert (await journeys.outcome(handle)).status == "completed"
-    [stored] = journeys.store.list_inbox("o1").messages
+    [stored] = journeys.store.inbox.list("o1").messages
     assert (stored.title, stored.body) == ("Probe p1", "Hello Lan, this is probe p1.")
     assert stored.action_url == "https://shop.example/probe/p1"
-    [delivery] = journeys.store.customer_deliveries("o1")
+    [delivery] = journeys.store.deliveries.of_customer("o1")
     assert (delivery.channel, delivery.status) == ("onsite", DeliveryStatus.SENT)
     assert delivery.provider_id == f"inbox:{stored.id}"
-    assert journeys.store.inbox_unread_count("o1") == 1
+    assert journeys.store.inbox.unread_count("o1") == 1

@@ -391,12 +391,12 @@ def journey_settings(vapid: VapidKeys) -> dict[str, Any]:
 def customer_with_devices(
     journeys: JourneyHarness, service: PushService, customer: str, count: int
 ) -> list[Subscriber]:
-    journeys.store.upsert_customer(
+    journeys.store.customers.upsert(
         CustomerIn(id=customer, email=f"{customer}@example.com", attributes={"name": "Bi"})
     )
     devices = [service.subscribe() for _ in range(count)]
     for device in devices:
-        journeys.store.save_push_subscription(customer, device.subscription_in())
+        journeys.store.push.save(customer, device.subscription_in())
     return devices
 
 
@@ -419,9 +419,9 @@ async def test_a_journey_pushes_to_every_device_of_the_customer(
         assert {k: v for k, v in payload.items() if k != "tag"} == expected
     assert push_service.refusals == []
     assert smtp.messages == []
-    [delivery] = journeys.store.customer_deliveries("wp1")
+    [delivery] = journeys.store.deliveries.of_customer("wp1")
     assert (delivery.channel, delivery.status) == ("web_push", DeliveryStatus.SENT)
-    assert all(s.last_success_at is not None for s in journeys.store.push_subscriptions("wp1"))
+    assert all(s.last_success_at is not None for s in journeys.store.push.of_customer("wp1"))
 
 
 async def test_a_gone_device_is_forgotten_and_the_others_still_get_it(
@@ -434,8 +434,8 @@ async def test_a_gone_device_is_forgotten_and_the_others_still_get_it(
     await journeys.outcome(handle)
 
     assert len(push_service.payloads(alive)) == 1
-    assert [s.endpoint for s in journeys.store.push_subscriptions("wp2")] == [alive.endpoint]
-    [delivery] = journeys.store.customer_deliveries("wp2")
+    assert [s.endpoint for s in journeys.store.push.of_customer("wp2")] == [alive.endpoint]
+    [delivery] = journeys.store.deliveries.of_customer("wp2")
     assert (delivery.channel, delivery.status) == ("web_push", DeliveryStatus.SENT)
 
 
@@ -448,10 +448,10 @@ async def test_when_every_device_is_gone_the_step_falls_back_to_email(
     handle = await journeys.post("wp3", "probe", {"probe_id": "x3", "via": ["web_push", "email"]})
     await journeys.outcome(handle)
 
-    assert journeys.store.push_subscriptions("wp3") == []
+    assert journeys.store.push.of_customer("wp3") == []
     [mail] = smtp.messages
     assert mail["Subject"] == "Probe x3"
-    [delivery] = journeys.store.customer_deliveries("wp3")
+    [delivery] = journeys.store.deliveries.of_customer("wp3")
     assert (delivery.channel, delivery.status) == ("email", DeliveryStatus.SENT)
     assert [(a["channel"], a["outcome"]) for a in delivery.attempts] == [
         ("web_push", "permanent"),
@@ -470,7 +470,7 @@ async def test_without_subscriptions_the_step_falls_back_to_email(
     await journeys.outcome(handle)
 
     assert len(smtp.messages) == 1
-    [delivery] = journeys.store.customer_deliveries("wp4")
+    [delivery] = journeys.store.deliveries.of_customer("wp4")
     assert delivery.channel == "email"
     assert delivery.attempts[0] == {
         "channel": "web_push",
@@ -490,8 +490,8 @@ async def test_a_push_service_error_is_retried_by_temporal(
 
     assert len(push_service.payloads(device)) == 1
     assert smtp.messages == []
-    [delivery] = journeys.store.customer_deliveries("wp5")
+    [delivery] = journeys.store.deliveries.of_customer("wp5")
     assert (delivery.channel, delivery.status) == ("web_push", DeliveryStatus.SENT)
     assert [a["outcome"] for a in delivery.attempts] == ["retryable", "sent"]
-    [subscription] = journeys.store.push_subscriptions("wp5")
+    [subscription] = journeys.store.push.of_customer("wp5")
     assert subscription.failures == 0

@@ -32,7 +32,7 @@ from touchflow.channels.zalo_zns import (
 )
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.testing import JourneyHarness, SmtpInbox, eventually
 
 PHONE = "0912345678"
@@ -444,7 +444,7 @@ async def test_expired_token_is_refreshed_once_and_the_send_goes_through(
     await channel.send(message(key="k2"))
     assert zalo.refreshes == 2
     assert zalo.arrivals() == {tracking_id("k1"): 1, tracking_id("k2"): 1}
-    stored = sqlite_store.get_zalo_token("1234567890123456789")
+    stored = sqlite_store.tokens.get("1234567890123456789")
     assert stored is not None and stored.refresh_token == zalo.refresh_token and stored.rotations == 2
 
 
@@ -518,7 +518,7 @@ async def _delivery_when(
     found: list[Delivery] = []
 
     def matched() -> bool:
-        found[:] = journeys.store.customer_deliveries(customer_id)
+        found[:] = journeys.store.deliveries.of_customer(customer_id)
         return bool(found) and condition(found[0])
 
     await eventually(matched, what=f"the delivery of {customer_id}")
@@ -526,13 +526,13 @@ async def _delivery_when(
 
 
 async def test_a_probe_goes_out_over_zalo(journeys: JourneyHarness, zalo: ZaloServer) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="z1", phone="+84 912 345 678", attributes={"name": "Bi"}))
+    journeys.store.customers.upsert(CustomerIn(id="z1", phone="+84 912 345 678", attributes={"name": "Bi"}))
     handle = await journeys.post("z1", "probe", {"probe_id": "x1", "via": ["zalo_zns", "email"]})
     assert (await journeys.outcome(handle)).status == "completed"
     [body] = zalo.sent
     assert body["phone"] == NORMALISED and body["template_id"] == "231245"
     assert body["template_data"] == {"customer_name": "Bi", "probe_id": "x1"}
-    [delivery] = journeys.store.customer_deliveries("z1")
+    [delivery] = journeys.store.deliveries.of_customer("z1")
     assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "zalo_zns")
     assert delivery.provider_id and delivery.provider_id != body["tracking_id"]
 
@@ -545,13 +545,13 @@ async def test_fallback_to_email(
     phone: str | None, zalo_outcome: str, journeys: JourneyHarness, zalo: ZaloServer, smtp: SmtpInbox
 ) -> None:
     zalo.not_on_zalo.add(NORMALISED)
-    journeys.store.upsert_customer(CustomerIn(id="z2", email="z2@example.com", phone=phone))
+    journeys.store.customers.upsert(CustomerIn(id="z2", email="z2@example.com", phone=phone))
     handle = await journeys.post("z2", "probe", {"probe_id": "x2", "via": ["zalo_zns", "email"]})
     assert (await journeys.outcome(handle)).status == "completed"
     [mail] = smtp.messages
     assert mail["Subject"] == "Probe x2"
     assert zalo.sent == []
-    [delivery] = journeys.store.customer_deliveries("z2")
+    [delivery] = journeys.store.deliveries.of_customer("z2")
     assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "email")
     assert [(a["channel"], a["outcome"]) for a in delivery.attempts] == [
         ("zalo_zns", zalo_outcome),
@@ -582,7 +582,7 @@ async def test_a_time_restriction_defers_the_step(
     journeys: JourneyHarness,
     zalo: ZaloServer,
 ) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="z3", phone=PHONE))
+    journeys.store.customers.upsert(CustomerIn(id="z3", phone=PHONE))
     _zalo_clock(journeys, now)
     zalo.fail(-133)
     started = datetime.now(UTC)
@@ -595,7 +595,7 @@ async def test_a_time_restriction_defers_the_step(
 
     # The journey sleeps (skipped time) and asks again with the same key.
     assert (await journeys.outcome(handle)).status == "completed"
-    [delivery] = journeys.store.customer_deliveries("z3")
+    [delivery] = journeys.store.deliveries.of_customer("z3")
     assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "zalo_zns")
     assert [a["outcome"] for a in delivery.attempts] == ["retryable", "sent"]
     assert len(zalo.sent) == 1
@@ -604,18 +604,18 @@ async def test_a_time_restriction_defers_the_step(
 async def test_a_number_that_refuses_the_oa_is_suppressed_for_zns(
     journeys: JourneyHarness, zalo: ZaloServer, smtp: SmtpInbox
 ) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="z4", email="z4@example.com", phone=PHONE))
+    journeys.store.customers.upsert(CustomerIn(id="z4", email="z4@example.com", phone=PHONE))
     zalo.fail(-141)
     first = await journeys.post("z4", "probe", {"probe_id": "x4", "via": ["zalo_zns", "email"]})
     assert (await journeys.outcome(first)).status == "completed"
-    assert journeys.store.is_suppressed("zalo_zns", PHONE)
+    assert journeys.store.deliveries.is_suppressed("zalo_zns", PHONE)
     second = await journeys.post("z4", "probe", {"probe_id": "x5", "via": ["zalo_zns", "email"]})
     assert (await journeys.outcome(second)).status == "completed"
 
     # Zalo was asked once; the second step went straight to email.
     assert len(zalo.headers) == 1 and zalo.sent == []
     assert [mail["Subject"] for mail in smtp.messages] == ["Probe x4", "Probe x5"]
-    by_probe = {d.key.split(":")[2]: d for d in journeys.store.customer_deliveries("z4")}
+    by_probe = {d.key.split(":")[2]: d for d in journeys.store.deliveries.of_customer("z4")}
     assert [a["outcome"] for a in by_probe["x4"].attempts] == ["permanent", "sent"]
     assert [a["outcome"] for a in by_probe["x5"].attempts] == ["unreachable", "sent"]
 
@@ -624,7 +624,7 @@ async def test_a_balance_error_makes_every_zns_step_fall_back_without_asking_zal
     journeys: JourneyHarness, zalo: ZaloServer, smtp: SmtpInbox
 ) -> None:
     for customer in ("z5", "z6"):
-        journeys.store.upsert_customer(CustomerIn(id=customer, email=f"{customer}@example.com", phone=PHONE))
+        journeys.store.customers.upsert(CustomerIn(id=customer, email=f"{customer}@example.com", phone=PHONE))
     zalo.fail(-115)
     for customer in ("z5", "z6"):
         handle = await journeys.post(customer, "probe", {"probe_id": customer, "via": ["zalo_zns", "email"]})
@@ -632,12 +632,12 @@ async def test_a_balance_error_makes_every_zns_step_fall_back_without_asking_zal
     assert len(zalo.headers) == 1  # the second step did not ask
     assert sorted(mail["Subject"] for mail in smtp.messages) == ["Probe z5", "Probe z6"]
     for customer in ("z5", "z6"):
-        [delivery] = journeys.store.customer_deliveries(customer)
+        [delivery] = journeys.store.deliveries.of_customer(customer)
         assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "email")
         first = delivery.attempts[0]
         assert (first["channel"], first["outcome"]) == ("zalo_zns", "permanent")
         assert "-115" in first["reason"] and "paused until" in first["reason"]
-    assert not journeys.store.is_suppressed("zalo_zns", PHONE)  # the number itself is fine
+    assert not journeys.store.deliveries.is_suppressed("zalo_zns", PHONE)  # the number itself is fine
 
 
 @pytest.mark.parametrize(
@@ -652,7 +652,7 @@ async def test_a_balance_error_makes_every_zns_step_fall_back_without_asking_zal
 async def test_a_step_takes_the_template_id_of_its_language(
     locale: str | None, template_id: str, journeys: JourneyHarness, zalo: ZaloServer, smtp: SmtpInbox
 ) -> None:
-    journeys.store.upsert_customer(
+    journeys.store.customers.upsert(
         CustomerIn(id="z7", email="z7@example.com", phone=PHONE, locale=locale, attributes={"name": "Lan"})
     )
     await journeys.post("z7", "order_placed", {"order_id": "O-7", "total": 10, "currency": "VND"})
@@ -665,7 +665,7 @@ async def test_a_step_takes_the_template_id_of_its_language(
 async def test_a_burst_of_503_and_expired_tokens_delivers_every_message_exactly_once(
     journeys: JourneyHarness, zalo: ZaloServer
 ) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="warm", phone=PHONE))
+    journeys.store.customers.upsert(CustomerIn(id="warm", phone=PHONE))
     await journeys.outcome(await journeys.post("warm", "probe", {"probe_id": "w", "via": ["zalo_zns"]}))
     assert zalo.refreshes == 1
 
@@ -674,7 +674,7 @@ async def test_a_burst_of_503_and_expired_tokens_delivers_every_message_exactly_
     customers = [f"b{n}" for n in range(5)]
     handles = []
     for customer in customers:
-        journeys.store.upsert_customer(CustomerIn(id=customer, phone=PHONE))
+        journeys.store.customers.upsert(CustomerIn(id=customer, phone=PHONE))
         handles.append(await journeys.post(customer, "probe", {"probe_id": customer, "via": ["zalo_zns"]}))
     for handle in handles:
         assert (await journeys.outcome(handle)).status == "completed"
@@ -685,5 +685,5 @@ async def test_a_burst_of_503_and_expired_tokens_delivers_every_message_exactly_
     probes = sorted(body["template_data"]["probe_id"] for body in zalo.sent)
     assert probes == sorted([*customers, "w"])
     for customer in customers:
-        [delivery] = journeys.store.customer_deliveries(customer)
+        [delivery] = journeys.store.deliveries.of_customer(customer)
         assert (delivery.status, delivery.channel) == (DeliveryStatus.SENT, "zalo_zns")

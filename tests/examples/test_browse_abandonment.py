@@ -35,7 +35,7 @@ VIEWED = {"product_id": "p1", "name": "Nón lá", "price": 120_000, "currency": 
 async def test_reminds_of_the_last_product_then_waits_out_the_cooldown(
     journeys: JourneyHarness, smtp: SmtpInbox
 ) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="b1", email="b1@example.com", locale="vi"))
+    journeys.store.customers.upsert(CustomerIn(id="b1", email="b1@example.com", locale="vi"))
     handle = await journeys.post("b1", "product_viewed", {**VIEWED, "name": "Áo dài"})
     await journeys.post("b1", "product_viewed", VIEWED)
     assert handle is not None
@@ -44,7 +44,7 @@ async def test_reminds_of_the_last_product_then_waits_out_the_cooldown(
     variant = sticky_variant("b1", "browse_copy", ("a", "b"))
     assert mail["Subject"] == {"a": "Nón lá đang chờ bạn", "b": "Bạn vẫn đang nghĩ về Nón lá?"}[variant]
     assert "120.000\xa0₫" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    [delivery] = journeys.store.customer_deliveries("b1")
+    [delivery] = journeys.store.deliveries.of_customer("b1")
     assert (delivery.status, delivery.variant) == (DeliveryStatus.SENT, variant)
 
     # Browsing again within the week: a new run starts, is not admitted, and sends nothing.
@@ -55,7 +55,7 @@ async def test_reminds_of_the_last_product_then_waits_out_the_cooldown(
 
 
 async def test_adding_to_the_cart_ends_it(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="b2", email="b2@example.com"))
+    journeys.store.customers.upsert(CustomerIn(id="b2", email="b2@example.com"))
     handle = await journeys.post("b2", "product_viewed", VIEWED)
     await journeys.post("b2", "cart_updated", {"cart_id": "k1"})
     assert handle is not None

@@ -19,7 +19,7 @@ from tests.support.harness import TEST_REGISTRY
 from touchflow.models import CustomerIn, DeliveryStatus, EventIn
 from touchflow.router import Relay
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.temporal import DevServer, connect, free_port, terminate, wait_for_port
 from touchflow.testing import SmtpInbox, eventually
 from touchflow.worker import build_activities, build_worker
@@ -85,7 +85,7 @@ async def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
 ) -> None:
     customers = [f"k{i:03d}" for i in range(200)]
     for customer in customers:
-        store.upsert_customer(CustomerIn(id=customer, email=f"{customer}@example.com"))
+        store.customers.upsert(CustomerIn(id=customer, email=f"{customer}@example.com"))
     await temporal.start()
     client = await connect(settings)
     relay = Relay(
@@ -97,7 +97,7 @@ async def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     second = None
     try:
         events = [EventIn(id=f"su-{c}", customer_id=c, name="signed_up") for c in customers]
-        store.ingest_events(events, TEST_REGISTRY.routed)
+        store.events.ingest(events, TEST_REGISTRY.routed)
         while await relay.relay_once():
             pass
         await smtp.wait_for(40, timeout=60)
@@ -107,7 +107,7 @@ async def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
         second = spawn("worker", settings, log)
 
         def both_steps_sent() -> bool:
-            rows = [store.customer_deliveries(c) for c in customers]
+            rows = [store.deliveries.of_customer(c) for c in customers]
             return all(sum(d.status == DeliveryStatus.SENT for d in row) == 2 for row in rows)
 
         await eventually(both_steps_sent, timeout=120, what="every journey's two welcome steps")
@@ -126,7 +126,7 @@ async def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     interrupted = {
         f"{d.customer_id}@example.com"
         for c in customers
-        for d in store.customer_deliveries(c)
+        for d in store.deliveries.of_customer(c)
         if any(a.get("outcome") == "interrupted" for a in d.attempts)
     }
     twice = {rcpt for rcpt, n in by_recipient.items() if n > 1}
@@ -134,7 +134,7 @@ async def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     assert sum(by_recipient.values()) - len(customers) <= len(interrupted)
     # every journey went on past the crash, to its next step and its wait for the nudge
     for customer in customers:
-        steps = {d.step: d.status for d in store.customer_deliveries(customer)}
+        steps = {d.step: d.status for d in store.deliveries.of_customer(customer)}
         assert steps == {"welcome": DeliveryStatus.SENT, "welcome_inbox": DeliveryStatus.SENT}
     running = await client.count_workflows("WorkflowType = 'welcome' AND ExecutionStatus = 'Running'")
     assert running.count == len(customers)
@@ -160,7 +160,7 @@ async def test_an_api_killed_before_relaying_relays_everything_after_restart(
     finally:
         api.send_signal(signal.SIGKILL)
         api.wait(10)
-    assert store.outbox_size() == len(customers)  # accepted, kept, not yet relayed
+    assert store.outbox.size() == len(customers)  # accepted, kept, not yet relayed
 
     await temporal.start()
     client = await connect(settings)
@@ -169,7 +169,7 @@ async def test_an_api_killed_before_relaying_relays_everything_after_restart(
         async with build_worker(
             client, settings, build_activities(settings, TEST_REGISTRY, store), TEST_REGISTRY
         ):
-            await eventually(lambda: store.outbox_size() == 0, timeout=60, what="the relay to drain")
+            await eventually(lambda: store.outbox.size() == 0, timeout=60, what="the relay to drain")
             await smtp.wait_for(len(customers), timeout=60)
     finally:
         terminate(restarted)

@@ -24,7 +24,7 @@ from tests.conftest import API_KEY
 from tests.support.harness import TEST_REGISTRY
 from touchflow.api.main import create_app
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.temporal import DevServer, connect, ensure_search_attributes, free_port
 from touchflow.testing import SmtpInbox, eventually
 from touchflow.worker import build_activities, build_worker

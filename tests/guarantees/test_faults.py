@@ -10,13 +10,14 @@ from collections import Counter
 from collections.abc import Callable
 
 import httpx
+from sqlmodel import Session
 
 from tests.conftest import API_KEY
 from tests.support.server import serving
 from touchflow.api.main import create_app
 from touchflow.models import CustomerIn, DeliveryStatus, OutboxEntry, utcnow
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.testing import JourneyHarness, SmtpInbox
 
 
@@ -25,7 +26,7 @@ async def test_smtp_refusing_451_for_a_while_then_every_message_arrives_once(
 ) -> None:
     customers = [f"r{i}" for i in range(5)]
     for customer in customers:
-        journeys.store.upsert_customer(CustomerIn(id=customer, email=f"{customer}@example.com"))
+        journeys.store.customers.upsert(CustomerIn(id=customer, email=f"{customer}@example.com"))
     smtp.refuse = ["451 4.3.2 System not accepting network messages"] * 12
     handles = [await journeys.post(c, "probe", {"probe_id": c, "via": ["email"]}) for c in customers]
     for handle in handles:
@@ -34,9 +35,9 @@ async def test_smtp_refusing_451_for_a_while_then_every_message_arrives_once(
     assert smtp.refuse == []  # every refusal was given, then the server accepted
     assert Counter(rcpt for _, [rcpt] in smtp.envelopes) == {f"{c}@example.com": 1 for c in customers}
     for customer in customers:
-        [delivery] = journeys.store.customer_deliveries(customer)
+        [delivery] = journeys.store.deliveries.of_customer(customer)
         assert delivery.status == DeliveryStatus.SENT
-    retried = [a for c in customers for a in journeys.store.customer_deliveries(c)[0].attempts]
+    retried = [a for c in customers for a in journeys.store.deliveries.of_customer(c)[0].attempts]
     assert sum(a["outcome"] == "retryable" for a in retried) == 12
     assert all("451" in a["reason"] for a in retried if a["outcome"] == "retryable")
 
@@ -46,7 +47,7 @@ async def test_the_same_500_events_from_two_clients_at_once_start_each_journey_o
 ) -> None:
     customers = [f"d{i:03d}" for i in range(500)]
     for customer in customers:
-        journeys.store.upsert_customer(CustomerIn(id=customer, email=f"{customer}@example.com"))
+        journeys.store.customers.upsert(CustomerIn(id=customer, email=f"{customer}@example.com"))
     events = [{"id": f"signup-{c}", "customer_id": c, "name": "signed_up"} for c in customers]
     batches = [events[i : i + 50] for i in range(0, len(events), 50)]
 
@@ -81,9 +82,9 @@ async def test_the_same_500_events_from_two_clients_at_once_start_each_journey_o
 def requeue(store: Store, event_id: str) -> None:
     """What a relay leaves behind when it dies between handing an event to Temporal and deleting its entry:
     the entry, leased again once its lease lapses."""
-    event = store.get_event(event_id)
+    event = store.events.get(event_id)
     assert event is not None
-    with store.session() as session:
+    with Session(store.engine) as session:
         session.add(
             OutboxEntry(event_id=event_id, customer_id=event.customer_id, attempts=1, available_at=utcnow())
         )
@@ -104,7 +105,7 @@ async def test_a_relay_retry_of_a_start_event_after_its_run_closed_starts_nothin
     while await journeys.relay.relay_once():
         pass
 
-    assert journeys.store.outbox_size() == 0
+    assert journeys.store.outbox.size() == 0
     assert (await handle.describe()).run_id == first_run
     assert [d.step for d in journeys.deliveries("p1")] == ["probe"]
     # a new event of the same entry is a new run, as the journey allows

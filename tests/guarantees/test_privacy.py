@@ -14,7 +14,7 @@ EMAIL, PHONE, NAME = "lan.nguyen@example.com", "+84912345678", "Nguyễn Thị L
 
 
 async def test_histories_hold_ids_not_profiles(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
-    journeys.store.upsert_customer(
+    journeys.store.customers.upsert(
         CustomerIn(id="c-lan", email=EMAIL, phone=PHONE, locale="vi", attributes={"first_name": NAME})
     )
     welcome = await journeys.post("c-lan", "signed_up")
@@ -39,7 +39,7 @@ async def test_logs_never_carry_addresses(
     journeys: JourneyHarness, smtp: SmtpInbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    journeys.store.upsert_customer(CustomerIn(id="c-x", email=EMAIL, phone=PHONE))
+    journeys.store.customers.upsert(CustomerIn(id="c-x", email=EMAIL, phone=PHONE))
     smtp.refuse = [f"550 5.1.1 <{EMAIL}>: no such user"]
     handle = await journeys.post("c-x", "probe", {"probe_id": "p", "via": ["email"]})
     await journeys.outcome(handle)
@@ -48,5 +48,5 @@ async def test_logs_never_carry_addresses(
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in ours)
     assert "step delivered" in logged
     assert EMAIL not in logged and PHONE not in logged
-    [delivery] = journeys.store.customer_deliveries("c-x")
+    [delivery] = journeys.store.deliveries.of_customer("c-x")
     assert EMAIL not in (delivery.error or "") and EMAIL not in str(delivery.attempts)

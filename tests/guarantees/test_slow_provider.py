@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from touchflow.models import Delivery, DeliveryStatus
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.testing import JourneyHarness, SmtpInbox
 
 
@@ -39,16 +39,23 @@ async def test_an_smtp_server_answering_6s_after_the_data_gets_one_email(
 
 
 def test_only_the_current_lease_holder_records_the_result(sqlite_store: Store) -> None:
-    claimed = sqlite_store.claim_delivery(
+    claimed = sqlite_store.deliveries.claim(
         Delivery(key="k1", journey="j", step="s", customer_id="c", workflow_id="j:c")
     )
     assert claimed.id is not None
-    first, _ = sqlite_store.start_sending(claimed.id, timedelta(seconds=0))  # expires at once: presumed dead
-    second, interrupted = sqlite_store.start_sending(claimed.id, timedelta(minutes=1))
+    first, _ = sqlite_store.deliveries.start_sending(
+        claimed.id, timedelta(seconds=0)
+    )  # expires at once: presumed dead
+    second, interrupted = sqlite_store.deliveries.start_sending(claimed.id, timedelta(minutes=1))
     assert first is not None and second is not None and second != first and interrupted
-    assert not sqlite_store.renew_lease(claimed.id, first, timedelta(minutes=1))
-    assert sqlite_store.finish_sending(claimed.id, first, status=DeliveryStatus.FAILED, error="late") is None
-    done = sqlite_store.finish_sending(claimed.id, second, status=DeliveryStatus.SENT, channel="email")
+    assert not sqlite_store.deliveries.renew_lease(claimed.id, first, timedelta(minutes=1))
+    assert (
+        sqlite_store.deliveries.finish_sending(claimed.id, first, status=DeliveryStatus.FAILED, error="late")
+        is None
+    )
+    done = sqlite_store.deliveries.finish_sending(
+        claimed.id, second, status=DeliveryStatus.SENT, channel="email"
+    )
     assert done is not None and (done.status, done.error, done.sending_until) == (
         DeliveryStatus.SENT,
         None,

@@ -57,7 +57,7 @@ class Subscriber:
         }
 
     def subscription_in(self) -> PushSubscriptionIn:
-        """For `Store.save_push_subscription`: built unvalidated, because this service speaks plain http on
+        """For `store.push.save`: built unvalidated, because this service speaks plain http on
         loopback and the API (rightly) takes https endpoints only."""
         keys = PushKeys.model_construct(p256dh=self.p256dh, auth=b64url_encode(self.auth))
         return PushSubscriptionIn.model_construct(

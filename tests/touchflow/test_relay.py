@@ -15,7 +15,7 @@ from temporalio.client import Client
 from touchflow.db import make_engine
 from touchflow.models import Event, EventIn
 from touchflow.router import Relay, Router
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.testing import eventually
 
 ROUTED = {"page_viewed"}
@@ -98,7 +98,7 @@ def interleaved(customers: list[str], first: int, count: int) -> list[EventIn]:
 
 
 async def drain(relay: Relay, store: Store, until: asyncio.Event) -> None:
-    while not until.is_set() or await asyncio.to_thread(store.outbox_size):
+    while not until.is_set() or await asyncio.to_thread(store.outbox.size):
         await relay.relay_once()
         await asyncio.sleep(0.005)
 
@@ -114,13 +114,13 @@ async def test_two_relays_never_route_one_customers_events_at_once_or_out_of_ord
         RecordingRelay(first_store, recorder.for_relay("first")),
         RecordingRelay(second_store, recorder.for_relay("second")),
     ]
-    first_store.ingest_events(interleaved(customers, 0, 6), ROUTED)
+    first_store.events.ingest(interleaved(customers, 0, 6), ROUTED)
     ingested = asyncio.Event()
 
     async def keep_ingesting() -> None:
         for start in range(6, 24, 6):  # more of the same customers' events while both relays run
             await asyncio.sleep(0.05)
-            await asyncio.to_thread(second_store.ingest_events, interleaved(customers, start, 6), ROUTED)
+            await asyncio.to_thread(second_store.events.ingest, interleaved(customers, start, 6), ROUTED)
         ingested.set()
 
     draining = [drain(relay, store, ingested) for relay, store in zip(relays, stores, strict=True)]
@@ -138,12 +138,12 @@ async def test_a_pass_longer_than_the_lease_keeps_its_lease(stores: tuple[Store,
     lease = timedelta(milliseconds=600)
     slow = RecordingRelay(first_store, recorder.for_relay("slow"), lease=lease)
     other = RecordingRelay(second_store, recorder.for_relay("other"), lease=lease)
-    first_store.ingest_events(views("dana", 0, 3), ROUTED)
+    first_store.events.ingest(views("dana", 0, 3), ROUTED)
     release = recorder.blocked["dana-000"] = asyncio.Event()
 
     pass_ = asyncio.create_task(slow.relay_once())
     await eventually(lambda: "dana" in recorder.active, 10, "the slow pass to be routing dana's first event")
-    second_store.ingest_events(views("dana", 3, 2), ROUTED)  # later events of the same customer
+    second_store.events.ingest(views("dana", 3, 2), ROUTED)  # later events of the same customer
     for _ in range(10):  # the other relay keeps looking for three leases' time
         await other.relay_once()
         await asyncio.sleep(0.18)
@@ -151,7 +151,7 @@ async def test_a_pass_longer_than_the_lease_keeps_its_lease(stores: tuple[Store,
     assert recorder.overlaps == []
     release.set()
     await pass_
-    while first_store.outbox_size():
+    while first_store.outbox.size():
         await other.relay_once()
     assert recorder.order["dana"] == [f"dana-{n:03d}" for n in range(5)]
     assert recorder.overlaps == []

@@ -12,7 +12,7 @@ from tests.conftest import API_KEY
 from tests.support.harness import TEST_REGISTRY
 from touchflow.api.main import create_app
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.temporal import DevServer, connect, free_port
 from touchflow.testing import SmtpInbox, eventually
 from touchflow.worker import build_activities, build_worker
@@ -46,7 +46,7 @@ async def test_events_posted_while_temporal_is_down_start_each_journey_once(
         # A client retrying half of them changes nothing.
         for customer in CUSTOMERS[:10]:
             assert api.post("/v1/events", json=signup(customer)).json()["status"] == "duplicate"
-        assert store.outbox_size() == len(CUSTOMERS)
+        assert store.outbox.size() == len(CUSTOMERS)
 
         await temporal.start()
         try:
@@ -54,7 +54,7 @@ async def test_events_posted_while_temporal_is_down_start_each_journey_once(
             async with build_worker(
                 client, settings, build_activities(settings, TEST_REGISTRY, store), TEST_REGISTRY
             ):
-                await eventually(lambda: store.outbox_size() == 0, 60, "the relay to drain the outbox")
+                await eventually(lambda: store.outbox.size() == 0, 60, "the relay to drain the outbox")
                 await smtp.wait_for(len(CUSTOMERS), timeout=60)
 
                 # Temporal goes away and comes back (same state file): nothing runs twice.
@@ -62,7 +62,7 @@ async def test_events_posted_while_temporal_is_down_start_each_journey_once(
                 api.post("/v1/events", json={"id": "late", "customer_id": "late", "name": "signed_up"})
                 await temporal.start()
                 await eventually(
-                    lambda: store.outbox_size() == 0, 60, "the relay to catch up after a restart"
+                    lambda: store.outbox.size() == 0, 60, "the relay to catch up after a restart"
                 )
 
                 expected = len(CUSTOMERS) + 1
@@ -82,4 +82,4 @@ async def test_events_posted_while_temporal_is_down_start_each_journey_once(
     assert recipients == sorted(f"{c}@example.com" for c in CUSTOMERS)
     for customer in CUSTOMERS:
         # One welcome email each (the series' inbox step may still be on its way: not counted here).
-        assert [d.step for d in store.customer_deliveries(customer) if d.step == "welcome"] == ["welcome"]
+        assert [d.step for d in store.deliveries.of_customer(customer) if d.step == "welcome"] == ["welcome"]

@@ -18,6 +18,7 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
+from tests.support import rows
 from tests.support.probe import Probe
 from touchflow.models import CustomerIn
 from touchflow.testing import JourneyHarness, journey_harness, registry_of
@@ -45,7 +46,7 @@ async def in_a_wait(h: JourneyHarness, handle: WorkflowHandle[Any, Any]) -> None
 
 
 async def welcome(h: JourneyHarness) -> None:
-    h.store.upsert_customer(CustomerIn(id="w1", email="w1@example.com", locale="vi"))
+    h.store.customers.upsert(CustomerIn(id="w1", email="w1@example.com", locale="vi"))
     handle = await h.post("w1", "signed_up")
     assert handle is not None
     await in_a_wait(h, handle)
@@ -55,7 +56,7 @@ async def welcome(h: JourneyHarness) -> None:
 
 
 async def abandoned_cart(h: JourneyHarness) -> None:
-    h.store.upsert_customer(CustomerIn(id="a1", email="a1@example.com", locale="en"))
+    h.store.customers.upsert(CustomerIn(id="a1", email="a1@example.com", locale="en"))
     handle = await h.post("a1", "cart_updated", CART)
     assert handle is not None
     await in_a_wait(h, handle)
@@ -72,21 +73,21 @@ async def abandoned_cart(h: JourneyHarness) -> None:
 
 
 async def post_purchase(h: JourneyHarness) -> None:
-    h.store.upsert_customer(CustomerIn(id="p1", email="p1@example.com", locale="en"))
+    h.store.customers.upsert(CustomerIn(id="p1", email="p1@example.com", locale="en"))
     handle = await h.post("p1", "order_placed", {"order_id": "o-1", "total": 12.5, "currency": "USD"})
     assert handle is not None
     await in_a_wait(h, handle)
     await save(handle, "post_purchase_mid_wait")
     await h.env.sleep(timedelta(days=6))
     await h.state_when(handle, lambda s: "coupon" in s.sent)
-    [coupon] = h.store.customer_coupons("p1")
+    [coupon] = rows.coupons_of(h.store, "p1")
     await h.post("p1", "order_placed", {"order_id": "o-2", "coupon_code": coupon.code})
     await h.outcome(handle)
     await save(handle, "post_purchase_redeemed")
 
 
 async def loyalty(h: JourneyHarness) -> None:
-    h.store.upsert_customer(CustomerIn(id="l1", email="l1@example.com", locale="en"))
+    h.store.customers.upsert(CustomerIn(id="l1", email="l1@example.com", locale="en"))
     await h.post("l1", "loyalty_points_changed", {"points": 4850})
     handle = h.handle("loyalty", "l1")
     await h.state_when(handle, lambda s: s.sent == ["tier_nudge"])

@@ -32,7 +32,7 @@ def cart(cart_id: str, *items: tuple[str, int, int]) -> dict[str, Any]:
 
 def customer(journeys: JourneyHarness, locale: str = "vi") -> str:
     customer_id = f"c-{uuid.uuid4().hex[:8]}"
-    journeys.store.upsert_customer(
+    journeys.store.customers.upsert(
         CustomerIn(id=customer_id, email=f"{customer_id}@example.com", locale=locale)
     )
     return customer_id
@@ -40,7 +40,7 @@ def customer(journeys: JourneyHarness, locale: str = "vi") -> str:
 
 def cart_deliveries(journeys: JourneyHarness, customer_id: str) -> dict[str, list[DeliveryStatus]]:
     found: dict[str, list[DeliveryStatus]] = {}
-    for d in sorted(journeys.store.customer_deliveries(customer_id), key=lambda d: d.id or 0):
+    for d in sorted(journeys.store.deliveries.of_customer(customer_id), key=lambda d: d.id or 0):
         if d.journey == "abandoned_cart":
             found.setdefault(d.step, []).append(d.status)
     return found
@@ -66,7 +66,7 @@ async def test_two_reminders_show_the_newest_cart(journeys: JourneyHarness, smtp
         "cart_reminder_1": [DeliveryStatus.SENT],
         "cart_reminder_2": [DeliveryStatus.SENT],
     }
-    [reminder] = [d for d in journeys.store.customer_deliveries(c) if d.step == "cart_reminder_1"]
+    [reminder] = [d for d in journeys.store.deliveries.of_customer(c) if d.step == "cart_reminder_1"]
     assert reminder.variant == variant
     assert reminder.channel == "email"  # web_push is not configured here: fell back
 
@@ -140,7 +140,7 @@ async def test_one_run_per_cart_and_never_again_for_the_same_cart(journeys: Jour
     again = await journeys.post(c, "cart_updated", cart("k1", ("Mũ", 750_000, 3)))
     assert again is not None
     assert (await again.describe()).run_id == first_run
-    assert journeys.store.outbox_size() == 0
+    assert journeys.store.outbox.size() == 0
     assert (await journeys.outcome(k2)).status == "completed"
 
 
@@ -152,5 +152,5 @@ async def test_the_split_is_sticky_across_entries(journeys: JourneyHarness) -> N
         await journeys.outcome(handle)
         state = await journeys.state(handle)
         assert state.variants == {"cart_reminder_copy": sticky_variant(c, "cart_reminder_copy", ("a", "b"))}
-    variants = {d.variant for d in journeys.store.customer_deliveries(c) if d.step == "cart_reminder_1"}
+    variants = {d.variant for d in journeys.store.deliveries.of_customer(c) if d.step == "cart_reminder_1"}
     assert len(variants) == 1

@@ -21,7 +21,7 @@ def journey_registry() -> Registry:
 async def test_tier_nudge_then_capped_expiry_warning_then_winback(
     journeys: JourneyHarness, smtp: SmtpInbox
 ) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="l1", email="l1@example.com", locale="en"))
+    journeys.store.customers.upsert(CustomerIn(id="l1", email="l1@example.com", locale="en"))
     await journeys.post("l1", "loyalty_points_changed", {"points": 4850})
     handle = journeys.handle("loyalty", "l1")
     state = await journeys.state_when(handle, lambda s: s.sent == ["tier_nudge"])
@@ -52,7 +52,7 @@ async def test_tier_nudge_then_capped_expiry_warning_then_winback(
 
 
 async def test_continue_as_new_keeps_points_tier_and_what_was_nudged(journeys: JourneyHarness) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="l2", email="l2@example.com", locale="vi"))
+    journeys.store.customers.upsert(CustomerIn(id="l2", email="l2@example.com", locale="vi"))
     await journeys.post("l2", "loyalty_points_changed", {"points": 4850})
     handle = journeys.handle("loyalty", "l2")
     await journeys.state_when(handle, lambda s: s.sent == ["tier_nudge"])
@@ -69,7 +69,7 @@ async def test_continue_as_new_keeps_points_tier_and_what_was_nudged(journeys: J
     state = await journeys.state_when(handle, lambda s: s.data["points"] == 4950)
     assert state.data["tier"] == "silver"
     assert state.sent == ["tier_nudge"]  # still 50 points from gold, but that nudge was given already
-    tier_nudges = [d for d in journeys.store.customer_deliveries("l2") if d.step == "tier_nudge"]
+    tier_nudges = [d for d in journeys.store.deliveries.of_customer("l2") if d.step == "tier_nudge"]
     assert len(tier_nudges) == 1
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.support import rows
 from touchflow.models import CustomerIn, DeliveryStatus
 from touchflow.testing import JourneyHarness, SmtpInbox, eventually
 
@@ -20,19 +21,21 @@ ORDER = {
 def steps(journeys: JourneyHarness, customer_id: str, order_id: str = "o-1") -> dict[str, DeliveryStatus]:
     prefix = f"post_purchase:{customer_id}:{order_id}"
     return {
-        d.step: d.status for d in journeys.store.customer_deliveries(customer_id) if d.workflow_id == prefix
+        d.step: d.status
+        for d in journeys.store.deliveries.of_customer(customer_id)
+        if d.workflow_id == prefix
     }
 
 
 async def test_unused_coupon_gets_a_reminder_before_it_expires(
     journeys: JourneyHarness, smtp: SmtpInbox
 ) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="p1", email="p1@example.com", locale="en"))
+    journeys.store.customers.upsert(CustomerIn(id="p1", email="p1@example.com", locale="en"))
     handle = await journeys.post("p1", "order_placed", ORDER)
     assert handle is not None and handle.id == "post_purchase:p1:o-1"
 
     assert (await journeys.outcome(handle)).status == "completed"
-    [coupon] = journeys.store.customer_coupons("p1")
+    [coupon] = rows.coupons_of(journeys.store, "p1")
     subjects = [str(m["Subject"]) for m in smtp.messages]
     assert subjects == [
         "Order o-1 confirmed",
@@ -56,13 +59,13 @@ async def test_unused_coupon_gets_a_reminder_before_it_expires(
 async def test_redeeming_ends_the_journey_and_a_second_use_is_refused(
     journeys: JourneyHarness, smtp: SmtpInbox
 ) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="p2", email="p2@example.com", locale="vi"))
+    journeys.store.customers.upsert(CustomerIn(id="p2", email="p2@example.com", locale="vi"))
     handle = await journeys.post("p2", "order_placed", {**ORDER, "total": 1_250_000, "currency": "VND"})
     assert handle is not None
     # Skip past the review request to the coupon.
     await journeys.env.sleep(timedelta(days=6))
     state = await journeys.state_when(handle, lambda s: "coupon" in s.sent)
-    [coupon] = journeys.store.customer_coupons("p2")
+    [coupon] = rows.coupons_of(journeys.store, "p2")
     assert state.data["coupon_id"] == coupon.id
     assert "1.250.000\xa0₫" in smtp.messages[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
@@ -71,15 +74,15 @@ async def test_redeeming_ends_the_journey_and_a_second_use_is_refused(
     assert (outcome.status, outcome.ended_by) == ("converted", "coupon_redeemed")
     await journeys.post("p2", "order_placed", {"order_id": "o-3", "total": 10, "coupon_code": coupon.code})
 
-    redeemed = journeys.store.coupon_by_code(coupon.code)
+    redeemed = rows.coupon_by_code(journeys.store, coupon.code)
     assert redeemed is not None and redeemed.redeemed_order_id == "o-2"
-    uses = [(r.order_id, r.accepted, r.reason) for r in journeys.store.coupon_redemptions(coupon.code)]
+    uses = [(r.order_id, r.accepted, r.reason) for r in rows.coupon_redemptions(journeys.store, coupon.code)]
     assert uses == [("o-2", True, None), ("o-3", False, "already redeemed")]
     assert "coupon_reminder" not in steps(journeys, "p2")
 
 
 async def test_one_run_per_order(journeys: JourneyHarness) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="p3", email="p3@example.com"))
+    journeys.store.customers.upsert(CustomerIn(id="p3", email="p3@example.com"))
     first = await journeys.post("p3", "order_placed", ORDER)
     again = await journeys.post("p3", "order_placed", ORDER)  # the same order told twice (new event id)
     other = await journeys.post("p3", "order_placed", {**ORDER, "order_id": "o-2"})

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.support import rows
 from tests.support.shop_journeys import WinBack
 from touchflow.testing import JourneyHarness, SmtpInbox, registry_of
 from touchflow.workflows.registry import Registry
@@ -31,7 +32,7 @@ async def test_the_order_that_starts_a_win_back_is_not_its_goal(
     [offer] = [m for m in smtp.messages if str(m["Subject"]).startswith("We miss you")]
     # Its own activity (the category) and its own coupon value and unit, from the declared parameter.
     assert offer["Subject"] == "We miss you: ₫75,000 off nón lá"
-    [coupon] = [c for c in journeys.store.customer_coupons("w1") if c.journey == "win_back"]
+    [coupon] = [c for c in rows.coupons_of(journeys.store, "w1") if c.journey == "win_back"]
     assert (coupon.value, coupon.unit) == (75_000, "VND")
     assert coupon.code in smtp.text(smtp.messages.index(offer))
     [delivery] = [d for d in journeys.deliveries("w1") if d.journey == "win_back"]
@@ -49,4 +50,4 @@ async def test_a_later_order_is_the_goal(journeys: JourneyHarness, smtp: SmtpInb
     outcome = await journeys.outcome(run)
     assert (outcome.status, outcome.ended_by) == ("converted", "order_placed")
     assert not [m for m in smtp.messages if str(m["Subject"]).startswith("We miss you")]
-    assert not [c for c in journeys.store.customer_coupons("w2") if c.journey == "win_back"]
+    assert not [c for c in rows.coupons_of(journeys.store, "w2") if c.journey == "win_back"]

@@ -13,7 +13,7 @@ from touchflow.testing import JourneyHarness, SmtpInbox
 async def test_welcome_email_at_once_in_the_customers_language(
     journeys: JourneyHarness, smtp: SmtpInbox
 ) -> None:
-    journeys.store.upsert_customer(
+    journeys.store.customers.upsert(
         CustomerIn(id="c-vi", email="an@example.com", locale="vi-VN", attributes={"first_name": "An"})
     )
     handle = await journeys.post("c-vi", "signed_up")
@@ -29,7 +29,7 @@ async def test_welcome_email_at_once_in_the_customers_language(
 
 async def test_nudge_after_the_delay_unless_an_order_came(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
     for customer in ("buyer", "browser"):
-        journeys.store.upsert_customer(CustomerIn(id=customer, email=f"{customer}@example.com"))
+        journeys.store.customers.upsert(CustomerIn(id=customer, email=f"{customer}@example.com"))
     buyer = await journeys.post("buyer", "signed_up")
     browser = await journeys.post("browser", "signed_up")
     await smtp.wait_for(2)
@@ -41,12 +41,12 @@ async def test_nudge_after_the_delay_unless_an_order_came(journeys: JourneyHarne
     # (The order also starts the post-purchase journey: its confirmation is not the welcome series' mail.)
     subjects = sorted(str(m["Subject"]) for m in smtp.messages if not str(m["Subject"]).startswith("Order"))
     assert subjects == ["Welcome to touchflow!", "Welcome to touchflow!", "Your first order is waiting"]
-    nudged = [d for d in journeys.store.customer_deliveries("browser") if d.step == "first_purchase_nudge"]
+    nudged = [d for d in journeys.store.deliveries.of_customer("browser") if d.step == "first_purchase_nudge"]
     assert [d.status for d in nudged] == [DeliveryStatus.SENT]
 
 
 async def test_a_second_signup_does_not_restart_the_series(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
-    journeys.store.upsert_customer(CustomerIn(id="twice", email="twice@example.com"))
+    journeys.store.customers.upsert(CustomerIn(id="twice", email="twice@example.com"))
     first: WorkflowHandle = await journeys.post("twice", "signed_up")
     await journeys.state_when(first, lambda s: s.sent == ["welcome", "welcome_inbox"])
     await journeys.post("twice", "signed_up", event_id=f"again-{uuid.uuid4().hex}")
@@ -57,10 +57,10 @@ async def test_a_second_signup_does_not_restart_the_series(journeys: JourneyHarn
 
 async def test_welcome_inbox_message_goes_beside_the_email(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
     """The onsite step is part of the series: same stage, its own delivery, into the customer's inbox."""
-    journeys.store.upsert_customer(CustomerIn(id="inbox", email="inbox@example.com"))
+    journeys.store.customers.upsert(CustomerIn(id="inbox", email="inbox@example.com"))
     handle = await journeys.post("inbox", "signed_up")
     await journeys.state_when(handle, lambda s: " UTC" in s.detail)  # in the wait after both steps
-    steps = {d.step: d for d in journeys.store.customer_deliveries("inbox")}
+    steps = {d.step: d for d in journeys.store.deliveries.of_customer("inbox")}
     assert steps["welcome"].status == DeliveryStatus.SENT
     assert steps["welcome_inbox"].stage == "awareness"
     assert (steps["welcome_inbox"].status, steps["welcome_inbox"].channel) == (DeliveryStatus.SENT, "onsite")
@@ -68,8 +68,8 @@ async def test_welcome_inbox_message_goes_beside_the_email(journeys: JourneyHarn
 
 async def test_welcome_runs_once_ever_even_when_temporal_forgot(journeys: JourneyHarness) -> None:
     """Re-entry ONCE: Temporal rejects the id while it remembers; the store's entry covers after retention."""
-    journeys.store.upsert_customer(CustomerIn(id="forgot", email="forgot@example.com"))
-    journeys.store.enter_journey(
+    journeys.store.customers.upsert(CustomerIn(id="forgot", email="forgot@example.com"))
+    journeys.store.journeys.enter(
         run_id="run-before-retention",
         workflow_id="welcome:forgot",
         journey="welcome",
@@ -79,4 +79,4 @@ async def test_welcome_runs_once_ever_even_when_temporal_forgot(journeys: Journe
     handle = await journeys.post("forgot", "signed_up")
     outcome = await journeys.outcome(handle)
     assert outcome.status == "not_admitted"
-    assert journeys.store.customer_deliveries("forgot") == []
+    assert journeys.store.deliveries.of_customer("forgot") == []

@@ -50,7 +50,7 @@ from touchflow.models import CustomerIn, Delivery, EventIn
 from touchflow.replay import ReplayFailure, replay_histories
 from touchflow.router import Relay
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.temporal import ensure_search_attributes, free_port, installed_binary
 from touchflow.worker import build_activities, build_worker
 from touchflow.workflows.base import Journey, JourneyOutcome, JourneyState
@@ -221,7 +221,7 @@ class JourneyHarness:
 
     def customer(self, customer_id: str, **profile: Any) -> None:
         """Create or update a profile: `email`, `phone`, `locale`, `timezone`, `attributes`, `consents`."""
-        self.store.upsert_customer(CustomerIn(id=customer_id, **profile))
+        self.store.customers.upsert(CustomerIn(id=customer_id, **profile))
 
     async def post(
         self,
@@ -240,7 +240,7 @@ class JourneyHarness:
             properties=properties or {},
             timestamp=timestamp,
         )
-        self.store.ingest_events([event], self.registry.routed)
+        self.store.events.ingest([event], self.registry.routed)
         while await self.relay.relay_once():
             pass
         handles = [
@@ -260,7 +260,7 @@ class JourneyHarness:
 
     def deliveries(self, customer_id: str) -> list[Delivery]:
         """The customer's deliveries, oldest first: step, channel, status, reason, locale, attempts."""
-        return sorted(self.store.customer_deliveries(customer_id), key=lambda d: d.id or 0)
+        return sorted(self.store.deliveries.of_customer(customer_id), key=lambda d: d.id or 0)
 
     @staticmethod
     async def state(handle: WorkflowHandle[Any, Any]) -> JourneyState:

@@ -22,7 +22,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.testing import (
     JourneyHarness,
     SmtpInbox,

@@ -26,7 +26,7 @@ from touchflow.testing import eventually
 
 
 def add(api: RunningApi, customer: str, n: int) -> InboxMessage:
-    return api.store.add_inbox_message(
+    return api.store.inbox.add(
         key=f"{customer}:{n}", customer_id=customer, title=f"t{n}", body=f"b{n}", action_url=None
     )
 
@@ -236,7 +236,7 @@ async def test_counts_and_marks(inbox_api: RunningApi) -> None:
         assert response.status_code == 404
     assert (await client.post("/v1/inbox/read-all", headers=GOOD)).json() == {"updated": 1}
     assert await unread() == 0
-    assert inbox_api.store.inbox_unread_count("c2") == 1
+    assert inbox_api.store.inbox.unread_count("c2") == 1
 
 
 # -- CORS and the script -------------------------------------------------------------------------------------
@@ -399,7 +399,7 @@ async def test_an_expired_ticket_is_refused(
 async def test_a_ticket_and_an_unsubscribe_link_do_not_stand_in_for_each_other(
     inbox_api: RunningApi,
 ) -> None:
-    inbox_api.store.upsert_customer(CustomerIn(id="c1", consents={"marketing": True}))
+    inbox_api.store.customers.upsert(CustomerIn(id="c1", consents={"marketing": True}))
     signer = inbox_api.app.state.signer
     as_link = await inbox_api.client.post(
         f"/unsubscribe/{await ticket(inbox_api, 'c1')}", data={"List-Unsubscribe": "One-Click"}
@@ -408,7 +408,7 @@ async def test_a_ticket_and_an_unsubscribe_link_do_not_stand_in_for_each_other(
     link_token = signer.sign(Purpose.UNSUBSCRIBE, "c1")
     as_ticket = await inbox_api.client.get("/v1/inbox/stream", params={"ticket": link_token})
     assert as_ticket.status_code == 401
-    customer = inbox_api.store.get_customer("c1")
+    customer = inbox_api.store.customers.get("c1")
     assert customer is not None and customer.consents == {"marketing": True}
 
 
@@ -479,6 +479,6 @@ async def test_open_streams_cost_one_poll_per_interval_not_one_each(inbox_api: R
         finally:
             event.remove(engine, "before_cursor_execute", record)
     intervals = elapsed / inbox_api.settings.inbox_poll_interval.total_seconds()
-    # One poll is three statements (Store.inbox_news); a stream each would be 2 x 8 an interval.
+    # One poll is three statements (store.inbox.news); a stream each would be 2 x 8 an interval.
     assert 3 <= len(seen) <= 3 * (intervals + 2) + 1, len(seen)
     assert {thread.rsplit("_", 1)[0] for thread, _ in seen} == {"touchflow-inbox"}

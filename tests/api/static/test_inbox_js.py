@@ -24,7 +24,7 @@ from touchflow.activities.inbox import StoreInbox
 from touchflow.channels import OutboundMessage
 from touchflow.channels.onsite import Onsite
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
 from touchflow.temporal import free_port
 from touchflow.testing import eventually
 
@@ -155,14 +155,14 @@ async def test_bell_and_dropdown_update_live(site: tuple[str, RunningApi]) -> No
                 ['<img src=x onerror="window.pwned=1">Sale', "Welcome"]
             )
             await expect(count).to_be_hidden(timeout=2000)
-            await eventually(lambda: api.store.inbox_unread_count("b1") == 0, 5, "the messages to be read")
+            await eventually(lambda: api.store.inbox.unread_count("b1") == 0, 5, "the messages to be read")
 
             # A message arriving while the dropdown is open is shown and read at once.
             await deliver(api, "third", title="Back in stock", body="Your size is back")
             await expect(page.locator(".tf-item").first.locator(".tf-title")).to_have_text(
                 "Back in stock", timeout=1000
             )
-            await eventually(lambda: api.store.inbox_unread_count("b1") == 0, 5, "the messages to be read")
+            await eventually(lambda: api.store.inbox.unread_count("b1") == 0, 5, "the messages to be read")
             assert problems == []
             # The customer token went in headers only; the stream opened with a ticket.
             assert not [u for u in urls if customer_token("b1") in u]
@@ -176,7 +176,7 @@ async def test_a_dangerous_link_is_not_rendered_as_one(site: tuple[str, RunningA
 
     url, api = site
     # Past the channel's own check (written straight to the store): the script still refuses the link.
-    api.store.add_inbox_message(
+    api.store.inbox.add(
         key="js", customer_id="b1", title="Click me", body="x", action_url="javascript:window.pwned=1"
     )
     async with async_playwright() as playwright:
@@ -218,7 +218,7 @@ async def test_older_pages_and_a_target_element(site: tuple[str, RunningApi]) ->
             await expect(items).to_have_count(25)
             await expect(items.last).to_have_text("Message 0")
             await expect(page.locator(".tf-more")).to_be_hidden()
-            await eventually(lambda: api.store.inbox_unread_count("b1") == 0, 5, "the messages to be read")
+            await eventually(lambda: api.store.inbox.unread_count("b1") == 0, 5, "the messages to be read")
             await expect(page.locator(".tf-count")).to_be_hidden()
         finally:
             await browser.close()

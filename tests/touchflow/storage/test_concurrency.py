@@ -10,18 +10,19 @@ from datetime import timedelta
 
 import pytest
 
+from tests.support import rows
 from tests.support.concurrency import all_at_once
 from touchflow.models import CustomerIn, EventIn, IngestStatus, utcnow
-from touchflow.store import Store
+from touchflow.storage import Store
 
 THREADS = 16
 
 
 def test_concurrent_upserts_of_one_new_customer_keep_every_attribute(store: Store) -> None:
     results = all_at_once(
-        THREADS, lambda i: store.upsert_customer(CustomerIn(id="new", attributes={f"k{i}": i}))
+        THREADS, lambda i: store.customers.upsert(CustomerIn(id="new", attributes={f"k{i}": i}))
     )
-    customer = store.get_customer("new")
+    customer = store.customers.get("new")
     assert customer is not None
     assert customer.attributes == {f"k{i}": i for i in range(THREADS)}
     assert [created for _, created in results].count(True) == 1
@@ -36,28 +37,28 @@ CONSENT_PATHS = ("set_consents", "upsert_customer", "unsubscribed")
 def test_concurrent_consent_changes_keep_every_change(store: Store, paths: tuple[str, ...]) -> None:
     """Each thread turns off another channel's marketing consent, by one path or all of them mixed: the
     unsubscribe link (`set_consents`), a profile upsert, an `unsubscribed` event."""
-    store.upsert_customer(CustomerIn(id="c", consents={"marketing": True}))
+    store.customers.upsert(CustomerIn(id="c", consents={"marketing": True}))
 
     def turn_off(i: int) -> None:
         path = paths[i % len(paths)]
         if path == "set_consents":
-            store.set_consents("c", {f"ch{i}.marketing": False})
+            store.customers.set_consents("c", {f"ch{i}.marketing": False})
         elif path == "upsert_customer":
-            store.upsert_customer(CustomerIn(id="c", consents={f"ch{i}.marketing": False}))
+            store.customers.upsert(CustomerIn(id="c", consents={f"ch{i}.marketing": False}))
         else:
             event = EventIn(
                 id=f"u{i}", customer_id="c", name="unsubscribed", properties={"channel": f"ch{i}"}
             )
-            assert [done.status for done in store.ingest_events([event], set())] == [IngestStatus.ACCEPTED]
+            assert [done.status for done in store.events.ingest([event], set())] == [IngestStatus.ACCEPTED]
 
     all_at_once(THREADS, turn_off)
-    customer = store.get_customer("c")
+    customer = store.customers.get("c")
     assert customer is not None
     assert customer.consents == {"marketing": True} | {f"ch{i}.marketing": False for i in range(THREADS)}
 
 
 def test_a_coupon_redeemed_by_concurrent_orders_is_applied_once(store: Store) -> None:
-    coupon = store.issue_coupon(
+    coupon = store.coupons.issue(
         key="post_purchase:c1:o-1:1:coupon",
         customer_id="c1",
         journey="post_purchase",
@@ -74,16 +75,16 @@ def test_a_coupon_redeemed_by_concurrent_orders_is_applied_once(store: Store) ->
             name="order_placed",
             properties={"order_id": f"o-{i}", "coupon_code": coupon.code},
         )
-        assert [done.status for done in store.ingest_events([placed], {"order_placed"})] == [
+        assert [done.status for done in store.events.ingest([placed], {"order_placed"})] == [
             IngestStatus.ACCEPTED
         ]
 
     all_at_once(THREADS, order)
-    uses = store.coupon_redemptions(coupon.code)
+    uses = rows.coupon_redemptions(store, coupon.code)
     assert len(uses) == THREADS
     assert [use.accepted for use in uses].count(True) == 1
     assert {use.reason for use in uses if not use.accepted} == {"already redeemed"}
-    redeemed = store.coupon_by_code(coupon.code)
+    redeemed = rows.coupon_by_code(store, coupon.code)
     assert redeemed is not None and redeemed.redeemed_event_id == next(u.event_id for u in uses if u.accepted)
 
 
@@ -93,7 +94,7 @@ def test_batches_naming_the_same_customers_in_other_orders_never_deadlock(store:
     opposite orders: on PostgreSQL each locks those rows, and locks taken in two orders used to deadlock."""
     customers = [f"c{n:03}" for n in range(200)]
     if name == "unsubscribed":
-        store.ingest_events(
+        store.events.ingest(
             [EventIn(id=f"seed-{c}", customer_id=c, name="signed_up") for c in customers], set()
         )
     for round_ in range(3):
@@ -110,10 +111,10 @@ def test_batches_naming_the_same_customers_in_other_orders_never_deadlock(store:
                 )
                 for c in listed
             ]
-            assert {done.status for done in store.ingest_events(batch, set())} == {IngestStatus.ACCEPTED}
+            assert {done.status for done in store.events.ingest(batch, set())} == {IngestStatus.ACCEPTED}
 
         all_at_once(4, ingest)
     if name == "unsubscribed":
-        customer = store.get_customer(customers[0])
+        customer = store.customers.get(customers[0])
         assert customer is not None
         assert customer.consents == {f"ch{i}.marketing": False for i in range(4)}

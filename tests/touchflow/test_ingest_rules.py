@@ -1,4 +1,5 @@
-"""Coupons in the store (SQLite and PostgreSQL): issued once per key, redeemed once per code."""
+"""The ingest rules, through the ingest, on SQLite and PostgreSQL: a coupon is redeemed once, by its customer,
+before it expires (the unsubscribe rule: tests/api/test_unsubscribe.py; under concurrency: storage/)."""
 
 from __future__ import annotations
 
@@ -6,31 +7,11 @@ from datetime import timedelta
 
 import pytest
 
+from tests.support import rows
+from tests.support.coupons import issue
+from touchflow.ingest_rules import REDEEMED_EVENT
 from touchflow.models import EventIn, utcnow
-from touchflow.store import REDEEMED_EVENT, Store, new_coupon_code
-
-
-def issue(
-    store: Store, key: str = "post_purchase:c1:o-1:1:coupon", customer_id: str = "c1", valid_days: int = 30
-) -> str:
-    coupon = store.issue_coupon(
-        key=key,
-        customer_id=customer_id,
-        journey="post_purchase",
-        entry_key="o-1",
-        value=10,
-        unit="percent",
-        expires_at=utcnow() + timedelta(days=valid_days),
-    )
-    return coupon.code
-
-
-def test_issuing_is_idempotent_by_key_and_codes_are_unique(store: Store) -> None:
-    first = issue(store)
-    assert issue(store) == first
-    other = issue(store, key="post_purchase:c1:o-2:2:coupon")
-    assert other != first
-    assert len({new_coupon_code() for _ in range(500)}) == 500
+from touchflow.storage import Store
 
 
 def order(event_id: str, code: str, customer_id: str = "c1", **extra: object) -> EventIn:
@@ -51,24 +32,24 @@ def test_redemption_rules(
     store: Store, customer_id: str, code_of: str, valid_days: int, reason: str | None
 ) -> None:
     code = issue(store, valid_days=valid_days) if code_of == "issued" else "TF-NOPE-NOPE"
-    store.ingest_events([order("e1", code.lower(), customer_id, timestamp=utcnow())], {"order_placed"})
-    [use] = store.coupon_redemptions(code)
+    store.events.ingest([order("e1", code.lower(), customer_id, timestamp=utcnow())], {"order_placed"})
+    [use] = rows.coupon_redemptions(store, code)
     assert (use.accepted, use.reason) == (reason is None, reason)
-    derived = store.get_event(f"{REDEEMED_EVENT}:1")
+    derived = store.events.get(f"{REDEEMED_EVENT}:1")
     assert (derived is not None) == (reason is None)
 
 
 def test_a_code_is_applied_once_and_the_second_use_is_recorded(store: Store) -> None:
     code = issue(store)
     relayed = {"order_placed", REDEEMED_EVENT}
-    store.ingest_events([order("e1", code)], relayed)
-    store.ingest_events([order("e1", code)], relayed)  # the same event again: a duplicate, nothing new
-    store.ingest_events([order("e2", code)], relayed)
-    uses = [(u.event_id, u.accepted, u.reason) for u in store.coupon_redemptions(code)]
+    store.events.ingest([order("e1", code)], relayed)
+    store.events.ingest([order("e1", code)], relayed)  # the same event again: a duplicate, nothing new
+    store.events.ingest([order("e2", code)], relayed)
+    uses = [(u.event_id, u.accepted, u.reason) for u in rows.coupon_redemptions(store, code)]
     assert uses == [("e1", True, None), ("e2", False, "already redeemed")]
-    coupon = store.coupon_by_code(code)
+    coupon = rows.coupon_by_code(store, code)
     assert coupon is not None and coupon.redeemed_event_id == "e1"
-    derived = store.get_event(f"{REDEEMED_EVENT}:{coupon.id}")
+    derived = store.events.get(f"{REDEEMED_EVENT}:{coupon.id}")
     assert derived is not None
     assert derived.properties == {
         "coupon_id": coupon.id,
@@ -77,12 +58,12 @@ def test_a_code_is_applied_once_and_the_second_use_is_recorded(store: Store) -> 
         "redeemed_order_id": "e1",
     }
     # The derived event is relayed like any other: e1, e2 and coupon_redeemed wait in the outbox.
-    assert store.outbox_size() == 3
+    assert store.outbox.size() == 3
 
 
 def test_expiry_is_judged_by_when_the_order_was_received_not_by_its_timestamp(store: Store) -> None:
     def coupon(key: str, expires_in: timedelta) -> str:
-        issued = store.issue_coupon(
+        issued = store.coupons.issue(
             key=key,
             customer_id="c1",
             journey="post_purchase",
@@ -100,9 +81,9 @@ def test_expiry_is_judged_by_when_the_order_was_received_not_by_its_timestamp(st
     # is received in time, and is accepted.
     valid = coupon("valid", timedelta(minutes=1))
     ahead = order("e-valid", valid, timestamp=utcnow() + timedelta(hours=2))
-    store.ingest_events([backdated, ahead], {"order_placed"})
+    store.events.ingest([backdated, ahead], {"order_placed"})
 
-    [refused] = store.coupon_redemptions(late)
+    [refused] = rows.coupon_redemptions(store, late)
     assert (refused.accepted, refused.reason) == (False, "expired")
-    [accepted] = store.coupon_redemptions(valid)
+    [accepted] = rows.coupon_redemptions(store, valid)
     assert (accepted.accepted, accepted.reason) == (True, None)

@@ -1,0 +1,57 @@
+"""What every repository stands on: the engine, the tables behind the models, and the few statements whose
+SQL differs between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Engine, Select, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlmodel import Session
+
+
+class Repository:
+    """One aggregate's reads and writes; each call is its own transaction (or a read outside one)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def session(self) -> Session:
+        # Not expired on commit: what a caller reads keeps its values after the session has ended.
+        return Session(self.engine, expire_on_commit=False)
+
+
+def table(model: Any) -> Table:
+    """The SQLAlchemy table of a SQLModel table model (typed, unlike `model.__table__`)."""
+    found: Table = model.__table__
+    return found
+
+
+def dialect_insert(conn: Connection, target: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT of the connection's dialect, the kind that takes `ON CONFLICT` clauses."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(target)
+    return sqlite.insert(target)
+
+
+def insert_ignore(
+    conn: Connection, model: Any, rows: Sequence[dict[str, Any]], returning: Any = None
+) -> set[Any]:
+    """INSERT … ON CONFLICT DO NOTHING in one round trip; returns the `returning` values of new rows."""
+    if not rows:
+        return set()
+    stmt = dialect_insert(conn, table(model)).on_conflict_do_nothing()
+    if returning is None:
+        conn.execute(stmt, list(rows))
+        return set()
+    result = conn.execute(stmt.returning(returning), list(rows))
+    return set(result.scalars().all())
+
+
+def locked(conn: Connection, query: Select[Any]) -> Select[Any]:
+    """`query` holding its rows until the transaction ends: `FOR UPDATE` on PostgreSQL. SQLite has no row
+    locks; there the transaction holds the database's write lock already (`read_modify_write`, or a write
+    made earlier in it)."""
+    return query.with_for_update() if conn.dialect.name == "postgresql" else query

@@ -1,0 +1,214 @@
+"""Deliveries: one row per message a step sends, claimed once per business key and sent under a lease whose
+token fences the result; the suppression list; opens, clicks and provider receipts; the funnel's counts."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlmodel import col
+
+from touchflow.db import session_scope
+from touchflow.models import Delivery, DeliveryStatus, Engagement, InboxMessage, Suppression, utcnow
+from touchflow.storage.base import Repository, insert_ignore, table
+
+
+def _address_hash(address: str) -> str:
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+class Deliveries(Repository):
+    def claim(self, delivery: Delivery) -> Delivery:
+        """Insert the delivery row for its business key, or return the row an earlier attempt made."""
+        with self.engine.begin() as conn:
+            row = delivery.model_dump(exclude={"id"})
+            insert_ignore(conn, Delivery, [row])
+        with self.session() as session:
+            stored = session.scalars(select(Delivery).where(col(Delivery.key) == delivery.key)).one()
+        return stored
+
+    # -- the send lease --------------------------------------------------------------------------------------
+
+    def start_sending(self, delivery_id: int, lease: timedelta) -> tuple[int | None, bool]:
+        """Take the delivery's send lease: (token, interrupted); token None when not taken.
+
+        Not taken: another attempt holds a live lease (it is sending right now). Interrupted: an earlier
+        attempt took the lease and never finished (its worker died mid-send): whether that message went out
+        is unknown, so the caller records it and sends again under the same provider idempotency handle.
+        The token fences the result: only the attempt holding the newest lease may record it.
+        """
+        now = utcnow()
+        deliveries = table(Delivery)
+        with self.engine.begin() as conn:
+            before = conn.execute(
+                select(deliveries.c.sending_until).where(deliveries.c.id == delivery_id)
+            ).scalar_one_or_none()
+            token = conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == delivery_id,
+                    or_(deliveries.c.sending_until.is_(None), deliveries.c.sending_until <= now),
+                )
+                .values(sending_until=now + lease, send_token=deliveries.c.send_token + 1)
+                .returning(deliveries.c.send_token)
+            ).scalar_one_or_none()
+        return token, token is not None and before is not None
+
+    def renew_lease(self, delivery_id: int, token: int, lease: timedelta) -> bool:
+        """Extend a live lease from now (an attempt's heartbeat); False when it is no longer this token's."""
+        deliveries = table(Delivery)
+        with self.engine.begin() as conn:
+            renewed = conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == delivery_id,
+                    deliveries.c.send_token == token,
+                    deliveries.c.sending_until.is_not(None),
+                )
+                .values(sending_until=utcnow() + lease)
+            ).rowcount
+        return bool(renewed)
+
+    def finish_sending(self, delivery_id: int, token: int, **values: Any) -> Delivery | None:
+        """Record an attempt's result and release its lease (`sending_until` given: leave it at that), only if
+        the lease is still `token`'s.
+
+        None when a later attempt took the lease meanwhile: that attempt's result stands, this one is dropped.
+        """
+        deliveries = table(Delivery)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.send_token == token)
+                .values(**{"sending_until": None, **values}, updated_at=utcnow())
+            ).rowcount
+        if not done:
+            return None
+        with self.session() as session:
+            return session.get(Delivery, delivery_id)
+
+    def marketing_sent_since(self, customer_id: str, since: datetime, channel: str | None = None) -> int:
+        """Marketing deliveries sent (or being sent right now) to a customer since `since`."""
+        deliveries = table(Delivery)
+        conditions = [
+            deliveries.c.customer_id == customer_id,
+            deliveries.c.marketing.is_(True),
+            or_(deliveries.c.sent_at >= since, deliveries.c.sending_until > utcnow()),
+        ]
+        if channel is not None:
+            conditions.append(deliveries.c.channel == channel)
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(deliveries).where(*conditions)) or 0)
+
+    # -- suppressions ----------------------------------------------------------------------------------------
+
+    def suppress(self, channel: str, address: str, reason: str) -> None:
+        """Never use this address on this channel again (kept as a hash: the list itself holds no PII)."""
+        with self.engine.begin() as conn:
+            insert_ignore(
+                conn,
+                Suppression,
+                [
+                    {
+                        "channel": channel,
+                        "address_hash": _address_hash(address),
+                        "reason": reason[:300],
+                        "created_at": utcnow(),
+                    }
+                ],
+            )
+
+    def is_suppressed(self, channel: str, address: str) -> bool:
+        with self.session() as session:
+            return session.get(Suppression, (channel, _address_hash(address))) is not None
+
+    # -- what came of a delivery -----------------------------------------------------------------------------
+
+    def mark_delivered(self, channel: str, provider_id: str, delivered_at: datetime) -> Delivery | None:
+        """A provider says the message reached the device: a sent delivery becomes delivered (once)."""
+        with session_scope(self.engine) as session:
+            delivery = session.scalars(
+                select(Delivery).where(
+                    col(Delivery.channel) == channel, col(Delivery.provider_id) == provider_id
+                )
+            ).first()
+            if delivery is None:
+                return None
+            if delivery.status == DeliveryStatus.SENT:
+                delivery.status = DeliveryStatus.DELIVERED
+                delivery.delivered_at = delivered_at
+                delivery.updated_at = utcnow()
+                session.add(delivery)
+        return delivery
+
+    def record_engagement(self, delivery_id: int, kind: str, url: str | None = None) -> bool:
+        """Record an open or a click; False when there is no such delivery (erased, or a stale link).
+
+        A delivery is opened once: a pixel fetched again (mail clients and proxies do) adds nothing, by the
+        table's unique index on opens. Every click is kept.
+        """
+        deliveries = table(Delivery)
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(deliveries.c.id).where(deliveries.c.id == delivery_id)).first()
+            if exists is None:
+                return False
+            row = {"delivery_id": delivery_id, "kind": kind, "url": url, "at": utcnow()}
+            insert_ignore(conn, Engagement, [row])
+        return True
+
+    # -- reads for a customer's page and a journey's funnel --------------------------------------------------
+
+    def of_customer(self, customer_id: str, limit: int = 50) -> list[Delivery]:
+        """The customer's latest deliveries, newest first."""
+        with self.session() as session:
+            stmt = (
+                select(Delivery)
+                .where(col(Delivery.customer_id) == customer_id)
+                .order_by(col(Delivery.created_at).desc(), col(Delivery.id).desc())
+                .limit(limit)
+            )
+            return list(session.scalars(stmt))
+
+    def counts(
+        self, journey: str, since: datetime | None = None
+    ) -> list[tuple[str, str, str | None, str | None, int]]:
+        """(step, status, channel, variant, count) of a journey's deliveries."""
+        deliveries = table(Delivery)
+        columns = (deliveries.c.step, deliveries.c.status, deliveries.c.channel, deliveries.c.variant)
+        query = select(*columns, func.count()).where(deliveries.c.journey == journey)
+        if since is not None:
+            query = query.where(deliveries.c.created_at >= since)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.group_by(*columns)).all()
+        return [(str(s), str(st), ch, v, int(n)) for s, st, ch, v, n in rows]
+
+    def engagement_counts(self, journey: str, since: datetime | None = None) -> dict[str, tuple[int, int]]:
+        """Per step: (deliveries opened, deliveries clicked), each delivery counted once.
+
+        An onsite message read in the inbox counts as opened.
+        """
+        deliveries, engagements, inbox = table(Delivery), table(Engagement), table(InboxMessage)
+        scope = [deliveries.c.journey == journey]
+        if since is not None:
+            scope.append(deliveries.c.created_at >= since)
+
+        def distinct_per_step(joined: Any, condition: Any) -> dict[str, int]:
+            query = (
+                select(deliveries.c.step, func.count(func.distinct(deliveries.c.id)))
+                .select_from(joined)
+                .where(*scope, condition)
+                .group_by(deliveries.c.step)
+            )
+            with self.engine.connect() as conn:
+                return {str(step): int(n) for step, n in conn.execute(query)}
+
+        tracked = deliveries.join(engagements, engagements.c.delivery_id == deliveries.c.id)
+        opened = distinct_per_step(tracked, engagements.c.kind == "open")
+        clicked = distinct_per_step(tracked, engagements.c.kind == "click")
+        read = distinct_per_step(
+            deliveries.join(inbox, inbox.c.key == deliveries.c.key), inbox.c.read_at.is_not(None)
+        )
+        steps = set(opened) | set(clicked) | set(read)
+        return {s: (opened.get(s, 0) + read.get(s, 0), clicked.get(s, 0)) for s in steps}
