@@ -48,7 +48,7 @@ from touchflow.channels import (
     RetryableDeliveryError,
 )
 from touchflow.channels.zalo_zns import template_id_for
-from touchflow.models import Customer, Delivery, DeliveryStatus, Event, JourneyStatus, utcnow
+from touchflow.models import Customer, Delivery, DeliveryStatus, Event, JourneyStatus, is_anonymous, utcnow
 from touchflow.rendering import Rendered, Renderer, TemplateBroken, TemplateUnusable
 from touchflow.settings import Settings
 from touchflow.signing import Purpose, Signer
@@ -152,8 +152,16 @@ class JourneyActivities:
 
     # -- entering and leaving -------------------------------------------------------------------------------
 
+    async def _current_id(self, customer_id: str) -> str:
+        """Who a run's customer is now: a run that began for an anonymous visitor carries on as the known
+        customer they were merged into (`store.identities`); any other id is as given."""
+        if not is_anonymous(customer_id):
+            return customer_id
+        return await asyncio.to_thread(self.store.identities.known_as, customer_id) or customer_id
+
     @activity.defn(name="enter_journey")
     async def enter_journey(self, input: EnterJourneyInput) -> EnterJourneyResult:
+        input = replace(input, customer_id=await self._current_id(input.customer_id))
         entry, earlier = await asyncio.to_thread(
             self.store.journeys.enter,
             run_id=input.run_id,
@@ -197,6 +205,8 @@ class JourneyActivities:
 
     @activity.defn(name="deliver_step")
     async def deliver_step(self, input: SendStepInput) -> SendStepResult:
+        # Consent, caps, exits and the delivery row are the customer's as they are now.
+        input = replace(input, customer_id=await self._current_id(input.customer_id))
         delivery = await asyncio.to_thread(
             self.store.deliveries.claim,
             Delivery(
@@ -615,15 +625,16 @@ class JourneyActivities:
     def open_pixel_url(self, delivery_id: int) -> str:
         return f"{self._public_url()}/t/o/{self.signer.sign(Purpose.OPEN, str(delivery_id))}.gif"
 
-    def tracked_link(self, delivery_id: int, url: str) -> str:
+    def tracked_link(self, delivery_id: int, url: object) -> str:
         """`track(url)` in a template: a signed redirect through the API that records the click.
 
         Only for an http(s) URL on a host of TOUCHFLOW_LINK_DOMAINS (any host when it is empty). A path on
         the site, `mailto:` or `tel:` is left as it is. Anything else (`javascript:`, `data:`, another host)
         is left out, as "": the message still goes, with a link that goes nowhere. Event properties are
-        untrusted, and a link we sign carries the shop's name to wherever it points.
+        untrusted, and a link we sign carries the shop's name to wherever it points; one that is missing
+        or no string (an event without `cart_url`) is "" too.
         """
-        url = url.strip()
+        url = url.strip() if isinstance(url, str) else ""
         if host_of(url) is None:
             link = safe_link(url)
         elif link_allowed(url, self.settings.link_domains):

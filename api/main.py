@@ -36,6 +36,7 @@ from touchflow.signing import Signer
 from touchflow.storage import Store
 from touchflow.temporal import connect
 from touchflow.vapid import load_private_key, public_key
+from touchflow.visitors import sweep_forever
 from touchflow.workflows.registry import Registry, load_registry
 
 
@@ -65,11 +66,13 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
             await asyncio.to_thread(migrate, engine)
-        task = asyncio.create_task(relay.run_forever()) if run_relay else None
+        tasks = [asyncio.create_task(sweep_forever(store, settings.anonymous_ttl))]
+        if run_relay:
+            tasks.append(asyncio.create_task(relay.run_forever()))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -283,6 +283,15 @@ class CustomerIn(BaseModel):
     consents: dict[Text, bool] | None = None
 
 
+# The customer id of an anonymous visitor: `anon:` and the browser's or device's anonymous id (Segment's
+# `anonymousId`), a profile of its own until it is merged into the known customer (`Identity`).
+ANONYMOUS_PREFIX = "anon:"
+
+
+def is_anonymous(customer_id: str) -> bool:
+    return customer_id.startswith(ANONYMOUS_PREFIX)
+
+
 class Identity(SQLModel, table=True):
     """An anonymous visitor who became a known customer: `anon:<anonymousId>` → the customer's id.
 

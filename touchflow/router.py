@@ -32,7 +32,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from touchflow.models import Event
+from touchflow.models import Event, is_anonymous
 from touchflow.storage import ClaimedEvent, Store
 from touchflow.workflows.base import JourneyEvent, JourneyInput, JourneySpec
 
@@ -84,6 +84,11 @@ class Router:
             )
             return
         workflow_id = spec.workflow_id(event.customer_id, entry_key)
+        if merged := await self._merged_runs(spec, event.customer_id, entry_key, workflow_id):
+            # The customer's run began while they were an anonymous visitor: the event feeds that run
+            # (a cart updated after login is the cart abandoned before it), never a second one.
+            await self._signal(merged, journey_event)
+            return
         if workflow_id in started:
             # Open, the run has the event already (it started with it); closed, it must not start again.
             log.info("event already started this journey", extra={"workflow_id": workflow_id})
@@ -115,20 +120,41 @@ class Router:
     async def _feed_running(self, spec: JourneySpec, event: Event, journey_event: JourneyEvent) -> None:
         entry_key = spec.entry_key(event.properties)
         if spec.key is None or entry_key is not None:
-            targets = [spec.workflow_id(event.customer_id, entry_key)]
+            workflow_id = spec.workflow_id(event.customer_id, entry_key)
+            merged = await self._merged_runs(spec, event.customer_id, entry_key, workflow_id)
+            targets = [workflow_id, *merged]
         else:
             # An exit without the key (an order with no cart id) reaches every open entry of the customer.
             entries = await asyncio.to_thread(
                 self.store.journeys.active_entries, spec.name, event.customer_id
             )
             targets = sorted({entry.workflow_id for entry in entries})
-        for workflow_id in targets:
+        await self._signal(targets, journey_event)
+
+    async def _signal(self, workflow_ids: Iterable[str], journey_event: JourneyEvent) -> None:
+        for workflow_id in workflow_ids:
             try:
                 await self.client.get_workflow_handle(workflow_id).signal("on_event", journey_event)
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
                 # No run open for this customer: the event is stored, and that is all it needs.
+
+    async def _merged_runs(
+        self, spec: JourneySpec, customer_id: str, entry_key: str | None, workflow_id: str
+    ) -> list[str]:
+        """Open runs of the journey (for this entry key) that began while the customer was an anonymous
+        visitor, under the visitor's workflow id; only a known customer has any."""
+        if is_anonymous(customer_id):
+            return []
+        entries = await asyncio.to_thread(self.store.journeys.active_entries, spec.name, customer_id)
+        return sorted(
+            {
+                entry.workflow_id
+                for entry in entries
+                if entry.workflow_id != workflow_id and (spec.key is None or entry.entry_key == entry_key)
+            }
+        )
 
     async def erase_customer_journeys(
         self, customer_id: str, reason: str, workflow_ids: Iterable[str] = ()

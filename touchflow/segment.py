@@ -25,9 +25,8 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from touchflow.models import CustomerIn, EventIn, storable_text
+from touchflow.models import ANONYMOUS_PREFIX, CustomerIn, EventIn, storable_text
 
-ANONYMOUS_PREFIX = "anon:"
 # Ids no person has: a client's placeholder, never a customer (compared lower-cased and stripped).
 JUNK_IDS = frozenset(
     {"", "0", "-1", "null", "nil", "none", "undefined", "nan", "anonymous", "unknown", "[object object]"}
@@ -66,6 +65,9 @@ class Merge:
     index: int
     anonymous_id: str
     customer_id: str
+    # An alias names the earlier id as sent: it may be a known customer's, and two known customers are
+    # never merged.
+    previous_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ def _translate_one(
         if user_id is None or previous is None:
             raise _Invalid("an alias call needs both userId and previousId")
         if previous != user_id:
-            result.merges.append(Merge(index, ANONYMOUS_PREFIX + previous, user_id))
+            result.merges.append(Merge(index, ANONYMOUS_PREFIX + previous, user_id, previous_id=previous))
         return
     if user_id is None and anonymous_id is None:
         raise _Invalid("needs a userId or an anonymousId (placeholders such as 'null' or '0' name nobody)")

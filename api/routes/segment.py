@@ -28,7 +28,8 @@ from touchflow.apikeys import Scope
 from touchflow.models import IngestStatus, utcnow
 from touchflow.segment import SHORT_PATHS, MessageType, Translation, translate
 from touchflow.settings import Settings
-from touchflow.store import Store
+from touchflow.storage import Store
+from touchflow.storage.identities import Merged
 from touchflow.workflows.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -145,14 +146,32 @@ async def _apply(request: Request, translation: Translation) -> dict[str, int]:
     store: Store = request.app.state.store
     registry: Registry = request.app.state.registry
     for _, profile in translation.profiles:
-        await asyncio.to_thread(store.upsert_customer, profile)
+        await asyncio.to_thread(store.customers.upsert, profile)
+    for merge in translation.merges:
+        if merge.previous_id is not None and await asyncio.to_thread(
+            store.customers.exists, merge.previous_id
+        ):
+            translation.drop(
+                merge.index,
+                "alias: previousId names a known customer; two known customers are never merged "
+                "automatically (erase or update one of them instead)",
+            )
+            continue
+        if (
+            await asyncio.to_thread(store.identities.merge, merge.anonymous_id, merge.customer_id)
+            is Merged.REFUSED
+        ):
+            translation.drop(
+                merge.index,
+                "identity: the anonymous id was merged into another customer already; it stays theirs",
+            )
     events = []
     for index, event in translation.events:
         if errors := entry_key_errors(event, registry):
             translation.drop(index, f"{'.'.join(map(str, errors[0]['loc'][1:]))}: {errors[0]['msg']}")
         else:
             events.append((index, event))
-    results = await asyncio.to_thread(store.ingest_events, [e for _, e in events], registry.routed)
+    results = await asyncio.to_thread(store.events.ingest, [e for _, e in events], registry.routed)
     accepted = duplicates = 0
     for (index, _), result in zip(events, results, strict=True):
         if result.status is IngestStatus.ACCEPTED:

@@ -56,32 +56,40 @@ async def test_a_visitor_fills_a_cart_logs_in_and_is_reminded_by_email(
         visitor = f"anon:{anonymous_id}"
 
         async def viewed() -> bool:
-            return any(e.name == "page_viewed" for e in store.customer_events(visitor))
+            return any(e.name == "page_viewed" for e in store.events.of_customer(visitor))
 
         await eventually(viewed, 10, "the page view")
-        cart = {"cart_id": "web-cart-1", "total": 350000, "currency": "VND", "items": [{"sku": "ao-1", "qty": 1}]}
+        cart = {
+            "cart_id": "web-cart-1",
+            "total": 350000,
+            "currency": "VND",
+            "items": [{"sku": "ao-1", "qty": 1}],
+        }
         await page.evaluate("cart => analytics.track('cart_updated', cart)", cart)
 
         async def cart_started() -> bool:
             await shop.relay()
-            return any(entry.journey == "abandoned_cart" for entry in store.journeys.active(visitor))
+            return any(
+                entry.journey == "abandoned_cart"
+                for entry in store.journeys.active_entries("abandoned_cart", visitor)
+            )
 
         await eventually(cart_started, 10, "the abandoned cart journey of the anonymous visitor")
 
         # The visitor logs in: analytics.js identifies them, with the anonymous id beside the user id.
-        await page.evaluate(
-            "analytics.identify('web-1', {email: 'lan.web@example.vn', firstName: 'Lan'})"
-        )
+        await page.evaluate("analytics.identify('web-1', {email: 'lan.web@example.vn', firstName: 'Lan'})")
 
         async def merged() -> bool:
             customer = store.customers.get("web-1")
-            return customer is not None and customer.email == "lan.web@example.vn" and not any(
-                True for _ in store.customer_events(visitor)
+            return (
+                customer is not None
+                and customer.email == "lan.web@example.vn"
+                and not any(True for _ in store.events.of_customer(visitor))
             )
 
         await eventually(merged, 10, "the visitor merged into web-1")
-        assert {e.name for e in store.customer_events("web-1")} >= {"page_viewed", "cart_updated"}
-        page_view = next(e for e in store.customer_events("web-1") if e.name == "page_viewed")
+        assert {e.name for e in store.events.of_customer("web-1")} >= {"page_viewed", "cart_updated"}
+        page_view = next(e for e in store.events.of_customer("web-1") if e.name == "page_viewed")
         assert page_view.context is not None and page_view.context["library"]["name"] == "analytics.js"
         assert outside == []
 
@@ -91,4 +99,4 @@ async def test_a_visitor_fills_a_cart_logs_in_and_is_reminded_by_email(
     assert mail["To"] == "lan.web@example.vn"
     reminders = [d for d in journeys.deliveries("web-1") if d.step == "cart_reminder_1"]
     assert [(d.channel, d.status) for d in reminders] == [("email", DeliveryStatus.SENT)]
-    assert [e.journey for e in store.journeys.active("web-1")] == ["abandoned_cart"]
+    assert [e.journey for e in store.journeys.active_entries("abandoned_cart", "web-1")] == ["abandoned_cart"]

@@ -53,7 +53,7 @@ async def welcomed(shop: Shop, smtp: SmtpInbox, customer_id: str, email: str) ->
         return any(message["To"] == email for message in smtp.messages)
 
     await eventually(arrived, 20, f"the welcome email to {email}")
-    customer = shop.journeys.store.get_customer(customer_id)
+    customer = shop.journeys.store.customers.get(customer_id)
     assert customer is not None and customer.email == email
     assert customer.attributes["first_name"] == "Lan"
 
@@ -71,7 +71,7 @@ async def test_analytics_python_identify_and_track_start_the_welcome_journey(
     client.track("py-1", "signed_up", {"source": "app"}, message_id="py-signup-1")
     await flush(client)
     await shop.relay()
-    events = [e for e in shop.journeys.store.customer_events("py-1") if e.name == "signed_up"]
+    events = [e for e in shop.journeys.store.events.of_customer("py-1") if e.name == "signed_up"]
     assert [e.id for e in events] == ["py-signup-1"]
     assert events[0].context is not None and events[0].context["library"]["name"] == "analytics-python"
     await asyncio.sleep(0.5)  # time for a second email to arrive, were one sent: none may
@@ -90,9 +90,11 @@ analytics.closeAndFlush({ timeout: 10000 }).then(() => console.log(JSON.stringif
 """
 
 
-async def test_analytics_node_identify_and_track_start_the_welcome_journey(shop: Shop, smtp: SmtpInbox) -> None:
+async def test_analytics_node_identify_and_track_start_the_welcome_journey(
+    shop: Shop, smtp: SmtpInbox
+) -> None:
     done = await run_node(NODE_SCRIPT, {"WRITE_KEY": API_KEY, "HOST": shop.url})
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"flushed": True}
     await welcomed(shop, smtp, "node-1", "lan.node@example.vn")
-    events = [e for e in shop.journeys.store.customer_events("node-1") if e.name == "signed_up"]
+    events = [e for e in shop.journeys.store.events.of_customer("node-1") if e.name == "signed_up"]
     assert [e.id for e in events] == ["node-signup-1"]

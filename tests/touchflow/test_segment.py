@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from touchflow.segment import ANONYMOUS_PREFIX, Merge, MessageType, translate
+from touchflow.models import ANONYMOUS_PREFIX
+from touchflow.segment import Merge, MessageType, translate
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -101,7 +102,7 @@ def test_identify_with_both_ids_merges_the_visitor_into_the_customer() -> None:
 
 def test_alias_merges_the_previous_id() -> None:
     result = one({"type": "alias", "userId": "u-1", "previousId": "a-1"})
-    assert result.merges == [Merge(0, "anon:a-1", "u-1")]
+    assert result.merges == [Merge(0, "anon:a-1", "u-1", previous_id="a-1")]
     assert one({"type": "alias", "userId": "u-1", "previousId": "null"}).dropped
 
 

@@ -6,6 +6,9 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from temporalio.service import RPCError
+
 from touchflow.models import CustomerIn, DeliveryStatus, utcnow
 from touchflow.testing import JourneyHarness, SmtpInbox
 from touchflow.workflows.base import sticky_variant
@@ -154,3 +157,29 @@ async def test_the_split_is_sticky_across_entries(journeys: JourneyHarness) -> N
         assert state.variants == {"cart_reminder_copy": sticky_variant(c, "cart_reminder_copy", ("a", "b"))}
     variants = {d.variant for d in journeys.store.deliveries.of_customer(c) if d.step == "cart_reminder_1"}
     assert len(variants) == 1
+
+
+async def test_a_cart_filled_anonymously_carries_on_as_the_customer_after_login(
+    journeys: JourneyHarness, smtp: SmtpInbox
+) -> None:
+    """The visitor's run keeps its workflow id; the known customer's events feed it and end it."""
+    visitor = f"anon:{uuid.uuid4().hex}"
+    handle = await journeys.post(visitor, "cart_updated", cart("k1", ("Mũ", 750_000, 1)))
+    assert handle is not None
+    await journeys.state_when(handle, lambda s: "waiting" in s.detail)
+    journeys.customer("u-merged", email="merged@example.com")
+    journeys.store.identities.merge(visitor, "u-merged")
+
+    # After login the same cart changes: the visitor's run gets it, no second run starts.
+    assert await journeys.post("u-merged", "cart_updated", cart("k1", ("Mũ", 750_000, 2))) is not None
+    started = journeys.handle("abandoned_cart", "u-merged", "k1")
+    with pytest.raises(RPCError):
+        await started.describe()
+    history = await handle.fetch_history()
+    signals = [e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")]
+    assert len(signals) == 2
+    # The customer's order for that cart ends the run the visitor began.
+    await journeys.post("u-merged", "order_placed", {"order_id": "o-9", "cart_id": "k1", "total": 1_500_000})
+    outcome = await journeys.outcome(handle)
+    assert (outcome.status, outcome.ended_by) == ("converted", "order_placed")
+    assert smtp.messages == []

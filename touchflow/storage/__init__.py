@@ -2,6 +2,7 @@
 
     Store(engine)            what the composition roots build and hand down
     ├── .customers           customers.py   profiles, consents
+    ├── .identities          identities.py  anonymous visitors merged into known customers
     ├── .events              events.py      ingest (stored once, queued, `touchflow.ingest_rules` applied)
     ├── .outbox              events.py      the relays' leases on whole customers, back-off, finishing
     ├── .journeys            journeys.py    journey entries: runs begun and ended, re-entry, funnel runs
@@ -29,6 +30,7 @@ from touchflow.storage.customers import Customers
 from touchflow.storage.deliveries import Deliveries
 from touchflow.storage.erasure import erase_customer
 from touchflow.storage.events import ClaimedEvent, Events, Outbox
+from touchflow.storage.identities import Identities
 from touchflow.storage.inbox import InboxMessages, InboxSlice
 from touchflow.storage.journeys import JourneyEntries
 from touchflow.storage.push import PushSubscriptions
@@ -44,6 +46,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.customers = Customers(engine)
+        self.identities = Identities(engine)
         self.events = Events(engine, INGEST_RULES)
         self.outbox = Outbox(engine)
         self.journeys = JourneyEntries(engine)

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from touchflow.db import read_modify_write
-from touchflow.models import Customer, CustomerIn, utcnow
+from touchflow.models import Customer, CustomerIn, Identity, is_anonymous, utcnow
 from touchflow.storage.base import Repository, insert_ignore, table
 
 
@@ -81,5 +81,16 @@ class Customers(Repository):
             return merge_consents(conn, customer_id, changes)
 
     def get(self, customer_id: str) -> Customer | None:
+        """The profile; for an anonymous id merged since, the customer it became (a journey that began
+        while the visitor was anonymous reaches them as they are now)."""
         with self.session() as session:
-            return session.get(Customer, customer_id)
+            found = session.get(Customer, customer_id)
+            if found is None and is_anonymous(customer_id):
+                identity = session.get(Identity, customer_id)
+                found = None if identity is None else session.get(Customer, identity.customer_id)
+            return found
+
+    def exists(self, customer_id: str) -> bool:
+        """Whether a profile of this very id is stored (no identity followed)."""
+        with self.session() as session:
+            return session.get(Customer, customer_id) is not None

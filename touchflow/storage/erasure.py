@@ -14,6 +14,7 @@ from touchflow.models import (
     Delivery,
     Engagement,
     Event,
+    Identity,
     InboxMessage,
     JourneyEntry,
     OutboxEntry,
@@ -75,6 +76,12 @@ def erase_customer(engine: Engine, customer_id: str) -> dict[str, int]:
                 workflow_id=literal(f"{ERASED}:") + cast(entries.c.id, String),
                 entry_key=None,
                 trigger_event_id=None,
+            )
+        ).rowcount
+        identities = table(Identity)
+        removed["identities"] = conn.execute(
+            delete(identities).where(
+                (identities.c.customer_id == customer_id) | (identities.c.anonymous_id == customer_id)
             )
         ).rowcount
         customers = table(Customer)

@@ -30,6 +30,7 @@ from touchflow.models import (
 from touchflow.storage.base import Repository, dialect_insert, insert_ignore, table
 from touchflow.storage.coupons import locked_by_code, mark_redeemed, record_redemption
 from touchflow.storage.customers import bare_customer, merge_consents
+from touchflow.storage.identities import known_ids
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,18 @@ class Events(Repository):
         """
         now = utcnow()
         relayed = set(relayed_names)
-        rows = [_row(event, now) for event in events]
-        customers = {event.customer_id: bare_customer(event.customer_id, now) for event in events}
         ids = table(Event).c.id
         with self.engine.begin() as conn:
+            # An anonymous id merged already names the customer it became (a batch the browser sent late).
+            if merged := known_ids(conn, {event.customer_id for event in events}):
+                events = [
+                    event.model_copy(update={"customer_id": merged[event.customer_id]})
+                    if event.customer_id in merged
+                    else event
+                    for event in events
+                ]
+            rows = [_row(event, now) for event in events]
+            customers = {event.customer_id: bare_customer(event.customer_id, now) for event in events}
             # Most events are of known customers: insert (or ignore) only the profiles not found.
             known = table(Customer).c.id
             found = set(conn.scalars(select(known).where(known.in_(list(customers)))))
@@ -175,6 +184,7 @@ def _row(event: EventIn, now: datetime) -> dict[str, Any]:
         "properties": event.properties,
         "occurred_at": event.timestamp or now,
         "received_at": now,
+        "context": event.context,
     }
 
 

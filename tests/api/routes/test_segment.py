@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import API_KEY
-from touchflow.store import Store
+from touchflow.storage import Store
 
 BASIC = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
 
@@ -55,7 +55,7 @@ def test_each_event_call_is_stored_and_answered_200_success(api: TestClient, pat
     answer = post(api, path, message, Authorization=BASIC)
     assert answer.status_code == 200, answer.text
     assert answer.json()["success"] is True and answer.json()["events"] == 1
-    stored = store_of(api).get_event("m-1")
+    stored = store_of(api).events.get("m-1")
     assert stored is not None
 
 
@@ -72,7 +72,7 @@ def test_identify_and_group_update_the_profile(api: TestClient) -> None:
     identify = {"userId": "u-1", "traits": {"email": "lan@example.vn", "firstName": "Lan", "plan": "gold"}}
     assert post(api, "/v1/identify", identify, Authorization=BASIC).json()["profiles"] == 1
     post(api, "/v1/g", {"userId": "u-1", "groupId": "acme", "traits": {"name": "Acme"}}, Authorization=BASIC)
-    customer = store_of(api).get_customer("u-1")
+    customer = store_of(api).customers.get("u-1")
     assert customer is not None and customer.email == "lan@example.vn"
     assert customer.attributes == {
         "first_name": "Lan",
@@ -110,7 +110,7 @@ def test_a_missing_or_wrong_key_is_401_and_stores_nothing(api: TestClient, heade
     answer = post(api, "/v1/track", track(), **headers)
     assert answer.status_code == 401
     assert "API key" in answer.json()["detail"]
-    assert store_of(api).get_event("m-1") is None
+    assert store_of(api).events.get("m-1") is None
 
 
 def test_a_gzipped_body_is_read(api: TestClient) -> None:
@@ -151,7 +151,7 @@ def test_bad_messages_in_a_batch_are_dropped_and_named_the_rest_stored(api: Test
     result = answer.json()
     assert result["events"] == 2
     assert [d["index"] for d in result["dropped"]] == [1, 2]
-    assert store_of(api).get_event("m-4") is not None and store_of(api).get_event("m-2") is None
+    assert store_of(api).events.get("m-4") is not None and store_of(api).events.get("m-2") is None
 
 
 def test_the_same_message_id_with_other_content_is_dropped_not_overwritten(api: TestClient) -> None:
@@ -159,7 +159,7 @@ def test_the_same_message_id_with_other_content_is_dropped_not_overwritten(api: 
     answer = post(api, "/v1/track", track(event="Other"), Authorization=BASIC).json()
     assert answer["success"] is True and answer["events"] == 0
     assert "taken by" in answer["dropped"][0]["reason"]
-    stored = store_of(api).get_event("m-1")
+    stored = store_of(api).events.get("m-1")
     assert stored is not None and stored.name == "Product Viewed"
 
 
@@ -193,4 +193,4 @@ class TestRateLimit:
         assert ok.status_code == 200
         refused = post(api, "/v1/batch", {"batch": [track("3"), track("4")]}, Authorization=BASIC)
         assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
-        assert store_of(api).get_event("3") is None
+        assert store_of(api).events.get("3") is None
