@@ -213,7 +213,7 @@ for _path, _kind in MESSAGE_PATHS.items():
     )
 
 
-@router.post(METRICS_PATH, include_in_schema=False)
+@router.post(METRICS_PATH.removeprefix(router.prefix), include_in_schema=False)
 async def library_metrics() -> JSONResponse:
     """analytics.js's own counters (`{"series": [...]}`): acknowledged and dropped, so a page that left its
     metrics on sees no errors."""

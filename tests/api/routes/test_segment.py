@@ -194,3 +194,9 @@ class TestRateLimit:
         refused = post(api, "/v1/batch", {"batch": [track("3"), track("4")]}, Authorization=BASIC)
         assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
         assert store_of(api).events.get("3") is None
+
+
+def test_analytics_js_own_metrics_are_acknowledged_and_dropped(api: TestClient) -> None:
+    answer = post(api, "/v1/m", {"series": [{"type": "Counter", "metric": "analytics_js.invoke"}]})
+    assert answer.status_code == 200 and answer.json() == {"success": True}
+    assert store_of(api).events.of_customer("u-1") == []
