@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from touchflow.models import ANONYMOUS_PREFIX, CustomerIn, EventIn, storable_text
+from touchflow.models import ANONYMOUS_PREFIX, MAX_JSON_BYTES, MEASURED, CustomerIn, EventIn, storable_text
 
 # Ids no person has: a client's placeholder, never a customer (compared lower-cased and stripped).
 JUNK_IDS = frozenset(
@@ -126,7 +126,8 @@ def translate(
             _translate_one(index, message, kind, received_at, batch_sent, base_context, result, raw_events)
         except _Invalid as exc:
             result.drop(index, str(exc))
-    result.events = _validate_events(raw_events, result)
+    measured = max_message_bytes is not None and max_message_bytes <= MAX_JSON_BYTES
+    result.events = _validate_events(raw_events, result, MEASURED if measured else None)
     return result
 
 
@@ -201,16 +202,19 @@ def _translate_one(
 _EVENTS = TypeAdapter(list[EventIn])
 
 
-def _validate_events(raw: list[tuple[int, dict[str, Any]]], result: Translation) -> list[tuple[int, EventIn]]:
+def _validate_events(
+    raw: list[tuple[int, dict[str, Any]]], result: Translation, context: dict[str, Any] | None
+) -> list[tuple[int, EventIn]]:
     """The events in one validation pass, item by item only when some are bad (as `/v1/events/batch`)."""
     try:
-        return list(zip((i for i, _ in raw), _EVENTS.validate_python([e for _, e in raw]), strict=True))
+        events = _EVENTS.validate_python([e for _, e in raw], context=context)
+        return list(zip((i for i, _ in raw), events, strict=True))
     except ValidationError:
         pass
     valid = []
     for index, event in raw:
         try:
-            valid.append((index, EventIn.model_validate(event)))
+            valid.append((index, EventIn.model_validate(event, context=context)))
         except ValidationError as exc:
             result.drop(index, _first_error(exc))
     return valid
@@ -312,19 +316,19 @@ def _parse_time(value: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _corrected_time(message: dict[str, Any], received_at: datetime, batch_sent: datetime | None) -> str:
+def _corrected_time(message: dict[str, Any], received_at: datetime, batch_sent: datetime | None) -> datetime:
     """When it happened by our clock: `receivedAt - (sentAt - timestamp)` (the client's clock may be off by
     hours; the difference between its two readings is not). Without a usable timestamp: when received."""
     moment = _parse_time(message.get("timestamp")) or _parse_time(message.get("originalTimestamp"))
     if moment is None:
-        return received_at.isoformat()
+        return received_at
     sent = batch_sent or _parse_time(message.get("sentAt"))
     if sent is not None:
         try:
             moment = received_at - (sent - moment)
         except OverflowError:
             raise _Invalid("timestamp and sentAt are too far apart to be times of one message") from None
-    return moment.isoformat()
+    return moment
 
 
 def _first_error(exc: ValidationError) -> str:

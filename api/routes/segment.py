@@ -129,7 +129,7 @@ async def _accept(request: Request, kind: MessageType | None) -> JSONResponse:
         sent_at=body.get("sentAt"),
         context=body.get("context"),
         kind=kind,
-        max_message_bytes=settings.track_max_message_bytes if kind is None else None,
+        max_message_bytes=settings.track_max_message_bytes,
     )
     counts = await _apply(request, translation)
     if translation.dropped:
