@@ -71,10 +71,26 @@ def shop_page(api_url: str, customer: str) -> Starlette:
     async def in_header(_: object) -> HTMLResponse:
         return HTMLResponse(page(' data-target="#bell-here"'))
 
+    async def anonymous(_: object) -> HTMLResponse:
+        # What analytics.js keeps (JSON-encoded, as it writes it); the backend minted the visitor's token.
+        remember = "<script>localStorage.setItem('ajs_anonymous_id', JSON.stringify('visitor-1'))</script>"
+        tag = (
+            f'<script src="{escape(api_url)}/inbox.js" async '
+            f'data-token="{customer_token("anon:visitor-1")}"></script>'
+        )
+        return HTMLResponse(f"<!doctype html><meta charset=utf-8><title>Shop</title>{remember}{tag}")
+
     async def no_icon(_: object) -> Response:
         return Response(status_code=204)
 
-    return Starlette(routes=[Route("/", home), Route("/header", in_header), Route("/favicon.ico", no_icon)])
+    return Starlette(
+        routes=[
+            Route("/", home),
+            Route("/header", in_header),
+            Route("/anonymous", anonymous),
+            Route("/favicon.ico", no_icon),
+        ]
+    )
 
 
 @contextlib.asynccontextmanager
@@ -247,5 +263,25 @@ async def test_updates_stay_live_after_the_stream_ends_and_its_ticket_expires(
             await expect(page.locator(".tf-count")).to_have_text("1", timeout=5000)
             await page.locator(".tf-bell").click()
             await expect(page.locator(".tf-item .tf-title")).to_have_text(["Still live"])
+        finally:
+            await browser.close()
+
+
+async def test_an_anonymous_visitors_inbox_is_that_of_analytics_js_anonymous_id(
+    site: tuple[str, RunningApi],
+) -> None:
+    """Without data-customer the script opens the inbox of `anon:<ajs_anonymous_id>`."""
+    from playwright.async_api import async_playwright, expect
+
+    url, api = site
+    await Onsite(StoreInbox(api.store)).send(
+        OutboundMessage(key="v-1", address="anon:visitor-1", content={"title": "Giỏ hàng", "body": "..."})
+    )
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(url + "anonymous")
+            await expect(page.locator(".tf-count")).to_have_text("1", timeout=5000)
         finally:
             await browser.close()
