@@ -5,24 +5,31 @@ refuses NUL in text: a lookup by it would be a 500)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodySizeLimit:
-    """Pure ASGI middleware: checks Content-Length up front and counts streamed bytes as they come."""
+    """Pure ASGI middleware: checks Content-Length up front and counts streamed bytes as they come.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    The paths in `as_bad_request` answer 400 rather than 413: Segment's libraries treat a 413 as worth
+    resending, and the Tracking API answers an oversized body 400.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, as_bad_request: Collection[str] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.as_bad_request = as_bad_request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
+        status = 400 if scope["path"] in self.as_bad_request else 413
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(send, status)
             return
         seen = 0
         refused = False
@@ -37,7 +44,7 @@ class BodySizeLimit:
                 if seen > self.max_bytes:
                     # Answer now and tell the app the client left: whatever it sends next is dropped.
                     refused = True
-                    await self._refuse(send)
+                    await self._refuse(send, status)
                     return {"type": "http.disconnect"}
             return message
 
@@ -47,10 +54,10 @@ class BodySizeLimit:
 
         await self.app(scope, counting_receive, guarded_send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, status: int) -> None:
         limit = f"request body over {self.max_bytes} bytes (TOUCHFLOW_MAX_BODY_BYTES)"
         detail = f"{limit}: send fewer events per batch"
-        await send_json(send, 413, {"detail": detail})
+        await send_json(send, status, {"detail": detail})
 
 
 class RefuseNulInUrl:

@@ -96,7 +96,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     app.state.vapid_public_key = public_key(load_private_key(vapid_key)) if vapid_key else None
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(TouchflowError, touchflow_error_handler)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, as_bad_request=segment.PATHS)
     app.add_middleware(RefuseNulInUrl)
     app.include_router(health.router)
     app.include_router(customers.router)

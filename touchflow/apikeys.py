@@ -1,9 +1,9 @@
 """API keys: parsed from TOUCHFLOW_API_KEYS, kept only as SHA-256 hashes, each with its scopes.
 
 An entry is `[scopes:]secret`, where `secret` is the key itself or its hash written `sha256=<64 hex>` (so the
-plain key need not sit in the environment), and `scopes` is `+`-joined from `ingest`, `read`, `inbox`, `admin`
-(no scopes means `admin`). Several entries at once allow rotation: add the new key, move the clients, then
-drop the old one.
+plain key need not sit in the environment), and `scopes` is `+`-joined from `track`, `ingest`, `read`,
+`inbox`, `admin` (no scopes means `admin`). Several entries at once allow rotation: add the new key, move the
+clients, then drop the old one.
 
     TOUCHFLOW_API_KEYS="ingest:tfk_site_backend, read+ingest:sha256=9f86d0…, tfk_admin"
 """
@@ -18,7 +18,10 @@ from enum import StrEnum
 
 
 class Scope(StrEnum):
-    INGEST = "ingest"  # send profiles, events, push subscriptions
+    # The Segment Tracking API only, as a browser page sends it: a key that may be public. It can speak for a
+    # known customer (change their profile, merge a visitor into them) only with that customer's token.
+    TRACK = "track"
+    INGEST = "ingest"  # send profiles, events, push subscriptions (and all `track` may)
     READ = "read"  # read profiles, deliveries, journeys and funnels
     INBOX = "inbox"  # mint onsite inbox customer tokens (GET /v1/inbox/tokens/{id}): they open any inbox
     ADMIN = "admin"  # everything, erasure included
@@ -31,11 +34,15 @@ class ApiKey:
     scopes: frozenset[Scope]
 
     def allows(self, scope: Scope) -> bool:
+        if scope is Scope.TRACK and Scope.INGEST in self.scopes:
+            return True
         return Scope.ADMIN in self.scopes or scope in self.scopes
 
 
 def digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+    # surrogatepass: a presented key is untrusted text (a `writeKey` may hold a lone surrogate); it hashes
+    # to no key rather than failing.
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
 def split_entry(entry: str) -> tuple[str, str]:
@@ -64,7 +71,8 @@ def parse_keys(entries: list[str]) -> list[ApiKey]:
             scopes = frozenset(Scope(s) for s in scopes_text.split("+") if s) or frozenset({Scope.ADMIN})
         except ValueError:
             raise ValueError(
-                f"TOUCHFLOW_API_KEYS: unknown scope in {scopes_text!r}; use ingest, read, inbox or admin"
+                f"TOUCHFLOW_API_KEYS: unknown scope in {scopes_text!r}; "
+                "use track, ingest, read, inbox or admin"
             ) from None
         keys.append(ApiKey(id=raw.hex()[:12], digest=raw, scopes=scopes))
     return keys

@@ -71,11 +71,24 @@ class Merge:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A message that speaks for a known customer (identify, group, alias): what a key that may sit in a
+    browser page can change only for a customer not stored yet, or with the customer's `token` (the onsite
+    inbox token of that id, sent as `context.touchflow_token`)."""
+
+    index: int
+    customer_id: str
+    token: str | None
+
+
+@dataclass(frozen=True)
 class Dropped:
     """A message left out of an accepted request, and why (Segment drops bad items, it does not refuse)."""
 
     index: int
     reason: str
+    # A fixed word for the logs: the reason may quote what was sent.
+    code: str = "invalid"
 
 
 @dataclass
@@ -83,14 +96,24 @@ class Translation:
     profiles: list[tuple[int, CustomerIn]] = field(default_factory=list)
     merges: list[Merge] = field(default_factory=list)
     events: list[tuple[int, EventIn]] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
     dropped: list[Dropped] = field(default_factory=list)
 
-    def drop(self, index: int, reason: str) -> None:
-        self.dropped.append(Dropped(index, reason))
+    def drop(self, index: int, reason: str, code: str = "invalid") -> None:
+        self.dropped.append(Dropped(index, reason, code))
+
+    def withdraw(self, index: int) -> None:
+        """Leave out everything message `index` asked for (a claim it could not make)."""
+        self.profiles = [(i, p) for i, p in self.profiles if i != index]
+        self.merges = [m for m in self.merges if m.index != index]
 
 
 class _Invalid(Exception):
-    """A message that cannot be used; its text says why."""
+    """A message that cannot be used; its text says why, its code names the kind for the logs."""
+
+    def __init__(self, reason: str, code: str = "invalid") -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 def translate(
@@ -116,16 +139,19 @@ def translate(
     for index, message in enumerate(messages):
         try:
             if not isinstance(message, dict):
-                raise _Invalid("a message is a JSON object")
+                raise _Invalid("a message is a JSON object", "not_an_object")
             if max_message_bytes is not None:
-                size = len(json.dumps(message, separators=(",", ":"), default=str))
+                # As sent: UTF-8, not the ASCII escapes json.dumps writes for Vietnamese text by default.
+                text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
+                size = len(text.encode("utf-8", "surrogatepass"))
                 if size > max_message_bytes:
                     raise _Invalid(
-                        f"{size} bytes, over {max_message_bytes} (TOUCHFLOW_TRACK_MAX_MESSAGE_BYTES)"
+                        f"{size} bytes, over {max_message_bytes} (TOUCHFLOW_TRACK_MAX_MESSAGE_BYTES)",
+                        "too_large",
                     )
             _translate_one(index, message, kind, received_at, batch_sent, base_context, result, raw_events)
         except _Invalid as exc:
-            result.drop(index, str(exc))
+            result.drop(index, str(exc), exc.code)
     measured = max_message_bytes is not None and max_message_bytes <= MAX_JSON_BYTES
     result.events = _validate_events(raw_events, result, MEASURED if measured else None)
     return result
@@ -142,34 +168,45 @@ def _translate_one(
     raw_events: list[tuple[int, dict[str, Any]]],
 ) -> None:
     call = kind or _message_type(message.get("type"))
-    user_id = _id(message.get("userId"), "userId")
+    user_id = _customer_id(_id(message.get("userId"), "userId"), "userId")
     anonymous_id = _id(message.get("anonymousId"), "anonymousId")
+    if anonymous_id is not None:
+        _customer_id(ANONYMOUS_PREFIX + anonymous_id, "anonymousId")
     context = (
         {**base_context, **message["context"]} if isinstance(message.get("context"), dict) else base_context
     )
+    token = context.get(TOKEN_FIELD)
+    if TOKEN_FIELD in context:
+        context = {name: value for name, value in context.items() if name != TOKEN_FIELD}
+    if user_id is not None and call in (MessageType.IDENTIFY, MessageType.GROUP, MessageType.ALIAS):
+        result.claims.append(Claim(index, user_id, token if isinstance(token, str) else None))
 
     if call is MessageType.ALIAS:
         previous = _id(message.get("previousId"), "previousId")
         if user_id is None or previous is None:
-            raise _Invalid("an alias call needs both userId and previousId")
+            raise _Invalid("an alias call needs both userId and previousId", "no_id")
+        _customer_id(ANONYMOUS_PREFIX + previous, "previousId")
         if previous != user_id:
             result.merges.append(Merge(index, ANONYMOUS_PREFIX + previous, user_id, previous_id=previous))
         return
     if user_id is None and anonymous_id is None:
-        raise _Invalid("needs a userId or an anonymousId (placeholders such as 'null' or '0' name nobody)")
+        raise _Invalid(
+            "needs a userId or an anonymousId (placeholders such as 'null' or '0' name nobody)", "no_id"
+        )
     customer_id = user_id if user_id is not None else ANONYMOUS_PREFIX + str(anonymous_id)
 
     if call is MessageType.IDENTIFY:
-        traits = _object(message.get("traits")) or _object(context.get("traits"))
-        result.profiles.append((index, _profile(customer_id, traits, context)))
+        # The merge stands even when the traits cannot be used: who the visitor is matters more.
         if user_id is not None and anonymous_id is not None:
             result.merges.append(Merge(index, ANONYMOUS_PREFIX + anonymous_id, user_id))
+        traits = _object(message.get("traits")) or _object(context.get("traits"))
+        result.profiles.append((index, _profile(customer_id, traits, context)))
         return
     if call is MessageType.GROUP:
         group_id = _id(message.get("groupId"), "groupId")
         if group_id is None:
-            raise _Invalid("a group call needs a groupId")
-        group = {"id": group_id, **_object(message.get("traits"))}
+            raise _Invalid("a group call needs a groupId", "no_id")
+        group = {"id": group_id, **_clean(_object(message.get("traits")))}
         result.profiles.append((index, _valid_profile({"id": customer_id, "attributes": {"group": group}})))
         return
 
@@ -177,7 +214,7 @@ def _translate_one(
     if call is MessageType.TRACK:
         name = message.get("event")
         if not isinstance(name, str) or not name.strip():
-            raise _Invalid("a track call needs an `event` name")
+            raise _Invalid("a track call needs an `event` name", "no_event_name")
     else:
         name = VIEW_EVENTS[call]
         # The page's own name and category, as analytics.js puts them beside the properties.
@@ -193,7 +230,7 @@ def _translate_one(
                 "name": name,
                 "properties": properties,
                 "timestamp": _corrected_time(message, received_at, batch_sent),
-                "context": context or None,
+                "context": _clean(context) if context else None,
             },
         )
     )
@@ -226,7 +263,7 @@ def _profile(customer_id: str, traits: dict[str, Any], context: Mapping[str, Any
     instead of costing the whole identify."""
     profile: dict[str, Any] = {"id": customer_id}
     attributes: dict[str, Any] = {}
-    for trait, value in traits.items():
+    for trait, value in _clean(traits).items():
         if trait in PROFILE_TRAITS:
             profile[PROFILE_TRAITS[trait]] = value
         elif trait in NAME_TRAITS:
@@ -264,8 +301,40 @@ def _message_type(value: Any) -> MessageType:
     except ValueError:
         raise _Invalid(
             "`type` must be one of identify, track, page, screen, group, alias; "
-            f"this message has {json.dumps(value)[:40]}"
+            f"this message has {json.dumps(value)[:40]}",
+            "bad_type",
         ) from None
+
+
+def _customer_id(value: str | None, name: str) -> str | None:
+    """`value` if it can be a customer id (1 to 128 characters, no whitespace, `/`, `?` or `#`)."""
+    if value is None:
+        return None
+    if not _USABLE_ID.fullmatch(value):
+        raise _Invalid(
+            f"{name} cannot name a customer: ids are 1 to 128 characters without whitespace, '/', '?' or "
+            f"'#' (this one has {len(value)})",
+            "bad_id",
+        )
+    if name == "userId" and value.startswith(ANONYMOUS_PREFIX):
+        raise _Invalid(
+            f"a userId must not start with {ANONYMOUS_PREFIX!r}: that names anonymous visitors", "bad_id"
+        )
+    return value
+
+
+def _clean(value: Any) -> Any:
+    """JSON as sent, with the text no database stores (NUL, a lone surrogate, as a page title cut mid-emoji
+    gives) replaced by U+FFFD: context and traits are kept for reference, not worth losing the message for."""
+    if isinstance(value, str):
+        if storable_text(value):
+            return value
+        return "".join("\ufffd" if c == "\0" or "\ud800" <= c <= "\udfff" else c for c in value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    return value
 
 
 def _id(value: Any, name: str) -> str | None:
@@ -276,15 +345,15 @@ def _id(value: Any, name: str) -> str | None:
         value = str(value)
     elif isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
-            raise _Invalid(f"{name} must be a string or a whole number")
+            raise _Invalid(f"{name} must be a string or a whole number", "bad_id")
         value = str(int(value))
     if not isinstance(value, str):
-        raise _Invalid(f"{name} must be a string or a number, not {type(value).__name__}")
+        raise _Invalid(f"{name} must be a string or a number, not {type(value).__name__}", "bad_id")
     text = value.strip()
     if text.lower() in JUNK_IDS:
         return None
     if not storable_text(text):
-        raise _Invalid(f"{name} holds a NUL character or a lone surrogate; no database stores it")
+        raise _Invalid(f"{name} holds a NUL character or a lone surrogate; no database stores it", "bad_id")
     return text
 
 
@@ -292,6 +361,8 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+# Where a page puts the customer's token to speak for them with a browser key (`Claim`).
+TOKEN_FIELD = "touchflow_token"
 _USABLE_ID = re.compile(r"[^\s/?#\x00-\x1f\x7f]{1,128}")
 
 
@@ -327,7 +398,9 @@ def _corrected_time(message: dict[str, Any], received_at: datetime, batch_sent: 
         try:
             moment = received_at - (sent - moment)
         except OverflowError:
-            raise _Invalid("timestamp and sentAt are too far apart to be times of one message") from None
+            raise _Invalid(
+                "timestamp and sentAt are too far apart to be times of one message", "bad_timestamp"
+            ) from None
     return moment
 
 

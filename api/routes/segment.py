@@ -16,7 +16,6 @@ import logging
 import zlib
 from base64 import b64decode
 from collections import Counter
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -28,6 +27,7 @@ from touchflow.apikeys import Scope
 from touchflow.models import IngestStatus, utcnow
 from touchflow.segment import SHORT_PATHS, MessageType, Translation, translate
 from touchflow.settings import Settings
+from touchflow.signing import Signer
 from touchflow.storage import Store
 from touchflow.storage.identities import Merged
 from touchflow.workflows.registry import Registry
@@ -88,6 +88,10 @@ async def _read(request: Request, limit: int, setting: str) -> Any:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, "the body nests JSON deeper than any message does"
+        ) from None
     if not isinstance(body, dict):
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, 'the body is a JSON object: a message, or {"batch": [...]}'
@@ -118,7 +122,7 @@ async def _accept(request: Request, kind: MessageType | None) -> JSONResponse:
         body = await _read(request, settings.track_max_batch_bytes, "TOUCHFLOW_TRACK_MAX_BATCH_BYTES")
     else:
         body = await _read(request, settings.track_max_message_bytes, "TOUCHFLOW_TRACK_MAX_MESSAGE_BYTES")
-    key = await authenticate(request, _presented_key(request, body), Scope.INGEST)
+    key = await authenticate(request, _presented_key(request, body), Scope.TRACK)
     messages = body.get("batch") if kind is None else [body]
     if not isinstance(messages, list):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, 'a batch is {"batch": [messages]}')
@@ -127,21 +131,52 @@ async def _accept(request: Request, kind: MessageType | None) -> JSONResponse:
         messages,
         received_at=utcnow(),
         sent_at=body.get("sentAt"),
-        context=body.get("context"),
+        context=_with_ip(request, body.get("context")),
         kind=kind,
         max_message_bytes=settings.track_max_message_bytes,
     )
-    counts = await _apply(request, translation)
+    trusted = key.allows(Scope.INGEST)
+    if not trusted:
+        await _hold_to_claims(request, translation)
+    counts = await _apply(request, translation, trusted=trusted)
     if translation.dropped:
-        reasons = Counter(d.reason.split(":")[0] for d in translation.dropped)
+        reasons = Counter(d.code for d in translation.dropped)
         log.warning(
             "segment messages dropped", extra={"dropped": len(translation.dropped), "reasons": dict(reasons)}
         )
-    dropped = [asdict(d) for d in translation.dropped]
+    dropped = [{"index": d.index, "reason": d.reason} for d in translation.dropped]
     return JSONResponse({"success": True, **counts, "dropped": dropped})
 
 
-async def _apply(request: Request, translation: Translation) -> dict[str, int]:
+def _with_ip(request: Request, context: Any) -> Any:
+    """The batch's context with the sender's address when it names none: Segment adds `context.ip` on
+    its side, and analytics.js leaves it to the server."""
+    if request.client is None or (isinstance(context, dict) and "ip" in context):
+        return context
+    return {**(context if isinstance(context, dict) else {}), "ip": request.client.host}
+
+
+async def _hold_to_claims(request: Request, translation: Translation) -> None:
+    """A `track` key sits in browser pages, so anyone may hold it: what it says for a known customer who is
+    stored already (their profile, a visitor merged into them) needs that customer's token in
+    `context.touchflow_token`. For a customer not stored yet (a sign-up) it is the first word."""
+    store: Store = request.app.state.store
+    signer: Signer | None = request.app.state.signer
+    for claim in translation.claims:
+        token, customer_id = claim.token, claim.customer_id
+        if token is not None and signer is not None and signer.check_customer_token(customer_id, token):
+            continue
+        if await asyncio.to_thread(store.customers.exists, claim.customer_id):
+            translation.withdraw(claim.index)
+            translation.drop(
+                claim.index,
+                "a browser key (scope track) changes a stored customer's profile or identity only with their "
+                "token in context.touchflow_token (the onsite inbox token of that id)",
+                "unverified",
+            )
+
+
+async def _apply(request: Request, translation: Translation, *, trusted: bool) -> dict[str, int]:
     """Profiles first (an identify creates the customer a merge folds into), then merges, then events."""
     store: Store = request.app.state.store
     registry: Registry = request.app.state.registry
@@ -151,10 +186,14 @@ async def _apply(request: Request, translation: Translation) -> dict[str, int]:
         if merge.previous_id is not None and await asyncio.to_thread(
             store.customers.exists, merge.previous_id
         ):
+            # A browser key learns nothing of who is a customer from the answer.
             translation.drop(
                 merge.index,
                 "alias: previousId names a known customer; two known customers are never merged "
-                "automatically (erase or update one of them instead)",
+                "automatically (erase or update one of them instead)"
+                if trusted
+                else "alias: not merged",
+                "known_previous_id",
             )
             continue
         if (
@@ -164,11 +203,13 @@ async def _apply(request: Request, translation: Translation) -> dict[str, int]:
             translation.drop(
                 merge.index,
                 "identity: the anonymous id was merged into another customer already; it stays theirs",
+                "merged_elsewhere",
             )
     events = []
     for index, event in translation.events:
         if errors := entry_key_errors(event, registry):
-            translation.drop(index, f"{'.'.join(map(str, errors[0]['loc'][1:]))}: {errors[0]['msg']}")
+            where = ".".join(map(str, errors[0]["loc"][1:]))
+            translation.drop(index, f"{where}: {errors[0]['msg']}", "entry_key")
         else:
             events.append((index, event))
     results = await asyncio.to_thread(store.events.ingest, [e for _, e in events], registry.routed)
@@ -179,7 +220,7 @@ async def _apply(request: Request, translation: Translation) -> dict[str, int]:
         elif result.status is IngestStatus.DUPLICATE:
             duplicates += 1
         else:
-            translation.drop(index, result.reason or str(result.status))
+            translation.drop(index, result.reason or str(result.status), "conflict")
     if accepted:
         request.app.state.relay.wake()
     translation.dropped.sort(key=lambda d: d.index)

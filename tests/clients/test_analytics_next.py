@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from tests.api.conftest import customer_token
 from tests.clients.drivers import chromium, outside_requests, serve_analytics_next
 from tests.clients.test_server_libraries import shop_api
 from tests.conftest import API_KEY
-from touchflow.models import DeliveryStatus
+from touchflow.models import CustomerIn, DeliveryStatus
 from touchflow.settings import Settings
 from touchflow.temporal import free_port
 from touchflow.testing import JourneyHarness, SmtpInbox, eventually
@@ -25,6 +26,9 @@ from touchflow.testing import JourneyHarness, SmtpInbox, eventually
 pytestmark = pytest.mark.browser
 
 PAGE_PORT = free_port()
+# What a shop puts in its pages: a key that may only track (README: Send events from Segment-compatible
+# libraries).
+PAGE_KEY = "tfk_shop_page_key_for_analytics_js_01"
 
 
 @pytest.fixture
@@ -32,7 +36,11 @@ def make_settings(make_settings: Callable[..., Settings]) -> Callable[..., Setti
     """The shop's page on PAGE_PORT may send (CORS); the first cart reminder after an hour."""
 
     def settings(**overrides: Any) -> Settings:
-        values = {"track_allowed_origins": [f"http://127.0.0.1:{PAGE_PORT}"], "cart_reminder_delay": "1h"}
+        values = {
+            "track_allowed_origins": [f"http://127.0.0.1:{PAGE_PORT}"],
+            "cart_reminder_delay": "1h",
+            "api_keys": [API_KEY, f"track:{PAGE_KEY}"],
+        }
         return make_settings(**(values | overrides))
 
     return settings
@@ -44,7 +52,7 @@ async def test_a_visitor_fills_a_cart_logs_in_and_is_reminded_by_email(
     store = journeys.store
     async with (
         shop_api(journeys, make_settings) as shop,
-        serve_analytics_next(API_KEY, shop.url, port=PAGE_PORT) as page_url,
+        serve_analytics_next(PAGE_KEY, shop.url, port=PAGE_PORT) as page_url,
         chromium() as browser,
     ):
         context = await browser.new_context()
@@ -76,8 +84,13 @@ async def test_a_visitor_fills_a_cart_logs_in_and_is_reminded_by_email(
 
         await eventually(cart_started, 10, "the abandoned cart journey of the anonymous visitor")
 
-        # The visitor logs in: analytics.js identifies them, with the anonymous id beside the user id.
-        await page.evaluate("analytics.identify('web-1', {email: 'lan.web@example.vn', firstName: 'Lan'})")
+        # The visitor logs in as a customer the shop knows: the page identifies them with their token (the
+        # inbox token of the id, which the shop's backend renders into the page), the anonymous id beside.
+        store.customers.upsert(CustomerIn(id="web-1", email="lan.web@example.vn"))
+        await page.evaluate(
+            "token => analytics.identify('web-1', {firstName: 'Lan'}, {context: {touchflow_token: token}})",
+            customer_token("web-1"),
+        )
 
         async def merged() -> bool:
             customer = store.customers.get("web-1")

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import API_KEY
+from touchflow.models import CustomerIn, EventIn
 from touchflow.storage import Store
 
 BASIC = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
@@ -200,3 +201,102 @@ def test_analytics_js_own_metrics_are_acknowledged_and_dropped(api: TestClient) 
     answer = post(api, "/v1/m", {"series": [{"type": "Counter", "metric": "analytics_js.invoke"}]})
     assert answer.status_code == 200 and answer.json() == {"success": True}
     assert store_of(api).events.of_customer("u-1") == []
+
+
+# -- a key in a browser page (scope `track`) ----------------------------------------------------------------
+
+BROWSER_KEY = "tfk_browser_page_key_0123456789abcdef"
+
+
+class TestBrowserKey:
+    @pytest.fixture
+    def api_settings(self) -> dict[str, Any]:
+        return {"api_keys": [API_KEY, f"track:{BROWSER_KEY}"]}
+
+    def test_it_sends_events_and_nothing_else(self, api: TestClient) -> None:
+        assert post(api, "/v1/t", track() | {"writeKey": BROWSER_KEY}).json()["events"] == 1
+        other = api.post("/v1/events", json={}, headers={"Authorization": f"Bearer {BROWSER_KEY}"})
+        assert other.status_code == 403 and "'ingest' scope" in other.json()["detail"]
+
+    def test_it_speaks_for_a_stored_customer_only_with_their_token(self, api: TestClient) -> None:
+        store = store_of(api)
+        store.customers.upsert(CustomerIn(id="lan-42", email="lan@example.vn"))
+        store.events.ingest([EventIn(id="v", customer_id="anon:attacker", name="page_viewed")], ())
+        takeover = {
+            "writeKey": BROWSER_KEY,
+            "userId": "lan-42",
+            "anonymousId": "attacker",
+            "traits": {"email": "attacker@evil.example"},
+        }
+        answer = post(api, "/v1/identify", takeover).json()
+        assert answer["dropped"][0]["reason"].startswith("a browser key (scope track)")
+        customer = store.customers.get("lan-42")
+        assert customer is not None and customer.email == "lan@example.vn"
+        assert store.identities.known_as("anon:attacker") is None
+        # The page of the logged-in customer carries their token (the inbox token of the id): it may.
+        signer = api.app.state.signer  # type: ignore[attr-defined]
+        mine = {**takeover, "traits": {"email": "lan.new@example.vn"}}
+        mine["context"] = {"touchflow_token": signer.customer_token("lan-42")}
+        assert post(api, "/v1/identify", mine).json()["dropped"] == []
+        customer = store.customers.get("lan-42")
+        assert customer is not None and customer.email == "lan.new@example.vn"
+        assert store.identities.known_as("anon:attacker") == "lan-42"
+
+    def test_a_new_customer_needs_no_token_and_an_alias_reveals_nobody(self, api: TestClient) -> None:
+        signup = {"writeKey": BROWSER_KEY, "userId": "new-1", "anonymousId": "v-1", "traits": {"plan": "x"}}
+        assert post(api, "/v1/identify", signup).json()["dropped"] == []
+        store_of(api).customers.upsert(CustomerIn(id="someone"))
+        alias = {"writeKey": BROWSER_KEY, "userId": "new-2", "previousId": "someone"}
+        assert post(api, "/v1/alias", alias).json()["dropped"][0]["reason"] == "alias: not merged"
+
+
+def test_hostile_bodies_are_400_or_401_never_500(api: TestClient) -> None:
+    deep = b'{"batch": [' + b"[" * 5000 + b"]" * 5000 + b"]}"
+    assert post(api, "/v1/batch", deep, Authorization=BASIC).status_code == 400
+    surrogate = b'{"writeKey": "\\ud800", "type": "track"}'
+    assert post(api, "/v1/track", surrogate).status_code == 401
+
+
+def test_vietnamese_text_is_measured_as_sent_and_broken_context_text_is_mended(api: TestClient) -> None:
+    # About 28 KB in UTF-8 (as the libraries send it), 46 KB as ASCII escapes: within the 32 KB limit.
+    long = {"note": "Giỏ hàng của bạn vẫn được giữ. " * 600}
+    message = track("vi", properties=long, context={"page": {"title": "Sale \ud83d"}})
+    body = json.dumps({"batch": [message]}, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    answer = post(api, "/v1/batch", body, Authorization=BASIC).json()
+    assert (answer["events"], answer["dropped"]) == (1, [])
+    stored = store_of(api).events.get("vi")
+    assert stored is not None and stored.context is not None
+    assert stored.context["page"]["title"] == "Sale \ufffd"
+    assert stored.context["ip"] == "testclient"  # the sender's address, which analytics.js leaves out
+
+
+def test_an_identify_whose_traits_cannot_be_used_still_merges(api: TestClient) -> None:
+    store_of(api).events.ingest([EventIn(id="seen", customer_id="anon:v-7", name="page_viewed")], ())
+    bad = {"userId": "u-7", "anonymousId": "v-7", "traits": {"bad": 1e400}}  # JSON's Infinity
+    post(api, "/v1/identify", json.dumps(bad).replace("1e400", "Infinity").encode(), Authorization=BASIC)
+    assert store_of(api).identities.known_as("anon:v-7") == "u-7"
+
+
+def test_the_log_names_kinds_of_drops_not_what_was_sent(
+    api: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    post(
+        api,
+        "/v1/batch",
+        {"batch": [{"type": "lan@example.vn +84901234567", "userId": "u"}]},
+        Authorization=BASIC,
+    )
+    [record] = [r for r in caplog.records if r.getMessage() == "segment messages dropped"]
+    assert record.reasons == {"bad_type": 1}  # type: ignore[attr-defined]
+    assert "lan@example.vn" not in str(record.__dict__)
+
+
+class TestBodyLimit:
+    @pytest.fixture
+    def api_settings(self) -> dict[str, Any]:
+        return {"max_body_bytes": 2048}
+
+    def test_a_body_over_the_api_limit_is_400_on_the_tracking_paths(self, api: TestClient) -> None:
+        body = {"batch": [track(str(i)) for i in range(40)]}
+        assert post(api, "/v1/batch", body, Authorization=BASIC).status_code == 400
+        assert api.post("/v1/events/batch", json=body).status_code == 413
