@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Collection
 from datetime import timedelta
 
+import pytest
+from sqlalchemy.engine import Connection
+
+import touchflow.storage.events as events_module
 from tests.support.concurrency import all_at_once
 from touchflow.models import CustomerIn, EventIn, JourneyStatus, PushSubscriptionIn, utcnow
 from touchflow.storage import Store
@@ -117,3 +123,29 @@ def test_visitors_who_never_identify_are_forgotten_after_the_ttl(store: Store) -
     assert forget_stale(store, timedelta(days=30), now=later) == 2
     assert not store.customers.exists("anon:in-a-journey") and not store.customers.exists("anon:fresh")
     assert store.customers.exists("u-known")
+
+
+def test_a_merge_racing_an_ingest_of_the_visitors_events_leaves_nothing_under_the_visitor(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    visit(store, event_id="e-before")
+    real = events_module.known_ids
+    merging: list[threading.Thread] = []
+
+    def merge_meanwhile(conn: Connection, customer_ids: Collection[str]) -> dict[str, str]:
+        found = real(conn, customer_ids)  # the ingest has looked: the visitor is no one yet
+        thread = threading.Thread(target=store.identities.merge, args=(VISITOR, "u-1"))
+        thread.start()  # an identify commits meanwhile, unless the ingest holds it off
+        thread.join(timeout=0.5)
+        merging.append(thread)
+        return found
+
+    monkeypatch.setattr(events_module, "known_ids", merge_meanwhile)
+    visit(store, event_id="e-during")
+    monkeypatch.undo()
+    merging[0].join()
+
+    assert store.identities.known_as(VISITOR) == "u-1"
+    assert {e.id for e in store.events.of_customer("u-1")} == {"e-before", "e-during"}
+    assert not store.customers.exists(VISITOR)
+
