@@ -9,13 +9,11 @@ customers are never merged: only an anonymous id merges, and only into one custo
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, exists, select, update
-from sqlalchemy.engine import Connection
 
 from touchflow.db import read_modify_write
 from touchflow.models import (
@@ -35,7 +33,9 @@ from touchflow.models import (
     utcnow,
 )
 from touchflow.storage.base import Repository, insert_ignore, locked, table
-from touchflow.storage.customers import bare_customer
+from touchflow.storage.customers import bare_customer, known_ids
+
+__all__ = ["FOLLOWING", "Identities", "Merged", "known_ids"]
 
 # Rows that follow the person from the visitor's profile to the customer's.
 FOLLOWING: tuple[Any, ...] = (
@@ -55,17 +55,6 @@ class Merged(StrEnum):
     MERGED = "merged"  # the visitor's profile and history are the customer's now
     ALREADY = "already"  # merged before (a resent identify): nothing new
     REFUSED = "refused"  # the anonymous id is another customer's already, or the target is no known id
-
-
-def known_ids(conn: Connection, customer_ids: Collection[str]) -> dict[str, str]:
-    """Of these customer ids, the anonymous ones merged already, each with the customer it became."""
-    anonymous = [customer_id for customer_id in customer_ids if is_anonymous(customer_id)]
-    if not anonymous:
-        return {}
-    identities = table(Identity)
-    query = select(identities.c.anonymous_id, identities.c.customer_id)
-    rows = conn.execute(query.where(identities.c.anonymous_id.in_(anonymous)))
-    return {anonymous_id: customer_id for anonymous_id, customer_id in rows}
 
 
 class Identities(Repository):

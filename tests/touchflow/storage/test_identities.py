@@ -149,3 +149,26 @@ def test_a_merge_racing_an_ingest_of_the_visitors_events_leaves_nothing_under_th
     assert {e.id for e in store.events.of_customer("u-1")} == {"e-before", "e-during"}
     assert not store.customers.exists(VISITOR)
 
+
+def test_writes_under_a_merged_visitors_id_are_the_customers_and_the_link_outlives_the_sweep(
+    store: Store,
+) -> None:
+    visit(store)
+    assert store.identities.merge(VISITOR, "u-1") is Merged.MERGED
+
+    # A late identify carrying only the anonymousId, and a subscription posted under the cookie's id.
+    customer, created = store.customers.upsert(CustomerIn(id=VISITOR, phone="+84901234567"))
+    assert customer.id == "u-1" and customer.phone == "+84901234567" and not created
+    row, _ = store.push.save(VISITOR, subscription())
+    assert row.customer_id == "u-1"
+    assert not store.customers.exists(VISITOR)
+
+    # Nothing anonymous is left to forget; erasing the anonymous id itself keeps the link.
+    assert forget_stale(store, timedelta(days=30), now=utcnow() + timedelta(days=31)) == 0
+    store.erase(VISITOR)
+    assert store.identities.known_as(VISITOR) == "u-1"
+    visit(store, event_id="e-later")
+    assert {e.id for e in store.events.of_customer("u-1")} == {"e-cart", "e-later"}
+    # The customer's own erasure takes the link with them.
+    store.erase("u-1")
+    assert store.identities.known_as(VISITOR) is None
