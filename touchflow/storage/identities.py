@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, or_, select, update
 
 from touchflow.db import read_modify_write
 from touchflow.models import (
@@ -105,11 +105,26 @@ class Identities(Repository):
             return known_ids(conn, [anonymous_id]).get(anonymous_id)
 
     def stale_visitors(self, last_seen_before: datetime, limit: int = 500) -> list[str]:
-        """Anonymous profiles not seen since `last_seen_before` (no event received, no profile change) and in
-        no running journey: what TOUCHFLOW_ANONYMOUS_TTL removes."""
+        """Anonymous profiles not seen since `last_seen_before` and in no running journey: what
+        TOUCHFLOW_ANONYMOUS_TTL removes. Seen is an event received, a profile change, a push subscription
+        saved or pushed to, an inbox message seen, read or archived."""
         customers, events, entries = table(Customer), table(Event), table(JourneyEntry)
-        seen_since = exists().where(
-            and_(events.c.customer_id == customers.c.id, events.c.received_at >= last_seen_before)
+        devices, inbox = table(PushSubscription), table(InboxMessage)
+        since = last_seen_before
+        seen_since = or_(
+            exists().where(and_(events.c.customer_id == customers.c.id, events.c.received_at >= since)),
+            exists().where(
+                and_(
+                    devices.c.customer_id == customers.c.id,
+                    or_(devices.c.updated_at >= since, devices.c.last_success_at >= since),
+                )
+            ),
+            exists().where(
+                and_(
+                    inbox.c.customer_id == customers.c.id,
+                    or_(inbox.c.seen_at >= since, inbox.c.read_at >= since, inbox.c.archived_at >= since),
+                )
+            ),
         )
         running = exists().where(
             and_(entries.c.customer_id == customers.c.id, entries.c.status == JourneyStatus.ACTIVE)

@@ -7,12 +7,23 @@ from collections.abc import Collection
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
 import touchflow.storage.events as events_module
 from tests.support.concurrency import all_at_once
-from touchflow.models import CustomerIn, EventIn, JourneyStatus, PushSubscriptionIn, utcnow
+from touchflow.models import (
+    Customer,
+    CustomerIn,
+    Event,
+    EventIn,
+    InboxMessage,
+    JourneyStatus,
+    PushSubscriptionIn,
+    utcnow,
+)
 from touchflow.storage import Store
+from touchflow.storage.base import table
 from touchflow.storage.identities import Merged
 from touchflow.visitors import forget_stale
 
@@ -172,3 +183,25 @@ def test_writes_under_a_merged_visitors_id_are_the_customers_and_the_link_outliv
     # The customer's own erasure takes the link with them.
     store.erase("u-1")
     assert store.identities.known_as(VISITOR) is None
+
+
+def test_the_sweep_keeps_a_visitor_who_subscribed_to_push_or_read_the_inbox_within_the_ttl(
+    store: Store,
+) -> None:
+    for visitor in ("anon:pushed", "anon:reader", "anon:gone"):
+        visit(store, customer_id=visitor, event_id=f"e-{visitor}")
+    store.inbox.add(key="k-r", customer_id="anon:reader", title="Giỏ hàng", body="...", action_url=None)
+    long_ago = utcnow() - timedelta(days=40)  # the visits were 40 days ago
+    with store.engine.begin() as conn:
+        conn.execute(update(table(Customer)).values(updated_at=long_ago, created_at=long_ago))
+        conn.execute(update(table(Event)).values(received_at=long_ago))
+        conn.execute(update(table(InboxMessage)).values(created_at=long_ago))
+    # Today, without a single event, one subscribes to web push and the other reads the inbox.
+    store.push.save("anon:pushed", subscription())
+    [message] = store.inbox.list("anon:reader").messages
+    store.inbox.mark("anon:reader", message.id, "read")
+
+    assert forget_stale(store, timedelta(days=30)) == 1
+    assert not store.customers.exists("anon:gone")
+    assert len(store.push.of_customer("anon:pushed")) == 1
+    assert store.customers.exists("anon:reader") and store.inbox.unread_count("anon:reader") == 0
