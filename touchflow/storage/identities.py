@@ -104,6 +104,13 @@ class Identities(Repository):
         with self.engine.connect() as conn:
             return known_ids(conn, [anonymous_id]).get(anonymous_id)
 
+    def anonymous_ids_of(self, customer_id: str) -> list[str]:
+        """The anonymous ids merged into this customer, in id order (one indexed read)."""
+        identities = table(Identity)
+        query = select(identities.c.anonymous_id).where(identities.c.customer_id == customer_id)
+        with self.engine.connect() as conn:
+            return list(conn.scalars(query.order_by(identities.c.anonymous_id)))
+
     def stale_visitors(self, last_seen_before: datetime, limit: int = 500) -> list[str]:
         """Anonymous profiles not seen since `last_seen_before` and in no running journey: what
         TOUCHFLOW_ANONYMOUS_TTL removes. Seen is an event received, a profile change, a push subscription
