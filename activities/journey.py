@@ -78,6 +78,8 @@ _TO_RESULT = {
 # A provider asking us to wait longer than this (a night window) defers the step: the journey sleeps
 # durably and asks again, instead of an activity retry holding the slot.
 DEFER_AFTER = timedelta(minutes=5)
+# Channels that reach only a known customer: an anonymous visitor gets web push and onsite only.
+_KNOWN_ONLY = frozenset({"email", "zalo_zns"})
 
 
 @dataclass
@@ -392,10 +394,17 @@ class JourneyActivities:
     async def _usable(
         self, input: SendStepInput, delivery: Delivery, customer: Customer, name: str, tally: _Tally
     ) -> Channel | None:
-        """The channel, if it is there, not given up on by an earlier attempt, consented to, under its cap."""
+        """The channel, if it is there, for this customer (no email or ZNS for an anonymous visitor), not
+        given up on by an earlier attempt, consented to, under its cap."""
         channel = self.channels.get(name)
         if channel is None:
             tally.reasons.append(_unavailable(name))
+            return None
+        if name in _KNOWN_ONLY and is_anonymous(customer.id):
+            # A visitor not merged yet: an address they typed in is not yet someone who said who they are.
+            reason = "the visitor is anonymous: email and Zalo wait until they are known"
+            delivery.attempts.append({"channel": name, "outcome": "anonymous", "reason": reason})
+            tally.reasons.append(f"{name}: {reason}")
             return None
         if name in tally.failed_before:
             tally.permanent = True

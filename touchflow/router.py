@@ -34,6 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from touchflow.models import Event, is_anonymous
 from touchflow.storage import ClaimedEvent, Store
+from touchflow.vocabulary import Reentry
 from touchflow.workflows.base import JourneyEvent, JourneyInput, JourneySpec
 
 log = logging.getLogger(__name__)
@@ -84,11 +85,18 @@ class Router:
             )
             return
         workflow_id = spec.workflow_id(event.customer_id, entry_key)
-        if merged := await self._merged_runs(spec, event.customer_id, entry_key, workflow_id):
+        if merged := await self._merged_runs(spec, event.customer_id, entry_key):
             # The customer's run began while they were an anonymous visitor: the event feeds that run
-            # (a cart updated after login is the cart abandoned before it), never a second one.
-            await self._signal(merged, journey_event)
-            return
+            # (a cart updated after login is the cart abandoned before it), never a second one; and a
+            # journey that runs once has run if the visitor's run went through.
+            if await self._signal(merged, journey_event):
+                return
+            if spec.reentry is Reentry.ONCE and await self._any_ran(merged):
+                log.info(
+                    "journey ran while the customer was an anonymous visitor",
+                    extra={"journey": spec.name, "event_id": event.id},
+                )
+                return
         if workflow_id in started:
             # Open, the run has the event already (it started with it); closed, it must not start again.
             log.info("event already started this journey", extra={"workflow_id": workflow_id})
@@ -121,7 +129,7 @@ class Router:
         entry_key = spec.entry_key(event.properties)
         if spec.key is None or entry_key is not None:
             workflow_id = spec.workflow_id(event.customer_id, entry_key)
-            merged = await self._merged_runs(spec, event.customer_id, entry_key, workflow_id)
+            merged = await self._merged_runs(spec, event.customer_id, entry_key)
             targets = [workflow_id, *merged]
         else:
             # An exit without the key (an order with no cart id) reaches every open entry of the customer.
@@ -131,30 +139,39 @@ class Router:
             targets = sorted({entry.workflow_id for entry in entries})
         await self._signal(targets, journey_event)
 
-    async def _signal(self, workflow_ids: Iterable[str], journey_event: JourneyEvent) -> None:
+    async def _signal(self, workflow_ids: Iterable[str], journey_event: JourneyEvent) -> int:
+        """Signal each run that is open; how many were."""
+        signalled = 0
         for workflow_id in workflow_ids:
             try:
                 await self.client.get_workflow_handle(workflow_id).signal("on_event", journey_event)
+                signalled += 1
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
                 # No run open for this customer: the event is stored, and that is all it needs.
+        return signalled
 
-    async def _merged_runs(
-        self, spec: JourneySpec, customer_id: str, entry_key: str | None, workflow_id: str
-    ) -> list[str]:
-        """Open runs of the journey (for this entry key) that began while the customer was an anonymous
-        visitor, under the visitor's workflow id; only a known customer has any."""
+    async def _any_ran(self, workflow_ids: Iterable[str]) -> bool:
+        """Whether any of these workflow ids has a run (closed: `_signal` found none open)."""
+        for workflow_id in workflow_ids:
+            try:
+                await self.client.get_workflow_handle(workflow_id).describe()
+                return True
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        return False
+
+    async def _merged_runs(self, spec: JourneySpec, customer_id: str, entry_key: str | None) -> list[str]:
+        """The workflow ids the journey's runs (for this entry key) have under the anonymous ids merged into
+        the customer: a run begun while they were a visitor keeps its id, entered yet or not, open or closed.
+        Derived from `identities`, not from journey entries (written by a run's first activity, so a run
+        not yet entered would be missed). Only a known customer has any."""
         if is_anonymous(customer_id):
             return []
-        entries = await asyncio.to_thread(self.store.journeys.active_entries, spec.name, customer_id)
-        return sorted(
-            {
-                entry.workflow_id
-                for entry in entries
-                if entry.workflow_id != workflow_id and (spec.key is None or entry.entry_key == entry_key)
-            }
-        )
+        anonymous = await asyncio.to_thread(self.store.identities.anonymous_ids_of, customer_id)
+        return [spec.workflow_id(anonymous_id, entry_key) for anonymous_id in anonymous]
 
     async def erase_customer_journeys(
         self, customer_id: str, reason: str, workflow_ids: Iterable[str] = ()

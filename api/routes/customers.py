@@ -16,6 +16,7 @@ from touchflow.models import (
     DeliveryPublic,
     Erasure,
     EventPublic,
+    is_anonymous,
 )
 from touchflow.temporal import TemporalUnavailable
 
@@ -35,7 +36,12 @@ async def upsert_customer(body: CustomerIn, store: StoreDep, response: Response)
     return CustomerPublic.model_validate(customer)
 
 
-@router.delete("/{customer_id}", response_model=Erasure, dependencies=[Admin])
+@router.delete(
+    "/{customer_id}",
+    response_model=Erasure,
+    dependencies=[Admin],
+    responses={409: {"description": "An anonymous id merged into a customer: erase that customer"}},
+)
 async def erase_customer(customer_id: str, store: StoreDep, relay: RelayDep) -> Erasure:
     """Erase a customer: their profile, events, inbox, devices and engagement go, their journeys end, and
     every journey history Temporal kept of them is deleted.
@@ -43,8 +49,17 @@ async def erase_customer(customer_id: str, store: StoreDep, relay: RelayDep) -> 
     Deliveries and journey entries stay as anonymous counts for the funnels. If Temporal cannot be reached
     the answer is 503 and nothing is deleted: try again. The store goes first (so a relay can start nothing
     new for them), then Temporal: should Temporal fail between the two, the answer is 503 too, and repeating
-    the DELETE finishes the sweep.
+    the DELETE finishes the sweep. An anonymous id merged into a customer since is answered 409, naming
+    that customer (whose erasure takes the visitor's history and the link); nothing is deleted.
     """
+    if is_anonymous(customer_id) and (
+        known := await asyncio.to_thread(store.identities.known_as, customer_id)
+    ):
+        # The visitor's history is the customer's now: erasing the anonymous id would take only the link.
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"{customer_id!r} was merged into customer {known!r}: erase that customer; nothing was deleted",
+        )
     customer = await asyncio.to_thread(store.customers.get, customer_id)
     try:
         router_ = await relay.router()

@@ -42,7 +42,7 @@ def write(templates: Path, files: dict[str, str]) -> None:
 
 async def deliver(journeys: JourneyHarness, customer_id: str, step: str, via: list[str]) -> SendStepResult:
     """Run deliver_step once, alone, as a journey's step `step` of the probe journey would."""
-    journeys.customer(customer_id, email=f"{customer_id}@example.com")
+    journeys.customer(customer_id, email=f"{customer_id.replace(':', '-')}@example.com")
     result: SendStepResult = await ActivityEnvironment().run(
         journeys.activities.deliver_step,
         SendStepInput(
@@ -365,3 +365,25 @@ async def test_an_email_with_a_script_link_goes_out_without_it(
     assert "javascript" not in html.lower()
     assert '<a href="">a</a>' in html
     assert '<a href="https://shop.example/t/c/' in html
+
+
+async def test_an_anonymous_visitor_gets_no_email_but_the_next_channel_goes(
+    journeys: JourneyHarness, smtp: SmtpInbox, templates: Path
+) -> None:
+    write(
+        templates,
+        {
+            "probe.email.en.html": "{% block subject %}Hi{% endblock %}<p>Hi</p>",
+            "probe.email.en.txt": "Hi",
+            "probe.console.en.txt": "{% block body %}Hi{% endblock %}",
+        },
+    )
+    # An identify with only an anonymousId (a newsletter box) put an address on the visitor's profile.
+    result = await deliver(journeys, "anon:v8", "probe", ["email", "console"])
+    assert (result.status, result.channel) == (SendStatus.SENT, "console"), result.reason
+    assert smtp.messages == []
+    [email] = [a for a in delivery(journeys, "anon:v8").attempts if a.get("channel") == "email"]
+    assert (email["outcome"], email["reason"]) == (
+        "anonymous",
+        "the visitor is anonymous: email and Zalo wait until they are known",
+    )

@@ -103,3 +103,20 @@ async def test_a_relay_that_claimed_an_event_before_the_erasure_starts_nothing_a
         await journeys.handle("welcome", "late").describe()
     assert raised.value.status == RPCStatusCode.NOT_FOUND
     assert store.outbox.size() == 0
+
+
+def test_erasing_a_visitor_merged_since_answers_409_naming_the_customer_and_deletes_nothing(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(temporal_address=f"127.0.0.1:{free_port()}")  # never reached
+    with TestClient(
+        create_app(settings, run_relay=False), headers={"Authorization": f"Bearer {API_KEY}"}
+    ) as api:
+        store = api.app.state.store  # type: ignore[attr-defined]
+        store.events.ingest([EventIn(id="p1", customer_id="anon:v3", name="page_viewed")], [])
+        store.identities.merge("anon:v3", "u-3")
+        answer = api.delete("/v1/customers/anon:v3")
+        assert answer.status_code == 409
+        assert "merged into customer 'u-3': erase that customer" in answer.json()["detail"]
+        assert store.events.get("p1").customer_id == "u-3"
+        assert store.identities.known_as("anon:v3") == "u-3"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -183,3 +184,49 @@ async def test_a_cart_filled_anonymously_carries_on_as_the_customer_after_login(
     outcome = await journeys.outcome(handle)
     assert (outcome.status, outcome.ended_by) == ("converted", "order_placed")
     assert smtp.messages == []
+
+
+async def test_a_visitors_run_not_entered_yet_is_fed_after_login_not_doubled(
+    journeys: JourneyHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker is slow: the visitor's run has no journey entry yet when the customer's event comes."""
+    gate = threading.Event()
+    enter = journeys.store.journeys.enter
+
+    def slow_enter(**entry: Any) -> Any:
+        gate.wait(10)
+        return enter(**entry)
+
+    monkeypatch.setattr(journeys.activities.store.journeys, "enter", slow_enter)
+    visitor = f"anon:{uuid.uuid4().hex}"
+    handle = await journeys.post(visitor, "cart_updated", cart("k1", ("Mũ", 750_000, 1)))
+    assert handle is not None
+    journeys.customer("u-slow", email="slow@example.com")
+    journeys.store.identities.merge(visitor, "u-slow")
+
+    assert await journeys.post("u-slow", "cart_updated", cart("k1", ("Mũ", 750_000, 2))) is not None
+    gate.set()
+    with pytest.raises(RPCError):
+        await journeys.handle("abandoned_cart", "u-slow", "k1").describe()
+    await journeys.state_when(handle, lambda s: "waiting" in s.detail)
+    history = await handle.fetch_history()
+    signals = [e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")]
+    assert len(signals) == 2
+
+
+async def test_a_cart_journey_the_visitor_went_through_does_not_run_again_after_login(
+    journeys: JourneyHarness,
+) -> None:
+    """abandoned_cart runs once per cart: the visitor's converted run was that once."""
+    visitor = f"anon:{uuid.uuid4().hex}"
+    handle = await journeys.post(visitor, "cart_updated", cart("k2", ("Mũ", 750_000, 1)))
+    assert handle is not None
+    await journeys.state_when(handle, lambda s: "waiting" in s.detail)
+    await journeys.post(visitor, "order_placed", {"order_id": "o-1", "cart_id": "k2", "total": 750_000})
+    assert (await journeys.outcome(handle)).status == "converted"
+    journeys.customer("u-done", email="done@example.com")
+    journeys.store.identities.merge(visitor, "u-done")
+
+    assert await journeys.post("u-done", "cart_updated", cart("k2", ("Mũ", 750_000, 2))) is not None
+    with pytest.raises(RPCError):
+        await journeys.handle("abandoned_cart", "u-done", "k2").describe()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -11,13 +12,36 @@ from sqlalchemy.engine import Connection
 
 from touchflow.db import read_modify_write
 from touchflow.models import Customer, CustomerIn, Identity, is_anonymous, utcnow
-from touchflow.storage.base import Repository, insert_ignore, table
+from touchflow.storage.base import Repository, insert_ignore, locked, table
 
 
 def bare_customer(customer_id: str, now: datetime) -> dict[str, Any]:
     """The row a profile starts as, its id and nothing else: what is inserted when an upsert, an event or a
     push subscription names a customer not yet known."""
     return {"id": customer_id, "attributes": {}, "consents": {}, "created_at": now, "updated_at": now}
+
+
+def known_ids(conn: Connection, customer_ids: Collection[str]) -> dict[str, str]:
+    """Of these customer ids, the anonymous ones merged already, each with the customer it became."""
+    anonymous = [customer_id for customer_id in customer_ids if is_anonymous(customer_id)]
+    if not anonymous:
+        return {}
+    identities = table(Identity)
+    query = select(identities.c.anonymous_id, identities.c.customer_id)
+    rows = conn.execute(query.where(identities.c.anonymous_id.in_(anonymous)))
+    return {anonymous_id: customer_id for anonymous_id, customer_id in rows}
+
+
+def current_id(conn: Connection, customer_id: str) -> str:
+    """Whom a write naming `customer_id` is for: an anonymous id merged already names the customer it became
+    (a late identify, a push subscription posted under the cookie's id), so no merged-away profile comes
+    back. The visitor's profile is locked first (`FOR UPDATE` on PostgreSQL, as `Identities.merge` locks
+    it; on SQLite the caller holds the write lock), so a merge committing meanwhile is seen."""
+    if not is_anonymous(customer_id):
+        return customer_id
+    customers = table(Customer)
+    conn.execute(locked(conn, select(customers.c.id).where(customers.c.id == customer_id)))
+    return known_ids(conn, [customer_id]).get(customer_id, customer_id)
 
 
 def merge_consents(conn: Connection, customer_id: str, changes: dict[str, bool]) -> Customer | None:
@@ -56,10 +80,13 @@ class Customers(Repository):
         now = utcnow()
         customers = table(Customer)
         with read_modify_write(self.engine) as conn:
+            customer_id = current_id(conn, data.id)
             created = bool(
-                insert_ignore(conn, Customer, [bare_customer(data.id, now)], returning=customers.c.id)
+                insert_ignore(conn, Customer, [bare_customer(customer_id, now)], returning=customers.c.id)
             )
-            stored = conn.execute(select(customers).where(customers.c.id == data.id).with_for_update()).one()
+            stored = conn.execute(
+                select(customers).where(customers.c.id == customer_id).with_for_update()
+            ).one()
             values: dict[str, Any] = {"updated_at": now}
             for field, value in changes.items():
                 if field in ("attributes", "consents"):
@@ -68,7 +95,7 @@ class Customers(Repository):
                 else:
                     values[field] = value
             row = conn.execute(
-                update(customers).where(customers.c.id == data.id).values(values).returning(*customers.c)
+                update(customers).where(customers.c.id == customer_id).values(values).returning(*customers.c)
             ).one()
         return Customer.model_validate(row._mapping), created
 

@@ -78,11 +78,11 @@ def erase_customer(engine: Engine, customer_id: str) -> dict[str, int]:
                 trigger_event_id=None,
             )
         ).rowcount
+        # The known customer's own erasure takes the links of the visitors merged into them; an anonymous id
+        # erased (the TTL sweep) never takes a link: a merged one names the customer, not a profile.
         identities = table(Identity)
         removed["identities"] = conn.execute(
-            delete(identities).where(
-                (identities.c.customer_id == customer_id) | (identities.c.anonymous_id == customer_id)
-            )
+            delete(identities).where(identities.c.customer_id == customer_id)
         ).rowcount
         customers = table(Customer)
         removed["customers"] = conn.execute(delete(customers).where(customers.c.id == customer_id)).rowcount

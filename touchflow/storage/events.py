@@ -25,6 +25,7 @@ from touchflow.models import (
     IngestStatus,
     OutboxEntry,
     RelayLease,
+    is_anonymous,
     utcnow,
 )
 from touchflow.storage.base import Repository, dialect_insert, insert_ignore, table
@@ -59,7 +60,22 @@ class Events(Repository):
         now = utcnow()
         relayed = set(relayed_names)
         ids = table(Event).c.id
-        with self.engine.begin() as conn:
+        anonymous = sorted({event.customer_id for event in events if is_anonymous(event.customer_id)})
+        # A batch naming visitors is serialised with a merge of them (`Identities.merge` locks the visitor's
+        # profile first): the lookup of `identities` below then sees a merge that commits meanwhile, and the
+        # event never lands under a merged-away id. On PostgreSQL the visitors' profiles are locked
+        # `FOR SHARE`; SQLite has no row locks, so that batch takes the write lock from its start. A batch
+        # of known customers only keeps the lazy transaction.
+        serialised = anonymous and self.engine.dialect.name == "sqlite"
+        with read_modify_write(self.engine) if serialised else self.engine.begin() as conn:
+            if anonymous and conn.dialect.name == "postgresql":
+                visitors = table(Customer).c.id
+                conn.execute(
+                    select(visitors)
+                    .where(visitors.in_(anonymous))
+                    .order_by(visitors)
+                    .with_for_update(read=True)
+                )
             # An anonymous id merged already names the customer it became (a batch the browser sent late).
             if merged := known_ids(conn, {event.customer_id for event in events}):
                 events = [

@@ -9,13 +9,11 @@ customers are never merged: only an anonymous id merges, and only into one custo
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import and_, exists, or_, select, update
 
 from touchflow.db import read_modify_write
 from touchflow.models import (
@@ -35,7 +33,9 @@ from touchflow.models import (
     utcnow,
 )
 from touchflow.storage.base import Repository, insert_ignore, locked, table
-from touchflow.storage.customers import bare_customer
+from touchflow.storage.customers import bare_customer, known_ids
+
+__all__ = ["FOLLOWING", "Identities", "Merged", "known_ids"]
 
 # Rows that follow the person from the visitor's profile to the customer's.
 FOLLOWING: tuple[Any, ...] = (
@@ -55,17 +55,6 @@ class Merged(StrEnum):
     MERGED = "merged"  # the visitor's profile and history are the customer's now
     ALREADY = "already"  # merged before (a resent identify): nothing new
     REFUSED = "refused"  # the anonymous id is another customer's already, or the target is no known id
-
-
-def known_ids(conn: Connection, customer_ids: Collection[str]) -> dict[str, str]:
-    """Of these customer ids, the anonymous ones merged already, each with the customer it became."""
-    anonymous = [customer_id for customer_id in customer_ids if is_anonymous(customer_id)]
-    if not anonymous:
-        return {}
-    identities = table(Identity)
-    query = select(identities.c.anonymous_id, identities.c.customer_id)
-    rows = conn.execute(query.where(identities.c.anonymous_id.in_(anonymous)))
-    return {anonymous_id: customer_id for anonymous_id, customer_id in rows}
 
 
 class Identities(Repository):
@@ -115,12 +104,34 @@ class Identities(Repository):
         with self.engine.connect() as conn:
             return known_ids(conn, [anonymous_id]).get(anonymous_id)
 
+    def anonymous_ids_of(self, customer_id: str) -> list[str]:
+        """The anonymous ids merged into this customer, in id order (one indexed read)."""
+        identities = table(Identity)
+        query = select(identities.c.anonymous_id).where(identities.c.customer_id == customer_id)
+        with self.engine.connect() as conn:
+            return list(conn.scalars(query.order_by(identities.c.anonymous_id)))
+
     def stale_visitors(self, last_seen_before: datetime, limit: int = 500) -> list[str]:
-        """Anonymous profiles not seen since `last_seen_before` (no event received, no profile change) and in
-        no running journey: what TOUCHFLOW_ANONYMOUS_TTL removes."""
+        """Anonymous profiles not seen since `last_seen_before` and in no running journey: what
+        TOUCHFLOW_ANONYMOUS_TTL removes. Seen is an event received, a profile change, a push subscription
+        saved or pushed to, an inbox message seen, read or archived."""
         customers, events, entries = table(Customer), table(Event), table(JourneyEntry)
-        seen_since = exists().where(
-            and_(events.c.customer_id == customers.c.id, events.c.received_at >= last_seen_before)
+        devices, inbox = table(PushSubscription), table(InboxMessage)
+        since = last_seen_before
+        seen_since = or_(
+            exists().where(and_(events.c.customer_id == customers.c.id, events.c.received_at >= since)),
+            exists().where(
+                and_(
+                    devices.c.customer_id == customers.c.id,
+                    or_(devices.c.updated_at >= since, devices.c.last_success_at >= since),
+                )
+            ),
+            exists().where(
+                and_(
+                    inbox.c.customer_id == customers.c.id,
+                    or_(inbox.c.seen_at >= since, inbox.c.read_at >= since, inbox.c.archived_at >= since),
+                )
+            ),
         )
         running = exists().where(
             and_(entries.c.customer_id == customers.c.id, entries.c.status == JourneyStatus.ACTIVE)

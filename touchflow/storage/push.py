@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlmodel import col
 
+from touchflow.db import read_modify_write
 from touchflow.models import Customer, PushSubscription, PushSubscriptionIn, utcnow
 from touchflow.storage.base import Repository, insert_ignore, table
-from touchflow.storage.customers import bare_customer
+from touchflow.storage.customers import bare_customer, current_id
 
 # Browsers and devices one customer may have subscribed; one step pushes to each of them.
 PUSH_SUBSCRIPTIONS_PER_CUSTOMER = 20
@@ -31,8 +33,7 @@ class PushSubscriptions(Repository):
             if data.expirationTime is not None
             else None
         )
-        values = {
-            "customer_id": customer_id,
+        values: dict[str, Any] = {
             "p256dh": data.keys.p256dh,
             "auth": data.keys.auth,
             "user_agent": data.user_agent,
@@ -41,7 +42,9 @@ class PushSubscriptions(Repository):
             "failures": 0,
         }
         subscriptions = table(PushSubscription)
-        with self.engine.begin() as conn:
+        with read_modify_write(self.engine) as conn:
+            # Under a merged visitor's id the browser is the customer's (no merged-away profile comes back).
+            customer_id = values["customer_id"] = current_id(conn, customer_id)
             insert_ignore(conn, Customer, [bare_customer(customer_id, now)])
             # Insert-or-ignore, then update: safe when two requests carry the same endpoint at once.
             created = insert_ignore(

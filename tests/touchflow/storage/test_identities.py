@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Collection
 from datetime import timedelta
 
+import pytest
+from sqlalchemy import update
+from sqlalchemy.engine import Connection
+
+import touchflow.storage.events as events_module
 from tests.support.concurrency import all_at_once
-from touchflow.models import CustomerIn, EventIn, JourneyStatus, PushSubscriptionIn, utcnow
+from touchflow.models import (
+    Customer,
+    CustomerIn,
+    Event,
+    EventIn,
+    InboxMessage,
+    JourneyStatus,
+    PushSubscriptionIn,
+    utcnow,
+)
 from touchflow.storage import Store
+from touchflow.storage.base import table
 from touchflow.storage.identities import Merged
 from touchflow.visitors import forget_stale
 
@@ -117,3 +134,74 @@ def test_visitors_who_never_identify_are_forgotten_after_the_ttl(store: Store) -
     assert forget_stale(store, timedelta(days=30), now=later) == 2
     assert not store.customers.exists("anon:in-a-journey") and not store.customers.exists("anon:fresh")
     assert store.customers.exists("u-known")
+
+
+def test_a_merge_racing_an_ingest_of_the_visitors_events_leaves_nothing_under_the_visitor(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    visit(store, event_id="e-before")
+    real = events_module.known_ids
+    merging: list[threading.Thread] = []
+
+    def merge_meanwhile(conn: Connection, customer_ids: Collection[str]) -> dict[str, str]:
+        found = real(conn, customer_ids)  # the ingest has looked: the visitor is no one yet
+        thread = threading.Thread(target=store.identities.merge, args=(VISITOR, "u-1"))
+        thread.start()  # an identify commits meanwhile, unless the ingest holds it off
+        thread.join(timeout=0.5)
+        merging.append(thread)
+        return found
+
+    monkeypatch.setattr(events_module, "known_ids", merge_meanwhile)
+    visit(store, event_id="e-during")
+    monkeypatch.undo()
+    merging[0].join()
+
+    assert store.identities.known_as(VISITOR) == "u-1"
+    assert {e.id for e in store.events.of_customer("u-1")} == {"e-before", "e-during"}
+    assert not store.customers.exists(VISITOR)
+
+
+def test_writes_under_a_merged_visitors_id_are_the_customers_and_the_link_outlives_the_sweep(
+    store: Store,
+) -> None:
+    visit(store)
+    assert store.identities.merge(VISITOR, "u-1") is Merged.MERGED
+
+    # A late identify carrying only the anonymousId, and a subscription posted under the cookie's id.
+    customer, created = store.customers.upsert(CustomerIn(id=VISITOR, phone="+84901234567"))
+    assert customer.id == "u-1" and customer.phone == "+84901234567" and not created
+    row, _ = store.push.save(VISITOR, subscription())
+    assert row.customer_id == "u-1"
+    assert not store.customers.exists(VISITOR)
+
+    # Nothing anonymous is left to forget; erasing the anonymous id itself keeps the link.
+    assert forget_stale(store, timedelta(days=30), now=utcnow() + timedelta(days=31)) == 0
+    store.erase(VISITOR)
+    assert store.identities.known_as(VISITOR) == "u-1"
+    visit(store, event_id="e-later")
+    assert {e.id for e in store.events.of_customer("u-1")} == {"e-cart", "e-later"}
+    # The customer's own erasure takes the link with them.
+    store.erase("u-1")
+    assert store.identities.known_as(VISITOR) is None
+
+
+def test_the_sweep_keeps_a_visitor_who_subscribed_to_push_or_read_the_inbox_within_the_ttl(
+    store: Store,
+) -> None:
+    for visitor in ("anon:pushed", "anon:reader", "anon:gone"):
+        visit(store, customer_id=visitor, event_id=f"e-{visitor}")
+    store.inbox.add(key="k-r", customer_id="anon:reader", title="Giỏ hàng", body="...", action_url=None)
+    long_ago = utcnow() - timedelta(days=40)  # the visits were 40 days ago
+    with store.engine.begin() as conn:
+        conn.execute(update(table(Customer)).values(updated_at=long_ago, created_at=long_ago))
+        conn.execute(update(table(Event)).values(received_at=long_ago))
+        conn.execute(update(table(InboxMessage)).values(created_at=long_ago))
+    # Today, without a single event, one subscribes to web push and the other reads the inbox.
+    store.push.save("anon:pushed", subscription())
+    [message] = store.inbox.list("anon:reader").messages
+    store.inbox.mark("anon:reader", message.id, "read")
+
+    assert forget_stale(store, timedelta(days=30)) == 1
+    assert not store.customers.exists("anon:gone")
+    assert len(store.push.of_customer("anon:pushed")) == 1
+    assert store.customers.exists("anon:reader") and store.inbox.unread_count("anon:reader") == 0
