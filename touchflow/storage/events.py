@@ -64,8 +64,9 @@ class Events(Repository):
         # A batch naming visitors is serialised with a merge of them (`Identities.merge` locks the visitor's
         # profile first): the lookup of `identities` below then sees a merge that commits meanwhile, and the
         # event never lands under a merged-away id. On PostgreSQL the visitors' profiles are locked
-        # `FOR SHARE`; SQLite has no row locks, so that batch takes the write lock from its start. A batch
-        # of known customers only keeps the lazy transaction.
+        # `FOR NO KEY UPDATE` (not `FOR SHARE`: two batches of one visitor that both go on to update the
+        # profile, an unsubscribe, would deadlock on a shared lock); SQLite has no row locks, so that batch
+        # takes the write lock from its start. A batch of known customers only keeps the lazy transaction.
         serialised = anonymous and self.engine.dialect.name == "sqlite"
         with read_modify_write(self.engine) if serialised else self.engine.begin() as conn:
             if anonymous and conn.dialect.name == "postgresql":
@@ -74,7 +75,7 @@ class Events(Repository):
                     select(visitors)
                     .where(visitors.in_(anonymous))
                     .order_by(visitors)
-                    .with_for_update(read=True)
+                    .with_for_update(key_share=True)
                 )
             # An anonymous id merged already names the customer it became (a batch the browser sent late).
             if merged := known_ids(conn, {event.customer_id for event in events}):
