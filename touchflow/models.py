@@ -868,3 +868,78 @@ class PushSubscriptionPublic(SQLModel):
             last_success_at=row.last_success_at,
             failures=row.failures,
         )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Segments (touchflow.segments): API-defined definitions, kept memberships, and every entry and exit
+# ---------------------------------------------------------------------------------------------------------
+
+
+class SegmentRow(SQLModel, table=True):
+    """A segment defined over the API (those declared in Python or built in live in code, not here)."""
+
+    __tablename__ = "segments"
+
+    name: str = Field(primary_key=True, max_length=64)
+    description: str = Field(default="", max_length=500)
+    condition: dict[str, Any] = json_column()
+    created_at: datetime = time_column()
+    updated_at: datetime = time_column()
+
+
+class SegmentMembership(SQLModel, table=True):
+    """A customer in a segment now, since `entered_at`; kept up to date as events and profiles change."""
+
+    __tablename__ = "segment_memberships"
+
+    segment: str = Field(primary_key=True, max_length=100)
+    customer_id: str = Field(primary_key=True, max_length=128, index=True)
+    entered_at: datetime = time_column()
+
+
+class SegmentMovement(SQLModel, table=True):
+    """One entry into or exit from a segment, at `at`: a segment's movement over time."""
+
+    __tablename__ = "segment_movements"
+    __table_args__ = (Index("ix_segment_movements_segment_at", "segment", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    segment: str = Field(max_length=100)
+    customer_id: str = Field(max_length=128, index=True)
+    entered: bool
+    at: datetime = time_column()
+
+
+class SegmentIn(BaseModel):
+    """A segment over the API: `condition` is the JSON condition tree of docs/segments.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(max_length=64)]
+    description: Annotated[str, StringConstraints(max_length=500)] = ""
+    condition: dict[str, Any]
+
+
+class SegmentUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: Annotated[str, StringConstraints(max_length=500)] = ""
+    condition: dict[str, Any]
+
+
+class SegmentPublic(BaseModel):
+    name: str
+    description: str
+    condition: dict[str, Any]
+    source: str  # api, python (a journey module), builtin (lifecycle stages)
+    size: int | None = None
+
+
+class SegmentMemberPublic(BaseModel):
+    customer_id: str
+    entered_at: datetime
+
+
+class SegmentMembersPage(BaseModel):
+    members: list[SegmentMemberPublic]
+    next_cursor: str | None
