@@ -8,10 +8,11 @@ Either way `to_json()` gives the one canonical tree, and storage turns that tree
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeAlias
 
 from touchflow.errors import InvalidInput, TouchflowError
@@ -105,7 +106,11 @@ class Compare(Node):
             return {self.kind: self.key, self.op: _duration_text(self.value)}
         if self.op == "exists" and self.value is True:
             return {self.kind: self.key, "op": "exists"}
-        return {self.kind: self.key, "op": self.op, "value": list(self.value) if self.op == "in" else self.value}
+        return {
+            self.kind: self.key,
+            "op": self.op,
+            "value": list(self.value) if self.op == "in" else self.value,
+        }
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,7 @@ def _number_text(value: float) -> float | int:
 
 
 def parse_condition(data: Any, path: str = "condition") -> Node:
-    """The typed tree of a JSON condition; InvalidInput names the path of the bad node (`condition.all[1]`)."""
+    """The typed tree of a JSON condition; InvalidInput names the bad node's path (`condition.all[1]`)."""
     if not isinstance(data, dict):
         raise InvalidInput(f"{path}: a condition is a JSON object, got {type(data).__name__}")
     if "all" in data or "any" in data:
@@ -235,7 +240,7 @@ def _parse_compare(data: dict[str, Any], kind: Literal["attribute", "property"],
     op = data.get("op")
     if op not in ATTRIBUTE_OPS:
         raise InvalidInput(
-            f"{path}.op: one of {', '.join(ATTRIBUTE_OPS)} (or older_than/newer_than: \"30d\"), got {op!r}"
+            f'{path}.op: one of {", ".join(ATTRIBUTE_OPS)} (or older_than/newer_than: "30d"), got {op!r}'
         )
     if op == "exists":
         value = data.get("value", True)
@@ -264,7 +269,7 @@ def _parse_event(data: dict[str, Any], path: str) -> EventCondition:
     _only(data, {"event", "count", "within", "where", "sum", "value"}, path)
     name = data["event"]
     if not isinstance(name, str) or not name or len(name) > 100:
-        raise InvalidInput(f"{path}.event: an event name (up to 100 characters) or \"*\" for any event")
+        raise InvalidInput(f'{path}.event: an event name (up to 100 characters) or "*" for any event')
     total = data.get("sum")
     if total is not None:
         if "count" in data:
@@ -285,14 +290,14 @@ def _parse_event(data: dict[str, Any], path: str) -> EventCondition:
     parsed = []
     for i, item in enumerate(where):
         if not isinstance(item, dict) or "property" not in item:
-            raise InvalidInput(f"{path}.where[{i}]: {{\"property\": NAME, \"op\": ..., \"value\": ...}}")
+            raise InvalidInput(f'{path}.where[{i}]: {{"property": NAME, "op": ..., "value": ...}}')
         parsed.append(_parse_compare(item, "property", f"{path}.where[{i}]"))
     return EventCondition(name, count, within, tuple(parsed), total)
 
 
 def _comparison(data: Any, path: str) -> tuple[tuple[str, float], ...]:
     if not isinstance(data, dict) or not data:
-        raise InvalidInput(f"{path}: an object of comparisons, such as {{\"gte\": 2}} or {{\"eq\": 0}}")
+        raise InvalidInput(f'{path}: an object of comparisons, such as {{"gte": 2}} or {{"eq": 0}}')
     out = []
     for op, value in data.items():
         if op not in COMPARISONS:
@@ -305,7 +310,7 @@ def _comparison(data: Any, path: str) -> tuple[tuple[str, float], ...]:
 
 def _duration(value: Any, path: str) -> timedelta:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise InvalidInput(f"{path}: a duration such as \"30d\", \"12h\" or \"PT1H\"")
+        raise InvalidInput(f'{path}: a duration such as "30d", "12h" or "PT1H"')
     try:
         duration = to_timedelta(value)
     except ValueError as exc:
@@ -318,7 +323,9 @@ def _duration(value: Any, path: str) -> timedelta:
 def _segment_name(value: Any, path: str, *, reference: bool = False) -> str:
     if isinstance(value, str) and (_NAME.fullmatch(value) or (reference and _is_lifecycle(value))):
         return value
-    raise InvalidInput(f"{path}: lower-case letters, digits, _ and - (up to 64, starting with a letter or digit)")
+    raise InvalidInput(
+        f"{path}: lower-case letters, digits, _ and - (up to 64, starting with a letter or digit)"
+    )
 
 
 def _is_lifecycle(name: str) -> bool:
@@ -511,6 +518,25 @@ def _references(node: Node) -> Iterable[str]:
             yield LIFECYCLE_PREFIX + part.stage
 
 
+@dataclass(frozen=True)
+class Move:
+    """A customer entering (`entered=True`) or leaving a segment."""
+
+    segment: str
+    customer_id: str
+    entered: bool
+
+    @property
+    def event_name(self) -> str:
+        return (ENTERED_PREFIX if self.entered else EXITED_PREFIX) + self.segment
+
+
+def segment_event_id(move: Move, now: datetime) -> str:
+    """A move's derived event id: one per move (a customer may enter the same segment again later)."""
+    digest = hashlib.sha256(f"{move.event_name}\0{move.customer_id}\0{now.isoformat()}".encode()).hexdigest()
+    return f"segment:{digest[:40]}"
+
+
 class SegmentEntered(str):
     """`starts_on=SegmentEntered("vip")`: the event `segment_entered:vip`, recorded when a customer enters."""
 
@@ -573,7 +599,9 @@ def check_definitions(definitions: Mapping[str, SegmentDefinition]) -> None:
 
 def _no_cycle(name: str, definitions: Mapping[str, SegmentDefinition], stack: tuple[str, ...]) -> None:
     if name in stack:
-        raise InvalidInput(f"segment {stack[0]!r}: its condition refers to itself ({' → '.join((*stack, name))})")
+        raise InvalidInput(
+            f"segment {stack[0]!r}: its condition refers to itself ({' → '.join((*stack, name))})"
+        )
     for ref in definitions[name].references():
         if ref in definitions:
             _no_cycle(ref, definitions, (*stack, name))
