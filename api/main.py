@@ -51,6 +51,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
         raise ValueError("TOUCHFLOW_API_KEYS is empty: set at least one API key (comma-separated)")
     engine = make_engine(settings.resolved_database_url)
     store = Store(engine)
+    store.segments.configure(settings, registry)
     relay = Relay(
         store,
         partial(connect, settings),

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, TypeAlias
 
 from touchflow.errors import InvalidInput, TouchflowError
-from touchflow.settings import to_timedelta
+from touchflow.settings import Settings, to_timedelta
 
 ATTRIBUTE_OPS = ("eq", "ne", "in", "contains", "exists", "gt", "gte", "lt", "lte")
 RELATIVE_OPS = ("older_than", "newer_than")
@@ -566,6 +566,13 @@ class LifecycleRules:
     engaged_within: timedelta = timedelta(days=30)
     lapsed_after: timedelta = timedelta(days=90)
     definitions: tuple[SegmentDefinition, ...] = field(init=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LifecycleRules:
+        """TOUCHFLOW_LIFECYCLE_ORDER_EVENT, _ENGAGED_WITHIN, _LAPSED_AFTER."""
+        return cls(
+            settings.lifecycle_order_event, settings.lifecycle_engaged_within, settings.lifecycle_lapsed_after
+        )
 
     def __post_init__(self) -> None:
         ordered = EventCondition(self.order_event)

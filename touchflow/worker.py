@@ -40,6 +40,7 @@ def template_dirs(settings: Settings, registry: Registry) -> list[Path]:
 
 def build_activities(settings: Settings, registry: Registry, store: Store | None = None) -> JourneyActivities:
     store = store or Store(make_engine(settings.resolved_database_url))
+    store.segments.configure(settings, registry)
     return JourneyActivities(
         store=store,
         channels=build_channels(

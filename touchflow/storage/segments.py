@@ -13,7 +13,7 @@ import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -75,6 +75,10 @@ from touchflow.segments import (
 )
 from touchflow.storage.base import Repository, dialect_insert, insert_ignore, table
 
+if TYPE_CHECKING:
+    from touchflow.settings import Settings
+    from touchflow.workflows.registry import Registry
+
 
 class Segments(Repository):
     def __init__(self, engine: Engine) -> None:
@@ -103,6 +107,16 @@ class Segments(Repository):
         self._declared = declared
         self.marketing_consent_default = marketing_consent_default
         self.relayed = frozenset(relayed)
+
+    def configure(self, settings: Settings, registry: Registry) -> None:
+        """`declare` what the composition roots know: the registry's segments and routed events, the
+        lifecycle settings, TOUCHFLOW_MARKETING_CONSENT_DEFAULT."""
+        self.declare(
+            registry.segments.values(),
+            lifecycle=LifecycleRules.from_settings(settings),
+            marketing_consent_default=settings.marketing_consent_default,
+            relayed=registry.routed,
+        )
 
     # -- definitions ---------------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""Segments on SQLite and PostgreSQL: the condition language in SQL (API and Python forms agree, case by case),
-memberships kept as events and profiles change, entries and exits recorded."""
+"""Segments on SQLite and PostgreSQL: the condition language in SQL (API and Python forms agree, case by
+case), memberships kept as events and profiles change, entries and exits recorded."""
 
 from __future__ import annotations
 
