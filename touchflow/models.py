@@ -624,6 +624,8 @@ class CustomerDetail(SQLModel):
     customer: CustomerPublic
     events: list[EventPublic]
     deliveries: list[DeliveryPublic]
+    segments: list[str] = Field(default_factory=list)  # every segment they are in now, lifecycle stage too
+    lifecycle_stage: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------

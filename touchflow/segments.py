@@ -210,7 +210,7 @@ def parse_condition(data: Any, path: str = "condition") -> Node:
         return Reachable(channel, topic)
     if "segment" in data:
         _only(data, {"segment"}, path)
-        return InSegment(_segment_name(data["segment"], f"{path}.segment", reference=True))
+        return InSegment(segment_name(data["segment"], f"{path}.segment", reference=True))
     if "lifecycle" in data:
         _only(data, {"lifecycle"}, path)
         if data["lifecycle"] not in STAGES:
@@ -320,7 +320,7 @@ def _duration(value: Any, path: str) -> timedelta:
     return duration
 
 
-def _segment_name(value: Any, path: str, *, reference: bool = False) -> str:
+def segment_name(value: Any, path: str, *, reference: bool = False) -> str:
     if isinstance(value, str) and (_NAME.fullmatch(value) or (reference and _is_lifecycle(value))):
         return value
     raise InvalidInput(
@@ -442,7 +442,7 @@ def reachable(channel: str, topic: str = "marketing") -> Reachable:
 
 
 def in_segment(name: str) -> InSegment:
-    return InSegment(_segment_name(name, "in_segment", reference=True))
+    return InSegment(segment_name(name, "in_segment", reference=True))
 
 
 def lifecycle(stage: str) -> Lifecycle:
@@ -486,7 +486,7 @@ def segment(name: str, where: Node, *, description: str = "") -> SegmentDefiniti
     """
     if not isinstance(where, Node):
         raise TypeError(f"segment {name!r}: where= takes a condition (Attribute(...) == ..., Event(...)...)")
-    return SegmentDefinition(_segment_name(name, f"segment {name!r}"), where, description, "python")
+    return SegmentDefinition(segment_name(name, f"segment {name!r}"), where, description, "python")
 
 
 def _walk(node: Node) -> Iterable[Node]:
