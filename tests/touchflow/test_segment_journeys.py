@@ -11,6 +11,7 @@ from tests.support import segment_journeys
 from tests.support.segment_journeys import GoldWelcome
 from touchflow.check import check
 from touchflow.journeys import Attribute, in_segment, segment
+from touchflow.segments import LifecycleRules
 from touchflow.settings import Settings
 from touchflow.testing import JourneyHarness, registry_of
 from touchflow.workflows.registry import Registry, load_registry
@@ -49,3 +50,24 @@ def test_check_finds_a_segment_naming_a_missing_one() -> None:
     broken = registry_of(segments=[segment("loop", in_segment("nowhere"))])
     [problem] = check(broken, Settings.model_validate({"builtin_journeys": []}))
     assert problem.level == "error" and "nowhere" in problem.message
+
+
+async def test_the_sweep_workflow_moves_segments_that_change_with_time(journeys: JourneyHarness) -> None:
+    from datetime import timedelta
+
+    from touchflow.activities.types import RefreshSegmentsInput
+    from touchflow.models import EventIn, utcnow
+    from touchflow.workflows.segment_refresh import RefreshSegments
+
+    old = EventIn(id="o", customer_id="s1", name="order_placed", timestamp=utcnow() - timedelta(days=89))
+    journeys.store.events.ingest([old], ())
+    assert [m.segment for m in journeys.store.segments.of_customer("s1")] == ["lifecycle:customer"]
+    # As if a day passed: the store's lifecycle rule lapses after 89 days now.
+    journeys.store.segments.declare(
+        [segment_journeys.gold], lifecycle=LifecycleRules(lapsed_after=timedelta(days=88))
+    )
+    result = await journeys.env.client.execute_workflow(
+        RefreshSegments.run, RefreshSegmentsInput(), id="sweep", task_queue=journeys.settings.task_queue
+    )
+    assert (result.entered, result.exited) == (1, 1)
+    assert [m.segment for m in journeys.store.segments.of_customer("s1")] == ["lifecycle:lapsed"]

@@ -13,7 +13,7 @@ import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
@@ -77,7 +77,16 @@ from touchflow.storage.base import Repository, dialect_insert, insert_ignore, ta
 
 if TYPE_CHECKING:
     from touchflow.settings import Settings
-    from touchflow.workflows.registry import Registry
+
+
+class Declares(Protocol):
+    """What a composition root hands `configure` (the registry: storage does not import it)."""
+
+    @property
+    def segments(self) -> Mapping[str, SegmentDefinition]: ...
+
+    @property
+    def routed(self) -> frozenset[str]: ...
 
 
 class Segments(Repository):
@@ -108,7 +117,7 @@ class Segments(Repository):
         self.marketing_consent_default = marketing_consent_default
         self.relayed = frozenset(relayed)
 
-    def configure(self, settings: Settings, registry: Registry) -> None:
+    def configure(self, settings: Settings, registry: Declares) -> None:
         """`declare` what the composition roots know: the registry's segments and routed events, the
         lifecycle settings, TOUCHFLOW_MARKETING_CONSENT_DEFAULT."""
         self.declare(
