@@ -263,7 +263,7 @@ class Segments(Repository):
             return []
         known = self._definitions(conn)
         affected = [d for d in known.values() if created or _depends(d, known).profile]
-        return self._keep(conn, affected, sorted(customer_ids), now, self.relayed)
+        return self._keep(conn, affected, sorted(customer_ids), now, self.relayed, known=known)
 
     def refresh(self, names: Sequence[str] | None = None) -> list[Move]:
         """Re-evaluate whole segments (all, or `names`) over every profile: what the schedule runs for the
@@ -289,11 +289,11 @@ class Segments(Repository):
         names = set(event_names)
         deps = {name: _depends(d, known) for name, d in known.items()}
         moved = [d for name, d in known.items() if deps[name].any_event or names & deps[name].events]
-        moves = self._keep(conn, moved, sorted(customer_ids), now, relayed, derive=False)
+        moves = self._keep(conn, moved, sorted(customer_ids), now, relayed, derive=False, known=known)
         fresh = sorted(set(created))
         if fresh:
             rest = [d for d in known.values() if d not in moved]
-            moves += self._keep(conn, rest, fresh, now, relayed, derive=False)
+            moves += self._keep(conn, rest, fresh, now, relayed, derive=False, known=known)
         return moves
 
     def _keep(
@@ -305,12 +305,14 @@ class Segments(Repository):
         relayed: Collection[str],
         *,
         derive: bool = True,
+        known: Mapping[str, SegmentDefinition] | None = None,
     ) -> list[Move]:
         """Make the memberships of `definitions` true (for `customer_ids`, or everyone) and record the moves;
         with `derive`, store the segment events journeys listen to (the ingest rule returns them instead)."""
         if not definitions or customer_ids == []:
             return []
-        sql = _Sql(conn.dialect.name, now, self._definitions(conn), self.marketing_consent_default)
+        known = self._definitions(conn) if known is None else known
+        sql = _Sql(conn.dialect.name, now, known, self.marketing_consent_default)
         customers, members = table(Customer), table(SegmentMembership)
         moves: list[Move] = []
         for definition in definitions:
