@@ -269,3 +269,31 @@ def test_api_defined_segments_are_created_filled_changed_and_deleted(shop: Store
 def test_a_bad_condition_names_its_node(condition: Any, message: str) -> None:
     with pytest.raises(InvalidInput, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_condition(condition)
+
+
+CONSENTS: list[dict[str, bool]] = [
+    {},
+    {"all": False},
+    {"all": True},
+    {"marketing": False},
+    {"marketing": False, "email": True},
+    {"email": False, "email.marketing": True},
+    {"email.marketing": False},
+    {"email.transactional": False},
+    {"marketing": True, "email.marketing": False},
+    {"zalo_zns": False},
+]
+
+
+@pytest.mark.parametrize("default", [True, False])
+@pytest.mark.parametrize("topic", ["marketing", "transactional"])
+def test_reachable_agrees_with_the_delivery_consent_rules(store: Store, topic: str, default: bool) -> None:
+    from touchflow.activities.policy import consent_refusal
+
+    store.segments.declare([], marketing_consent_default=default)
+    for i, consents in enumerate(CONSENTS):
+        store.customers.upsert(CustomerIn(id=f"p{i}", email=f"p{i}@example.vn", consents=consents))
+    expected = {
+        f"p{i}" for i, c in enumerate(CONSENTS) if consent_refusal(c, "email", topic, default) is None
+    }
+    assert set(store.segments.matching(reachable("email", topic))) == expected
