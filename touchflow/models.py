@@ -917,16 +917,16 @@ class SegmentIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(max_length=64)]
-    description: Annotated[str, StringConstraints(max_length=500)] = ""
-    condition: dict[str, Any]
+    name: Annotated[Text, StringConstraints(max_length=64)]
+    description: Annotated[Text, StringConstraints(max_length=500)] = ""
+    condition: JsonObject
 
 
 class SegmentUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    description: Annotated[str, StringConstraints(max_length=500)] = ""
-    condition: dict[str, Any]
+    description: Annotated[Text, StringConstraints(max_length=500)] = ""
+    condition: JsonObject
 
 
 class SegmentPublic(BaseModel):

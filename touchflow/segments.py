@@ -181,10 +181,15 @@ def _number_text(value: float) -> float | int:
 # ---------------------------------------------------------------------------------------------------------
 
 
+MAX_DEPTH = 16
+
+
 def parse_condition(data: Any, path: str = "condition") -> Node:
     """The typed tree of a JSON condition; InvalidInput names the bad node's path (`condition.all[1]`)."""
     if not isinstance(data, dict):
         raise InvalidInput(f"{path}: a condition is a JSON object, got {type(data).__name__}")
+    if path.count(".") > MAX_DEPTH:
+        raise InvalidInput(f"{path}: conditions nest at most {MAX_DEPTH} deep")
     if "all" in data or "any" in data:
         kind = "all" if "all" in data else "any"
         _only(data, {kind}, path)

@@ -297,3 +297,11 @@ def test_reachable_agrees_with_the_delivery_consent_rules(store: Store, topic: s
         f"p{i}" for i, c in enumerate(CONSENTS) if consent_refusal(c, "email", topic, default) is None
     }
     assert set(store.segments.matching(reachable("email", topic))) == expected
+
+
+def test_a_condition_nested_too_deep_is_refused_not_a_crash() -> None:
+    deep: dict[str, Any] = {"attribute": "a", "op": "exists"}
+    for _ in range(2000):
+        deep = {"not": deep}
+    with pytest.raises(InvalidInput, match="nest at most"):
+        parse_condition(deep)
