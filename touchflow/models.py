@@ -324,7 +324,11 @@ class CustomerPublic(SQLModel):
 
 class Event(SQLModel, table=True):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_customer_occurred", "customer_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_events_customer_occurred", "customer_id", "occurred_at"),
+        # Segment conditions count a customer's events of one name (within a window).
+        Index("ix_events_customer_name_occurred", "customer_id", "name", "occurred_at"),
+    )
 
     id: str = Field(primary_key=True, max_length=128)
     customer_id: str = Field(max_length=128)

@@ -313,33 +313,76 @@ class Segments(Repository):
             return []
         known = self._definitions(conn) if known is None else known
         sql = _Sql(conn.dialect.name, now, known, self.marketing_consent_default)
-        customers, members = table(Customer), table(SegmentMembership)
-        moves: list[Move] = []
-        for definition in definitions:
-            name = definition.name
-            holds = sql.of(definition.condition, customers)
-            scope = [] if customer_ids is None else [customers.c.id.in_(customer_ids)]
-            is_member = exists().where(members.c.segment == name, members.c.customer_id == customers.c.id)
-            entering = select(customers.c.id, literal(name, String()), literal(now, UTCDateTime())).where(
-                holds, ~is_member, *scope
-            )
-            insert = (
-                dialect_insert(conn, members)
-                .from_select(["customer_id", "segment", "entered_at"], entering)
-                .on_conflict_do_nothing()
-                .returning(members.c.customer_id)
-            )
-            entered = sorted(conn.scalars(insert))
-            still = exists().where(customers.c.id == members.c.customer_id, holds)
-            leave = delete(members).where(members.c.segment == name, ~still)
-            if customer_ids is not None:
-                leave = leave.where(members.c.customer_id.in_(customer_ids))
-            exited = sorted(conn.scalars(leave.returning(members.c.customer_id)))
-            moves += [Move(name, c, True) for c in entered] + [Move(name, c, False) for c in exited]
+        if customer_ids is not None:
+            moves = _keep_for(conn, sql, definitions, customer_ids, now)
+        else:
+            moves = _keep_all(conn, sql, definitions, now)
         _record(conn, moves, now)
         if derive:
             store_segment_events(conn, moves, now, relayed)
         return moves
+
+
+def _keep_for(
+    conn: Connection,
+    sql: _Sql,
+    definitions: Sequence[SegmentDefinition],
+    customer_ids: Sequence[str],
+    now: datetime,
+) -> list[Move]:
+    """A few customers (an ingest batch, a profile change): every segment evaluated in one pass over them (one
+    column each), compared with their memberships; only what differs is written."""
+    customers, members = table(Customer), table(SegmentMembership)
+    columns = [case((sql.of(d.condition, customers), 1), else_=0) for d in definitions]
+    names = [d.name for d in definitions]
+    should: set[tuple[str, str]] = set()
+    for row in conn.execute(select(customers.c.id, *columns).where(customers.c.id.in_(customer_ids))):
+        should.update((name, row[0]) for name, flag in zip(names, row[1:], strict=True) if flag)
+    query = select(members.c.segment, members.c.customer_id).where(
+        members.c.customer_id.in_(customer_ids), members.c.segment.in_(names)
+    )
+    current = {(row.segment, row.customer_id) for row in conn.execute(query)}
+    moves: list[Move] = []
+    for name in names:
+        entering = sorted(c for s, c in should - current if s == name)
+        leaving = sorted(c for s, c in current - should if s == name)
+        if entering:
+            rows = [{"segment": name, "customer_id": c, "entered_at": now} for c in entering]
+            entered = insert_ignore(conn, SegmentMembership, rows, returning=members.c.customer_id)
+            moves += [Move(name, c, True) for c in entering if c in entered]
+        if leaving:
+            gone = delete(members).where(members.c.segment == name, members.c.customer_id.in_(leaving))
+            exited = set(conn.scalars(gone.returning(members.c.customer_id)))
+            moves += [Move(name, c, False) for c in leaving if c in exited]
+    return moves
+
+
+def _keep_all(
+    conn: Connection, sql: _Sql, definitions: Sequence[SegmentDefinition], now: datetime
+) -> list[Move]:
+    """Every profile (the sweep, a segment made or changed): two set statements per segment, in the database,
+    so memory stays flat however many profiles there are."""
+    customers, members = table(Customer), table(SegmentMembership)
+    moves: list[Move] = []
+    for definition in definitions:
+        name = definition.name
+        holds = sql.of(definition.condition, customers)
+        is_member = exists().where(members.c.segment == name, members.c.customer_id == customers.c.id)
+        entering = select(customers.c.id, literal(name, String()), literal(now, UTCDateTime())).where(
+            holds, ~is_member
+        )
+        insert = (
+            dialect_insert(conn, members)
+            .from_select(["customer_id", "segment", "entered_at"], entering)
+            .on_conflict_do_nothing()
+            .returning(members.c.customer_id)
+        )
+        entered = sorted(conn.scalars(insert))
+        still = exists().where(customers.c.id == members.c.customer_id, holds)
+        leave = delete(members).where(members.c.segment == name, ~still)
+        exited = sorted(conn.scalars(leave.returning(members.c.customer_id)))
+        moves += [Move(name, c, True) for c in entered] + [Move(name, c, False) for c in exited]
+    return moves
 
 
 def _stored(row: Any) -> SegmentDefinition:
@@ -533,6 +576,11 @@ class _Sql:
         if node.within is not None:
             where.append(events.c.occurred_at >= self.now - node.within)
         where += [self._compare(events.c.properties, part) for part in node.where]
+        # "Did it" and "never did it" need no count: the first matching row answers.
+        if node.sum is None and node.count in ((("gte", 1),), (("gt", 0),)):
+            return exists().select_from(events).where(*where)
+        if node.sum is None and node.count in ((("eq", 0),), (("lt", 1),), (("lte", 0),)):
+            return not_(exists().select_from(events).where(*where))
         if node.sum is None:
             measure: ColumnElement[Any] = func.count()
         else:

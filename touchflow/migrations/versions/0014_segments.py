@@ -1,4 +1,4 @@
-"""segments: API-defined segments, memberships and their movements
+"""segments: API-defined segments, memberships and their movements; events by customer, name and time
 
 Revision ID: 0014
 Revises: 0013
@@ -18,6 +18,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_index(
+        'ix_events_customer_name_occurred', 'events', ['customer_id', 'name', 'occurred_at'], unique=False
+    )
     op.create_table(
         'segments',
         sa.Column('name', sa.String(length=64), nullable=False),
@@ -59,3 +62,4 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_segment_memberships_customer_id'), table_name='segment_memberships')
     op.drop_table('segment_memberships')
     op.drop_table('segments')
+    op.drop_index('ix_events_customer_name_occurred', table_name='events')
