@@ -946,6 +946,12 @@ class SegmentMemberPublic(BaseModel):
     entered_at: datetime
 
 
+class SegmentMovementPublic(BaseModel):
+    customer_id: str
+    entered: bool  # false: exited
+    at: datetime
+
+
 class SegmentMembersPage(BaseModel):
     members: list[SegmentMemberPublic]
     next_cursor: str | None

@@ -14,6 +14,7 @@ from touchflow.models import (
     SegmentIn,
     SegmentMemberPublic,
     SegmentMembersPage,
+    SegmentMovementPublic,
     SegmentPublic,
     SegmentUpdate,
 )
@@ -72,6 +73,17 @@ async def segment_members(
         members=[SegmentMemberPublic(customer_id=m.customer_id, entered_at=m.entered_at) for m in members],
         next_cursor=members[-1].customer_id if len(members) == limit else None,
     )
+
+
+@router.get("/{name}/movements", response_model=list[SegmentMovementPublic], dependencies=[Read])
+async def segment_movements(
+    name: str, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[SegmentMovementPublic]:
+    """The latest entries and exits, newest first: how the segment moves over time."""
+    if await asyncio.to_thread(store.segments.get, name) is None:
+        raise NotFound(f"no segment named {name!r}")
+    moves = await asyncio.to_thread(store.segments.movements, name, limit)
+    return [SegmentMovementPublic(customer_id=m.customer_id, entered=m.entered, at=m.at) for m in moves]
 
 
 @router.put("/{name}", response_model=SegmentPublic, dependencies=[Admin])

@@ -42,6 +42,10 @@ def test_a_segment_is_created_read_paged_changed_and_deleted(api: TestClient) ->
 
     changed = api.put("/v1/segments/hanoi", json={"condition": {"not": HANOI}})
     assert changed.status_code == 200 and changed.json()["size"] == 1
+    moves = api.get("/v1/segments/hanoi/movements", params={"limit": 5}).json()
+    # The change: c3 entered, the four in Hà Nội left (newest first).
+    assert [m["customer_id"] for m in moves if m["entered"]] == ["c3"]
+    assert {m["customer_id"] for m in moves if not m["entered"]} == {"c0", "c1", "c2", "c4"}
     assert api.delete("/v1/segments/hanoi").status_code == 204
     assert api.get("/v1/segments/hanoi").status_code == 404
     assert api.get("/v1/segments/hanoi/members").status_code == 404
