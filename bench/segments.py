@@ -29,7 +29,7 @@ import httpx
 from sqlalchemy import text
 
 from bench.common import machine
-from bench.ingest import BENCH_KEY, blast, make_batches
+from bench.ingest import BENCH_KEY, api_env, blast, make_batches
 from touchflow.temporal import free_port, wait_for_port
 
 TEN: list[dict[str, Any]] = [
@@ -52,14 +52,7 @@ async def ingest(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, float] = {}
     for name, segments in (("none", 0), ("ten", 10), ("none_again", 0), ("ten_again", 10)):
         port = free_port()
-        env = dict(os.environ) | {
-            "TOUCHFLOW_HOME": str(work / name),
-            "TOUCHFLOW_API_KEYS": BENCH_KEY,
-            "TOUCHFLOW_SECRET_KEY": secrets.token_urlsafe(32),
-            "TOUCHFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-            "TOUCHFLOW_API_PORT": str(port),
-            "TOUCHFLOW_RATE_LIMIT_PER_MINUTE": str(100 * args.events),
-        }
+        env = dict(os.environ) | api_env(work / name, port, args.events)
         process = subprocess.Popen(
             [sys.executable, "-m", "touchflow.cli", "api"], env=env, stdout=subprocess.DEVNULL
         )
