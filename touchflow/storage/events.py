@@ -207,9 +207,8 @@ class _OnIngest:
     def move_segments(self, events: Sequence[EventIn]) -> list[Move]:
         if self.segments is None or not events:
             return []
-        customers = {event.customer_id for event in events}
-        names = {event.name for event in events}
-        return self.segments.on_ingest(self.conn, customers, names, self.created, self.now, self.relayed)
+        pairs = {(event.customer_id, event.name) for event in events}
+        return self.segments.on_ingest(self.conn, pairs, self.created, self.now, self.relayed)
 
     def merge_consents(self, customer_id: str, changes: dict[str, bool]) -> None:
         merge_consents(self.conn, customer_id, changes)

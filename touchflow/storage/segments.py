@@ -277,23 +277,32 @@ class Segments(Repository):
     def on_ingest(
         self,
         conn: Connection,
-        customer_ids: Collection[str],
-        event_names: Collection[str],
+        events: Collection[tuple[str, str]],
         created: Collection[str],
         now: datetime,
         relayed: Collection[str],
     ) -> list[Move]:
-        """Inside the ingest's transaction: the segments these events may move, for their customers (every
-        segment for customers the ingest created)."""
+        """Inside the ingest's transaction: each segment these events may move, for the customers whose
+        events may move it (`events` are (customer id, event name) pairs); every segment for the customers
+        the ingest created. Segments that see the same customers are evaluated in one pass."""
         known = self._definitions(conn)
-        names = set(event_names)
-        deps = {name: _depends(d, known) for name, d in known.items()}
-        moved = [d for name, d in known.items() if deps[name].any_event or names & deps[name].events]
-        moves = self._keep(conn, moved, sorted(customer_ids), now, relayed, derive=False, known=known)
-        fresh = sorted(set(created))
-        if fresh:
-            rest = [d for d in known.values() if d not in moved]
-            moves += self._keep(conn, rest, fresh, now, relayed, derive=False, known=known)
+        by_name: dict[str, set[str]] = {}
+        for customer_id, name in events:
+            by_name.setdefault(name, set()).add(customer_id)
+        everyone = {customer_id for customer_id, _ in events} | set(created)
+        fresh = set(created)
+        groups: dict[frozenset[str], list[SegmentDefinition]] = {}
+        for definition in known.values():
+            deps = _depends(definition, known)
+            if deps.any_event:
+                chosen = everyone
+            else:
+                chosen = fresh.union(*(by_name.get(event, set()) for event in deps.events))
+            if chosen:
+                groups.setdefault(frozenset(chosen), []).append(definition)
+        moves: list[Move] = []
+        for customers, definitions in groups.items():
+            moves += self._keep(conn, definitions, sorted(customers), now, relayed, derive=False, known=known)
         return moves
 
     def _keep(
