@@ -2,11 +2,13 @@
 
     .venv/bin/python -m bench.segments ingest [--events 100000] [--batch 1000] [--concurrency 4]
     .venv/bin/python -m bench.segments size [--profiles 100000] [--postgres URL]
+    .venv/bin/python -m bench.segments store [--batches 20]
 
 `ingest`: events accepted per second by POST /v1/events/batch (SQLite, as bench.ingest) with ten segments
 defined over the API whose conditions the events move, against the same run with none (the built-in lifecycle
 stages are kept in both). `size`: GET /v1/segments/{name} over that many profiles on PostgreSQL, and how long
-creating the segment (filling it in one query) took.
+creating the segment (filling it in one query) took. `store`: milliseconds per `store.events.ingest` of 1,000
+events of known customers, in process (no HTTP), with none and with the ten segments, twice each.
 """
 
 from __future__ import annotations
@@ -162,6 +164,39 @@ def size(args: argparse.Namespace) -> dict[str, Any]:
         admin.dispose()
 
 
+def store(args: argparse.Namespace) -> dict[str, Any]:
+    from touchflow.db import make_engine, migrate
+    from touchflow.models import EventIn
+    from touchflow.storage import Store
+
+    def batch(tag: str, b: int) -> list[EventIn]:
+        return [
+            EventIn(
+                id=f"{tag}-{b}-{i}",
+                customer_id=f"cust-{(b * 1000 + i) % 5000}",
+                name="page_viewed" if i % 10 else "cart_updated",
+                properties={"url": f"https://shop.example/p/{i % 300}"},
+            )
+            for i in range(1000)
+        ]
+
+    results: dict[str, int] = {}
+    for run, segments in (("none", 0), ("ten", 10), ("none_again", 0), ("ten_again", 10)):
+        engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/bench.db")
+        migrate(engine)
+        kept = Store(engine)
+        for i, condition in enumerate(TEN[:segments]):
+            kept.segments.create(f"s{i}", "", condition)
+        for b in range(10):  # every customer known, with some history
+            kept.events.ingest(batch("warm", b), ())
+        started = time.perf_counter()
+        for b in range(args.batches):
+            kept.events.ingest(batch(run, b), ())
+        results[run] = round((time.perf_counter() - started) / args.batches * 1000)
+        engine.dispose()
+    return {"machine": machine(), "ms_per_batch_of_1000": results}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command", required=True)
@@ -173,8 +208,13 @@ def main() -> None:
     sized.add_argument("--profiles", type=int, default=100_000)
     sized.add_argument("--repeat", type=int, default=20)
     sized.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    kept = commands.add_parser("store")
+    kept.add_argument("--batches", type=int, default=20)
     args = parser.parse_args()
-    result = asyncio.run(ingest(args)) if args.command == "ingest" else size(args)
+    if args.command == "ingest":
+        result = asyncio.run(ingest(args))
+    else:
+        result = size(args) if args.command == "size" else store(args)
     print(json.dumps(result, indent=2, ensure_ascii=False))
 
 
