@@ -114,3 +114,16 @@ class IssueCouponResult:
     value: float
     unit: str
     expires_at: datetime
+
+
+@dataclass
+class RefreshSegmentsInput:
+    """Which segments to re-evaluate over every profile; None: all of them."""
+
+    names: list[str] | None = None
+
+
+@dataclass
+class RefreshSegmentsResult:
+    entered: int = 0
+    exited: int = 0

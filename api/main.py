@@ -23,6 +23,7 @@ from touchflow.api.routes import (
     journeys,
     push,
     segment,
+    segments,
     tracking,
     unsubscribe,
     webhooks,
@@ -51,6 +52,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
         raise ValueError("TOUCHFLOW_API_KEYS is empty: set at least one API key (comma-separated)")
     engine = make_engine(settings.resolved_database_url)
     store = Store(engine)
+    store.segments.configure(settings, registry)
     relay = Relay(
         store,
         partial(connect, settings),
@@ -102,6 +104,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     app.include_router(customers.router)
     app.include_router(events.router)
     app.include_router(segment.router)
+    app.include_router(segments.router)
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(journeys.router)

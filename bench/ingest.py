@@ -103,6 +103,21 @@ async def blast(url: str, batches: list[bytes], concurrency: int, headers: dict[
         return time.perf_counter() - started
 
 
+def api_env(home: Path, port: int, events: int) -> dict[str, str]:
+    """The environment of a benchmarked `touchflow api`."""
+    return {
+        "TOUCHFLOW_HOME": str(home),
+        "TOUCHFLOW_API_KEYS": BENCH_KEY,
+        "TOUCHFLOW_SECRET_KEY": secrets.token_urlsafe(32),
+        # No Temporal here: the relay keeps routed events in the outbox, as when Temporal is away.
+        "TOUCHFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "TOUCHFLOW_API_PORT": str(port),
+        # The limit is on (each event counts) but set above what the run sends, so it never binds.
+        "TOUCHFLOW_RATE_LIMIT_PER_MINUTE": str(100 * events),
+        "TOUCHFLOW_TRACK_MAX_BATCH_BYTES": str(4 * 1024 * 1024),
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
@@ -121,17 +136,7 @@ async def main() -> None:
             command = ["-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level", "warning"]
             headers = {"Content-Type": "application/json"}
         else:
-            env |= {
-                "TOUCHFLOW_HOME": str(work / name),
-                "TOUCHFLOW_API_KEYS": BENCH_KEY,
-                "TOUCHFLOW_SECRET_KEY": secrets.token_urlsafe(32),
-                # No Temporal here: the relay keeps routed events in the outbox, as when Temporal is away.
-                "TOUCHFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-                "TOUCHFLOW_API_PORT": str(port),
-                # The limit is on (each event counts) but set above what the run sends, so it never binds.
-                "TOUCHFLOW_RATE_LIMIT_PER_MINUTE": str(100 * args.events),
-                "TOUCHFLOW_TRACK_MAX_BATCH_BYTES": str(4 * 1024 * 1024),
-            }
+            env |= api_env(work / name, port, args.events)
             command = ["-m", "touchflow.cli", "api"]
             headers = {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"}
             if name == "segment":

@@ -4,8 +4,9 @@
 
 Checked: the channels of every step; the templates of every step, channel and language in use
 (present, compiling, rendering with a sample context, giving the parts the channel needs); the journey's
-settings; events that both start and end a journey. `worker` and `dev` run it at start and refuse to
-start on an error.
+settings; events that both start and end a journey; the segments of the journey modules (every segment
+they name exists, none refers to itself) and the segments journeys start or end on. `worker` and `dev`
+run it at start and refuse to start on an error.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import touchflow.templates as builtin_templates
 from touchflow.channels import REGISTRY as CHANNELS
 from touchflow.channels import Channel
 from touchflow.channels.zalo_zns import ZaloZns, template_id_for
-from touchflow.errors import ConfigurationError
+from touchflow.errors import ConfigurationError, InvalidInput
 from touchflow.rendering import Renderer, TemplateBroken, language_chain
+from touchflow.segments import ENTERED_PREFIX, EXITED_PREFIX, LifecycleRules, check_definitions
 from touchflow.settings import Settings
 from touchflow.worker import template_dirs
 from touchflow.workflows.base import JourneySpec, Step
@@ -85,7 +87,26 @@ def check(registry: Registry, settings: Settings) -> list[Problem]:
         for step in spec.steps:
             problems += _check_channels(spec, step)
         problems += templates.check(spec)
+    problems += _check_segments(registry, settings)
     return problems
+
+
+def _check_segments(registry: Registry, settings: Settings) -> Iterator[Problem]:
+    declared = {d.name: d for d in LifecycleRules.from_settings(settings).definitions}
+    declared.update(registry.segments)
+    try:
+        check_definitions(declared)
+    except InvalidInput as exc:
+        fix = "a declared segment may name declared ones and lifecycle stages, not ones made over the API"
+        yield Problem("error", None, None, str(exc), fix)
+    for spec in registry.values():
+        for event in (*spec.starts_on, *spec.ends_on):
+            for prefix in (ENTERED_PREFIX, EXITED_PREFIX):
+                name = event[len(prefix) :] if event.startswith(prefix) else None
+                if name is not None and name not in declared:
+                    message = f"{event} names segment {name!r}, which no journey module declares"
+                    fix = "fine if it is made over the API (POST /v1/segments); otherwise check the name"
+                    yield Problem("warning", spec.name, None, message, fix)
 
 
 def load_and_check(

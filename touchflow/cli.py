@@ -95,7 +95,7 @@ def _run_check(settings: Settings, as_json: bool) -> int:
 
 async def _run_worker(settings: Settings, *, check: bool = True) -> None:
     from touchflow.temporal import connect, ensure_search_attributes
-    from touchflow.worker import build_activities, build_worker
+    from touchflow.worker import build_activities, build_worker, ensure_segment_schedule
 
     if check:
         check_production_secrets(settings, api=False)
@@ -106,6 +106,7 @@ async def _run_worker(settings: Settings, *, check: bool = True) -> None:
     activities = build_activities(settings, registry)
     client = await connect(settings)
     await ensure_search_attributes(client)
+    await ensure_segment_schedule(client, settings)
     worker = build_worker(client, settings, activities, registry)
     async with worker:
         log.info("worker polling task queue %s", settings.task_queue)

@@ -2,7 +2,9 @@
 transaction, so what a rule does commits or rolls back with the events, whatever runs or retries.
 
 - `unsubscribed` withdraws a consent;
-- `order_placed` carrying `coupon_code` redeems that coupon, once, and adds the event `coupon_redeemed`.
+- `order_placed` carrying `coupon_code` redeems that coupon, once, and adds the event `coupon_redeemed`;
+- every event may move its customer into or out of segments (`touchflow.segments`): each move is recorded,
+  and one a journey starts or ends on adds the event `segment_entered:<name>` / `segment_exited:<name>`.
 
 Storage knows none of these names: it hands each rule the new events and an `IngestTransaction`, a few
 primitives on the ingest's connection, and stores (and relays) the events a rule returns.
@@ -15,6 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from touchflow.models import Coupon, CouponRedemption, EventIn
+from touchflow.segments import Move, segment_event_id
 
 UNSUBSCRIBED = "unsubscribed"
 # An `order_placed` whose properties carry `coupon_code` redeems that coupon, once; an accepted redemption
@@ -47,6 +50,16 @@ class IngestTransaction(Protocol):
 
     def record_redemption(self, redemption: CouponRedemption) -> None:
         """Keep one use of a code, accepted or refused (once per event)."""
+        ...
+
+    @property
+    def relayed(self) -> frozenset[str]:
+        """The event names some journey starts on, ends on or listens to."""
+        ...
+
+    def move_segments(self, events: Sequence[EventIn]) -> list[Move]:
+        """Bring the memberships these events may change up to date (for their customers; every segment for
+        the customers this ingest created), recording each entry and exit."""
         ...
 
 
@@ -136,5 +149,25 @@ def _consent_key(properties: dict[str, Any]) -> str:
     return "all" if topic == "all" else (f"{channel}.{topic}" if channel else topic)
 
 
-# In this order: coupons (their rows locked) before customers, as every ingest locks them.
-INGEST_RULES: tuple[IngestRule, ...] = (redeem_coupons, withdraw_consents)
+def follow_segments(tx: IngestTransaction, events: Sequence[EventIn]) -> list[EventIn]:
+    """Keep segment memberships as the events arrive; the moves a journey listens to become events."""
+    derived = []
+    for move in tx.move_segments(events):
+        if move.event_name in tx.relayed:
+            # Made by the engine from what is stored: nothing a client sent, so nothing to validate.
+            derived.append(
+                EventIn.model_construct(
+                    id=segment_event_id(move, tx.now),
+                    customer_id=move.customer_id,
+                    name=move.event_name,
+                    properties={"segment": move.segment},
+                    timestamp=tx.now,
+                    context=None,
+                )
+            )
+    return derived
+
+
+# In this order: coupons (their rows locked) before customers, as every ingest locks them; segments last, so
+# they see the consents withdrawn by this very ingest.
+INGEST_RULES: tuple[IngestRule, ...] = (redeem_coupons, withdraw_consents, follow_segments)

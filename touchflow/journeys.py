@@ -16,6 +16,13 @@ in the same modules (registered with the journeys), called from a plan with `awa
 `workflow.now()` and `workflow.patched(...)` when you change a journey that has runs in flight.
 Event properties are untrusted input: read them with `as_int`, `as_number`, `as_datetime`, `as_text`, which
 never raise (a plan that raises on a property stalls the run until the code changes).
+Segments sit beside the journeys (docs/segments.md) and are journey triggers:
+
+    vip = segment("vip", where=Event("order_placed", within="365d").sum("total", gte=10_000_000))
+
+    @journey(starts_on=SegmentEntered("vip"), ends_on=(SegmentExited("vip"),))
+    class VipWelcome(Journey): ...
+
 Everything here is stable API; what is not re-exported here is touchflow's own business.
 """
 
@@ -24,6 +31,17 @@ from __future__ import annotations
 from temporalio import activity, workflow
 
 from touchflow.activities.types import IssueCouponResult, SendStatus, SendStepResult
+from touchflow.segments import (
+    Attribute,
+    Event,
+    Property,
+    SegmentEntered,
+    SegmentExited,
+    in_segment,
+    lifecycle,
+    reachable,
+    segment,
+)
 from touchflow.workflows.base import (
     Journey,
     JourneyEvent,
@@ -42,12 +60,17 @@ from touchflow.workflows.base import (
 )
 
 __all__ = [
+    "Attribute",
+    "Event",
     "IssueCouponResult",
     "Journey",
     "JourneyEvent",
     "JourneyState",
     "Param",
+    "Property",
     "Reentry",
+    "SegmentEntered",
+    "SegmentExited",
     "SendStatus",
     "SendStepResult",
     "Stage",
@@ -58,7 +81,11 @@ __all__ = [
     "as_int",
     "as_number",
     "as_text",
+    "in_segment",
     "journey",
+    "lifecycle",
+    "reachable",
+    "segment",
     "sticky_variant",
     "workflow",
 ]

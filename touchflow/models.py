@@ -332,7 +332,11 @@ class CustomerPublic(SQLModel):
 
 class Event(SQLModel, table=True):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_customer_occurred", "customer_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_events_customer_occurred", "customer_id", "occurred_at"),
+        # Segment conditions count a customer's events of one name (within a window).
+        Index("ix_events_customer_name_occurred", "customer_id", "name", "occurred_at"),
+    )
 
     id: str = Field(primary_key=True, max_length=128)
     customer_id: str = Field(max_length=128)
@@ -632,6 +636,8 @@ class CustomerDetail(SQLModel):
     customer: CustomerPublic
     events: list[EventPublic]
     deliveries: list[DeliveryPublic]
+    segments: list[str] = Field(default_factory=list)  # every segment they are in now, lifecycle stage too
+    lifecycle_stage: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -876,3 +882,84 @@ class PushSubscriptionPublic(SQLModel):
             last_success_at=row.last_success_at,
             failures=row.failures,
         )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Segments (touchflow.segments): API-defined definitions, kept memberships, and every entry and exit
+# ---------------------------------------------------------------------------------------------------------
+
+
+class SegmentRow(SQLModel, table=True):
+    """A segment defined over the API (those declared in Python or built in live in code, not here)."""
+
+    __tablename__ = "segments"
+
+    name: str = Field(primary_key=True, max_length=64)
+    description: str = Field(default="", max_length=500)
+    condition: dict[str, Any] = json_column()
+    created_at: datetime = time_column()
+    updated_at: datetime = time_column()
+
+
+class SegmentMembership(SQLModel, table=True):
+    """A customer in a segment now, since `entered_at`; kept up to date as events and profiles change."""
+
+    __tablename__ = "segment_memberships"
+
+    segment: str = Field(primary_key=True, max_length=100)
+    customer_id: str = Field(primary_key=True, max_length=128, index=True)
+    entered_at: datetime = time_column()
+
+
+class SegmentMovement(SQLModel, table=True):
+    """One entry into or exit from a segment, at `at`: a segment's movement over time."""
+
+    __tablename__ = "segment_movements"
+    __table_args__ = (Index("ix_segment_movements_segment_at", "segment", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    segment: str = Field(max_length=100)
+    customer_id: str = Field(max_length=128, index=True)
+    entered: bool
+    at: datetime = time_column()
+
+
+class SegmentIn(BaseModel):
+    """A segment over the API: `condition` is the JSON condition tree of docs/segments.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[Text, StringConstraints(max_length=64)]
+    description: Annotated[Text, StringConstraints(max_length=500)] = ""
+    condition: JsonObject
+
+
+class SegmentUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: Annotated[Text, StringConstraints(max_length=500)] = ""
+    condition: JsonObject
+
+
+class SegmentPublic(BaseModel):
+    name: str
+    description: str
+    condition: dict[str, Any]
+    source: str  # api, python (a journey module), builtin (lifecycle stages)
+    size: int | None = None
+
+
+class SegmentMemberPublic(BaseModel):
+    customer_id: str
+    entered_at: datetime
+
+
+class SegmentMovementPublic(BaseModel):
+    customer_id: str
+    entered: bool  # false: exited
+    at: datetime
+
+
+class SegmentMembersPage(BaseModel):
+    members: list[SegmentMemberPublic]
+    next_cursor: str | None

@@ -138,6 +138,20 @@ class Settings(BaseSettings):
         description="An anonymous visitor's profile that never identifies is removed this long after its "
         "last event.",
     )
+    lifecycle_order_event: str = Field(
+        "order_placed", description="The event that makes a profile a customer (lifecycle stages)."
+    )
+    lifecycle_engaged_within: Duration = Field(
+        timedelta(days=30), description="A profile with no order is engaged if it did anything this recently."
+    )
+    lifecycle_lapsed_after: Duration = Field(
+        timedelta(days=90), description="A customer whose last order is older than this is lapsed."
+    )
+    segment_refresh_interval: Duration = Field(
+        timedelta(hours=1),
+        description="How often the worker's schedule re-evaluates every segment over all profiles "
+        "(conditions that change with time alone).",
+    )
     dev_mail_dir: Path | None = None
 
     # Relay (store-then-relay outbox)

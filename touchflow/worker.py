@@ -8,13 +8,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+)
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from touchflow.activities.coupons import CouponActivities
 from touchflow.activities.inbox import StoreInbox
 from touchflow.activities.journey import JourneyActivities
+from touchflow.activities.segments import SegmentActivities
+from touchflow.activities.types import RefreshSegmentsInput
 from touchflow.activities.zalo_tokens import StoreSendingHold, StoreTokenProvider
 from touchflow.channels import build_channels
 from touchflow.db import make_engine
@@ -22,6 +34,7 @@ from touchflow.rendering import Renderer
 from touchflow.settings import Settings
 from touchflow.storage import Store
 from touchflow.workflows.registry import Registry
+from touchflow.workflows.segment_refresh import SCHEDULE_ID, RefreshSegments
 
 # The sandbox re-imports workflow modules for every run. The journey base, its public face and the
 # activities' data types are deterministic library code (no clocks, randomness or I/O), so they are imported
@@ -40,6 +53,7 @@ def template_dirs(settings: Settings, registry: Registry) -> list[Path]:
 
 def build_activities(settings: Settings, registry: Registry, store: Store | None = None) -> JourneyActivities:
     store = store or Store(make_engine(settings.resolved_database_url))
+    store.segments.configure(settings, registry)
     return JourneyActivities(
         store=store,
         channels=build_channels(
@@ -63,14 +77,33 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[spec.workflow for spec in registry.values()],
+        workflows=[*(spec.workflow for spec in registry.values()), RefreshSegments],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[
             activities.enter_journey,
             activities.leave_journey,
             activities.deliver_step,
             CouponActivities(activities.store).issue_coupon,
+            SegmentActivities(activities.store).refresh_segments,
             *registry.activities,
         ],
         max_concurrent_activities=100,
     )
+
+
+async def ensure_segment_schedule(client: Client, settings: Settings) -> None:
+    """The Temporal Schedule that sweeps segments every TOUCHFLOW_SEGMENT_REFRESH_INTERVAL: created once,
+    its interval updated on every worker start (so a changed setting takes), never two of it."""
+    action = ScheduleActionStartWorkflow(
+        RefreshSegments.run, RefreshSegmentsInput(), id=SCHEDULE_ID, task_queue=settings.task_queue
+    )
+    schedule = Schedule(
+        action=action,
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.segment_refresh_interval)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(SCHEDULE_ID)
+        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))

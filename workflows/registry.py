@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from touchflow.errors import ConfigurationError
+from touchflow.segments import SegmentDefinition
 from touchflow.settings import Duration, Settings
 from touchflow.workflows.abandoned_cart import AbandonedCart
 from touchflow.workflows.base import Journey, JourneySpec, Param
@@ -75,6 +76,8 @@ class Registry(Mapping[str, JourneySpec]):
     # Template folders of the user's modules (`<module folder>/templates`), searched before the built-ins.
     template_dirs: tuple[Path, ...] = ()
     modules: tuple[str, ...] = ()
+    # Segments declared in the user's journey modules (`segment(...)`), by name.
+    segments: dict[str, SegmentDefinition] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> JourneySpec:
         return self.journeys[name]
@@ -142,14 +145,23 @@ def load_registry(
     """
     journeys: list[type[Journey]] = [*_builtins(settings.builtin_journeys)]
     activities: list[Callable[..., Any]] = []
+    segments: dict[str, SegmentDefinition] = {}
     for module_name in settings.journeys:
         module = import_journey_module(module_name)
         found = [obj for obj in vars(module).values() if _is_journey(obj)]
         defined_here = [cls for cls in found if cls.__module__ == module.__name__]
-        if not defined_here:
+        declared = [obj for obj in vars(module).values() if isinstance(obj, SegmentDefinition)]
+        if not defined_here and not declared:
             raise RegistryError(
-                f"TOUCHFLOW_JOURNEYS: module {module_name!r} ({module.__file__}) defines no @journey class"
+                f"TOUCHFLOW_JOURNEYS: module {module_name!r} ({module.__file__}) defines no @journey class "
+                "and no segment"
             )
+        for definition in declared:
+            if segments.setdefault(definition.name, definition) is not definition:
+                raise RegistryError(
+                    f"TOUCHFLOW_JOURNEYS: two segments are named {definition.name!r} "
+                    f"(one in {module_name!r}); give one of them another name"
+                )
         journeys += found
         activities += [
             obj
@@ -162,6 +174,7 @@ def load_registry(
         environ if environ is not None else os.environ,
         activities=activities,
         modules=tuple(settings.journeys),
+        segments=segments.values(),
     )
 
 
@@ -171,6 +184,7 @@ def build_registry(
     *,
     activities: Sequence[Callable[..., Any]] = (),
     modules: Sequence[str] = (),
+    segments: Iterable[SegmentDefinition] = (),
 ) -> Registry:
     """A registry of these classes, their settings resolved from `environ` (`TOUCHFLOW_<NAME>`).
 
@@ -193,6 +207,7 @@ def build_registry(
         activities=tuple(activities),
         template_dirs=tuple(_template_dirs(specs.values())),
         modules=tuple(modules),
+        segments={definition.name: definition for definition in segments},
     )
 
 

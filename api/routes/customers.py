@@ -18,6 +18,7 @@ from touchflow.models import (
     EventPublic,
     is_anonymous,
 )
+from touchflow.segments import LIFECYCLE_PREFIX
 from touchflow.temporal import TemporalUnavailable
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -93,12 +94,17 @@ async def get_customer(customer_id: str, store: StoreDep) -> CustomerDetail:
     customer = await asyncio.to_thread(store.customers.get, customer_id)
     if customer is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer with id {customer_id!r}")
-    events, deliveries = await asyncio.gather(
+    events, deliveries, memberships = await asyncio.gather(
         asyncio.to_thread(store.events.of_customer, customer_id),
         asyncio.to_thread(store.deliveries.of_customer, customer_id),
+        asyncio.to_thread(store.segments.of_customer, customer.id),
     )
+    segments = [m.segment for m in memberships]
+    stages = [name.removeprefix(LIFECYCLE_PREFIX) for name in segments if name.startswith(LIFECYCLE_PREFIX)]
     return CustomerDetail(
         customer=CustomerPublic.model_validate(customer),
         events=[EventPublic.model_validate(e) for e in events],
         deliveries=[DeliveryPublic.model_validate(d) for d in deliveries],
+        segments=segments,
+        lifecycle_stage=stages[0] if stages else None,
     )

@@ -9,6 +9,7 @@
     ├── .deliveries          deliveries.py  claim, send lease (fenced by token), suppressions, engagement
     ├── .inbox               inbox.py       the onsite inbox: pages, marks, the live streams' polls
     ├── .coupons             coupons.py     issue once per business key
+    ├── .segments            segments.py    definitions, memberships kept up to date, entries and exits
     ├── .push                push.py        web push subscriptions
     ├── .tokens              tokens.py      the Zalo OA's token pair and its sending hold
     ├── .rates               rates.py       API rate windows
@@ -35,6 +36,7 @@ from touchflow.storage.inbox import InboxMessages, InboxSlice
 from touchflow.storage.journeys import JourneyEntries
 from touchflow.storage.push import PushSubscriptions
 from touchflow.storage.rates import RateCount, RateWindows
+from touchflow.storage.segments import Segments
 from touchflow.storage.tokens import ZaloTokens
 
 __all__ = ["ClaimedEvent", "InboxSlice", "RateCount", "Store"]
@@ -45,9 +47,10 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.customers = Customers(engine)
+        self.segments = Segments(engine)
+        self.customers = Customers(engine, self.segments)
         self.identities = Identities(engine)
-        self.events = Events(engine, INGEST_RULES)
+        self.events = Events(engine, INGEST_RULES, self.segments)
         self.outbox = Outbox(engine)
         self.journeys = JourneyEntries(engine)
         self.deliveries = Deliveries(engine)

@@ -6,13 +6,14 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, func, literal, select, update
+from sqlalchemy import JSON, ColumnElement, Engine, func, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from touchflow.db import read_modify_write
 from touchflow.models import Customer, CustomerIn, Identity, is_anonymous, utcnow
 from touchflow.storage.base import Repository, insert_ignore, locked, table
+from touchflow.storage.segments import Segments
 
 
 def bare_customer(customer_id: str, now: datetime) -> dict[str, Any]:
@@ -69,6 +70,11 @@ def _with_consents(conn: Connection, changes: dict[str, bool]) -> ColumnElement[
 
 
 class Customers(Repository):
+    def __init__(self, engine: Engine, segments: Segments | None = None) -> None:
+        super().__init__(engine)
+        # Segments that read the profile move with it, in the same transaction.
+        self.segments = segments
+
     def upsert(self, data: CustomerIn) -> tuple[Customer, bool]:
         """Create or update a profile; fields not sent keep their value, attributes merge key by key.
 
@@ -97,6 +103,8 @@ class Customers(Repository):
             row = conn.execute(
                 update(customers).where(customers.c.id == customer_id).values(values).returning(*customers.c)
             ).one()
+            if self.segments is not None:
+                self.segments.on_profile(conn, [customer_id], now, created=created)
         return Customer.model_validate(row._mapping), created
 
     def set_consents(self, customer_id: str, changes: dict[str, bool]) -> Customer | None:
@@ -105,7 +113,10 @@ class Customers(Repository):
         One statement (`merge_consents`), so a concurrent change to other consents is never lost.
         """
         with self.engine.begin() as conn:
-            return merge_consents(conn, customer_id, changes)
+            changed = merge_consents(conn, customer_id, changes)
+            if changed is not None and self.segments is not None:
+                self.segments.on_profile(conn, [customer_id], utcnow())
+            return changed
 
     def get(self, customer_id: str) -> Customer | None:
         """The profile; for an anonymous id merged since, the customer it became (a journey that began

@@ -20,13 +20,23 @@ from touchflow.models import (
     OutboxEntry,
     PushSubscription,
     RelayLease,
+    SegmentMembership,
+    SegmentMovement,
 )
 from touchflow.storage.base import table
 
 # What stands in for a customer id once the customer is erased.
 ERASED = "erased"
 # Tables whose rows belong to one person and go with them on erasure.
-PERSONAL_TABLES: tuple[Any, ...] = (Event, InboxMessage, PushSubscription, CouponRedemption, Coupon)
+PERSONAL_TABLES: tuple[Any, ...] = (
+    Event,
+    InboxMessage,
+    PushSubscription,
+    CouponRedemption,
+    Coupon,
+    SegmentMembership,
+    SegmentMovement,
+)
 
 
 def erase_customer(engine: Engine, customer_id: str) -> dict[str, int]:

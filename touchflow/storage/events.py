@@ -28,10 +28,12 @@ from touchflow.models import (
     is_anonymous,
     utcnow,
 )
+from touchflow.segments import Move
 from touchflow.storage.base import Repository, dialect_insert, insert_ignore, table
 from touchflow.storage.coupons import locked_by_code, mark_redeemed, record_redemption
 from touchflow.storage.customers import bare_customer, merge_consents
 from touchflow.storage.identities import known_ids
+from touchflow.storage.segments import Segments
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,10 @@ class ClaimedEvent:
 
 
 class Events(Repository):
-    def __init__(self, engine: Engine, rules: Sequence[IngestRule]) -> None:
+    def __init__(self, engine: Engine, rules: Sequence[IngestRule], segments: Segments | None = None) -> None:
         super().__init__(engine)
         self.rules = tuple(rules)
+        self.segments = segments
 
     def ingest(self, events: Sequence[EventIn], relayed_names: Iterable[str]) -> list[Ingested]:
         """Store events once each, create bare profiles for unknown customers, apply the ingest rules to the
@@ -102,7 +105,9 @@ class Events(Repository):
             for event in events:
                 if event.id in inserted:
                     first.setdefault(event.id, event)
-            new, on_ingest = list(first.values()), _OnIngest(conn, now)
+            created = frozenset(row["id"] for row in new_customers)
+            new = list(first.values())
+            on_ingest = _OnIngest(conn, now, frozenset(relayed), created, self.segments)
             derived = [_row(made, now) for rule in self.rules for made in rule(on_ingest, new)]
             if derived:
                 inserted |= insert_ignore(conn, Event, derived, returning=ids)
@@ -212,6 +217,15 @@ class _OnIngest:
 
     conn: Connection
     now: datetime
+    relayed: frozenset[str] = frozenset()
+    created: frozenset[str] = frozenset()
+    segments: Segments | None = None
+
+    def move_segments(self, events: Sequence[EventIn]) -> list[Move]:
+        if self.segments is None or not events:
+            return []
+        pairs = {(event.customer_id, event.name) for event in events}
+        return self.segments.on_ingest(self.conn, pairs, self.created, self.now, self.relayed)
 
     def merge_consents(self, customer_id: str, changes: dict[str, bool]) -> None:
         merge_consents(self.conn, customer_id, changes)

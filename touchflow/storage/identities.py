@@ -29,6 +29,8 @@ from touchflow.models import (
     JourneyStatus,
     OutboxEntry,
     PushSubscription,
+    SegmentMembership,
+    SegmentMovement,
     is_anonymous,
     utcnow,
 )
@@ -47,6 +49,8 @@ FOLLOWING: tuple[Any, ...] = (
     Delivery,
     Coupon,
     CouponRedemption,
+    SegmentMembership,
+    SegmentMovement,
 )
 _PROFILE_FIELDS = ("email", "phone", "locale", "timezone")
 
@@ -87,6 +91,12 @@ class Identities(Repository):
                     .where(customers.c.id == customer_id)
                     .values(_filled_in(known, visitor, now))
                 )
+            # A segment both are in keeps the customer's membership (its key is segment and customer).
+            members = table(SegmentMembership)
+            theirs = select(members.c.segment).where(members.c.customer_id == customer_id)
+            conn.execute(
+                members.delete().where(members.c.customer_id == anonymous_id, members.c.segment.in_(theirs))
+            )
             for model in FOLLOWING:
                 rows = table(model)
                 conn.execute(

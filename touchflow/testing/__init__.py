@@ -49,6 +49,7 @@ from touchflow.db import make_engine, migrate
 from touchflow.models import CustomerIn, Delivery, EventIn
 from touchflow.replay import ReplayFailure, replay_histories
 from touchflow.router import Relay
+from touchflow.segments import SegmentDefinition
 from touchflow.settings import Settings
 from touchflow.storage import Store
 from touchflow.temporal import ensure_search_attributes, free_port, installed_binary
@@ -98,8 +99,9 @@ def registry_of(
     builtins: bool = False,
     timings: Mapping[str, str] | None = None,
     params: Mapping[str, str] | None = None,
+    segments: Sequence[SegmentDefinition] = (),
 ) -> Registry:
-    """A registry of these journey classes (and the built-ins, with `builtins=True`).
+    """A registry of these journey classes (and the built-ins, with `builtins=True`), and `segments`.
 
     `timings` and `params` set journey settings as `TOUCHFLOW_<NAME>` would (`{"win_back_delay": "1h"}`); the
     process environment is not read, so a developer's shell cannot change a test.
@@ -109,7 +111,7 @@ def registry_of(
         for name, value in {**(timings or {}), **(params or {})}.items()
     }
     classes = [*(BUILTIN_JOURNEYS.values() if builtins else ()), *journeys]
-    return build_registry(classes, environ, activities=_module_activities(journeys))
+    return build_registry(classes, environ, activities=_module_activities(journeys), segments=segments)
 
 
 def _module_activities(journeys: Sequence[type[Journey]]) -> list[Callable[..., Any]]:
