@@ -868,3 +868,53 @@ class PushSubscriptionPublic(SQLModel):
             last_success_at=row.last_success_at,
             failures=row.failures,
         )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Broadcasts: one message to an audience, sent by one workflow in batches (docs/broadcasts.md)
+# ---------------------------------------------------------------------------------------------------------
+
+
+class BroadcastStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class Broadcast(SQLModel, table=True):
+    """A broadcast as it was asked for, and where it stands; what it sent is its deliveries'."""
+
+    __tablename__ = "broadcasts"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=100)
+    # {"segment": NAME} or {"customer_ids": [...]}: resolved once, into broadcast_recipients, when sending starts.
+    audience: dict[str, Any] = json_column()
+    via: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    # Inline content per channel (parts, or parts per language); None when a template is named instead.
+    content: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    template: str | None = Field(default=None, max_length=100)
+    send_at: datetime | None = time_column(nullable=True)
+    local_time: str | None = Field(default=None, max_length=5)
+    rate: float | None = None
+    status: BroadcastStatus = Field(
+        default=BroadcastStatus.SCHEDULED, sa_column=Column(String(16), nullable=False)
+    )
+    # Recipients in the snapshot; None until it is taken.
+    total: int | None = None
+    created_at: datetime = time_column()
+    updated_at: datetime = time_column()
+
+
+class BroadcastRecipient(SQLModel, table=True):
+    """A broadcast's audience as snapshotted: who, when (their local time), and in which batch."""
+
+    __tablename__ = "broadcast_recipients"
+    __table_args__ = (Index("ix_broadcast_recipients_batch", "broadcast_id", "due_at", "batch"),)
+
+    broadcast_id: str = Field(primary_key=True, max_length=64)
+    customer_id: str = Field(primary_key=True, max_length=128)
+    due_at: datetime = time_column()
+    batch: int = 0

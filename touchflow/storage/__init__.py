@@ -9,6 +9,7 @@
     ├── .deliveries          deliveries.py  claim, send lease (fenced by token), suppressions, engagement
     ├── .inbox               inbox.py       the onsite inbox: pages, marks, the live streams' polls
     ├── .coupons             coupons.py     issue once per business key
+    ├── .broadcasts          broadcasts.py  broadcasts, their audience snapshot and batches, their counts
     ├── .push                push.py        web push subscriptions
     ├── .tokens              tokens.py      the Zalo OA's token pair and its sending hold
     ├── .rates               rates.py       API rate windows
@@ -25,6 +26,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from touchflow.ingest_rules import INGEST_RULES
+from touchflow.storage.broadcasts import Broadcasts
 from touchflow.storage.coupons import Coupons
 from touchflow.storage.customers import Customers
 from touchflow.storage.deliveries import Deliveries
@@ -56,6 +58,7 @@ class Store:
         self.push = PushSubscriptions(engine)
         self.tokens = ZaloTokens(engine)
         self.rates = RateWindows(engine)
+        self.broadcasts = Broadcasts(engine)
 
     def erase(self, customer_id: str) -> dict[str, int]:
         """Delete a customer's personal data from every aggregate (`erasure.erase_customer`)."""
