@@ -31,6 +31,7 @@ from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
 from touchflow.encoding import b64url_decode
+from touchflow.vocabulary import BroadcastStatus as BroadcastStatus  # re-exported: the table's status
 from touchflow.vocabulary import JourneyStatus as JourneyStatus  # re-exported: the table's status
 
 
@@ -875,14 +876,6 @@ class PushSubscriptionPublic(SQLModel):
 # ---------------------------------------------------------------------------------------------------------
 
 
-class BroadcastStatus(StrEnum):
-    SCHEDULED = "scheduled"
-    SENDING = "sending"
-    PAUSED = "paused"
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-
-
 class Broadcast(SQLModel, table=True):
     """A broadcast as it was asked for, and where it stands; what it sent is its deliveries'."""
 
@@ -890,7 +883,7 @@ class Broadcast(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     name: str = Field(max_length=100)
-    # {"segment": NAME} or {"customer_ids": [...]}: resolved once, into broadcast_recipients, when sending starts.
+    # {"segment": NAME} or {"customer_ids": [...]}: resolved into broadcast_recipients as sending starts.
     audience: dict[str, Any] = json_column()
     via: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     # Inline content per channel (parts, or parts per language); None when a template is named instead.

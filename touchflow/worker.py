@@ -7,11 +7,13 @@ activities and channels. The registry (built-ins plus the user's modules) is han
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from touchflow.activities.broadcast import BroadcastActivities, rate_limited_queue
 from touchflow.activities.coupons import CouponActivities
 from touchflow.activities.inbox import StoreInbox
 from touchflow.activities.journey import JourneyActivities
@@ -21,6 +23,7 @@ from touchflow.db import make_engine
 from touchflow.rendering import Renderer
 from touchflow.settings import Settings
 from touchflow.storage import Store
+from touchflow.workflows.broadcast import BroadcastWorkflow
 from touchflow.workflows.registry import Registry
 
 # The sandbox re-imports workflow modules for every run. The journey base, its public face and the
@@ -63,14 +66,42 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[spec.workflow for spec in registry.values()],
+        workflows=[*(spec.workflow for spec in registry.values()), BroadcastWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[
             activities.enter_journey,
             activities.leave_journey,
             activities.deliver_step,
             CouponActivities(activities.store).issue_coupon,
+            *_broadcast_activities(activities),
             *registry.activities,
         ],
         max_concurrent_activities=100,
     )
+
+
+def _broadcast_activities(activities: JourneyActivities) -> list[Any]:
+    broadcasts = BroadcastActivities(activities)
+    return [broadcasts.plan_broadcast, broadcasts.send_broadcast_batch, broadcasts.mark_broadcast]
+
+
+def build_channel_workers(client: Client, settings: Settings, activities: JourneyActivities) -> list[Worker]:
+    """A worker on each rate-limited channel's broadcast queue (`TOUCHFLOW_<CHANNEL>_RATE_LIMIT`): Temporal
+    holds the queue's rate across every worker polling it, so ten workers send no faster than one may."""
+    broadcasts = BroadcastActivities(activities)
+    workers = []
+    for channel in ("email", "web_push", "zalo_zns"):
+        limit = settings.channel_rate_limit(channel)
+        if limit is None:
+            continue
+        workers.append(
+            Worker(
+                client,
+                task_queue=rate_limited_queue(settings.task_queue, channel),
+                activities=[broadcasts.send_broadcast_batch],
+                # One activity is one batch: batches/s times recipients per batch stays within the limit.
+                max_task_queue_activities_per_second=limit / settings.broadcast_batch_size,
+                max_concurrent_activities=settings.broadcast_concurrency,
+            )
+        )
+    return workers

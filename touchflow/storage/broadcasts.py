@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlmodel import col
 
 from touchflow.models import Broadcast, BroadcastRecipient, BroadcastStatus, Customer, Delivery, utcnow
 from touchflow.storage.base import Repository, insert_ignore, table
@@ -119,16 +119,25 @@ class Broadcasts(Repository):
             ).all()
         return [str(r) for r in rows]
 
+    def recipients(
+        self, broadcast_id: str, after: str | None = None, limit: int = 1000
+    ) -> list[BroadcastRecipient]:
+        """A page of the snapshot in customer id order, after the cursor `after`."""
+        with self.session() as session:
+            query = select(BroadcastRecipient).where(col(BroadcastRecipient.broadcast_id) == broadcast_id)
+            if after is not None:
+                query = query.where(col(BroadcastRecipient.customer_id) > after)
+            return list(session.scalars(query.order_by(col(BroadcastRecipient.customer_id)).limit(limit)))
+
     # -- what came of it -------------------------------------------------------------------------------------
 
     def outcome_counts(self, broadcast_id: str) -> list[tuple[str, str | None, int]]:
         """(delivery status, reason, count) of the broadcast's deliveries."""
         deliveries = table(Delivery)
-        columns: Any = (deliveries.c.status, deliveries.c.error)
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(*columns, func.count())
+                select(deliveries.c.status, deliveries.c.error, func.count())
                 .where(deliveries.c.journey == delivery_journey(broadcast_id))
-                .group_by(*columns)
+                .group_by(deliveries.c.status, deliveries.c.error)
             ).all()
         return [(str(s), e, int(n)) for s, e, n in rows]
