@@ -31,11 +31,9 @@ from touchflow.activities.types import (
     SendStepInput,
     SendStepResult,
 )
-from touchflow.errors import NotFound
 from touchflow.models import Broadcast, BroadcastStatus
 from touchflow.rendering import InlineMessage, Rendered, TemplateMissing
-from touchflow.storage import Store
-from touchflow.storage.broadcasts import delivery_journey
+from touchflow.storage.broadcasts import audience_page, delivery_journey
 from touchflow.vocabulary import Stage
 
 # Customers read per page while the snapshot is taken: memory stays flat however large the audience.
@@ -44,15 +42,6 @@ SNAPSHOT_PAGE = 1000
 SENDS_AT_ONCE = 50
 # Where broadcast templates live when one is named: templates/broadcasts/<name>.<channel>.<locale>.<ext>.
 TEMPLATE_FOLDER = "broadcasts"
-
-
-def audience_page(store: Store, segment: str, after: str | None, limit: int) -> list[str]:
-    """A page of a segment's members (customer ids in id order, after the cursor `after`)."""
-    segments: Any = getattr(store, "segments", None)
-    if segments is None:
-        raise NotFound("segments are not available yet: send to customer_ids")
-    members: list[str] = segments.member_ids(segment, after, limit)
-    return members
 
 
 def local_due(starts_at: datetime, clock: time, zone_name: str | None, default_zone: str) -> datetime:

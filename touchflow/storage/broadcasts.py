@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlmodel import col
 
+from touchflow.errors import NotFound
 from touchflow.models import Broadcast, BroadcastRecipient, BroadcastStatus, Customer, Delivery, utcnow
 from touchflow.storage.base import Repository, insert_ignore, table
 
@@ -16,6 +18,18 @@ from touchflow.storage.base import Repository, insert_ignore, table
 def delivery_journey(broadcast_id: str) -> str:
     """What a broadcast's deliveries carry as their journey: its funnel and counts read by it."""
     return f"broadcast:{broadcast_id}"
+
+
+def audience_page(store: Any, segment: str, after: str | None, limit: int) -> list[str]:
+    """A page of a segment's members (customer ids in id order, after the cursor `after`).
+
+    `store.segments` is the segments' repository; until it is there, a broadcast to a segment is refused.
+    """
+    segments: Any = getattr(store, "segments", None)
+    if segments is None:
+        raise NotFound("segments are not available yet: send to customer_ids")
+    members: list[str] = segments.member_ids(segment, after, limit)
+    return members
 
 
 class Broadcasts(Repository):
