@@ -1,0 +1,211 @@
+"""A broadcast by email to N customers, against plain aiosmtplib sending the same messages to the same server.
+
+    .venv/bin/python -m bench.broadcast [--customers 100000] [--skip-baseline]
+
+The SMTP server (aiosmtpd on loopback) runs in a process of its own and counts what it receives per address,
+so both senders meet the same server and duplicates show. touchflow runs as in production shape on one
+machine: the Temporal dev server (`temporal server start-dev`, SQLite file), a worker with the real
+activities, a SQLite store; the broadcast is started the way `POST /v1/broadcasts` starts it. The default
+settings stand (frequency caps on), except quiet hours, which would defer a run at night. Memory: the
+worker process's resident size before the broadcast and at its peak during it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+from aiosmtpd.controller import Controller
+
+from bench.common import machine
+from touchflow.activities.broadcast import SENDS_AT_ONCE
+from touchflow.channels import OutboundMessage
+from touchflow.channels.email import Email
+from touchflow.db import make_engine, migrate
+from touchflow.models import Broadcast, Customer
+from touchflow.router import Router
+from touchflow.settings import Settings
+from touchflow.storage import Store
+from touchflow.storage.base import insert_ignore
+from touchflow.temporal import DevServer, connect, free_port
+from touchflow.testing import registry_of
+from touchflow.worker import build_activities, build_worker
+
+CONTENT = {
+    "email": {
+        "subject": "Our winter sale, {{ customer.first_name }}",
+        "text": "20% off everything until Sunday. {{ unsubscribe_url }}",
+        "html": '<p>20% off everything until Sunday.</p><img src="{{ open_pixel_url }}">',
+    }
+}
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.received: Counter[str] = Counter()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.update(envelope.rcpt_tos)
+        return "250 OK"
+
+
+def serve(port: int, pipe: Connection) -> None:
+    """The SMTP server's process: answer `count` (messages, distinct addresses) and `reset` on the pipe."""
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    pipe.send("ready")
+    while True:
+        command = pipe.recv()
+        if command == "count":
+            pipe.send((sum(sink.received.values()), len(sink.received)))
+        elif command == "reset":
+            sink.received.clear()
+            pipe.send("ok")
+        else:
+            controller.stop()
+            return
+
+
+def rss_mb() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * 4096 / 2**20
+
+
+async def baseline(settings: Settings, ids: list[str], concurrency: int) -> float:
+    """Plain aiosmtplib: the same messages (built by the email channel), one connection each, as many at
+    once as touchflow's batches have in flight."""
+    email = Email.from_settings(settings)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(customer_id: str) -> None:
+        message = OutboundMessage(
+            key=f"bench:{customer_id}",
+            address=f"{customer_id}@example.com",
+            content={
+                "subject": "Our winter sale, friend",
+                "text": "20% off everything until Sunday. https://shop.example/unsubscribe/x",
+                "html": '<p>20% off everything until Sunday.</p><img src="https://shop.example/t/o/x.gif">',
+            },
+            marketing=True,
+            unsubscribe_url="https://shop.example/unsubscribe/x",
+        )
+        async with gate:
+            await aiosmtplib.send(
+                email.build(message).as_bytes(),
+                sender="shop@example.com",
+                recipients=[message.address],
+                hostname="127.0.0.1",
+                port=settings.smtp_port,
+            )
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in ids))
+    return time.perf_counter() - start
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="touchflow-broadcast-"))
+    smtp_port = free_port()
+    ours, theirs = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=serve, args=(smtp_port, theirs), daemon=True)
+    server.start()
+    assert ours.recv() == "ready"
+
+    def ask(command: str) -> Any:
+        ours.send(command)
+        return ours.recv()
+
+    temporal = DevServer(db_file=work / "temporal.db", port=free_port(), ui_port=None)
+    await temporal.start()
+    settings = Settings(
+        home=work,
+        database_url=f"sqlite:///{work / 'touchflow.db'}",
+        temporal_address=temporal.address,
+        task_queue="bench",
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        secret_key="bench-secret",
+        public_url="https://shop.example",
+        quiet_hours="off",
+    )
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    store = Store(engine)
+    ids = [f"c{n:07}" for n in range(args.customers)]
+    with engine.begin() as conn:
+        for start in range(0, len(ids), 5000):
+            rows = [
+                Customer(id=c, email=f"{c}@example.com", attributes={"first_name": "An"}).model_dump()
+                for c in ids[start : start + 5000]
+            ]
+            insert_ignore(conn, Customer, rows)
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "date": datetime.now(UTC).date().isoformat(),
+        "customers": args.customers,
+    }
+    concurrency = settings.broadcast_concurrency * SENDS_AT_ONCE
+    try:
+        if not args.skip_baseline:
+            took = await baseline(settings, ids, concurrency)
+            sent, distinct = ask("count")
+            result["aiosmtplib"] = {"seconds": round(took, 1), "per_s": round(sent / took), "received": sent}
+            ask("reset")
+        registry = registry_of()
+        client = await connect(settings)
+        activities = build_activities(settings, registry, store)
+        async with build_worker(client, settings, activities, registry):
+            broadcast = store.broadcasts.create(
+                Broadcast(
+                    id="bench",
+                    name="winter_sale",
+                    audience={"customer_ids": ids},
+                    via=["email"],
+                    content=CONTENT,
+                )
+            )
+            before, peak = rss_mb(), rss_mb()
+            start = time.perf_counter()
+            router = Router(client, store, settings.task_queue, registry)
+            await router.start_broadcast(broadcast.id, None, settings.delivery_attempt_timeout)
+            handle = client.get_workflow_handle("broadcast:bench")
+            done = asyncio.create_task(handle.result())
+            while not done.done():
+                await asyncio.wait([done], timeout=1)
+                peak = max(peak, rss_mb())
+            took = time.perf_counter() - start
+            sent, distinct = ask("count")
+            result["touchflow"] = {
+                "seconds": round(took, 1),
+                "per_s": round(sent / took),
+                "received": sent,
+                "distinct_addresses": distinct,
+                "rss_before_mb": round(before),
+                "rss_peak_mb": round(peak),
+            }
+        if "aiosmtplib" in result:
+            result["ratio"] = round(result["touchflow"]["per_s"] / result["aiosmtplib"]["per_s"], 2)
+        print(json.dumps(result, indent=2))
+    finally:
+        temporal.stop()
+        ours.send("stop")
+        server.join(10)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
