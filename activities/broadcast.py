@@ -138,18 +138,26 @@ class BroadcastActivities:
         customer_ids = await asyncio.to_thread(
             self.store.broadcasts.batch, input.broadcast_id, input.due_at, input.batch
         )
+        inputs = [recipient_input(broadcast, c) for c in customer_ids]
+        # One row built, its copies claimed in one statement: what `deliver` would claim one by one.
+        row = self.journeys.delivery_row(inputs[0]).model_dump(exclude={"id"}) if inputs else {}
+        rows = [{**row, "key": i.key, "customer_id": i.customer_id} for i in inputs]
+        claimed = await asyncio.to_thread(self.store.deliveries.claim_many, rows)
+        profiles = await asyncio.to_thread(self.store.customers.get_many, customer_ids)
         gate = asyncio.Semaphore(SENDS_AT_ONCE)
         done = 0
 
-        async def one(customer_id: str) -> SendStepResult:
+        async def one(input: SendStepInput) -> SendStepResult:
             nonlocal done
             async with gate:
-                result = await self.journeys.deliver(recipient_input(broadcast, customer_id), source)
+                result = await self.journeys.deliver(
+                    input, source, claimed=claimed[input.key], customer=profiles.get(input.customer_id)
+                )
             done += 1
             activity.heartbeat(done)
             return result
 
-        results = await asyncio.gather(*(one(c) for c in customer_ids), return_exceptions=True)
+        results = await asyncio.gather(*(one(i) for i in inputs), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             # Temporal retries the batch; its recipients already done answer from their delivery rows.

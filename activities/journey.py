@@ -213,24 +213,26 @@ class JourneyActivities:
     async def deliver_step(self, input: SendStepInput) -> SendStepResult:
         return await self.deliver(input)
 
-    async def deliver(self, input: SendStepInput, source: MessageSource | None = None) -> SendStepResult:
+    async def deliver(
+        self,
+        input: SendStepInput,
+        source: MessageSource | None = None,
+        *,
+        claimed: Delivery | None = None,
+        customer: Customer | None = None,
+    ) -> SendStepResult:
         """Deliver one message once per `input.key`: the pipeline every sender shares (a journey's step, a
-        broadcast's recipient). `source` gives the message for a channel; by default the step's templates."""
+        broadcast's recipient). `source` gives the message for a channel; by default the step's templates.
+
+        A sender of many (a broadcast's batch) claims their rows and reads their profiles in one query each
+        and hands them in (`claimed`, `customer`): the row is the one `claim` would give, the profile as
+        fresh as the batch.
+        """
         # Consent, caps, exits and the delivery row are the customer's as they are now.
         input = replace(input, customer_id=await self._current_id(input.customer_id))
-        delivery = await asyncio.to_thread(
-            self.store.deliveries.claim,
-            Delivery(
-                key=input.key,
-                journey=input.journey,
-                step=input.step,
-                customer_id=input.customer_id,
-                workflow_id=input.workflow_id,
-                stage=input.stage,
-                variant=input.variant,
-                marketing=not input.transactional,
-            ),
-        )
+        delivery = claimed
+        if delivery is None:
+            delivery = await asyncio.to_thread(self.store.deliveries.claim, self.delivery_row(input))
         assert delivery.id is not None
         if delivery.status in _FINAL:
             # An earlier attempt finished this step: answer as it did, send nothing.
@@ -251,7 +253,7 @@ class JourneyActivities:
             asyncio.create_task(self._keep_lease(delivery.id, token, lease, asyncio.current_task())),
         ]
         try:
-            outcome = await self._attempt(input, delivery, source or self._templates(input))
+            outcome = await self._attempt(input, delivery, source or self._templates(input), customer)
         except asyncio.CancelledError:
             # Cancelled mid-send (timed out, or the worker is stopping): the provider may have the message.
             # The lease is left expired, not cleared, so the next attempt knows it follows an interrupted one.
@@ -305,6 +307,20 @@ class JourneyActivities:
         return result
 
     @staticmethod
+    def delivery_row(input: SendStepInput) -> Delivery:
+        """The delivery row a send claims for its business key."""
+        return Delivery(
+            key=input.key,
+            journey=input.journey,
+            step=input.step,
+            customer_id=input.customer_id,
+            workflow_id=input.workflow_id,
+            stage=input.stage,
+            variant=input.variant,
+            marketing=not input.transactional,
+        )
+
+    @staticmethod
     async def _heartbeat(lease: timedelta) -> None:
         """Tell Temporal the attempt is alive, four times per attempt timeout (no database in the way, so
         a busy store cannot make a live attempt look dead)."""
@@ -332,8 +348,10 @@ class JourneyActivities:
         """The step's template files: `templates/<journey>/<step>.<channel>.<locale>.<ext>`."""
         return partial(self.renderer.render, input.journey, input.step)
 
-    async def _attempt(self, input: SendStepInput, delivery: Delivery, source: MessageSource) -> _Outcome:
-        customer = await asyncio.to_thread(self.store.customers.get, input.customer_id)
+    async def _attempt(
+        self, input: SendStepInput, delivery: Delivery, source: MessageSource, known: Customer | None
+    ) -> _Outcome:
+        customer = known or await asyncio.to_thread(self.store.customers.get, input.customer_id)
         if customer is None:
             return _Outcome(DeliveryStatus.SKIPPED, "customer no longer exists")
         ended = await self._guard(input)
