@@ -43,14 +43,8 @@ async def create_broadcast(
         await asyncio.to_thread(audience_page, store, body.segment, None, 1)  # 404 when it cannot be sent to
     broadcast = Broadcast(
         id=f"b_{secrets.token_hex(8)}",
-        name=body.name,
         audience={"segment": body.segment} if body.segment else {"customer_ids": body.customer_ids},
-        via=body.via,
-        content=body.content,
-        template=body.template,
-        send_at=body.send_at,
-        local_time=body.local_time,
-        rate=body.rate,
+        **body.model_dump(include={"name", "via", "content", "template", "send_at", "local_time", "rate"}),
     )
     await asyncio.to_thread(store.broadcasts.create, broadcast)
     try:
