@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, String, cast, delete, literal, select, update
 
 from touchflow.models import (
+    BroadcastRecipient,
     Coupon,
     CouponRedemption,
     Customer,
@@ -26,7 +27,14 @@ from touchflow.storage.base import table
 # What stands in for a customer id once the customer is erased.
 ERASED = "erased"
 # Tables whose rows belong to one person and go with them on erasure.
-PERSONAL_TABLES: tuple[Any, ...] = (Event, InboxMessage, PushSubscription, CouponRedemption, Coupon)
+PERSONAL_TABLES: tuple[Any, ...] = (
+    Event,
+    InboxMessage,
+    PushSubscription,
+    CouponRedemption,
+    Coupon,
+    BroadcastRecipient,
+)
 
 
 def erase_customer(engine: Engine, customer_id: str) -> dict[str, int]:
