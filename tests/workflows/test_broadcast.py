@@ -167,3 +167,25 @@ async def test_cancel_before_send_at_sends_nothing(journeys: JourneyHarness, smt
     assert (await journeys.outcome(handle)).status == "cancelled"
     assert smtp.messages == []
     assert broadcast_of(journeys, handle).status == BroadcastStatus.CANCELLED
+
+
+class TestWithAnEmailRateLimit:
+    @pytest.fixture
+    def journey_settings(self) -> dict[str, Any]:
+        return {"broadcast_batch_size": 5, "email_rate_limit": 1000}
+
+    async def test_batches_go_through_the_channels_own_queue(
+        self, journeys: JourneyHarness, smtp: SmtpInbox
+    ) -> None:
+        ids = customers(journeys, 7)
+        handle = await start(journeys, ids)
+        assert (await journeys.outcome(handle)).status == "completed"
+        assert len(smtp.messages) == 7
+        queues = set()
+        async for event in handle.fetch_history_events():
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                attributes = event.activity_task_scheduled_event_attributes
+                queues.add((attributes.activity_type.name, attributes.task_queue.name))
+        queue = journeys.settings.task_queue
+        assert ("send_broadcast_batch", f"{queue}.email") in queues
+        assert ("plan_broadcast", queue) in queues
