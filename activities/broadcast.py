@@ -198,6 +198,8 @@ class BroadcastActivities:
                 for ch, c in (broadcast.content or {}).items()
             }
             source = partial(_render_inline, broadcast.name, inline)
+        # Kept without its audience: a list of ids that batches never read (they read their own rows).
+        broadcast = broadcast.model_copy(update={"audience": {}})
         self._sources[broadcast_id] = (broadcast, source)
         while len(self._sources) > 8:
             self._sources.popitem(last=False)
