@@ -1,13 +1,15 @@
 """A broadcast by email to N customers, against plain aiosmtplib sending the same messages to the same server.
 
-    .venv/bin/python -m bench.broadcast [--customers 100000] [--skip-baseline]
+    .venv/bin/python -m bench.broadcast [--customers 100000] [--skip-baseline] [--extra-workers 0]
 
 The SMTP server (aiosmtpd on loopback) runs in a process of its own and counts what it receives per address,
 so both senders meet the same server and duplicates show. touchflow runs as in production shape on one
 machine: the Temporal dev server (`temporal server start-dev`, SQLite file), a worker with the real
 activities, a SQLite store; the broadcast is started the way `POST /v1/broadcasts` starts it. The default
 settings stand (frequency caps on), except quiet hours, which would defer a run at night. Memory: the
-worker process's resident size before the broadcast and at its peak during it.
+worker process's resident size before the broadcast and at its peak during it. `--extra-workers K` starts K
+more `touchflow worker` processes on the same task queue, store and SMTP server (production runs any number):
+the batches spread over all of them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
+import secrets
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -118,6 +124,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--extra-workers", type=int, default=0)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="touchflow-broadcast-"))
     smtp_port = free_port()
@@ -160,12 +167,34 @@ async def main() -> None:
         "customers": args.customers,
     }
     concurrency = settings.broadcast_concurrency * SENDS_AT_ONCE
+    env = dict(os.environ) | {
+        "TOUCHFLOW_HOME": str(work),
+        "TOUCHFLOW_DATABASE_URL": settings.database_url or "",
+        "TOUCHFLOW_TEMPORAL_ADDRESS": temporal.address,
+        "TOUCHFLOW_TASK_QUEUE": settings.task_queue,
+        "TOUCHFLOW_SMTP_HOST": "127.0.0.1",
+        "TOUCHFLOW_SMTP_PORT": str(smtp_port),
+        "TOUCHFLOW_SECRET_KEY": secrets.token_urlsafe(32),
+        "TOUCHFLOW_API_KEYS": secrets.token_urlsafe(32),
+        "TOUCHFLOW_PUBLIC_URL": "https://shop.example",
+        "TOUCHFLOW_QUIET_HOURS": "off",
+        "TOUCHFLOW_LOG_LEVEL": "WARNING",
+    }
+    extra = [
+        subprocess.Popen(
+            [sys.executable, "-m", "touchflow.cli", "worker"], env=env, stdout=subprocess.DEVNULL
+        )
+        for _ in range(args.extra_workers)
+    ]
+    result["workers"] = 1 + args.extra_workers
     try:
         if not args.skip_baseline:
             took = await baseline(settings, ids, concurrency)
             sent, distinct = ask("count")
             result["aiosmtplib"] = {"seconds": round(took, 1), "per_s": round(sent / took), "received": sent}
             ask("reset")
+        if extra and args.skip_baseline:
+            await asyncio.sleep(10)  # the extra workers start polling
         registry = registry_of()
         client = await connect(settings)
         activities = build_activities(settings, registry, store)
@@ -202,6 +231,9 @@ async def main() -> None:
             result["ratio"] = round(result["touchflow"]["per_s"] / result["aiosmtplib"]["per_s"], 2)
         print(json.dumps(result, indent=2))
     finally:
+        for process in extra:
+            process.terminate()
+            process.wait(30)
         temporal.stop()
         ours.send("stop")
         server.join(10)
