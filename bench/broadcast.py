@@ -32,6 +32,7 @@ from typing import Any
 
 import aiosmtplib
 from aiosmtpd.controller import Controller
+from sqlalchemy import text
 
 from bench.common import machine
 from touchflow.activities.broadcast import SENDS_AT_ONCE
@@ -125,6 +126,12 @@ async def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--extra-workers", type=int, default=0)
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="the store on PostgreSQL (a schema of its own, dropped after), e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="touchflow-broadcast-"))
     smtp_port = free_port()
@@ -139,9 +146,15 @@ async def main() -> None:
 
     temporal = DevServer(db_file=work / "temporal.db", port=free_port(), ui_port=None)
     await temporal.start()
+    database_url = f"sqlite:///{work / 'touchflow.db'}"
+    schema = f"bench_{secrets.token_hex(5)}"
+    if args.postgres:
+        with make_engine(args.postgres).begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        database_url = f"{args.postgres}?options=-csearch_path%3D{schema}"
     settings = Settings(
         home=work,
-        database_url=f"sqlite:///{work / 'touchflow.db'}",
+        database_url=database_url,
         temporal_address=temporal.address,
         task_queue="bench",
         smtp_host="127.0.0.1",
@@ -165,6 +178,7 @@ async def main() -> None:
         "machine": machine(),
         "date": datetime.now(UTC).date().isoformat(),
         "customers": args.customers,
+        "store": "postgresql" if args.postgres else "sqlite",
     }
     concurrency = settings.broadcast_concurrency * SENDS_AT_ONCE
     env = dict(os.environ) | {
@@ -235,6 +249,10 @@ async def main() -> None:
             process.terminate()
             process.wait(30)
         temporal.stop()
+        if args.postgres:
+            engine.dispose()
+            with make_engine(args.postgres).begin() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         ours.send("stop")
         server.join(10)
 
