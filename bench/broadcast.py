@@ -121,6 +121,39 @@ async def baseline(settings: Settings, ids: list[str], concurrency: int) -> floa
     return time.perf_counter() - start
 
 
+async def batch_times(handle: Any) -> dict[str, Any]:
+    """From the workflow's history: how many batches, how long one took (started to completed), how long
+    a batch waited for a worker (scheduled to started), and the span from the first to the last."""
+    scheduled: dict[int, datetime] = {}
+    started: dict[int, datetime] = {}
+    runs, waits = [], []
+    first = last = None
+    async for event in handle.fetch_history_events():
+        at = event.event_time.ToDatetime()
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            if event.activity_task_scheduled_event_attributes.activity_type.name == "send_broadcast_batch":
+                scheduled[event.event_id] = at
+                first = first or at
+        elif event.HasField("activity_task_started_event_attributes"):
+            origin = event.activity_task_started_event_attributes.scheduled_event_id
+            if origin in scheduled:
+                started[origin] = at
+                waits.append((at - scheduled[origin]).total_seconds())
+        elif event.HasField("activity_task_completed_event_attributes"):
+            origin = event.activity_task_completed_event_attributes.scheduled_event_id
+            if origin in started:
+                runs.append((at - started[origin]).total_seconds())
+                last = at
+    span = (last - first).total_seconds() if first and last else 0.0
+    return {
+        "count": len(runs),
+        "mean_s": round(sum(runs) / max(1, len(runs)), 2),
+        "max_s": round(max(runs, default=0.0), 2),
+        "mean_wait_s": round(sum(waits) / max(1, len(waits)), 3),
+        "span_s": round(span, 1),
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=100_000)
@@ -232,6 +265,7 @@ async def main() -> None:
                 await asyncio.wait([done], timeout=1)
                 peak = max(peak, rss_mb())
             took = time.perf_counter() - start
+            result["batches"] = await batch_times(handle)
             sent, distinct = ask("count")
             result["touchflow"] = {
                 "seconds": round(took, 1),
