@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -189,3 +190,24 @@ class TestWithAnEmailRateLimit:
         queue = journeys.settings.task_queue
         assert ("send_broadcast_batch", f"{queue}.email") in queues
         assert ("plan_broadcast", queue) in queues
+
+
+class TestWithATemplate:
+    @pytest.fixture
+    def journey_settings(self, tmp_path: Path) -> dict[str, Any]:
+        folder = tmp_path / "templates" / "broadcasts"
+        folder.mkdir(parents=True)
+        (folder / "winter.email.en.html").write_text(
+            "{% block subject %}Winter, {{ customer.first_name }}{% endblock %}<p>Cold deals</p>"
+        )
+        (folder / "winter.email.en.txt").write_text("Cold deals")
+        return {"broadcast_batch_size": 5, "templates_dir": tmp_path / "templates"}
+
+    async def test_a_named_template_is_looked_up_under_broadcasts(
+        self, journeys: JourneyHarness, smtp: SmtpInbox
+    ) -> None:
+        journeys.customer("t1", email="t1@example.com", attributes={"first_name": "Binh"})
+        handle = await start(journeys, ["t1"], content=None, template="winter")
+        assert (await journeys.outcome(handle)).status == "completed"
+        [mail] = smtp.messages
+        assert mail["Subject"] == "Winter, Binh"
