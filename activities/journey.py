@@ -124,6 +124,12 @@ class _Tally:
         return _Outcome(status, reason, rendered=self.rendered)
 
 
+class MessageSource(Protocol):
+    """What a message says on a channel, for a customer's locale: the step's templates, or inline content."""
+
+    def __call__(self, channel: str, locale: str | None, context: dict[str, Any], /) -> Rendered: ...
+
+
 class JourneyValues(Protocol):
     """The journeys' settings in force (the registry): what a run reads once, when it enters."""
 
@@ -207,21 +213,28 @@ class JourneyActivities:
 
     @activity.defn(name="deliver_step")
     async def deliver_step(self, input: SendStepInput) -> SendStepResult:
+        return await self.deliver(input)
+
+    async def deliver(
+        self,
+        input: SendStepInput,
+        source: MessageSource | None = None,
+        *,
+        claimed: Delivery | None = None,
+        customer: Customer | None = None,
+    ) -> SendStepResult:
+        """Deliver one message once per `input.key`: the pipeline every sender shares (a journey's step, a
+        broadcast's recipient). `source` gives the message for a channel; by default the step's templates.
+
+        A sender of many (a broadcast's batch) claims their rows and reads their profiles in one query each
+        and hands them in (`claimed`, `customer`): the row is the one `claim` would give, the profile as
+        fresh as the batch.
+        """
         # Consent, caps, exits and the delivery row are the customer's as they are now.
         input = replace(input, customer_id=await self._current_id(input.customer_id))
-        delivery = await asyncio.to_thread(
-            self.store.deliveries.claim,
-            Delivery(
-                key=input.key,
-                journey=input.journey,
-                step=input.step,
-                customer_id=input.customer_id,
-                workflow_id=input.workflow_id,
-                stage=input.stage,
-                variant=input.variant,
-                marketing=not input.transactional,
-            ),
-        )
+        delivery = claimed
+        if delivery is None:
+            delivery = await asyncio.to_thread(self.store.deliveries.claim, self.delivery_row(input))
         assert delivery.id is not None
         if delivery.status in _FINAL:
             # An earlier attempt finished this step: answer as it did, send nothing.
@@ -242,7 +255,7 @@ class JourneyActivities:
             asyncio.create_task(self._keep_lease(delivery.id, token, lease, asyncio.current_task())),
         ]
         try:
-            outcome = await self._attempt(input, delivery)
+            outcome = await self._attempt(input, delivery, source or self._templates(input), customer)
         except asyncio.CancelledError:
             # Cancelled mid-send (timed out, or the worker is stopping): the provider may have the message.
             # The lease is left expired, not cleared, so the next attempt knows it follows an interrupted one.
@@ -296,6 +309,20 @@ class JourneyActivities:
         return result
 
     @staticmethod
+    def delivery_row(input: SendStepInput) -> Delivery:
+        """The delivery row a send claims for its business key."""
+        return Delivery(
+            key=input.key,
+            journey=input.journey,
+            step=input.step,
+            customer_id=input.customer_id,
+            workflow_id=input.workflow_id,
+            stage=input.stage,
+            variant=input.variant,
+            marketing=not input.transactional,
+        )
+
+    @staticmethod
     async def _heartbeat(lease: timedelta) -> None:
         """Tell Temporal the attempt is alive, four times per attempt timeout (no database in the way, so
         a busy store cannot make a live attempt look dead)."""
@@ -319,8 +346,14 @@ class JourneyActivities:
     # -- the pipeline: guard, consent and caps, quiet hours, then per channel: usable, recipients, render,
     # send, record. Each stage answers an outcome that ends the step, or None to go on.
 
-    async def _attempt(self, input: SendStepInput, delivery: Delivery) -> _Outcome:
-        customer = await asyncio.to_thread(self.store.customers.get, input.customer_id)
+    def _templates(self, input: SendStepInput) -> MessageSource:
+        """The step's template files: `templates/<journey>/<step>.<channel>.<locale>.<ext>`."""
+        return partial(self.renderer.render, input.journey, input.step)
+
+    async def _attempt(
+        self, input: SendStepInput, delivery: Delivery, source: MessageSource, known: Customer | None
+    ) -> _Outcome:
+        customer = known or await asyncio.to_thread(self.store.customers.get, input.customer_id)
         if customer is None:
             return _Outcome(DeliveryStatus.SKIPPED, "customer no longer exists")
         ended = await self._guard(input)
@@ -333,7 +366,7 @@ class JourneyActivities:
         context = await self._context(input, customer, delivery.id or 0)
         tally = _Tally(delivery)
         for name in input.channels:
-            sent = await self._over_channel(input, delivery, customer, context, name, tally)
+            sent = await self._over_channel(input, delivery, customer, context, name, tally, source)
             if sent is not None:
                 return sent
         return tally.outcome()
@@ -367,6 +400,7 @@ class JourneyActivities:
         context: dict[str, Any],
         name: str,
         tally: _Tally,
+        source: MessageSource,
     ) -> _Outcome | None:
         """One channel of the step: usable, recipients, render, send. An outcome when the step is done."""
         channel = await self._usable(input, delivery, customer, name, tally)
@@ -378,7 +412,7 @@ class JourneyActivities:
             delivery.attempts.append({"channel": name, "outcome": "unreachable", "reason": reason})
             tally.reasons.append(reason)
             return None
-        rendered = self._render(input, delivery, customer, context, channel, tally)
+        rendered = self._render(input, delivery, customer, context, channel, tally, source)
         if rendered is None:
             return None
         message = OutboundMessage(
@@ -431,12 +465,13 @@ class JourneyActivities:
         context: dict[str, Any],
         channel: Channel,
         tally: _Tally,
+        source: MessageSource,
     ) -> Rendered | None:
         """The step's template for this channel, with every part the channel needs; None when it cannot give
         them (a missing, broken or incomplete template does not mend itself: the next channel, no retry)."""
         name = channel.name
         try:
-            rendered = self.renderer.render(input.journey, input.step, name, customer.locale, context)
+            rendered = source(name, customer.locale, context)
         except TemplateUnusable as exc:
             tally.permanent = True
             tally.reasons.append(self._unusable(input, delivery, name, str(exc), _template_fields(exc)))

@@ -127,3 +127,52 @@ class RefreshSegmentsInput:
 class RefreshSegmentsResult:
     entered: int = 0
     exited: int = 0
+
+
+# -- broadcasts ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlanBroadcastInput:
+    broadcast_id: str
+    # When sending begins (workflow time): recipients' local `local_time` is the next one from then on.
+    starts_at: datetime
+
+
+@dataclass
+class BroadcastSlot:
+    """Recipients due at one time (all of them, or those whose local clock shows `local_time` then)."""
+
+    due_at: datetime
+    batches: int
+
+
+@dataclass
+class BroadcastPlan:
+    total: int
+    slots: list[BroadcastSlot]
+    # Where batches run: a channel's own rate-limited queue when the worker has a limit for the first channel.
+    task_queue: str
+    batch_size: int
+    concurrency: int
+    rate: float | None = None
+
+
+@dataclass
+class SendBatchInput:
+    broadcast_id: str
+    due_at: datetime
+    batch: int
+
+
+@dataclass
+class SendBatchResult:
+    recipients: int
+    # The latest time a deferred recipient (quiet hours) may go: the batch is sent again then.
+    deferred_until: datetime | None = None
+
+
+@dataclass
+class MarkBroadcastInput:
+    broadcast_id: str
+    status: str

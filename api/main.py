@@ -15,6 +15,7 @@ from touchflow.api.errors import touchflow_error_handler, validation_error_handl
 from touchflow.api.inbox_hub import InboxHub
 from touchflow.api.limits import BodySizeLimit, RefuseNulInUrl
 from touchflow.api.routes import (
+    broadcasts,
     customers,
     dev,
     events,
@@ -108,6 +109,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(journeys.router)
+    app.include_router(broadcasts.router)
     app.include_router(tracking.router)
     app.include_router(inbox.router)
     app.add_middleware(

@@ -95,7 +95,12 @@ def _run_check(settings: Settings, as_json: bool) -> int:
 
 async def _run_worker(settings: Settings, *, check: bool = True) -> None:
     from touchflow.temporal import connect, ensure_search_attributes
-    from touchflow.worker import build_activities, build_worker, ensure_segment_schedule
+    from touchflow.worker import (
+        build_activities,
+        build_channel_workers,
+        build_worker,
+        ensure_segment_schedule,
+    )
 
     if check:
         check_production_secrets(settings, api=False)
@@ -108,7 +113,9 @@ async def _run_worker(settings: Settings, *, check: bool = True) -> None:
     await ensure_search_attributes(client)
     await ensure_segment_schedule(client, settings)
     worker = build_worker(client, settings, activities, registry)
-    async with worker:
+    async with worker, contextlib.AsyncExitStack() as channel_workers:
+        for each in build_channel_workers(client, settings, activities):
+            await channel_workers.enter_async_context(each)
         log.info("worker polling task queue %s", settings.task_queue)
         await _until_signalled()
 

@@ -24,6 +24,8 @@ from pydantic import (
     EmailStr,
     StringConstraints,
     ValidationInfo,
+    field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, TypeDecorator, UniqueConstraint, text
@@ -32,6 +34,7 @@ from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
 from touchflow.encoding import b64url_decode
+from touchflow.vocabulary import BroadcastStatus as BroadcastStatus  # re-exported: the table's status
 from touchflow.vocabulary import JourneyStatus as JourneyStatus  # re-exported: the table's status
 
 
@@ -963,3 +966,140 @@ class SegmentMovementPublic(BaseModel):
 class SegmentMembersPage(BaseModel):
     members: list[SegmentMemberPublic]
     next_cursor: str | None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Broadcasts: one message to an audience, sent by one workflow in batches (docs/broadcasts.md)
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Broadcast(SQLModel, table=True):
+    """A broadcast as it was asked for, and where it stands; what it sent is its deliveries'."""
+
+    __tablename__ = "broadcasts"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=100)
+    # {"segment": NAME} or {"customer_ids": [...]}: resolved into broadcast_recipients as sending starts.
+    audience: dict[str, Any] = json_column()
+    via: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    # Inline content per channel (parts, or parts per language); None when a template is named instead.
+    content: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    template: str | None = Field(default=None, max_length=100)
+    send_at: datetime | None = time_column(nullable=True)
+    local_time: str | None = Field(default=None, max_length=5)
+    rate: float | None = None
+    status: BroadcastStatus = Field(
+        default=BroadcastStatus.SCHEDULED, sa_column=Column(String(16), nullable=False)
+    )
+    # Recipients in the snapshot; None until it is taken.
+    total: int | None = None
+    created_at: datetime = time_column()
+    updated_at: datetime = time_column()
+
+
+class BroadcastRecipient(SQLModel, table=True):
+    """A broadcast's audience as snapshotted: who, when (their local time), and in which batch."""
+
+    __tablename__ = "broadcast_recipients"
+    __table_args__ = (Index("ix_broadcast_recipients_batch", "broadcast_id", "due_at", "batch"),)
+
+    broadcast_id: str = Field(primary_key=True, max_length=64)
+    customer_id: str = Field(primary_key=True, max_length=128)
+    due_at: datetime = time_column()
+    batch: int = 0
+
+
+_LOCAL_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+
+
+class BroadcastCreate(SQLModel):
+    """`POST /v1/broadcasts`: one message to a segment or a list of customers (docs/broadcasts.md)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    segment: str | None = Field(default=None, min_length=1, max_length=100)
+    customer_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        default=None, min_length=1, max_length=100_000
+    )
+    via: list[str] = Field(min_length=1, max_length=5)
+    # {channel: {part: text}} or {channel: {language: {part: text}}}; parts are Jinja, as in templates.
+    content: dict[str, dict[str, Any]] | None = None
+    # templates/broadcasts/<template>.<channel>.<locale>.(html|txt), as a journey step's are.
+    template: str | None = Field(default=None, min_length=1, max_length=100)
+    send_at: datetime | None = None
+    local_time: str | None = None
+    rate: float | None = Field(default=None, gt=0, le=100_000)
+
+    @field_validator("send_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone, e.g. 2026-12-24T09:00:00+07:00")
+        return value
+
+    @field_validator("template")
+    @classmethod
+    def _template_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9_]+", value):
+            raise ValueError(
+                "a template name is lower-case letters, digits and _ (templates/broadcasts/<name>...)"
+            )
+        return value
+
+    @field_validator("local_time")
+    @classmethod
+    def _clock(cls, value: str | None) -> str | None:
+        if value is not None and not _LOCAL_TIME.fullmatch(value):
+            raise ValueError("a time of day HH:MM, e.g. 09:00 (each recipient's own time zone)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> BroadcastCreate:
+        if (self.segment is None) == (self.customer_ids is None):
+            raise ValueError("give one audience: segment or customer_ids")
+        if (self.content is None) == (self.template is None):
+            raise ValueError("give the message one way: content (per channel) or template")
+        if len(set(self.via)) != len(self.via):
+            raise ValueError("via: each channel once")
+        if self.content is not None:
+            missing = [channel for channel in self.via if channel not in self.content]
+            extra = [channel for channel in self.content if channel not in self.via]
+            if missing or extra:
+                raise ValueError(
+                    f"content: one entry per channel of via ({', '.join(self.via)})"
+                    + (f"; missing {', '.join(missing)}" if missing else "")
+                    + (f"; not in via: {', '.join(extra)}" if extra else "")
+                )
+            for channel, parts in self.content.items():
+                nested = [isinstance(v, dict) for v in parts.values()]
+                if not parts or (any(nested) and not all(nested)):
+                    raise ValueError(
+                        f"content.{channel}: parts ({{'subject': ..., 'text': ...}}) or parts per language "
+                        "({'vi': {...}, 'en': {...}}), not both"
+                    )
+                for part_map in parts.values() if all(nested) else [parts]:
+                    if not all(isinstance(t, str) for t in part_map.values()):
+                        raise ValueError(f"content.{channel}: each part is a text (a Jinja template)")
+        return self
+
+
+class BroadcastPublic(SQLModel):
+    """A broadcast and what came of it so far: each recipient is sent, skipped (by reason), failed or
+    pending."""
+
+    id: str
+    name: str
+    status: BroadcastStatus
+    audience: dict[str, Any]
+    via: list[str]
+    template: str | None
+    send_at: datetime | None
+    local_time: str | None
+    rate: float | None
+    total: int | None
+    sent: int = 0
+    skipped: dict[str, int] = Field(default_factory=dict)
+    failed: int = 0
+    pending: int = 0
+    created_at: datetime
+    updated_at: datetime

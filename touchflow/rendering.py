@@ -237,6 +237,28 @@ class Renderer:
                 )
         raise TemplateMissing(f"no template {journey}/{step}.{channel}.<locale>.(html|txt) for {chain}")
 
+    def inline(self, name: str, content: Mapping[str, Any]) -> InlineMessage:
+        """A message given inline (a broadcast's `content` for one channel) instead of in files:
+        `{part: text}` or `{language: {part: text}}`, each part Jinja in this same sandbox, compiled once.
+
+        Raises `TemplateBroken` naming the part when one does not compile.
+        """
+        per_language = content if all(isinstance(v, Mapping) for v in content.values()) else {"": content}
+        compiled: dict[str, dict[str, Template]] = {}
+        for language, parts in per_language.items():
+            compiled[language.lower()] = {}
+            for part, text in parts.items():
+                where = f"{name}.{language}.{part}" if language else f"{name}.{part}"
+                # `html` is escaped as the HTML files are; the other parts are plain text.
+                source = (
+                    f"{{% autoescape true %}}{text}{{% endautoescape %}}" if part == "html" else str(text)
+                )
+                try:
+                    compiled[language.lower()][part] = self.env.from_string(source)
+                except Exception as exc:
+                    raise TemplateBroken(where, exc) from exc
+        return InlineMessage(name, compiled, self.default_locale)
+
     def _render_file(
         self, template: Template, whole: str, values: dict[str, Any], parts: dict[str, str]
     ) -> None:
@@ -269,3 +291,38 @@ class Renderer:
             if Path(filename).is_relative_to(root):
                 return Path(filename).relative_to(root).as_posix()
         return filename
+
+
+@dataclass(frozen=True)
+class InlineMessage:
+    """Inline content for one channel, compiled (`Renderer.inline`): rendered per customer like a template."""
+
+    name: str
+    parts: Mapping[str, Mapping[str, Template]]
+    default_locale: str
+
+    def render(self, locale: str | None, context: Mapping[str, Any]) -> Rendered:
+        own = customer_languages(locale)
+        chain = language_chain(locale, self.default_locale)
+        language = next((lang for lang in chain if lang in self.parts), None)
+        fallback = False
+        if language is None:
+            # Content without languages is everyone's; else the first language given stands in.
+            language = "" if "" in self.parts else next(iter(self.parts))
+            fallback = language != ""
+        templates = self.parts[language]
+        spoken = language or (own[0] if own else self.default_locale)
+        values = {
+            **{k: v.pick(spoken) if isinstance(v, PerLanguage) else v for k, v in context.items()},
+            "locale": spoken,
+        }
+        parts: dict[str, str] = {}
+        for part, template in templates.items():
+            try:
+                parts[part] = template.render(values).strip()
+            except Exception as exc:  # anything a template can raise: it will raise it again
+                raise TemplateBroken(f"{self.name}.{part}", exc) from exc
+        files = tuple(f"{self.name}.{part}" for part in templates)
+        return Rendered(
+            spoken, parts, files, own[0] if own else None, fallback or (bool(own) and spoken not in own)
+        )

@@ -24,7 +24,7 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
@@ -36,6 +36,8 @@ from touchflow.models import Event, is_anonymous
 from touchflow.storage import ClaimedEvent, Store
 from touchflow.vocabulary import Reentry
 from touchflow.workflows.base import JourneyEvent, JourneyInput, JourneySpec
+from touchflow.workflows.broadcast import BroadcastInput, BroadcastWorkflow
+from touchflow.workflows.broadcast import workflow_id as broadcast_workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,21 @@ class Router:
                 await self._start_or_feed(spec, event, journey_event, started)
             elif event.name in spec.ends_on or event.name in spec.listens_to:
                 await self._feed_running(spec, event, journey_event)
+
+    async def start_broadcast(
+        self, broadcast_id: str, send_at: datetime | None, heartbeat: timedelta
+    ) -> None:
+        """Start the one workflow that sends a stored broadcast (`touchflow.workflows.broadcast`)."""
+        await self.client.start_workflow(
+            BroadcastWorkflow.run,
+            BroadcastInput(broadcast_id, send_at, heartbeat.total_seconds()),
+            id=broadcast_workflow_id(broadcast_id),
+            task_queue=self.task_queue,
+        )
+
+    async def signal_broadcast(self, broadcast_id: str, signal: str) -> None:
+        """`pause`, `resume` or `cancel` a broadcast's workflow."""
+        await self.client.get_workflow_handle(broadcast_workflow_id(broadcast_id)).signal(signal)
 
     async def _start_or_feed(
         self, spec: JourneySpec, event: Event, journey_event: JourneyEvent, started: set[str]

@@ -257,6 +257,28 @@ class Settings(BaseSettings):
         description="How long one delivery attempt may take before Temporal retries it (its send lease too).",
     )
 
+    # Broadcasts (docs/broadcasts.md)
+    broadcast_batch_size: int = Field(
+        200, ge=1, le=5000, description="Recipients one broadcast activity sends to (its heartbeat's unit)."
+    )
+    broadcast_concurrency: int = Field(
+        4, ge=1, le=64, description="Batches of one broadcast in flight at once (without a `rate`)."
+    )
+    email_rate_limit: float | None = Field(
+        None, gt=0, description="Broadcast emails per second across every worker (a rate-limited queue)."
+    )
+    web_push_rate_limit: float | None = Field(
+        None, gt=0, description="Broadcast web pushes per second across every worker."
+    )
+    zalo_zns_rate_limit: float | None = Field(
+        None, gt=0, description="Broadcast Zalo ZNS messages per second across every worker."
+    )
+
+    def channel_rate_limit(self, channel: str) -> float | None:
+        """Messages/s a channel's provider allows across all workers (`TOUCHFLOW_<CHANNEL>_RATE_LIMIT`)."""
+        limit: float | None = getattr(self, f"{channel}_rate_limit", None)
+        return limit
+
     # Journeys: the built-ins, and the user's own modules (each journey declares its own timings and
     # parameters, read from TOUCHFLOW_<NAME> by the registry; see touchflow.workflows.registry)
     journeys: CsvList = Field(

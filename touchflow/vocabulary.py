@@ -56,3 +56,13 @@ class JourneyStatus(StrEnum):
     COMPLETED = "completed"
     # A run that the re-entry rule kept out: its outcome only; the store records it `exited`.
     NOT_ADMITTED = "not_admitted"
+
+
+class BroadcastStatus(StrEnum):
+    """Where a broadcast stands (its workflow writes it; `GET /v1/broadcasts/{id}` shows it)."""
+
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"

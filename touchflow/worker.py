@@ -7,6 +7,7 @@ activities and channels. The registry (built-ins plus the user's modules) is han
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -22,6 +23,7 @@ from temporalio.client import (
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from touchflow.activities.broadcast import BroadcastActivities, rate_limited_queue
 from touchflow.activities.coupons import CouponActivities
 from touchflow.activities.inbox import StoreInbox
 from touchflow.activities.journey import JourneyActivities
@@ -33,6 +35,7 @@ from touchflow.db import make_engine
 from touchflow.rendering import Renderer
 from touchflow.settings import Settings
 from touchflow.storage import Store
+from touchflow.workflows.broadcast import BroadcastWorkflow
 from touchflow.workflows.registry import Registry
 from touchflow.workflows.segment_refresh import SCHEDULE_ID, RefreshSegments
 
@@ -77,7 +80,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[*(spec.workflow for spec in registry.values()), RefreshSegments],
+        workflows=[*(spec.workflow for spec in registry.values()), RefreshSegments, BroadcastWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[
             activities.enter_journey,
@@ -85,6 +88,7 @@ def build_worker(
             activities.deliver_step,
             CouponActivities(activities.store).issue_coupon,
             SegmentActivities(activities.store).refresh_segments,
+            *_broadcast_activities(activities),
             *registry.activities,
         ],
         max_concurrent_activities=100,
@@ -107,3 +111,30 @@ async def ensure_segment_schedule(client: Client, settings: Settings) -> None:
     except ScheduleAlreadyRunningError:
         handle = client.get_schedule_handle(SCHEDULE_ID)
         await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+
+
+def _broadcast_activities(activities: JourneyActivities) -> list[Any]:
+    broadcasts = BroadcastActivities(activities)
+    return [broadcasts.plan_broadcast, broadcasts.send_broadcast_batch, broadcasts.mark_broadcast]
+
+
+def build_channel_workers(client: Client, settings: Settings, activities: JourneyActivities) -> list[Worker]:
+    """A worker on each rate-limited channel's broadcast queue (`TOUCHFLOW_<CHANNEL>_RATE_LIMIT`): Temporal
+    holds the queue's rate across every worker polling it, so ten workers send no faster than one may."""
+    broadcasts = BroadcastActivities(activities)
+    workers = []
+    for channel in ("email", "web_push", "zalo_zns"):
+        limit = settings.channel_rate_limit(channel)
+        if limit is None:
+            continue
+        workers.append(
+            Worker(
+                client,
+                task_queue=rate_limited_queue(settings.task_queue, channel),
+                activities=[broadcasts.send_broadcast_batch],
+                # One activity is one batch: batches/s times recipients per batch stays within the limit.
+                max_task_queue_activities_per_second=limit / settings.broadcast_batch_size,
+                max_concurrent_activities=settings.broadcast_concurrency,
+            )
+        )
+    return workers

@@ -312,3 +312,18 @@ def test_money_shows_an_odd_value_as_given_and_never_raises(
 
 def test_number_never_raises() -> None:
     assert [number("lots"), number(float("inf")), number(3, "zz")] == ["lots", "inf", "3"]
+
+
+def test_inline_content_renders_per_language_and_escapes_only_html() -> None:
+    message = Renderer(default_locale="en").inline(
+        "sale.email",
+        {
+            "vi": {"subject": "Chào {{ name }}", "html": "<p>{{ name }}</p>"},
+            "en": {"subject": "Hi {{ name }}", "html": "<p>{{ name }}</p>"},
+        },
+    )
+    vietnamese = message.render("vi-VN", {"name": "<An>"})
+    assert vietnamese.parts == {"subject": "Chào <An>", "html": "<p>&lt;An&gt;</p>"}
+    assert (vietnamese.language, vietnamese.fallback) == ("vi", False)
+    french = message.render("fr", {"name": "Zoé"})
+    assert (french.parts["subject"], french.language, french.fallback) == ("Hi Zoé", "en", True)

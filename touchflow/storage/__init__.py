@@ -10,6 +10,7 @@
     ├── .inbox               inbox.py       the onsite inbox: pages, marks, the live streams' polls
     ├── .coupons             coupons.py     issue once per business key
     ├── .segments            segments.py    definitions, memberships kept up to date, entries and exits
+    ├── .broadcasts          broadcasts.py  broadcasts, their audience snapshot and batches, their counts
     ├── .push                push.py        web push subscriptions
     ├── .tokens              tokens.py      the Zalo OA's token pair and its sending hold
     ├── .rates               rates.py       API rate windows
@@ -26,6 +27,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from touchflow.ingest_rules import INGEST_RULES
+from touchflow.storage.broadcasts import Broadcasts
 from touchflow.storage.coupons import Coupons
 from touchflow.storage.customers import Customers
 from touchflow.storage.deliveries import Deliveries
@@ -59,6 +61,7 @@ class Store:
         self.push = PushSubscriptions(engine)
         self.tokens = ZaloTokens(engine)
         self.rates = RateWindows(engine)
+        self.broadcasts = Broadcasts(engine)
 
     def erase(self, customer_id: str) -> dict[str, int]:
         """Delete a customer's personal data from every aggregate (`erasure.erase_customer`)."""

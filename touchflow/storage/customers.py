@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, ColumnElement, Engine, func, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
+from sqlmodel import col
 
 from touchflow.db import read_modify_write
 from touchflow.models import Customer, CustomerIn, Identity, is_anonymous, utcnow
@@ -117,6 +118,12 @@ class Customers(Repository):
             if changed is not None and self.segments is not None:
                 self.segments.on_profile(conn, [customer_id], utcnow())
             return changed
+
+    def get_many(self, customer_ids: list[str]) -> dict[str, Customer]:
+        """The profiles of these ids that exist, by id (no merged-visitor lookup: known customers)."""
+        with self.session() as session:
+            found = session.scalars(select(Customer).where(col(Customer.id).in_(customer_ids)))
+            return {c.id: c for c in found}
 
     def get(self, customer_id: str) -> Customer | None:
         """The profile; for an anonymous id merged since, the customer it became (a journey that began

@@ -29,6 +29,17 @@ class Deliveries(Repository):
             stored = session.scalars(select(Delivery).where(col(Delivery.key) == delivery.key)).one()
         return stored
 
+    def claim_many(self, rows: list[dict[str, Any]]) -> dict[str, Delivery]:
+        """`claim` for many business keys in one statement each way (a broadcast's batch): by key."""
+        if not rows:
+            return {}
+        with self.engine.begin() as conn:
+            insert_ignore(conn, Delivery, rows)
+        keys = [row["key"] for row in rows]
+        with self.session() as session:
+            stored = session.scalars(select(Delivery).where(col(Delivery.key).in_(keys)))
+            return {d.key: d for d in stored}
+
     # -- the send lease --------------------------------------------------------------------------------------
 
     def start_sending(self, delivery_id: int, lease: timedelta) -> tuple[int | None, bool]:

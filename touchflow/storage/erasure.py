@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, String, cast, delete, literal, select, update
 
 from touchflow.models import (
+    BroadcastRecipient,
     Coupon,
     CouponRedemption,
     Customer,
@@ -36,6 +37,7 @@ PERSONAL_TABLES: tuple[Any, ...] = (
     Coupon,
     SegmentMembership,
     SegmentMovement,
+    BroadcastRecipient,
 )
 
 

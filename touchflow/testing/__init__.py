@@ -53,7 +53,7 @@ from touchflow.segments import SegmentDefinition
 from touchflow.settings import Settings
 from touchflow.storage import Store
 from touchflow.temporal import ensure_search_attributes, free_port, installed_binary
-from touchflow.worker import build_activities, build_worker
+from touchflow.worker import build_activities, build_channel_workers, build_worker
 from touchflow.workflows.base import Journey, JourneyOutcome, JourneyState
 from touchflow.workflows.registry import BUILTIN_JOURNEYS, Registry, build_registry
 
@@ -315,7 +315,9 @@ async def run_journeys(
         return env.client
 
     relay = Relay(store, connect, settings.task_queue, settings.relay_interval, 100, registry)
-    async with worker:
+    async with worker, contextlib.AsyncExitStack() as channel_workers:
+        for each in build_channel_workers(env.client, settings, activities):
+            await channel_workers.enter_async_context(each)
         yield JourneyHarness(env, store, settings, relay, activities, registry)
 
 
