@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,11 +46,12 @@ class SegmentConflict(TouchflowError):
 # ---------------------------------------------------------------------------------------------------------
 
 
-class Node:
+class Node(ABC):
     """A condition; `&`, `|` and `~` compose them (all, any, not)."""
 
+    @abstractmethod
     def to_json(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The JSON condition tree this node stands for (docs/segments.md)."""
 
     def __and__(self, other: Node) -> All:
         return All((*_flat(self, All), *_flat(other, All)))

@@ -265,10 +265,10 @@ class Segments(Repository):
         affected = [d for d in known.values() if created or _depends(d, known).profile]
         return self._keep(conn, affected, sorted(customer_ids), now, self.relayed, known=known)
 
-    def refresh(self, names: Sequence[str] | None = None) -> list[Move]:
+    def refresh(self, names: Sequence[str] | None = None, now: datetime | None = None) -> list[Move]:
         """Re-evaluate whole segments (all, or `names`) over every profile: what the schedule runs for the
-        conditions that change with time alone ("no order in 30 days")."""
-        now = utcnow()
+        conditions that change with time alone ("no order in 30 days"), as of `now` (default: now)."""
+        now = now or utcnow()
         with self.engine.begin() as conn:
             known = self._definitions(conn)
             chosen = [known[n] for n in names if n in known] if names is not None else list(known.values())

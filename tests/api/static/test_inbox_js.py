@@ -10,7 +10,6 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from html import escape
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from tests.api.conftest import RunningApi, customer_token, running_api
+from tests.clients.drivers import CHROMIUM, CHROMIUM_ARGS
 from tests.support.server import serving
 from touchflow.activities.inbox import StoreInbox
 from touchflow.channels import OutboundMessage
@@ -30,15 +30,6 @@ from touchflow.testing import eventually
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 HOW_TO_INSTALL = (
     "Chromium is missing at /usr/bin/chromium: install it with "
     "`apt-get update && apt-get install -y chromium` (as root), then run `pytest -m browser`"
