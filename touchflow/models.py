@@ -612,6 +612,35 @@ class StepFunnel(BaseModel):
     dropped_before: int  # runs that entered but never reached this step (so far)
     by_channel: dict[str, int]  # sent, per channel
     by_variant: dict[str, int]  # sent, per A/B variant
+    # Conversions credited to this step's messages (touchflow.attribution: last touch), and their revenue.
+    attributed_conversions: int = 0
+    revenue: float = 0.0
+    # Of the runs that reached this step, the share that reached the next one (None for the last step).
+    to_next: float | None = None
+    # Why messages were not sent: {"skipped": {"no consent": 3}, "failed": {...}, "capped": {...}}.
+    reasons: dict[str, dict[str, int]] = Field(default_factory=dict)
+
+
+class VariantResult(BaseModel):
+    variant: str
+    sent: int
+    opened: int
+    clicked: int
+    attributed_conversions: int
+    revenue: float
+    conversion_rate: float  # attributed conversions / sent
+
+
+class ExperimentResult(BaseModel):
+    """An A/B experiment of one step: its variants side by side and the test between the best two."""
+
+    experiment: str
+    step: str
+    variants: list[VariantResult]
+    test: str  # how the verdict was reached, in words
+    z: float | None = None
+    p_value: float | None = None
+    winner: str | None = None  # only when the difference is significant (p < 0.05)
 
 
 class JourneyFunnel(BaseModel):
@@ -625,6 +654,13 @@ class JourneyFunnel(BaseModel):
     conversion_rate: float  # converted / entered
     stages: dict[str, int]  # sent messages per stage
     steps: list[StepFunnel]
+    # Conversions (a goal, or order_placed) in the period credited to this journey's messages, last touch
+    # within TOUCHFLOW_ATTRIBUTION_WINDOW (docs/insight.md#attribution), and the revenue they carried.
+    attributed_conversions: int = 0
+    revenue: float = 0.0
+    experiments: list[ExperimentResult] = Field(default_factory=list)
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 class Erasure(SQLModel):

@@ -4,9 +4,10 @@ SQL differs between SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, Table
+from sqlalchemy import ColumnElement, Engine, Integer, Select, Table, cast, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
@@ -55,3 +56,20 @@ def locked(conn: Connection, query: Select[Any]) -> Select[Any]:
     locks; there the transaction holds the database's write lock already (`read_modify_write`, or a write
     made earlier in it)."""
     return query.with_for_update() if conn.dialect.name == "postgresql" else query
+
+
+def within(column: Any, since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
+    """The conditions of a time filter: `since` inclusive, `until` exclusive, either left open."""
+    conditions: list[ColumnElement[bool]] = []
+    if since is not None:
+        conditions.append(column >= since)
+    if until is not None:
+        conditions.append(column < until)
+    return conditions
+
+
+def epoch_seconds(conn: Connection, column: Any) -> ColumnElement[Any]:
+    """A time column as seconds since the epoch, in the connection's dialect (for bucketing in SQL)."""
+    if conn.dialect.name == "postgresql":
+        return func.extract("epoch", column)
+    return cast(func.strftime("%s", column), Integer)

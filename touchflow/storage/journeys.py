@@ -10,7 +10,7 @@ from sqlmodel import col
 
 from touchflow.db import session_scope
 from touchflow.models import JourneyEntry, JourneyStatus, utcnow
-from touchflow.storage.base import Repository, table
+from touchflow.storage.base import Repository, table, within
 
 
 class JourneyEntries(Repository):
@@ -86,11 +86,13 @@ class JourneyEntries(Repository):
             query = select(entries.c.workflow_id).where(entries.c.customer_id == customer_id).distinct()
             return sorted(conn.scalars(query))
 
-    def status_counts(self, journey: str, since: datetime | None = None) -> dict[str, int]:
-        """Runs of a journey by status (entered since `since`, when given), for its funnel."""
+    def status_counts(
+        self, journey: str, since: datetime | None = None, until: datetime | None = None
+    ) -> dict[str, int]:
+        """Runs of a journey by status (entered in [since, until), when given), for its funnel."""
         entries = table(JourneyEntry)
-        query = select(entries.c.status, func.count()).where(entries.c.journey == journey)
-        if since is not None:
-            query = query.where(entries.c.entered_at >= since)
+        query = select(entries.c.status, func.count()).where(
+            entries.c.journey == journey, *within(entries.c.entered_at, since, until)
+        )
         with self.engine.connect() as conn:
             return {str(status): int(n) for status, n in conn.execute(query.group_by(entries.c.status))}
