@@ -663,6 +663,43 @@ class JourneyFunnel(BaseModel):
     until: datetime | None = None
 
 
+class TimelineItem(BaseModel):
+    """One thing in a customer's timeline. `kind`: event, journey_entered, journey_ended, touchpoint,
+    segment_entered, segment_exited (a segment named `lifecycle:<stage>` is a lifecycle-stage change)."""
+
+    at: datetime
+    kind: str
+    name: str | None = None  # event
+    properties: dict[str, Any] | None = None  # event
+    journey: str | None = None  # journey_*, touchpoint
+    workflow_id: str | None = None  # journey_*
+    status: str | None = None  # journey_* (the run's status now), touchpoint (the delivery's)
+    ended_by: str | None = None  # journey_ended
+    step: str | None = None  # touchpoint
+    stage: str | None = None  # touchpoint
+    channel: str | None = None  # touchpoint
+    variant: str | None = None  # touchpoint
+    reason: str | None = None  # touchpoint: why it was not sent
+    outcome: str | None = None  # touchpoint: converted, clicked, opened, or its status
+    opened_at: datetime | None = None  # touchpoint
+    clicks: int | None = None  # touchpoint
+    segment: str | None = None  # segment_*
+    lifecycle_stage: str | None = None  # segment_* of a lifecycle stage
+    # A touchpoint credited with a conversion: the event id and revenue; a conversion: what it is credited to.
+    conversion_event_id: str | None = None
+    revenue: float | None = None
+    attributed_to: dict[str, Any] | None = None
+
+
+class Timeline(BaseModel):
+    customer_id: str
+    consents: dict[str, Any]
+    lifecycle_stage: str | None
+    segments: list[str]
+    items: list[TimelineItem]  # newest first
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the older page.")
+
+
 class Erasure(SQLModel):
     customer_id: str
     journeys_ended: int

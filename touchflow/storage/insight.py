@@ -199,8 +199,9 @@ class Insight(Repository):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[TimelineRow]:
-        """The customer's `limit` latest rows before the cursor `before` (at, rank, key), newest first:
-        events, journey entries and ends, touchpoints with their outcome, segment moves."""
+        """The customer's `limit` latest rows after the cursor `before` (at, rank, key), newest first (rows of
+        one instant by rank, then key descending): events, journey entries and ends, touchpoints with their
+        outcome, segment moves."""
         events, entries, deliveries = table(Event), table(JourneyEntry), table(Delivery)
         moves = table(SegmentMovement)
 
@@ -208,9 +209,10 @@ class Insight(Repository):
             conditions = [*within(at, since, until)]
             if before is not None:
                 c_at, c_rank, c_key = before
-                if rank < c_rank:
+                # Rows of one instant come in rank order: after the cursor's come those of a higher rank.
+                if rank > c_rank:
                     conditions.append(at <= c_at)
-                elif rank > c_rank:
+                elif rank < c_rank:
                     conditions.append(at < c_at)
                 else:
                     cursor_key: Any = int(c_key) if rank != _EVENT else c_key

@@ -1,0 +1,119 @@
+"""The funnels' attribution and A/B verdicts, and a customer's timeline, over the seeded scenario of
+tests/support/insight.py (known figures), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import API_KEY
+from tests.support.insight import FEATURED, REGISTRY, Seeded, seed
+from touchflow.api.main import create_app
+from touchflow.settings import Settings
+from touchflow.storage import Store
+
+
+@pytest.fixture
+def seeded(db_url: str, make_settings: Callable[..., Settings]) -> Iterator[tuple[TestClient, Seeded]]:
+    app = create_app(make_settings(database_url=db_url), REGISTRY, run_relay=False)
+    with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
+        store: Store = app.state.store
+        yield client, seed(store)
+
+
+def test_the_funnel_has_attributed_conversions_revenue_and_verdicts(
+    seeded: tuple[TestClient, Seeded],
+) -> None:
+    api, _ = seeded
+    funnel = api.get("/v1/journeys/winback/funnel").json()
+    assert (funnel["entered"], funnel["converted"], funnel["exited"], funnel["active"]) == (400, 122, 53, 225)
+    assert funnel["conversion_rate"] == 0.305
+    assert (funnel["attributed_conversions"], funnel["revenue"]) == (122, 8160.0)
+    offer, picks, last = funnel["steps"]
+    assert (offer["reached"], offer["sent"], offer["opened"], offer["clicked"]) == (400, 400, 220, 100)
+    assert (offer["attributed_conversions"], offer["revenue"], offer["to_next"]) == (70, 3500.0, 0.75)
+    assert (picks["reached"], picks["sent"], picks["skipped"], picks["failed"]) == (300, 240, 40, 20)
+    assert (picks["opened"], picks["clicked"], picks["dropped_before"]) == (90, 30, 100)
+    assert picks["by_channel"] == {"web_push": 200, "email": 40}
+    assert picks["reasons"] == {
+        "skipped": {"no consent for marketing": 40},
+        "failed": {"email: 550 mailbox unavailable": 20},
+    }
+    assert (picks["attributed_conversions"], picks["revenue"], picks["to_next"]) == (27, 2160.0, 0.8333)
+    assert (last["sent"], last["delivered"], last["attributed_conversions"], last["revenue"]) == (
+        250,
+        150,
+        25,
+        2500.0,
+    )
+    assert last["to_next"] is None
+    subject, layout = funnel["experiments"]
+    assert (subject["step"], subject["winner"]) == ("win_offer", "b") and subject["p_value"] < 0.05
+    a, b = subject["variants"]
+    assert (a["sent"], a["opened"], a["clicked"], a["attributed_conversions"]) == (200, 100, 40, 20)
+    assert (b["sent"], b["opened"], b["clicked"], b["attributed_conversions"]) == (200, 120, 60, 50)
+    assert (layout["winner"], layout["p_value"] > 0.05) == (None, True)
+    assert [v["attributed_conversions"] for v in layout["variants"]] == [12, 15]
+    assert "two-proportion z-test" in layout["test"]
+
+
+def test_every_figure_takes_the_period(seeded: tuple[TestClient, Seeded]) -> None:
+    api, seeded_at = seeded
+    start = seeded_at.start
+    # The first day only: the entries (an hour before), win_offer and its orders.
+    day = {
+        "since": (start - timedelta(hours=2)).isoformat(),
+        "until": (start + timedelta(hours=12)).isoformat(),
+    }
+    first = api.get("/v1/journeys/winback/funnel", params=day).json()
+    assert (first["entered"], first["attributed_conversions"], first["revenue"]) == (400, 70, 3500.0)
+    assert [s["sent"] for s in first["steps"]] == [400, 0, 0]
+    assert first["since"] is not None and first["until"] is not None
+    bad = api.get("/v1/journeys/winback/funnel", params={"since": "2026-11-01T00:00:00"})
+    assert bad.status_code == 422 and "time zone" in bad.json()["message"]
+    backwards = api.get("/v1/journeys/winback/funnel", params={"since": day["until"], "until": day["since"]})
+    assert backwards.status_code == 422 and "before until" in backwards.json()["message"]
+
+
+def test_a_customers_timeline_in_pages(seeded: tuple[TestClient, Seeded]) -> None:
+    api, _ = seeded
+    timeline = api.get(f"/v1/customers/{FEATURED}/timeline").json()
+    assert timeline["consents"] == {"email.marketing": True}
+    assert timeline["lifecycle_stage"] == "customer"
+    kinds = [item["kind"] for item in timeline["items"]]
+    assert {"event", "journey_entered", "journey_ended", "touchpoint", "segment_entered"} <= set(kinds)
+    times = [item["at"] for item in timeline["items"]]
+    assert times == sorted(times, reverse=True)
+    [touch] = [i for i in timeline["items"] if i["kind"] == "touchpoint"]
+    assert (touch["journey"], touch["step"], touch["channel"], touch["variant"]) == (
+        "winback",
+        "win_offer",
+        "email",
+        "b",
+    )
+    assert (touch["outcome"], touch["clicks"], touch["revenue"]) == ("converted", 1, 50.0)
+    assert touch["conversion_event_id"] == f"order-{FEATURED}-1"
+    [order] = [i for i in timeline["items"] if i["kind"] == "event"]
+    assert order["attributed_to"]["step"] == "win_offer" and order["revenue"] == 50.0
+    [ended] = [i for i in timeline["items"] if i["kind"] == "journey_ended"]
+    assert (ended["status"], ended["ended_by"]) == ("converted", "order_placed")
+    stages = [i["lifecycle_stage"] for i in timeline["items"] if i["lifecycle_stage"]]
+    assert "customer" in stages
+
+    pages, cursor = [], None
+    while True:
+        page = api.get(
+            f"/v1/customers/{FEATURED}/timeline",
+            params={"limit": 2, **({"cursor": cursor} if cursor else {})},
+        ).json()
+        pages.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == timeline["items"]
+    assert api.get("/v1/customers/nobody/timeline").status_code == 404
+    broken = api.get(f"/v1/customers/{FEATURED}/timeline", params={"cursor": "not-a-cursor"})
+    assert broken.status_code == 422 and "cursor" in broken.json()["message"]
