@@ -17,6 +17,7 @@ from touchflow.api.limits import BodySizeLimit, RefuseNulInUrl
 from touchflow.api.routes import (
     broadcasts,
     customers,
+    dashboard,
     dev,
     events,
     health,
@@ -109,7 +110,9 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(journeys.router)
+    app.include_router(journeys.stages_router)
     app.include_router(broadcasts.router)
+    app.include_router(dashboard.router)
     app.include_router(tracking.router)
     app.include_router(inbox.router)
     app.add_middleware(

@@ -20,10 +20,12 @@ from touchflow.models import (
     ExperimentResult,
     JourneyFunnel,
     JourneyStatus,
+    StageFunnel,
     StepFunnel,
     VariantResult,
 )
 from touchflow.storage import Store
+from touchflow.vocabulary import Stage
 from touchflow.workflows.base import JourneySpec
 
 _SENT = {DeliveryStatus.SENT, DeliveryStatus.DELIVERED}
@@ -79,6 +81,39 @@ async def journey_funnel(
         spec, runs, deliveries, engagement, [a for a in credited if a.touchpoint.journey == name], reasons
     )
     return funnel.model_copy(update={"since": since, "until": until})
+
+
+async def stage_funnel(
+    store: Store,
+    registry: Mapping[str, JourneySpec],
+    window: timedelta,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[StageFunnel]:
+    """Every stage in order, over messages made in [since, until) and the conversions of that period."""
+    order = [s.value for s in Stage]
+    counts, moved, credited = await asyncio.gather(
+        asyncio.to_thread(store.insight.stage_counts, since, until),
+        asyncio.to_thread(store.insight.moved_on, order, since, until),
+        asyncio.to_thread(attributed, store, registry, window, since, until),
+    )
+    stages = []
+    for n, stage in enumerate(order):
+        touchpoints, customers = counts.get(stage, (0, 0))
+        won = [c for c in credited if c.touchpoint.stage == stage]
+        onward = moved[n] if n < len(moved) else None
+        stages.append(
+            StageFunnel(
+                stage=stage,
+                touchpoints=touchpoints,
+                customers=customers,
+                moved_on=onward,
+                moved_on_rate=round(onward / customers, 4) if onward is not None and customers else None,
+                attributed_conversions=len(won),
+                revenue=round(sum(c.conversion.revenue for c in won), 2),
+            )
+        )
+    return stages
 
 
 def build_funnel(

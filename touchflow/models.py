@@ -663,6 +663,19 @@ class JourneyFunnel(BaseModel):
     until: datetime | None = None
 
 
+class StageFunnel(BaseModel):
+    """One stage across every journey and broadcast: messages sent, customers sent one, how many of those
+    were also sent one of the next stage, and the conversions credited to the stage's messages."""
+
+    stage: str
+    touchpoints: int
+    customers: int
+    moved_on: int | None  # None for the last stage
+    moved_on_rate: float | None
+    attributed_conversions: int
+    revenue: float
+
+
 class TimelineItem(BaseModel):
     """One thing in a customer's timeline. `kind`: event, journey_entered, journey_ended, touchpoint,
     segment_entered, segment_exited (a segment named `lifecycle:<stage>` is a lifecycle-stage change)."""

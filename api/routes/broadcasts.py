@@ -58,14 +58,14 @@ async def create_broadcast(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"could not reach Temporal to start the broadcast ({exc}); nothing was kept: try again",
         ) from None
-    return await _public(store, broadcast.id)
+    return await public_broadcast(store, broadcast.id)
 
 
 @router.get("/{broadcast_id}", response_model=BroadcastPublic, dependencies=[Read])
 async def get_broadcast(broadcast_id: str, store: StoreDep) -> BroadcastPublic:
     """Where the broadcast stands: `status`, `total` recipients, `sent`, `skipped` by reason, `failed`,
     `pending` (not sent to yet)."""
-    return await _public(store, broadcast_id)
+    return await public_broadcast(store, broadcast_id)
 
 
 @router.post("/{broadcast_id}/pause", response_model=BroadcastPublic, dependencies=[Admin])
@@ -104,7 +104,7 @@ def _check_channels(body: BroadcastCreate) -> None:
 
 
 async def _signal(store: Store, relay: RelayDep, broadcast_id: str, signal: str) -> BroadcastPublic:
-    current = await _public(store, broadcast_id)
+    current = await public_broadcast(store, broadcast_id)
     if current.status not in _SIGNALS[signal]:
         raise HTTPException(status.HTTP_409_CONFLICT, f"cannot {signal} a broadcast that is {current.status}")
     try:
@@ -117,7 +117,8 @@ async def _signal(store: Store, relay: RelayDep, broadcast_id: str, signal: str)
     return current
 
 
-async def _public(store: Store, broadcast_id: str) -> BroadcastPublic:
+async def public_broadcast(store: Store, broadcast_id: str) -> BroadcastPublic:
+    """The broadcast with what came of it so far (404 when there is none); the dashboard shows the same."""
     broadcast = await asyncio.to_thread(store.broadcasts.get, broadcast_id)
     if broadcast is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no broadcast with id {broadcast_id!r}")

@@ -8,9 +8,11 @@ from fastapi import APIRouter, HTTPException, status
 from touchflow.api.deps import Read, RegistryDep, SettingsDep, StoreDep
 from touchflow.api.period import PeriodDep
 from touchflow.insight import journey_funnel as build
-from touchflow.models import JourneyFunnel
+from touchflow.insight import stage_funnel
+from touchflow.models import JourneyFunnel, StageFunnel
 
 router = APIRouter(prefix="/v1/journeys", tags=["journeys"], dependencies=[Read])
+stages_router = APIRouter(prefix="/v1/stages", tags=["journeys"], dependencies=[Read])
 
 
 @router.get("", response_model=list[JourneyFunnel])
@@ -38,3 +40,12 @@ async def journey_funnel(
     return await build(
         store, registry, registry[journey], settings.attribution_window, period.since, period.until
     )
+
+
+@stages_router.get("", response_model=list[StageFunnel])
+async def stages(
+    store: StoreDep, registry: RegistryDep, settings: SettingsDep, period: PeriodDep
+) -> list[StageFunnel]:
+    """The stage funnel across every journey and broadcast over [since, until): messages sent per stage,
+    customers sent one, how many moved on to the next stage, conversions credited to each stage."""
+    return await stage_funnel(store, registry, settings.attribution_window, period.since, period.until)

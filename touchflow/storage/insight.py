@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
@@ -131,27 +132,26 @@ class Insight(Repository):
         with self.engine.connect() as conn:
             return {str(stage or "-"): (int(n), int(c)) for stage, n, c in conn.execute(query)}
 
-    def stage_reach(
+    def moved_on(
         self, stages: Sequence[str], since: datetime | None = None, until: datetime | None = None
     ) -> list[int]:
-        """Customers sent a message of every stage up to each one (awareness, then awareness and
-        consideration, ...): how many move on from stage to stage."""
+        """For each stage but the last: customers sent messages of both it and the next stage."""
         deliveries = table(Delivery)
-        reached: list[int] = []
+        both: list[int] = []
         with self.engine.connect() as conn:
-            for n in range(1, len(stages) + 1):
+            for pair in pairwise(stages):
                 query = (
                     select(deliveries.c.customer_id)
                     .where(
                         deliveries.c.status.in_(_SENT),
-                        deliveries.c.stage.in_(list(stages[:n])),
+                        deliveries.c.stage.in_(list(pair)),
                         *within(deliveries.c.created_at, since, until),
                     )
                     .group_by(deliveries.c.customer_id)
-                    .having(func.count(func.distinct(deliveries.c.stage)) == n)
+                    .having(func.count(func.distinct(deliveries.c.stage)) == 2)
                 )
-                reached.append(int(conn.scalar(select(func.count()).select_from(query.subquery())) or 0))
-        return reached
+                both.append(int(conn.scalar(select(func.count()).select_from(query.subquery())) or 0))
+        return both
 
     def segment_sizes(self) -> dict[str, int]:
         members = table(SegmentMembership)
