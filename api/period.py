@@ -21,6 +21,12 @@ class Period:
     until: datetime | None
     range: str = "custom"  # 24h, 7d, 30d, custom (the dashboard's choice), all (no filter)
 
+    def page_query(self) -> dict[str, str]:
+        """The period as the dashboard's query parameters (kept from page to page)."""
+        if self.range in RANGES:
+            return {"range": self.range}
+        return {"range": "custom", **self.query()} if self.range == "custom" else {}
+
     def query(self) -> dict[str, str]:
         """The period as query parameters of the JSON API."""
         found = {"since": self.since, "until": self.until}

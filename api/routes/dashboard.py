@@ -65,8 +65,8 @@ def sparkline(values: Sequence[int], width: int = 120, height: int = 24) -> str:
 
 
 _env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True))
-_env.filters.update(number=_number, percent=_percent)
-_env.globals.update(sparkline=sparkline, ranges=list(RANGES))
+_env.filters.update(number=_number, percent=_percent, segment=lambda text: quote(str(text), safe=""))
+_env.globals.update(sparkline=sparkline, ranges=list(RANGES), urlencode=urlencode)
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -202,7 +202,7 @@ PagePeriod = Annotated[Period, Depends(page_period)]
 
 
 def _context(settings: Settings, shown: Period) -> dict[str, Any]:
-    return {"period": shown, "json_query": shown.query(), "settings": settings, "urlencode": urlencode}
+    return {"period": shown, "json_query": shown.query(), "settings": settings}
 
 
 def _temporal_link(settings: Settings, query: str) -> str:
