@@ -8,11 +8,14 @@ the JSON API and the dashboard both call `journey_funnel`, so a figure is the sa
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from itertools import pairwise
+from typing import Any
 
 from touchflow.attribution import Attributed, Conversion, Touchpoint, attribute, conversion_names
 from touchflow.models import (
@@ -29,6 +32,7 @@ from touchflow.vocabulary import Stage
 from touchflow.workflows.base import JourneySpec
 
 _SENT = {DeliveryStatus.SENT, DeliveryStatus.DELIVERED}
+_UNSENT = {DeliveryStatus.SKIPPED, DeliveryStatus.FAILED, DeliveryStatus.CAPPED, DeliveryStatus.DEFERRED}
 SIGNIFICANCE = 0.05
 TEST = (
     "two-proportion z-test (two-sided) of attributed conversions per message sent, between the two "
@@ -40,6 +44,10 @@ def goals_of(registry: Mapping[str, JourneySpec]) -> dict[str, tuple[str, ...]]:
     return {name: spec.goals for name, spec in registry.items()}
 
 
+# What the figures add up: (journey, step, variant, stage) → (conversions credited, their revenue).
+Credits = dict[tuple[str, str, str | None, str | None], tuple[int, float]]
+
+
 def attributed(
     store: Store,
     registry: Mapping[str, JourneySpec],
@@ -47,17 +55,68 @@ def attributed(
     since: datetime | None,
     until: datetime | None,
     *,
-    journey: str | None = None,
     customer_id: str | None = None,
+    received_after: datetime | None = None,
 ) -> list[Attributed]:
-    """The conversions of [since, until) with the touchpoint each is credited to (all journeys and
-    broadcasts, or those that can be `journey`'s or `customer_id`'s)."""
+    """The conversions of [since, until) (one customer's, or those received after `received_after`),
+    each with the touchpoint it is credited to, matched now."""
     goals = goals_of(registry)
     rows, touches = store.insight.attribution_inputs(
-        conversion_names(goals), window, since, until, journey=journey, customer_id=customer_id
+        conversion_names(goals), window, since, until, customer_id=customer_id, received_after=received_after
     )
-    conversions = [Conversion.from_row(row) for row in rows]
+    conversions = [Conversion.from_row(r) for r in rows]
     return attribute(conversions, [Touchpoint(*t) for t in touches], window, goals)
+
+
+def credits(
+    store: Store,
+    registry: Mapping[str, JourneySpec],
+    window: timedelta,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    journey: str | None = None,
+) -> Credits:
+    """The conversions of [since, until) credited to each step (of `journey`, or of every journey and
+    broadcast), added up. The settled ones are decided once and kept (the store's `keep_attributions`), the
+    newer ones matched now: the same rule either way."""
+    goals = goals_of(registry)
+
+    def decide(rows: list[Any], touches: list[Any]) -> list[dict[str, Any]]:
+        conversions = [Conversion.from_row(r) for r in rows]
+        credited = {
+            a.conversion.event_id: a.touchpoint
+            for a in attribute(conversions, [Touchpoint(*t) for t in touches], window, goals)
+        }
+        return [_kept(c, credited.get(c.event_id)) for c in conversions]
+
+    rule = json.dumps([window.total_seconds(), sorted((k, sorted(v)) for k, v in goals.items())])
+    watermark = store.insight.keep_attributions(
+        hashlib.sha256(rule.encode()).hexdigest(), conversion_names(goals), window, decide
+    )
+    totals: Credits = {}
+    for j, step, variant, stage, n, money in store.insight.kept_totals(since, until, journey=journey):
+        totals[j, step, variant, stage] = (int(n), float(money or 0.0))
+    for credit in attributed(store, registry, window, since, until, received_after=watermark):
+        touch = credit.touchpoint
+        if journey is None or touch.journey == journey:
+            key = (touch.journey, touch.step, touch.variant, touch.stage)
+            n, money = totals.get(key, (0, 0.0))
+            totals[key] = (n + 1, money + credit.conversion.revenue)
+    return totals
+
+
+def _kept(conversion: Conversion, touch: Touchpoint | None) -> dict[str, Any]:
+    """The `Attribution` row of a conversion and the touchpoint credited with it (or none)."""
+    row: dict[str, Any] = {
+        "event_id": conversion.event_id,
+        "customer_id": conversion.customer_id,
+        "at": conversion.at,
+        "revenue": conversion.revenue,
+    }
+    for name in ("delivery_id", "journey", "step", "channel", "variant", "stage", "sent_at"):
+        row[name] = getattr(touch, name) if touch is not None else None
+    return row
 
 
 async def journey_funnel(
@@ -70,15 +129,27 @@ async def journey_funnel(
 ) -> JourneyFunnel:
     """A journey's funnel over [since, until): runs entered then, messages made then, conversions then."""
     name = spec.name
-    runs, deliveries, engagement, reasons, credited = await asyncio.gather(
+    runs, counted, credited = await asyncio.gather(
         asyncio.to_thread(store.journeys.status_counts, name, since, until),
-        asyncio.to_thread(store.deliveries.counts, name, since, until),
-        asyncio.to_thread(store.deliveries.engagement_counts, name, since, until),
-        asyncio.to_thread(store.deliveries.reasons, name, since, until),
-        asyncio.to_thread(attributed, store, registry, window, since, until, journey=name),
+        asyncio.to_thread(store.rollups.funnel, name, since, until),
+        asyncio.to_thread(credits, store, registry, window, since, until, journey=name),
     )
+    deliveries = [(r.step, r.status, r.channel, r.variant, r.n) for r in counted]
+    engagement: Counter[tuple[str, str | None]] = Counter()
+    clicks: Counter[tuple[str, str | None]] = Counter()
+    for r in counted:
+        engagement[r.step, r.variant] += r.opened
+        clicks[r.step, r.variant] += r.clicked
+    reasons = [
+        (r.step, r.status, r.reason, r.n) for r in counted if r.reason is not None or r.status in _UNSENT
+    ]
     funnel = build_funnel(
-        spec, runs, deliveries, engagement, [a for a in credited if a.touchpoint.journey == name], reasons
+        spec,
+        runs,
+        deliveries,
+        {key: (engagement[key], clicks[key]) for key in engagement | clicks},
+        credited,
+        reasons,
     )
     return funnel.model_copy(update={"since": since, "until": until})
 
@@ -95,12 +166,12 @@ async def stage_funnel(
     counts, moved, credited = await asyncio.gather(
         asyncio.to_thread(store.insight.stage_counts, since, until),
         asyncio.to_thread(store.insight.moved_on, order, since, until),
-        asyncio.to_thread(attributed, store, registry, window, since, until),
+        asyncio.to_thread(credits, store, registry, window, since, until),
     )
     stages = []
     for n, stage in enumerate(order):
         touchpoints, customers = counts.get(stage, (0, 0))
-        won = [c for c in credited if c.touchpoint.stage == stage]
+        won = [v for k, v in credited.items() if k[3] == stage]
         onward = moved[n] if n < len(moved) else None
         stages.append(
             StageFunnel(
@@ -109,8 +180,8 @@ async def stage_funnel(
                 customers=customers,
                 moved_on=onward,
                 moved_on_rate=round(onward / customers, 4) if onward is not None and customers else None,
-                attributed_conversions=len(won),
-                revenue=round(sum(c.conversion.revenue for c in won), 2),
+                attributed_conversions=sum(n for n, _ in won),
+                revenue=round(sum(money for _, money in won), 2),
             )
         )
     return stages
@@ -121,7 +192,7 @@ def build_funnel(
     runs: dict[str, int],
     deliveries: list[tuple[str, str, str | None, str | None, int]],
     engagement: dict[tuple[str, str | None], tuple[int, int]] | None = None,
-    credited: Sequence[Attributed] = (),
+    credited: Credits | None = None,
     reasons: Sequence[tuple[str, str, str | None, int]] = (),
 ) -> JourneyFunnel:
     entered = sum(runs.values())
@@ -143,10 +214,10 @@ def build_funnel(
         clicked[step_name, "*"] += c
     wins: Counter[tuple[str, str | None]] = Counter()
     money: defaultdict[tuple[str, str | None], float] = defaultdict(float)
-    for credit in credited:
-        for key in ((credit.touchpoint.step, credit.touchpoint.variant), (credit.touchpoint.step, "*")):
-            wins[key] += 1
-            money[key] += credit.conversion.revenue
+    for (_, step_name, variant, _), (n, revenue) in (credited or {}).items():
+        for key in ((step_name, variant), (step_name, "*")):
+            wins[key] += n
+            money[key] += revenue
     why: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
     for step_name, status, reason, count in reasons:
         why[step_name][status][_reason(reason, status)] += count
@@ -214,8 +285,8 @@ def build_funnel(
         conversion_rate=round(converted / entered, 4) if entered else 0.0,
         stages=dict(stages),
         steps=steps,
-        attributed_conversions=len(credited),
-        revenue=round(sum(c.conversion.revenue for c in credited), 2),
+        attributed_conversions=sum(n for n, _ in (credited or {}).values()),
+        revenue=round(sum(m for _, m in (credited or {}).values()), 2),
         experiments=experiments,
     )
 

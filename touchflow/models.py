@@ -486,7 +486,11 @@ class JourneyEntry(SQLModel, table=True):
     """
 
     __tablename__ = "journey_entries"
-    __table_args__ = (Index("ix_journey_entries_customer", "customer_id", "journey"),)
+    __table_args__ = (
+        Index("ix_journey_entries_customer", "customer_id", "journey"),
+        # A funnel's runs by status over a period, read from the index alone.
+        Index("ix_journey_entries_journey_entered", "journey", "entered_at", "status"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(max_length=64, unique=True)
@@ -521,6 +525,9 @@ class Delivery(SQLModel, table=True):
         Index("ix_deliveries_customer_created", "customer_id", "created_at"),
         Index("ix_deliveries_journey_step", "journey", "step"),
         Index("ix_deliveries_provider_id", "provider_id"),
+        # The funnel rollups: a journey's deliveries by creation, and those changed since a rollup was made.
+        Index("ix_deliveries_journey_created", "journey", "created_at"),
+        Index("ix_deliveries_journey_updated", "journey", "updated_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -567,6 +574,7 @@ class Engagement(SQLModel, table=True):
             sqlite_where=text("kind = 'open'"),
             postgresql_where=text("kind = 'open'"),
         ),
+        Index("ix_engagements_at", "at"),  # what the funnel rollups must look at again
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -661,6 +669,69 @@ class JourneyFunnel(BaseModel):
     experiments: list[ExperimentResult] = Field(default_factory=list)
     since: datetime | None = None
     until: datetime | None = None
+
+
+class FunnelRollup(SQLModel, table=True):
+    """A journey's deliveries of one hour (by creation), counted by step, status, channel, variant and reason:
+    what the funnels read for past hours instead of the deliveries themselves (`storage.rollups`)."""
+
+    __tablename__ = "funnel_rollups"
+    __table_args__ = (Index("ix_funnel_rollups_journey_hour", "journey", "hour"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey: str = Field(max_length=100)
+    hour: int  # hours since the epoch
+    step: str = Field(max_length=100)
+    status: str = Field(max_length=16)
+    channel: str | None = Field(default=None, max_length=32)
+    variant: str | None = Field(default=None, max_length=64)
+    reason: str | None = Field(default=None, max_length=1000)  # the error of a message not sent
+    count: int
+    opened: int
+    clicked: int
+
+
+class FunnelRollupHour(SQLModel, table=True):
+    """When one hour of a journey was rolled up: a delivery or engagement of that hour changed since makes
+    it stale."""
+
+    __tablename__ = "funnel_rollup_hours"
+
+    journey: str = Field(primary_key=True, max_length=100)
+    hour: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    computed_at: datetime = time_column()
+
+
+class Attribution(SQLModel, table=True):
+    """A conversion and the touchpoint credited with it (`touchflow.attribution`), kept once its event has
+    settled, so the funnels read the credits instead of matching every conversion again; `delivery_id`
+    None when nothing in the window was credited. Personal: erased with the customer's events."""
+
+    __tablename__ = "attributions"
+    __table_args__ = (Index("ix_attributions_journey_at", "journey", "at"),)
+
+    event_id: str = Field(primary_key=True, max_length=128)
+    customer_id: str = Field(max_length=128, index=True)
+    at: datetime = time_column(index=True)
+    revenue: float
+    delivery_id: int | None = None
+    journey: str | None = Field(default=None, max_length=100)
+    step: str | None = Field(default=None, max_length=100)
+    channel: str | None = Field(default=None, max_length=32)
+    variant: str | None = Field(default=None, max_length=64)
+    stage: str | None = Field(default=None, max_length=32)
+    sent_at: datetime | None = time_column(nullable=True)
+
+
+class AttributionState(SQLModel, table=True):
+    """How far the kept attributions go (events received before `watermark`), and under which rule
+    (`fingerprint` of the window and the journeys' goals: a change starts them over)."""
+
+    __tablename__ = "attribution_state"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    fingerprint: str = Field(max_length=64)
+    watermark: datetime | None = time_column(nullable=True)
 
 
 class StageFunnel(BaseModel):
@@ -767,6 +838,7 @@ class InboxMessage(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("key", name="uq_inbox_messages_key"),
         Index("ix_inbox_messages_customer_created", "customer_id", "created_at"),
+        Index("ix_inbox_messages_read_at", "read_at"),  # what the funnel rollups must look at again
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -27,7 +27,7 @@ from touchflow.api.routes.broadcasts import public_broadcast
 from touchflow.apikeys import ApiKey, Scope
 from touchflow.attribution import describe
 from touchflow.errors import TouchflowError
-from touchflow.insight import TEST, attributed, journey_funnel, stage_funnel
+from touchflow.insight import TEST, credits, journey_funnel, stage_funnel
 from touchflow.models import JourneyFunnel, utcnow
 from touchflow.settings import Settings
 from touchflow.signing import Purpose, Signer
@@ -227,18 +227,18 @@ async def overview(
             for name in registry
         )
     )
-    histogram, ids, sizes, definitions, credits = await asyncio.gather(
+    histogram, ids, sizes, definitions, credited = await asyncio.gather(
         asyncio.to_thread(store.insight.entries_histogram, since, until, SPARK_BUCKETS),
         asyncio.to_thread(store.insight.broadcasts, shown.since, shown.until),
         asyncio.to_thread(store.insight.segment_sizes),
         asyncio.to_thread(store.segments.definitions),
-        asyncio.to_thread(attributed, store, registry, window, shown.since, shown.until),
+        asyncio.to_thread(credits, store, registry, window, shown.since, shown.until),
     )
     broadcasts = []
     for broadcast_id in ids:
         public = await public_broadcast(store, broadcast_id)
-        mine = [c for c in credits if c.touchpoint.journey == f"broadcast:{broadcast_id}"]
-        broadcasts.append((public, len(mine), round(sum(c.conversion.revenue for c in mine), 2)))
+        mine = [v for k, v in credited.items() if k[0] == f"broadcast:{broadcast_id}"]
+        broadcasts.append((public, sum(n for n, _ in mine), round(sum(m for _, m in mine), 2)))
     segments = [(name, sizes.get(name, 0)) for name in definitions]
     return render(
         request,

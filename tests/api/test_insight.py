@@ -8,12 +8,16 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
 
 from tests.conftest import API_KEY
+from tests.support import rows
 from tests.support.insight import FEATURED, REGISTRY, Seeded, seed
 from touchflow.api.main import create_app
+from touchflow.models import Attribution, Delivery, DeliveryStatus, Event, FunnelRollup
 from touchflow.settings import Settings
 from touchflow.storage import Store
+from touchflow.storage.base import table
 
 
 @pytest.fixture
@@ -117,3 +121,43 @@ def test_a_customers_timeline_in_pages(seeded: tuple[TestClient, Seeded]) -> Non
     assert api.get("/v1/customers/nobody/timeline").status_code == 404
     broken = api.get(f"/v1/customers/{FEATURED}/timeline", params={"cursor": "not-a-cursor"})
     assert broken.status_code == 422 and "cursor" in broken.json()["message"]
+
+
+def test_kept_rollups_and_attributions_follow_every_change(
+    seeded: tuple[TestClient, Seeded], make_settings: Callable[..., Settings], db_url: str
+) -> None:
+    api, seeded_at = seeded
+    store: Store = api.app.state.store  # type: ignore[attr-defined]
+    with (
+        store.engine.begin() as conn
+    ):  # the orders arrived long ago: their credits are kept, not matched live
+        conn.execute(update(table(Event)).values(received_at=seeded_at.start))
+    before = api.get("/v1/journeys/winback/funnel").json()
+    assert (before["attributed_conversions"], before["revenue"]) == (122, 8160.0)
+    with store.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(table(Attribution))) == 128  # every order
+        assert conn.scalar(select(func.count()).select_from(table(FunnelRollup))) > 0
+
+    # Things change in hours already rolled up: a late click, a receipt turning into a failure.
+    deliveries = {d.step: d for d in store.deliveries.of_customer("c100", limit=10)}
+    assert store.deliveries.record_engagement(
+        deliveries["win_offer"].id or 0, "click", "https://shop.example"
+    )
+    with store.engine.connect() as conn:
+        last = conn.scalar(
+            select(table(Delivery).c.id).where(table(Delivery).c.step == "last_chance").limit(1)
+        )
+    rows.update_delivery(store, last, status=DeliveryStatus.FAILED, error="zalo: -124 quota")
+    after = api.get("/v1/journeys/winback/funnel").json()
+    offer, _, last_chance = after["steps"]
+    assert offer["clicked"] == 101
+    assert (last_chance["sent"], last_chance["failed"]) == (249, 1)
+    assert last_chance["reasons"] == {"failed": {"zalo: -124 quota": 1}}
+
+    # Another window is another rule: the kept credits start over (an hour: only the broadcast's orders,
+    # an hour after it, still count).
+    app = create_app(make_settings(database_url=db_url, attribution_window="1h"), REGISTRY, run_relay=False)
+    with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as hour:
+        assert hour.get("/v1/journeys/winback/funnel").json()["attributed_conversions"] == 0
+        stages = {s["stage"]: s for s in hour.get("/v1/stages").json()}
+        assert (stages["retention"]["attributed_conversions"], stages["retention"]["revenue"]) == (5, 200.0)

@@ -68,8 +68,10 @@ def within(column: Any, since: datetime | None, until: datetime | None) -> list[
     return conditions
 
 
-def epoch_seconds(conn: Connection, column: Any) -> ColumnElement[Any]:
-    """A time column as seconds since the epoch, in the connection's dialect (for bucketing in SQL)."""
+def epoch_bucket(conn: Connection, column: Any, width: int, origin: float = 0) -> ColumnElement[Any]:
+    """Which slice of `width` seconds, counted from `origin` (seconds since the epoch), a time column falls
+    in: a whole number, in the connection's dialect (for grouping in SQL)."""
     if conn.dialect.name == "postgresql":
-        return func.extract("epoch", column)
-    return cast(func.strftime("%s", column), Integer)
+        return func.floor((func.extract("epoch", column) - origin) / width)
+    # SQLite: integer division of integers (the times a bucket is asked of are never before `origin`).
+    return (cast(func.strftime("%s", column), Integer) - int(origin)) / width

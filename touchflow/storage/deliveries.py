@@ -1,5 +1,6 @@
 """Deliveries: one row per message a step sends, claimed once per business key and sent under a lease whose
-token fences the result; the suppression list; opens, clicks and provider receipts; the funnel's counts."""
+token fences the result; the suppression list; opens, clicks and provider receipts. The funnels count them
+through `storage.rollups`: every write here sets `updated_at`, which tells a rollup its hour changed."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from sqlalchemy import func, or_, select, update
 from sqlmodel import col
 
 from touchflow.db import session_scope
-from touchflow.models import Delivery, DeliveryStatus, Engagement, InboxMessage, Suppression, utcnow
-from touchflow.storage.base import Repository, insert_ignore, table, within
+from touchflow.models import Delivery, DeliveryStatus, Engagement, Suppression, utcnow
+from touchflow.storage.base import Repository, insert_ignore, table
 
 
 def _address_hash(address: str) -> str:
@@ -181,68 +182,3 @@ class Deliveries(Repository):
                 .limit(limit)
             )
             return list(session.scalars(stmt))
-
-    def counts(
-        self, journey: str, since: datetime | None = None, until: datetime | None = None
-    ) -> list[tuple[str, str, str | None, str | None, int]]:
-        """(step, status, channel, variant, count) of a journey's deliveries made in [since, until)."""
-        deliveries = table(Delivery)
-        columns = (deliveries.c.step, deliveries.c.status, deliveries.c.channel, deliveries.c.variant)
-        query = select(*columns, func.count()).where(
-            deliveries.c.journey == journey, *within(deliveries.c.created_at, since, until)
-        )
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.group_by(*columns)).all()
-        return [(str(s), str(st), ch, v, int(n)) for s, st, ch, v, n in rows]
-
-    def engagement_counts(
-        self, journey: str, since: datetime | None = None, until: datetime | None = None
-    ) -> dict[tuple[str, str | None], tuple[int, int]]:
-        """Per (step, variant): (deliveries opened, deliveries clicked), each delivery counted once.
-
-        An onsite message read in the inbox counts as opened.
-        """
-        deliveries, engagements, inbox = table(Delivery), table(Engagement), table(InboxMessage)
-        scope = [deliveries.c.journey == journey, *within(deliveries.c.created_at, since, until)]
-        group = (deliveries.c.step, deliveries.c.variant)
-
-        def distinct_per_step(joined: Any, condition: Any) -> dict[tuple[str, str | None], int]:
-            query = (
-                select(*group, func.count(func.distinct(deliveries.c.id)))
-                .select_from(joined)
-                .where(*scope, condition)
-                .group_by(*group)
-            )
-            with self.engine.connect() as conn:
-                return {(str(step), variant): int(n) for step, variant, n in conn.execute(query)}
-
-        tracked = deliveries.join(engagements, engagements.c.delivery_id == deliveries.c.id)
-        opened = distinct_per_step(tracked, engagements.c.kind == "open")
-        clicked = distinct_per_step(tracked, engagements.c.kind == "click")
-        read = distinct_per_step(
-            deliveries.join(inbox, inbox.c.key == deliveries.c.key), inbox.c.read_at.is_not(None)
-        )
-        keys = set(opened) | set(clicked) | set(read)
-        return {k: (opened.get(k, 0) + read.get(k, 0), clicked.get(k, 0)) for k in keys}
-
-    def reasons(
-        self, journey: str, since: datetime | None = None, until: datetime | None = None
-    ) -> list[tuple[str, str, str | None, int]]:
-        """(step, status, reason, count) of a journey's deliveries that were not sent: skipped, failed,
-        capped or deferred, by the reason recorded."""
-        deliveries = table(Delivery)
-        columns = (deliveries.c.step, deliveries.c.status, deliveries.c.error)
-        unsent = (
-            DeliveryStatus.SKIPPED,
-            DeliveryStatus.FAILED,
-            DeliveryStatus.CAPPED,
-            DeliveryStatus.DEFERRED,
-        )
-        query = select(*columns, func.count()).where(
-            deliveries.c.journey == journey,
-            deliveries.c.status.in_(unsent),
-            *within(deliveries.c.created_at, since, until),
-        )
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.group_by(*columns)).all()
-        return [(str(s), str(st), e, int(n)) for s, st, e, n in rows]

@@ -3,15 +3,18 @@ entries over time, the stage funnel, segment sizes, a customer's timeline; every
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
+from sqlalchemy.engine import Connection
 
 from touchflow.models import (
+    Attribution,
+    AttributionState,
     Broadcast,
     Customer,
     Delivery,
@@ -22,8 +25,9 @@ from touchflow.models import (
     JourneyEntry,
     SegmentMembership,
     SegmentMovement,
+    utcnow,
 )
-from touchflow.storage.base import Repository, epoch_seconds, table, within
+from touchflow.storage.base import Repository, epoch_bucket, insert_ignore, locked, table, within
 
 _SENT = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
 
@@ -39,6 +43,11 @@ class TimelineRow:
     data: dict[str, Any]
 
 
+# Kept attributions go up to events received this long ago (a send in flight has been recorded by then), and
+# are brought up to date at most this often.
+SETTLED = timedelta(minutes=1)
+CATCH_UP_EVERY = timedelta(seconds=10)
+
 # Sources of the timeline, by rank: the order of rows at the same instant (newest first, then lower rank).
 _EVENT, _ENTERED, _ENDED, _TOUCHPOINT, _SEGMENT = range(5)
 
@@ -53,50 +62,65 @@ class Insight(Repository):
         since: datetime | None = None,
         until: datetime | None = None,
         *,
-        journey: str | None = None,
         customer_id: str | None = None,
+        received_after: datetime | None = None,
     ) -> tuple[list[Any], list[Any]]:
         """The conversions (events named `names`) in [since, until) and every message sent to their customers
         in the window before them: what `attribution.attribute` decides between, as rows of
         (id, customer_id, name, occurred_at, properties) and of `attribution.Touchpoint`'s fields.
 
-        With `journey`, only the customers that journey sent to in the window are looked at (the others'
-        conversions cannot be its); with `customer_id`, only that customer.
-        """
-        events, deliveries = table(Event), table(Delivery)
-        sent = and_(deliveries.c.status.in_(_SENT), deliveries.c.sent_at.is_not(None))
-        earliest = since - window if since is not None else None
-        scope: list[ColumnElement[bool]] = [
-            events.c.name.in_(list(names)),
-            *within(events.c.occurred_at, since, until),
-        ]
-        if customer_id is not None:
-            scope.append(events.c.customer_id == customer_id)
-        if journey is not None:
-            touched = select(deliveries.c.customer_id).where(
-                deliveries.c.journey == journey, sent, *within(deliveries.c.sent_at, earliest, until)
-            )
-            scope.append(events.c.customer_id.in_(touched))
-        conversions_query = select(
-            events.c.id, events.c.customer_id, events.c.name, events.c.occurred_at, events.c.properties
-        ).where(*scope)
-        converters = select(events.c.customer_id).where(*scope)
-        touch_query = select(
-            deliveries.c.id,
-            deliveries.c.customer_id,
-            deliveries.c.journey,
-            deliveries.c.step,
-            deliveries.c.channel,
-            deliveries.c.variant,
-            deliveries.c.stage,
-            deliveries.c.sent_at,
-        ).where(
-            sent, deliveries.c.customer_id.in_(converters), *within(deliveries.c.sent_at, earliest, until)
-        )
+        With `customer_id`, only that customer's; with `received_after`, only events received since then
+        (those the kept attributions do not hold yet)."""
         with self.engine.connect() as conn:
-            conversions = [tuple(row) for row in conn.execute(conversions_query)]
-            touchpoints = [tuple(row) for row in conn.execute(touch_query)] if conversions else []
-        return conversions, touchpoints
+            return _conversions_and_touchpoints(
+                conn, names, window, since, until, customer_id=customer_id, received=(received_after, None)
+            )
+
+    def keep_attributions(
+        self,
+        fingerprint: str,
+        names: Sequence[str],
+        window: timedelta,
+        decide: Callable[[list[Any], list[Any]], list[dict[str, Any]]],
+    ) -> datetime | None:
+        """Bring the kept attributions (storage.rollups explains why) up to the events received a minute
+        ago; returns how far they go, so the caller matches the newer conversions live. `decide` takes the
+        rows `attribution_inputs` answers and returns the `Attribution` rows to keep, one per conversion."""
+        state, kept = table(AttributionState), table(Attribution)
+        settled = utcnow() - SETTLED
+        with self.engine.begin() as conn:
+            insert_ignore(conn, AttributionState, [{"id": 1, "fingerprint": fingerprint, "watermark": None}])
+            current = conn.execute(locked(conn, select(state).where(state.c.id == 1))).one()
+            watermark: datetime | None = current.watermark
+            if current.fingerprint != fingerprint:  # another window or other goals: start over
+                conn.execute(delete(kept))
+                watermark = None
+            elif watermark is not None and watermark >= settled - CATCH_UP_EVERY:
+                return watermark
+            rows = decide(
+                *_conversions_and_touchpoints(conn, names, window, None, None, received=(watermark, settled))
+            )
+            for start in range(0, len(rows), 1000):
+                insert_ignore(conn, Attribution, rows[start : start + 1000])
+            conn.execute(
+                update(state).where(state.c.id == 1).values(fingerprint=fingerprint, watermark=settled)
+            )
+        return settled
+
+    def kept_totals(
+        self, since: datetime | None, until: datetime | None, *, journey: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """(journey, step, variant, stage, conversions, revenue) of the kept attributions of conversions in
+        [since, until) credited to a touchpoint (of `journey`)."""
+        kept = table(Attribution)
+        keys = (kept.c.journey, kept.c.step, kept.c.variant, kept.c.stage)
+        query = select(*keys, func.count(), func.sum(kept.c.revenue)).where(
+            kept.c.delivery_id.is_not(None), *within(kept.c.at, since, until)
+        )
+        if journey is not None:
+            query = query.where(kept.c.journey == journey)
+        with self.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(query.group_by(*keys))]
 
     # -- the overview --------------------------------------------------------------------------------------
 
@@ -105,8 +129,7 @@ class Insight(Repository):
         entries = table(JourneyEntry)
         width = max((until - since).total_seconds() / buckets, 1.0)
         with self.engine.connect() as conn:
-            offset = epoch_seconds(conn, entries.c.entered_at) - literal(since.timestamp())
-            bucket = func.floor(offset / width)
+            bucket = epoch_bucket(conn, entries.c.entered_at, max(int(width), 1), int(since.timestamp()))
             query = (
                 select(entries.c.journey, bucket, func.count())
                 .where(*within(entries.c.entered_at, since, until))
@@ -329,3 +352,52 @@ class Insight(Repository):
             opened, clicks = found.get(int(delivery_id), (None, 0))
             found[int(delivery_id)] = (opened or read_at, clicks)
         return found
+
+
+def _conversions_and_touchpoints(
+    conn: Connection,
+    names: Sequence[str],
+    window: timedelta,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    customer_id: str | None = None,
+    received: tuple[datetime | None, datetime | None] = (None, None),
+) -> tuple[list[Any], list[Any]]:
+    events, deliveries = table(Event), table(Delivery)
+    sent = and_(deliveries.c.status.in_(_SENT), deliveries.c.sent_at.is_not(None))
+    scope: list[ColumnElement[bool]] = [
+        events.c.name.in_(list(names)),
+        *within(events.c.occurred_at, since, until),
+        *within(events.c.received_at, *received),
+    ]
+    if customer_id is not None:
+        scope.append(events.c.customer_id == customer_id)
+    conversions = [
+        tuple(row)
+        for row in conn.execute(
+            select(
+                events.c.id, events.c.customer_id, events.c.name, events.c.occurred_at, events.c.properties
+            ).where(*scope)
+        )
+    ]
+    if not conversions:
+        return [], []
+    earliest = min(row[3] for row in conversions) - window
+    latest = max(row[3] for row in conversions)
+    touches = select(
+        deliveries.c.id,
+        deliveries.c.customer_id,
+        deliveries.c.journey,
+        deliveries.c.step,
+        deliveries.c.channel,
+        deliveries.c.variant,
+        deliveries.c.stage,
+        deliveries.c.sent_at,
+    ).where(
+        sent,
+        deliveries.c.customer_id.in_(select(events.c.customer_id).where(*scope)),
+        deliveries.c.sent_at >= earliest,
+        deliveries.c.sent_at <= latest,
+    )
+    return conversions, [tuple(row) for row in conn.execute(touches)]
