@@ -58,8 +58,12 @@ class Rollups(Repository):
         live; rows of the same key may repeat (the caller adds them up)."""
         now = utcnow()
         end = min(until, now) if until is not None else now
-        start = since if since is not None else self._first(journey)
-        if start is None or start >= end:
+        # Hours before the journey's first delivery hold nothing: none is rolled up (or marked).
+        first_made = self._first(journey)
+        if first_made is None:
+            return []
+        start = max(since, first_made) if since is not None else first_made
+        if start >= end:
             return []
         first, last = -(-int(start.timestamp()) // HOUR), int(end.timestamp()) // HOUR
         if first >= last:
@@ -95,8 +99,8 @@ class Rollups(Repository):
                 for hour, changed in _changes(conn, journey, first, last, min(counted.values())):
                     if hour in counted and changed >= counted[hour]:
                         stale.add(hour)
-        if stale:
-            self._recount(journey, sorted(stale), now)
+        for span in _spans(sorted(stale)):
+            self._recount(journey, span, now)
         columns = (rollups.c.step, rollups.c.status, rollups.c.channel, rollups.c.variant, rollups.c.reason)
         query = (
             select(
@@ -111,23 +115,22 @@ class Rollups(Repository):
                 for s, st, ch, v, r, n, o, c in conn.execute(query)
             ]
 
-    def _recount(self, journey: str, stale: list[int], now: datetime) -> None:
-        """Count the stale hours again and keep them, marked as of `now` (less the clock margin)."""
+    def _recount(self, journey: str, span: range, now: datetime) -> None:
+        """Count a span of stale hours again and keep them, marked as of `now` (less the clock margin)."""
         rollups, hours = table(FunnelRollup), table(FunnelRollupHour)
         marked = now - CLOCK_MARGIN
+        mine = [hours.c.journey == journey, hours.c.hour >= span.start, hours.c.hour < span.stop]
         with self.engine.begin() as conn:
-            insert_ignore(
-                conn,
-                FunnelRollupHour,
-                [{"journey": journey, "hour": h, "computed_at": marked} for h in stale],
-            )
+            marks = [{"journey": journey, "hour": h, "computed_at": marked} for h in span]
+            for start in range(0, len(marks), 1000):
+                insert_ignore(conn, FunnelRollupHour, marks[start : start + 1000])
             # Held until this transaction ends: two processes recounting the same hours take turns.
+            conn.execute(locked(conn, select(hours.c.hour).where(*mine)))
             conn.execute(
-                locked(conn, select(hours.c.hour).where(hours.c.journey == journey, hours.c.hour.in_(stale)))
+                delete(rollups).where(
+                    rollups.c.journey == journey, rollups.c.hour >= span.start, rollups.c.hour < span.stop
+                )
             )
-            counted = _count(conn, journey, _at(stale[0]), _at(stale[-1] + 1), by_hour=True)
-            wanted = set(stale)
-            conn.execute(delete(rollups).where(rollups.c.journey == journey, rollups.c.hour.in_(stale)))
             rows = [
                 {
                     "journey": journey,
@@ -141,16 +144,24 @@ class Rollups(Repository):
                     "opened": opened,
                     "clicked": clicked,
                 }
-                for hour, step, status, channel, variant, reason, n, opened, clicked in counted
-                if hour in wanted
+                for hour, step, status, channel, variant, reason, n, opened, clicked in _count(
+                    conn, journey, _at(span.start), _at(span.stop), by_hour=True
+                )
             ]
-            if rows:
-                conn.execute(rollups.insert(), rows)
-            conn.execute(
-                update(hours)
-                .where(hours.c.journey == journey, hours.c.hour.in_(stale))
-                .values(computed_at=marked)
-            )
+            for start in range(0, len(rows), 1000):
+                conn.execute(rollups.insert(), rows[start : start + 1000])
+            conn.execute(update(hours).where(*mine).values(computed_at=marked))
+
+
+def _spans(hours: list[int]) -> list[range]:
+    """Sorted hours as runs of consecutive ones: [3, 4, 5, 9] → range(3, 6), range(9, 10)."""
+    spans: list[range] = []
+    for hour in hours:
+        if spans and spans[-1].stop == hour:
+            spans[-1] = range(spans[-1].start, hour + 1)
+        else:
+            spans.append(range(hour, hour + 1))
+    return spans
 
 
 def _count(
