@@ -71,21 +71,27 @@ def number(text: str) -> float:
 
 
 @pytest.fixture
-def app_client(db_url: str, make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+def bare_client(db_url: str, make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
     settings = make_settings(database_url=db_url, api_keys=[API_KEY, READER, INGESTER])
-    app = create_app(settings, REGISTRY, run_relay=False)
-    with TestClient(app) as client:
-        seed(app.state.store)
+    with TestClient(create_app(settings, REGISTRY, run_relay=False)) as client:
         yield client
 
 
-def test_signing_in(app_client: TestClient) -> None:
+@pytest.fixture
+def app_client(bare_client: TestClient) -> TestClient:
+    seed(bare_client.app.state.store)  # type: ignore[attr-defined]
+    return bare_client
+
+
+def test_signing_in(bare_client: TestClient) -> None:
+    app_client = bare_client
     browser = {"Accept": "text/html"}
     away = app_client.get("/dashboard/stages?range=7d", headers=browser, follow_redirects=False)
     assert away.status_code == 303
     assert away.headers["location"] == "/dashboard/login?next=%2Fdashboard%2Fstages%3Frange%3D7d"
     assert app_client.get("/dashboard").status_code == 401  # a script: no redirect
-    assert "api_key" in app_client.get("/dashboard/login").text
+    login = app_client.get("/dashboard/login").text
+    assert "api_key" in login and "Sign out" not in login
 
     def sign_in(key: str, next_: str = "/dashboard/stages") -> object:
         return app_client.post(
