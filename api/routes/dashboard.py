@@ -139,10 +139,14 @@ async def login_page(request: Request, next: str | None = None) -> HTMLResponse:
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
     """The login form: an API key with the `read` scope → the session cookie, then back where it was."""
-    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    signer = _signer(request)
+    try:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    except ValueError:
+        error = "send the login form's fields only (api_key, next)"
+        return render(request, "login.html", 422, next="/dashboard", error=error, signer=signer)
     presented = (form.get("api_key") or [""])[0].strip()
     target = _safe_next(next(iter(form.get("next", [])), None))
-    signer = _signer(request)
     if signer is None:
         error = "sessions need TOUCHFLOW_SECRET_KEY; set it, or send 'Authorization: Bearer <key>'"
         return render(request, "login.html", 503, next=target, error=error, signer=None)

@@ -101,6 +101,12 @@ def test_signing_in(bare_client: TestClient) -> None:
             follow_redirects=False,
         )
 
+    flood = app_client.post(
+        "/dashboard/login",
+        content="&".join(f"f{n}=x" for n in range(50)),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert flood.status_code == 422 and "api_key" in flood.text
     wrong = sign_in("not-a-key-at-all")
     assert wrong.status_code == 401 and "invalid API key" in wrong.text  # type: ignore[attr-defined]
     ingest_only = sign_in("ingest-key-123")
