@@ -129,8 +129,7 @@ async def journey_funnel(
 ) -> JourneyFunnel:
     """A journey's funnel over [since, until): runs entered then, messages made then, conversions then."""
     name = spec.name
-    runs, counted, credited = await asyncio.gather(
-        asyncio.to_thread(store.journeys.status_counts, name, since, until),
+    (runs, counted), credited = await asyncio.gather(
         asyncio.to_thread(store.rollups.funnel, name, since, until),
         asyncio.to_thread(credits, store, registry, window, since, until, journey=name),
     )
@@ -145,7 +144,7 @@ async def journey_funnel(
     ]
     funnel = build_funnel(
         spec,
-        runs,
+        dict(runs),
         deliveries,
         {key: (engagement[key], clicks[key]) for key in engagement | clicks},
         credited,

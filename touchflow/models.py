@@ -488,8 +488,9 @@ class JourneyEntry(SQLModel, table=True):
     __tablename__ = "journey_entries"
     __table_args__ = (
         Index("ix_journey_entries_customer", "customer_id", "journey"),
-        # A funnel's runs by status over a period, read from the index alone.
+        # The funnel rollups: a journey's runs by entry, and those that ended since a rollup was made.
         Index("ix_journey_entries_journey_entered", "journey", "entered_at", "status"),
+        Index("ix_journey_entries_journey_ended", "journey", "ended_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -691,9 +692,20 @@ class FunnelRollup(SQLModel, table=True):
     clicked: int
 
 
+class EntryRollup(SQLModel, table=True):
+    """A journey's runs entered in one hour, by their status now (`storage.rollups`)."""
+
+    __tablename__ = "entry_rollups"
+
+    journey: str = Field(primary_key=True, max_length=100)
+    hour: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    status: str = Field(primary_key=True, max_length=16)
+    count: int
+
+
 class FunnelRollupHour(SQLModel, table=True):
-    """When one hour of a journey was rolled up: a delivery or engagement of that hour changed since makes
-    it stale."""
+    """When one hour of a journey was rolled up: a delivery, engagement or run of that hour changed since
+    makes it stale."""
 
     __tablename__ = "funnel_rollup_hours"
 

@@ -14,7 +14,7 @@ from tests.conftest import API_KEY
 from tests.support import rows
 from tests.support.insight import FEATURED, REGISTRY, Seeded, seed
 from touchflow.api.main import create_app
-from touchflow.models import Attribution, Delivery, DeliveryStatus, Event, FunnelRollup
+from touchflow.models import Attribution, Delivery, DeliveryStatus, Event, FunnelRollup, JourneyStatus
 from touchflow.settings import Settings
 from touchflow.storage import Store
 from touchflow.storage.base import table
@@ -135,7 +135,7 @@ def test_kept_rollups_and_attributions_follow_every_change(
         assert conn.scalar(select(func.count()).select_from(table(Attribution))) == 128  # every order
         assert conn.scalar(select(func.count()).select_from(table(FunnelRollup))) > 0
 
-    # Things change in hours already rolled up: a late click, a receipt turning into a failure.
+    # Things change in hours already rolled up: a late click, a receipt turning into a failure, a run ending.
     deliveries = {d.step: d for d in store.deliveries.of_customer("c100", limit=10)}
     assert store.deliveries.record_engagement(
         deliveries["win_offer"].id or 0, "click", "https://shop.example"
@@ -145,7 +145,9 @@ def test_kept_rollups_and_attributions_follow_every_change(
             select(table(Delivery).c.id).where(table(Delivery).c.step == "last_chance").limit(1)
         )
     rows.update_delivery(store, last, status=DeliveryStatus.FAILED, error="zalo: -124 quota")
+    store.journeys.leave("run-300", JourneyStatus.CONVERTED, "order_placed")  # a run that was active
     after = api.get("/v1/journeys/winback/funnel").json()
+    assert (after["converted"], after["active"], after["entered"]) == (123, 224, 400)
     offer, _, last_chance = after["steps"]
     assert offer["clicked"] == 101
     assert (last_chance["sent"], last_chance["failed"]) == (249, 1)

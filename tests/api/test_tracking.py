@@ -103,5 +103,5 @@ def test_a_pixel_fetched_ten_times_is_one_open(api: TestClient, store: Store) ->
     with Session(store.engine) as session:
         opens = session.scalars(select(Engagement.id).where(col(Engagement.kind) == "open")).all()
     assert len(opens) == 1
-    [row] = store.rollups.funnel("welcome", None, None)
+    [row] = store.rollups.funnel("welcome", None, None).deliveries
     assert (row.n, row.opened, row.clicked) == (1, 1, 0)

@@ -12,7 +12,7 @@
     ├── .segments            segments.py    definitions, memberships kept up to date, entries and exits
     ├── .broadcasts          broadcasts.py  broadcasts, their audience snapshot and batches, their counts
     ├── .insight             insight.py     attributions (kept once settled), entries over time, timelines
-    ├── .rollups             rollups.py     a journey's deliveries counted per hour, recounted when stale
+    ├── .rollups             rollups.py     runs and deliveries counted per hour, recounted when stale
     ├── .push                push.py        web push subscriptions
     ├── .tokens              tokens.py      the Zalo OA's token pair and its sending hold
     ├── .rates               rates.py       API rate windows
@@ -41,11 +41,11 @@ from touchflow.storage.insight import Insight, TimelineRow
 from touchflow.storage.journeys import JourneyEntries
 from touchflow.storage.push import PushSubscriptions
 from touchflow.storage.rates import RateCount, RateWindows
-from touchflow.storage.rollups import FunnelRow, Rollups
+from touchflow.storage.rollups import FunnelCounts, FunnelRow, Rollups
 from touchflow.storage.segments import Segments
 from touchflow.storage.tokens import ZaloTokens
 
-__all__ = ["ClaimedEvent", "FunnelRow", "InboxSlice", "RateCount", "Store", "TimelineRow"]
+__all__ = ["ClaimedEvent", "FunnelCounts", "FunnelRow", "InboxSlice", "RateCount", "Store", "TimelineRow"]
 
 
 class Store:

@@ -1,16 +1,18 @@
-"""What keeps the journey map fast over millions of deliveries: per-hour rollups of a journey's deliveries,
-kept in a table and brought up to date on read (the attributions are kept alike: `storage.insight`).
+"""What keeps the journey map fast over millions of deliveries: per-hour rollups of a journey's runs and
+deliveries, kept in tables and brought up to date on read (attributions are kept alike: `storage.insight`).
 
-An hour of a journey (by delivery creation) is counted once into `funnel_rollups` and
-marked with when (`funnel_rollup_hours`). A delivery of that hour updated since (its `updated_at`), an open or
-click recorded since, or an inbox read since, makes the hour stale: it is counted again on the next read. The
-hours at the edges of a period, and the current one, are always counted live. So a read equals counting the
-deliveries themselves, as long as every write to a delivery sets `updated_at` (storage.deliveries and
-storage.erasure do).
+An hour of a journey is counted once: its deliveries (by creation) into `funnel_rollups`, its runs (by entry,
+with their status now) into `entry_rollups`, and the hour marked with when (`funnel_rollup_hours`). A delivery
+of that hour updated since (its `updated_at`), an open, click or inbox read recorded since, or a run of that
+hour that began or ended since, makes the hour stale: it is counted again on the next read. The hours at the
+edges of a period, and the current one, are always counted live. So a read equals counting the rows
+themselves, as long as every write to a delivery sets `updated_at` (storage.deliveries and storage.erasure
+do) and a run's status changes only as it ends (storage.journeys).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -21,9 +23,11 @@ from touchflow.models import (
     Delivery,
     DeliveryStatus,
     Engagement,
+    EntryRollup,
     FunnelRollup,
     FunnelRollupHour,
     InboxMessage,
+    JourneyEntry,
     utcnow,
 )
 from touchflow.storage.base import Repository, epoch_bucket, insert_ignore, locked, table, within
@@ -46,45 +50,53 @@ class FunnelRow(NamedTuple):
     clicked: int  # a tracked link clicked at least once
 
 
+class FunnelCounts(NamedTuple):
+    runs: Counter[str]  # runs entered in the period, by status
+    deliveries: list[FunnelRow]  # rows of the same key may repeat: add them up
+
+
 def _at(hour: int) -> datetime:
     return datetime.fromtimestamp(hour * HOUR, UTC)
 
 
 class Rollups(Repository):
-    # -- funnels -------------------------------------------------------------------------------------------
-
-    def funnel(self, journey: str, since: datetime | None, until: datetime | None) -> list[FunnelRow]:
-        """A journey's deliveries made in [since, until), counted: rollups for whole past hours, the rest
-        live; rows of the same key may repeat (the caller adds them up)."""
+    def funnel(self, journey: str, since: datetime | None, until: datetime | None) -> FunnelCounts:
+        """A journey's runs entered and deliveries made in [since, until), counted: rollups for whole past
+        hours, the rest live."""
         now = utcnow()
         end = min(until, now) if until is not None else now
-        # Hours before the journey's first delivery hold nothing: none is rolled up (or marked).
-        first_made = self._first(journey)
-        if first_made is None:
-            return []
-        start = max(since, first_made) if since is not None else first_made
+        # Hours before the journey's first run or delivery hold nothing: none is rolled up (or marked).
+        first_row = self._first(journey)
+        counts = FunnelCounts(Counter(), [])
+        if first_row is None:
+            return counts
+        start = max(since, first_row) if since is not None else first_row
         if start >= end:
-            return []
+            return counts
         first, last = -(-int(start.timestamp()) // HOUR), int(end.timestamp()) // HOUR
-        if first >= last:
-            return self._live(journey, since, until)
-        rows = self._live(journey, since, _at(first)) + self._live(journey, _at(last), until)
-        return rows + self._rolled_up(journey, first, last, now)
+        spans = [(since, until)] if first >= last else [(since, _at(first)), (_at(last), until)]
+        with self.engine.connect() as conn:
+            for lo, hi in spans:
+                counts.runs.update(dict(_count_runs(conn, journey, lo, hi, by_hour=False)))
+                counts.deliveries.extend(
+                    FunnelRow(*r[1:]) for r in _count(conn, journey, lo, hi, by_hour=False)
+                )
+        if first < last:
+            self._rolled_up(journey, first, last, now, counts)
+        return counts
 
     def _first(self, journey: str) -> datetime | None:
-        deliveries = table(Delivery)
+        deliveries, entries = table(Delivery), table(JourneyEntry)
         with self.engine.connect() as conn:
-            found: datetime | None = conn.scalar(
-                select(func.min(deliveries.c.created_at)).where(deliveries.c.journey == journey)
-            )
-        return found
+            found = [
+                conn.scalar(select(func.min(deliveries.c.created_at)).where(deliveries.c.journey == journey)),
+                conn.scalar(select(func.min(entries.c.entered_at)).where(entries.c.journey == journey)),
+            ]
+        times: list[datetime] = [t for t in found if t is not None]
+        return min(times) if times else None
 
-    def _live(self, journey: str, since: datetime | None, until: datetime | None) -> list[FunnelRow]:
-        with self.engine.connect() as conn:
-            return [FunnelRow(*row[1:]) for row in _count(conn, journey, since, until, by_hour=False)]
-
-    def _rolled_up(self, journey: str, first: int, last: int, now: datetime) -> list[FunnelRow]:
-        rollups, hours = table(FunnelRollup), table(FunnelRollupHour)
+    def _rolled_up(self, journey: str, first: int, last: int, now: datetime, counts: FunnelCounts) -> None:
+        rollups, runs, hours = table(FunnelRollup), table(EntryRollup), table(FunnelRollupHour)
         with self.engine.connect() as conn:
             counted = {
                 int(h): at
@@ -102,54 +114,52 @@ class Rollups(Repository):
         for span in _spans(sorted(stale)):
             self._recount(journey, span, now)
         columns = (rollups.c.step, rollups.c.status, rollups.c.channel, rollups.c.variant, rollups.c.reason)
-        query = (
-            select(
-                *columns, func.sum(rollups.c.count), func.sum(rollups.c.opened), func.sum(rollups.c.clicked)
-            )
-            .where(rollups.c.journey == journey, rollups.c.hour >= first, rollups.c.hour < last)
-            .group_by(*columns)
-        )
+        sums = (func.sum(c) for c in (rollups.c.count, rollups.c.opened, rollups.c.clicked))
+        mine = [rollups.c.journey == journey, rollups.c.hour >= first, rollups.c.hour < last]
         with self.engine.connect() as conn:
-            return [
-                FunnelRow(str(s), str(st), ch, v, r, int(n), int(o), int(c))
-                for s, st, ch, v, r, n, o, c in conn.execute(query)
-            ]
+            for s, st, ch, v, r, n, o, c in conn.execute(
+                select(*columns, *sums).where(*mine).group_by(*columns)
+            ):
+                counts.deliveries.append(FunnelRow(str(s), str(st), ch, v, r, int(n), int(o), int(c)))
+            entered = (
+                select(runs.c.status, func.sum(runs.c.count))
+                .where(runs.c.journey == journey, runs.c.hour >= first, runs.c.hour < last)
+                .group_by(runs.c.status)
+            )
+            for status, n in conn.execute(entered):
+                counts.runs[str(status)] += int(n)
 
     def _recount(self, journey: str, span: range, now: datetime) -> None:
         """Count a span of stale hours again and keep them, marked as of `now` (less the clock margin)."""
-        rollups, hours = table(FunnelRollup), table(FunnelRollupHour)
+        rollups, runs, hours = table(FunnelRollup), table(EntryRollup), table(FunnelRollupHour)
         marked = now - CLOCK_MARGIN
-        mine = [hours.c.journey == journey, hours.c.hour >= span.start, hours.c.hour < span.stop]
+        since, until = _at(span.start), _at(span.stop)
         with self.engine.begin() as conn:
             marks = [{"journey": journey, "hour": h, "computed_at": marked} for h in span]
             for start in range(0, len(marks), 1000):
                 insert_ignore(conn, FunnelRollupHour, marks[start : start + 1000])
             # Held until this transaction ends: two processes recounting the same hours take turns.
+            mine = [hours.c.journey == journey, hours.c.hour >= span.start, hours.c.hour < span.stop]
             conn.execute(locked(conn, select(hours.c.hour).where(*mine)))
-            conn.execute(
-                delete(rollups).where(
-                    rollups.c.journey == journey, rollups.c.hour >= span.start, rollups.c.hour < span.stop
+            for kept in (rollups, runs):
+                conn.execute(
+                    delete(kept).where(
+                        kept.c.journey == journey, kept.c.hour >= span.start, kept.c.hour < span.stop
+                    )
                 )
-            )
+            names = ("hour", "step", "status", "channel", "variant", "reason", "count", "opened", "clicked")
             rows = [
-                {
-                    "journey": journey,
-                    "hour": hour,
-                    "step": step,
-                    "status": status,
-                    "channel": channel,
-                    "variant": variant,
-                    "reason": reason,
-                    "count": n,
-                    "opened": opened,
-                    "clicked": clicked,
-                }
-                for hour, step, status, channel, variant, reason, n, opened, clicked in _count(
-                    conn, journey, _at(span.start), _at(span.stop), by_hour=True
-                )
+                {"journey": journey, **dict(zip(names, row, strict=True))}
+                for row in _count(conn, journey, since, until, by_hour=True)
             ]
             for start in range(0, len(rows), 1000):
                 conn.execute(rollups.insert(), rows[start : start + 1000])
+            entered = [
+                {"journey": journey, "hour": hour, "status": status, "count": n}
+                for hour, status, n in _count_runs(conn, journey, since, until, by_hour=True)
+            ]
+            for start in range(0, len(entered), 1000):
+                conn.execute(runs.insert(), entered[start : start + 1000])
             conn.execute(update(hours).where(*mine).values(computed_at=marked))
 
 
@@ -162,6 +172,10 @@ def _spans(hours: list[int]) -> list[range]:
         else:
             spans.append(range(hour, hour + 1))
     return spans
+
+
+def _hour_of(conn: Connection, column: Any) -> Any:
+    return epoch_bucket(conn, column, HOUR)
 
 
 def _count(
@@ -177,22 +191,17 @@ def _count(
     )
     clicked = exists().where(mine, engagements.c.kind == "click")
     reason = case((deliveries.c.status.in_(_UNSENT), deliveries.c.error), else_=None)
-    hour = _hour_of(conn, deliveries.c.created_at)
     keys = [deliveries.c.step, deliveries.c.status, deliveries.c.channel, deliveries.c.variant, reason]
-    group = [hour, *keys] if by_hour else keys
+    group = [_hour_of(conn, deliveries.c.created_at), *keys] if by_hour else keys
     query = (
         select(
-            *group,
-            func.count(),
-            func.sum(case((opened, 1), else_=0)),
-            func.sum(case((clicked, 1), else_=0)),
+            *group, func.count(), func.sum(case((opened, 1), else_=0)), func.sum(case((clicked, 1), else_=0))
         )
         .where(deliveries.c.journey == journey, *within(deliveries.c.created_at, since, until))
         .group_by(*group)
     )
-    rows = conn.execute(query).all()
     out = []
-    for row in rows:
+    for row in conn.execute(query):
         values = list(row)
         head = [int(values.pop(0))] if by_hour else [None]
         step, status, channel, variant, why, n, o, c = values
@@ -200,18 +209,38 @@ def _count(
     return out
 
 
-def _hour_of(conn: Connection, column: Any) -> Any:
-    return epoch_bucket(conn, column, HOUR)
+def _count_runs(
+    conn: Connection, journey: str, since: datetime | None, until: datetime | None, *, by_hour: bool
+) -> list[tuple[Any, ...]]:
+    """([hour,] status, count) of a journey's runs entered in [since, until)."""
+    entries = table(JourneyEntry)
+    group = [_hour_of(conn, entries.c.entered_at), entries.c.status] if by_hour else [entries.c.status]
+    query = (
+        select(*group, func.count())
+        .where(entries.c.journey == journey, *within(entries.c.entered_at, since, until))
+        .group_by(*group)
+    )
+    rows = [tuple(row) for row in conn.execute(query)]
+    if by_hour:
+        return [(int(row[0]), str(row[1]), int(row[2])) for row in rows]
+    return [(str(row[0]), int(row[1])) for row in rows]
 
 
 def _changes(
     conn: Connection, journey: str, first: int, last: int, after: datetime
 ) -> list[tuple[int, datetime]]:
-    """(hour, latest change) of the hours [first, last) whose deliveries changed after `after`: updated,
-    opened or clicked, or read in the inbox."""
-    deliveries, engagements, inbox = table(Delivery), table(Engagement), table(InboxMessage)
+    """(hour, latest change) of the hours [first, last) whose runs or deliveries changed after `after`: a
+    delivery updated, opened or clicked, read in the inbox; a run begun or ended."""
+    deliveries, engagements, inbox, entries = (
+        table(Delivery),
+        table(Engagement),
+        table(InboxMessage),
+        table(JourneyEntry),
+    )
     span = [deliveries.c.journey == journey, *within(deliveries.c.created_at, _at(first), _at(last))]
     hour = _hour_of(conn, deliveries.c.created_at)
+    runs = [entries.c.journey == journey, *within(entries.c.entered_at, _at(first), _at(last))]
+    run_hour = _hour_of(conn, entries.c.entered_at)
     queries = [
         select(hour, func.max(deliveries.c.updated_at)).where(*span, deliveries.c.updated_at > after),
         select(hour, func.max(engagements.c.at))
@@ -221,4 +250,10 @@ def _changes(
         .select_from(deliveries.join(inbox, inbox.c.key == deliveries.c.key))
         .where(*span, inbox.c.read_at > after),
     ]
-    return [(int(h), changed) for query in queries for h, changed in conn.execute(query.group_by(hour))]
+    found = [(int(h), changed) for query in queries for h, changed in conn.execute(query.group_by(hour))]
+    for query in (
+        select(run_hour, func.max(entries.c.ended_at)).where(*runs, entries.c.ended_at > after),
+        select(run_hour, func.max(entries.c.entered_at)).where(*runs, entries.c.entered_at > after),
+    ):
+        found.extend((int(h), changed) for h, changed in conn.execute(query.group_by(run_hour)))
+    return found

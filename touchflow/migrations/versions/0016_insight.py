@@ -42,6 +42,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_attributions_customer_id'), ['customer_id'], unique=False)
         batch_op.create_index('ix_attributions_journey_at', ['journey', 'at'], unique=False)
 
+    op.create_table('entry_rollups',
+    sa.Column('journey', sa.String(length=100), nullable=False),
+    sa.Column('hour', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('journey', 'hour', 'status')
+    )
     op.create_table('funnel_rollup_hours',
     sa.Column('journey', sa.String(length=100), nullable=False),
     sa.Column('hour', sa.Integer(), autoincrement=False, nullable=False),
@@ -76,6 +83,7 @@ def upgrade() -> None:
         batch_op.create_index(
             'ix_journey_entries_journey_entered', ['journey', 'entered_at', 'status'], unique=False
         )
+        batch_op.create_index('ix_journey_entries_journey_ended', ['journey', 'ended_at'], unique=False)
 
     with op.batch_alter_table('inbox_messages', schema=None) as batch_op:
         batch_op.create_index('ix_inbox_messages_read_at', ['read_at'], unique=False)
@@ -84,6 +92,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table('journey_entries', schema=None) as batch_op:
+        batch_op.drop_index('ix_journey_entries_journey_ended')
         batch_op.drop_index('ix_journey_entries_journey_entered')
 
     with op.batch_alter_table('inbox_messages', schema=None) as batch_op:
@@ -101,6 +110,7 @@ def downgrade() -> None:
 
     op.drop_table('funnel_rollups')
     op.drop_table('funnel_rollup_hours')
+    op.drop_table('entry_rollups')
     with op.batch_alter_table('attributions', schema=None) as batch_op:
         batch_op.drop_index('ix_attributions_journey_at')
         batch_op.drop_index(batch_op.f('ix_attributions_customer_id'))
