@@ -1083,9 +1083,18 @@ class BroadcastCreate(SQLModel):
         return self
 
 
+class BroadcastFunnel(SQLModel):
+    """What the recipients sent the broadcast did next (docs/broadcasts.md#funnel)."""
+
+    opened: int = Field(description="Deliveries opened (the pixel; an onsite message read), each once.")
+    clicked: int = Field(description="Deliveries with a tracked link clicked, each once.")
+    converted: int = Field(description="Recipients who ordered within `conversion_window` after their send.")
+    conversion_window: timedelta
+
+
 class BroadcastPublic(SQLModel):
     """A broadcast and what came of it so far: each recipient is sent, skipped (by reason), failed or
-    pending."""
+    pending; `funnel` in the answer about one broadcast (not in the list)."""
 
     id: str
     name: str
@@ -1101,5 +1110,13 @@ class BroadcastPublic(SQLModel):
     skipped: dict[str, int] = Field(default_factory=dict)
     failed: int = 0
     pending: int = 0
+    funnel: BroadcastFunnel | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class BroadcastPage(SQLModel):
+    broadcasts: list[BroadcastPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null on the last page."
+    )
