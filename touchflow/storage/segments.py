@@ -188,7 +188,8 @@ class Segments(Repository):
         return definition, moves
 
     def delete(self, name: str) -> None:
-        """Remove an API-defined segment and its memberships (each recorded as an exit)."""
+        """Remove an API-defined segment and its memberships: each an exit, recorded, and a
+        `segment_exited:<name>` event where a journey listens, as any exit is."""
         self._writable(name)
         now = utcnow()
         rows, members = table(SegmentRow), table(SegmentMembership)
@@ -202,7 +203,9 @@ class Segments(Repository):
             gone = conn.scalars(
                 delete(members).where(members.c.segment == name).returning(members.c.customer_id)
             )
-            _record(conn, [Move(name, customer_id, False) for customer_id in gone], now)
+            moves = [Move(name, customer_id, False) for customer_id in gone]
+            _record(conn, moves, now)
+            store_segment_events(conn, moves, now, self.relayed)
             conn.execute(delete(rows).where(rows.c.name == name))
 
     def _writable(self, name: str) -> None:

@@ -246,6 +246,22 @@ def test_api_defined_segments_are_created_filled_changed_and_deleted(shop: Store
         shop.segments.create("x", "", {"segment": "nope"})
 
 
+def test_deleting_a_segment_is_an_exit_for_each_member_that_journeys_hear(store: Store) -> None:
+    store.segments.declare([], relayed=("segment_exited:gold",))
+    for customer, tier in (("g1", "gold"), ("g2", "gold"), ("s1", "silver")):
+        store.customers.upsert(CustomerIn(id=customer, attributes={"tier": tier}))
+    store.segments.create("gold", "", {"attribute": "tier", "op": "eq", "value": "gold"})
+    before = store.outbox.size()  # the relay's queue: what the router will hand the journeys
+    store.segments.delete("gold")
+    exits = {m.customer_id for m in store.segments.movements("gold") if not m.entered}
+    assert exits == {"g1", "g2"}
+    for customer in ("g1", "g2"):
+        [exited] = [e for e in store.events.of_customer(customer) if e.name == "segment_exited:gold"]
+        assert exited.properties == {"segment": "gold"}
+    assert store.outbox.size() == before + 2
+    assert [e.name for e in store.events.of_customer("s1") if e.name.startswith("segment_")] == []
+
+
 @pytest.mark.parametrize(
     ("condition", "message"),
     [
