@@ -34,6 +34,7 @@ from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
 from touchflow.encoding import b64url_decode
+from touchflow.segments import ENTERED_PREFIX, EXITED_PREFIX
 from touchflow.vocabulary import BroadcastStatus as BroadcastStatus  # re-exported: the table's status
 from touchflow.vocabulary import JourneyStatus as JourneyStatus  # re-exported: the table's status
 
@@ -215,10 +216,20 @@ Identifier = Annotated[
 ]
 
 
+# The error type of an event name a client may not send (the Segment path drops such a message under it).
+RESERVED_EVENT_NAME = "reserved_event_name"
+
+
 def _check_event_name(value: str) -> str:
     if re.search("[\x00-\x1f\x7f]", value):
         raise PydanticCustomError(
             "event_name", "must not hold line breaks, tabs or other control characters: name it in one line"
+        )
+    if value.startswith((ENTERED_PREFIX, EXITED_PREFIX)):
+        raise PydanticCustomError(
+            RESERVED_EVENT_NAME,
+            f"{ENTERED_PREFIX}* and {EXITED_PREFIX}* are the events touchflow records when a customer enters "
+            "or leaves a segment; a client cannot send them: name your event otherwise",
         )
     return value
 
