@@ -3,20 +3,15 @@ token fences the result; the suppression list; opens, clicks and provider receip
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlmodel import col
 
-from touchflow.db import session_scope
+from touchflow.db import address_hash, session_scope
 from touchflow.models import Delivery, DeliveryStatus, Engagement, InboxMessage, Suppression, utcnow
 from touchflow.storage.base import Repository, insert_ignore, table
-
-
-def _address_hash(address: str) -> str:
-    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
 
 class Deliveries(Repository):
@@ -124,7 +119,7 @@ class Deliveries(Repository):
                 [
                     {
                         "channel": channel,
-                        "address_hash": _address_hash(address),
+                        "address_hash": address_hash(address),
                         "reason": reason[:300],
                         "created_at": utcnow(),
                     }
@@ -133,7 +128,7 @@ class Deliveries(Repository):
 
     def is_suppressed(self, channel: str, address: str) -> bool:
         with self.session() as session:
-            return session.get(Suppression, (channel, _address_hash(address))) is not None
+            return session.get(Suppression, (channel, address_hash(address))) is not None
 
     # -- what came of a delivery -----------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ from touchflow.models import (
     SegmentMembership,
     SegmentMovement,
     SegmentRow,
+    Suppression,
     UTCDateTime,
     utcnow,
 )
@@ -609,14 +610,14 @@ class _Sql:
         return and_(*(_sure(checks[op](n)) for op, n in node.count))
 
     def _reachable(self, node: Reachable, customers: Table) -> ColumnElement[bool]:
-        """An address on the channel, and the consent `activities.policy.consent_refusal` would find (the
-        same keys, most specific first, `all: false` over everything). Suppressed addresses (stored hashed)
-        are not looked at: a broadcast's per-recipient check still skips them."""
+        """An address on the channel that is not suppressed (as a channel's `recipients` finds it), and the
+        consent `activities.policy.consent_refusal` would find (the same keys, most specific first,
+        `all: false` over everything)."""
         c = customers.c
         push = table(PushSubscription)
         address: ColumnElement[bool] = {
-            "email": and_(c.email.is_not(None), c.email != ""),
-            "zalo_zns": and_(c.phone.is_not(None), c.phone != ""),
+            "email": and_(c.email.is_not(None), c.email != "", self._unsuppressed("email", c.email)),
+            "zalo_zns": and_(c.phone.is_not(None), c.phone != "", self._unsuppressed("zalo_zns", c.phone)),
             "web_push": exists().where(
                 push.c.customer_id == c.id, or_(push.c.expires_at.is_(None), push.c.expires_at > self.now)
             ),
@@ -632,6 +633,16 @@ class _Sql:
             whens += [(self._is(consents, key, True), true()), (self._is(consents, key, False), false())]
         allowed = case(*whens, else_=true() if default else false())
         return and_(address, not_(self._is(consents, "all", False)), _sure(allowed))
+
+    def _unsuppressed(self, channel: str, address: Any) -> ColumnElement[bool]:
+        """The address is not on the channel's suppression list (kept hashed: `touchflow.db.address_hash`)."""
+        if self.dialect == "postgresql":
+            text = func.convert_to(func.lower(func.btrim(address)), literal("UTF8"))
+            hashed = func.encode(func.sha256(text), literal("hex"))
+        else:
+            hashed = func.address_hash(address)
+        suppressions = table(Suppression)
+        return not_(exists().where(suppressions.c.channel == channel, suppressions.c.address_hash == hashed))
 
 
 def _sure(expr: ColumnElement[Any]) -> ColumnElement[bool]:
