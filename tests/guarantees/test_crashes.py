@@ -85,12 +85,28 @@ def spawn(command: str, settings: Settings, log: Path, **extra: str) -> subproce
     )
 
 
+def emailable(store: Store, prefix: str, count: int) -> list[str]:
+    """`count` customers with an email address (`<id>@example.com`), their ids in order."""
+    customers = [f"{prefix}{i:03d}" for i in range(count)]
+    for customer in customers:
+        store.customers.upsert(CustomerIn(id=customer, email=f"{customer}@example.com"))
+    return customers
+
+
+def interrupted_sends(store: Store, customers: list[str]) -> set[str]:
+    """The customers with a delivery whose attempt a kill interrupted (the provider may have it twice)."""
+    return {
+        d.customer_id
+        for c in customers
+        for d in store.deliveries.of_customer(c)
+        if any(a.get("outcome") == "interrupted" for a in d.attempts)
+    }
+
+
 async def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     tmp_path: Path, temporal: DevServer, store: Store, settings: Settings, smtp: SmtpInbox
 ) -> None:
-    customers = [f"k{i:03d}" for i in range(200)]
-    for customer in customers:
-        store.customers.upsert(CustomerIn(id=customer, email=f"{customer}@example.com"))
+    customers = emailable(store, "k", 200)
     await temporal.start()
     client = await connect(settings)
     relay = Relay(
@@ -128,12 +144,7 @@ async def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     assert len(message_ids) == len(customers)  # one message per journey step
     # A second copy can only come from the one documented window (the provider took it, the worker died
     # before recording it): such a step is marked interrupted and carries the same Message-ID.
-    interrupted = {
-        f"{d.customer_id}@example.com"
-        for c in customers
-        for d in store.deliveries.of_customer(c)
-        if any(a.get("outcome") == "interrupted" for a in d.attempts)
-    }
+    interrupted = {f"{c}@example.com" for c in interrupted_sends(store, customers)}
     twice = {rcpt for rcpt, n in by_recipient.items() if n > 1}
     assert twice <= interrupted
     assert sum(by_recipient.values()) - len(customers) <= len(interrupted)
@@ -151,9 +162,7 @@ BATCH = 20  # recipients per broadcast batch in the test below: 15 batches, 4 in
 async def test_a_broadcast_survives_its_worker_killed_mid_send_without_a_duplicate_or_a_gap(
     tmp_path: Path, temporal: DevServer, store: Store, settings: Settings, smtp: SmtpInbox
 ) -> None:
-    customers = [f"b{i:03d}" for i in range(300)]
-    for customer in customers:
-        store.customers.upsert(CustomerIn(id=customer, email=f"{customer}@example.com"))
+    customers = emailable(store, "b", 300)
     content = {"email": {"subject": "Sale", "text": "20% off", "html": "<p>20% off</p>"}}
     store.broadcasts.create(
         Broadcast(
@@ -205,12 +214,7 @@ async def test_a_broadcast_survives_its_worker_killed_mid_send_without_a_duplica
             email.message_id(recipient_input(broadcast, customer).key)
         }
     # ...and a second copy only where the delivery records an attempt interrupted by the kill.
-    interrupted = {
-        d.customer_id
-        for c in customers
-        for d in store.deliveries.of_customer(c)
-        if any(a.get("outcome") == "interrupted" for a in d.attempts)
-    }
+    interrupted = interrupted_sends(store, customers)
     twice = {c for c in customers if len(by_recipient[f"{c}@example.com"]) > 1}
     assert twice <= interrupted
     assert all(len(by_recipient[f"{c}@example.com"]) <= 2 for c in customers)
