@@ -444,6 +444,10 @@ def store_segment_events(
 # ---------------------------------------------------------------------------------------------------------
 
 
+# The profile column that is a channel's address (and what its suppression list holds).
+_CONTACT = {"email": "email", "zalo_zns": "phone"}
+
+
 @dataclass(frozen=True)
 class _Depends:
     events: frozenset[str]
@@ -615,14 +619,16 @@ class _Sql:
         `all: false` over everything)."""
         c = customers.c
         push = table(PushSubscription)
-        address: ColumnElement[bool] = {
-            "email": and_(c.email.is_not(None), c.email != "", self._unsuppressed("email", c.email)),
-            "zalo_zns": and_(c.phone.is_not(None), c.phone != "", self._unsuppressed("zalo_zns", c.phone)),
-            "web_push": exists().where(
+        address: ColumnElement[bool]
+        if node.channel in _CONTACT:
+            contact = c[_CONTACT[node.channel]]
+            address = and_(contact.is_not(None), contact != "", self._unsuppressed(node.channel, contact))
+        elif node.channel == "web_push":
+            address = exists().where(
                 push.c.customer_id == c.id, or_(push.c.expires_at.is_(None), push.c.expires_at > self.now)
-            ),
-            "onsite": true(),
-        }[node.channel]
+            )
+        else:  # onsite: everyone has an inbox
+            address = true()
         consents, channel = c.consents, node.channel
         if node.topic == "marketing":
             keys, default = [f"{channel}.marketing", channel, "marketing"], self.marketing_default
