@@ -41,6 +41,8 @@ from sqlalchemy.engine import Connection
 from touchflow.db import read_modify_write
 from touchflow.errors import ConfigurationError, InvalidInput, NotFound
 from touchflow.models import (
+    Broadcast,
+    BroadcastStatus,
     Customer,
     Event,
     OutboxEntry,
@@ -201,6 +203,11 @@ class Segments(Repository):
             users = sorted(other for other, d in known.items() if name in d.references())
             if users:
                 raise SegmentConflict(f"segment {name!r} is used by {', '.join(users)}: change those first")
+            if waiting := _broadcasts_to_snapshot(conn, name):
+                raise SegmentConflict(
+                    f"segment {name!r} is the audience of broadcast {', '.join(waiting)}, which has not "
+                    "taken its snapshot yet: cancel it first (POST /v1/broadcasts/<id>/cancel)"
+                )
             gone = conn.scalars(
                 delete(members).where(members.c.segment == name).returning(members.c.customer_id)
             )
@@ -396,6 +403,16 @@ def _keep_all(
         exited = sorted(conn.scalars(leave.returning(members.c.customer_id)))
         moves += [Move(name, c, True) for c in entered] + [Move(name, c, False) for c in exited]
     return moves
+
+
+def _broadcasts_to_snapshot(conn: Connection, segment: str) -> list[str]:
+    """The broadcasts to `segment` that will still read its members (their snapshot is not taken)."""
+    broadcasts = table(Broadcast)
+    ended = [BroadcastStatus.COMPLETED, BroadcastStatus.CANCELLED]
+    query = select(broadcasts.c.id, broadcasts.c.audience).where(
+        broadcasts.c.total.is_(None), broadcasts.c.status.not_in(ended)
+    )
+    return sorted(i for i, audience in conn.execute(query) if audience.get("segment") == segment)
 
 
 def _stored(row: Any) -> SegmentDefinition:

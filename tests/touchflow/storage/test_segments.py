@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from touchflow.errors import InvalidInput, NotFound
-from touchflow.models import CustomerIn, EventIn, utcnow
+from touchflow.models import Broadcast, CustomerIn, EventIn, utcnow
 from touchflow.segments import (
     Attribute,
     Event,
@@ -260,6 +260,20 @@ def test_deleting_a_segment_is_an_exit_for_each_member_that_journeys_hear(store:
         assert exited.properties == {"segment": "gold"}
     assert store.outbox.size() == before + 2
     assert [e.name for e in store.events.of_customer("s1") if e.name.startswith("segment_")] == []
+
+
+def test_a_segment_a_broadcast_has_yet_to_read_is_not_deleted(store: Store) -> None:
+    store.segments.create("gold", "", {"attribute": "tier", "op": "eq", "value": "gold"})
+    store.broadcasts.create(
+        Broadcast(id="b-later", name="sale", audience={"segment": "gold"}, via=["email"], template="sale")
+    )
+    with pytest.raises(
+        SegmentConflict, match="audience of broadcast b-later, which has not taken its snapshot"
+    ):
+        store.segments.delete("gold")
+    store.broadcasts.finish_snapshot("b-later")  # taken: the broadcast reads its snapshot, not the segment
+    store.segments.delete("gold")
+    assert store.segments.get("gold") is None
 
 
 @pytest.mark.parametrize(
