@@ -461,10 +461,6 @@ def store_segment_events(
 # ---------------------------------------------------------------------------------------------------------
 
 
-# The profile column that is a channel's address (and what its suppression list holds).
-_CONTACT = {"email": "email", "zalo_zns": "phone"}
-
-
 @dataclass(frozen=True)
 class _Depends:
     events: frozenset[str]
@@ -636,16 +632,14 @@ class _Sql:
         `all: false` over everything)."""
         c = customers.c
         push = table(PushSubscription)
-        address: ColumnElement[bool]
-        if node.channel in _CONTACT:
-            contact = c[_CONTACT[node.channel]]
-            address = and_(contact.is_not(None), contact != "", self._unsuppressed(node.channel, contact))
-        elif node.channel == "web_push":
-            address = exists().where(
+        address: ColumnElement[bool] = {
+            "email": and_(c.email.is_not(None), c.email != "", self._unsuppressed("email", c.email)),
+            "zalo_zns": and_(c.phone.is_not(None), c.phone != "", self._unsuppressed("zalo_zns", c.phone)),
+            "web_push": exists().where(
                 push.c.customer_id == c.id, or_(push.c.expires_at.is_(None), push.c.expires_at > self.now)
-            )
-        else:  # onsite: everyone has an inbox
-            address = true()
+            ),
+            "onsite": true(),
+        }[node.channel]
         consents, channel = c.consents, node.channel
         if node.topic == "marketing":
             keys, default = [f"{channel}.marketing", channel, "marketing"], self.marketing_default
@@ -658,7 +652,8 @@ class _Sql:
         return and_(address, not_(self._is(consents, "all", False)), _sure(allowed))
 
     def _unsuppressed(self, channel: str, address: Any) -> ColumnElement[bool]:
-        """The address is not on the channel's suppression list (kept hashed: `touchflow.db.address_hash`)."""
+        """The address is not on the channel's suppression list (kept hashed: `touchflow.db.address_hash`;
+        PostgreSQL trims spaces only, where Python trims all whitespace: stored addresses have none)."""
         if self.dialect == "postgresql":
             text = func.convert_to(func.lower(func.btrim(address)), literal("UTF8"))
             hashed = func.encode(func.sha256(text), literal("hex"))
