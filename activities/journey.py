@@ -528,7 +528,11 @@ class JourneyActivities:
             delivery.attempts.append(_attempt_record(name, "permanent", reason=exc.reason))
             if exc.address_dead and len(recipients) == 1 and recipients[0].subscription_id is None:
                 await asyncio.to_thread(
-                    self.store.deliveries.suppress, name, recipients[0].address, exc.reason
+                    self.store.deliveries.suppress,
+                    name,
+                    recipients[0].address,
+                    exc.reason,
+                    delivery.customer_id,
                 )
             return None
         delivery.attempts.append(_attempt_record(name, "sent", locale=rendered.language))

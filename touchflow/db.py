@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,19 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+def address_hash(address: str) -> str:
+    """How the suppression list keeps an address: SHA-256 of it trimmed and lower-cased (no PII in the
+    table). In SQL too: a SQLite connection has it as the function `address_hash`; PostgreSQL computes the
+    same with its own sha256 (`touchflow.storage.segments`, for `{"reachable": ...}`)."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+def _sql_address_hash(address: str | None) -> str | None:
+    return None if address is None else address_hash(address)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.create_function("address_hash", 1, _sql_address_hash, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

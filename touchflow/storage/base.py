@@ -3,13 +3,17 @@ SQL differs between SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, Table
+from sqlalchemy import ColumnElement, Engine, Select, Table, and_, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
+
+from touchflow.encoding import b64url_decode, b64url_encode
+from touchflow.errors import InvalidInput
 
 
 class Repository:
@@ -55,3 +59,21 @@ def locked(conn: Connection, query: Select[Any]) -> Select[Any]:
     locks; there the transaction holds the database's write lock already (`read_modify_write`, or a write
     made earlier in it)."""
     return query.with_for_update() if conn.dialect.name == "postgresql" else query
+
+
+def newest_first_cursor(created_at: datetime, ident: object) -> str:
+    """The `next_cursor` after a row of a newest-first page: its creation time and id (ties go by id)."""
+    return b64url_encode(f"{created_at.isoformat()}|{ident}".encode())
+
+
+def older_than_cursor(
+    cursor: str, created: Any, ident: Any, ident_type: Callable[[str], Any] = str
+) -> ColumnElement[bool]:
+    """The rows after `cursor` (`newest_first_cursor`) in newest-first order; InvalidInput naming `cursor`
+    for one this API did not make."""
+    try:
+        text, _, last = b64url_decode(cursor).decode().partition("|")
+        created_at, last_id = datetime.fromisoformat(text), ident_type(last)
+    except ValueError:  # UnicodeDecodeError is one too
+        raise InvalidInput("cursor: not a cursor this API returned; pass `next_cursor` as it came") from None
+    return or_(created < created_at, and_(created == created_at, ident < last_id))

@@ -3,23 +3,24 @@ token fences the result; the suppression list; opens, clicks and provider receip
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Engine, func, or_, select, update
 from sqlmodel import col
 
-from touchflow.db import session_scope
+from touchflow.db import address_hash, session_scope
 from touchflow.models import Delivery, DeliveryStatus, Engagement, InboxMessage, Suppression, utcnow
 from touchflow.storage.base import Repository, insert_ignore, table
-
-
-def _address_hash(address: str) -> str:
-    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+from touchflow.storage.segments import Segments
 
 
 class Deliveries(Repository):
+    def __init__(self, engine: Engine, segments: Segments | None = None) -> None:
+        super().__init__(engine)
+        # Segments that read reachability move when an address is suppressed, in the same transaction.
+        self.segments = segments
+
     def claim(self, delivery: Delivery) -> Delivery:
         """Insert the delivery row for its business key, or return the row an earlier attempt made."""
         with self.engine.begin() as conn:
@@ -115,25 +116,31 @@ class Deliveries(Repository):
 
     # -- suppressions ----------------------------------------------------------------------------------------
 
-    def suppress(self, channel: str, address: str, reason: str) -> None:
-        """Never use this address on this channel again (kept as a hash: the list itself holds no PII)."""
+    def suppress(self, channel: str, address: str, reason: str, customer_id: str | None = None) -> None:
+        """Never use this address on this channel again (kept as a hash: the list itself holds no PII).
+        `customer_id`, whose address it is, leaves the segments that need them reachable there at once
+        (anyone else with the address, at the next refresh)."""
+        now = utcnow()
         with self.engine.begin() as conn:
-            insert_ignore(
+            added = insert_ignore(
                 conn,
                 Suppression,
                 [
                     {
                         "channel": channel,
-                        "address_hash": _address_hash(address),
+                        "address_hash": address_hash(address),
                         "reason": reason[:300],
-                        "created_at": utcnow(),
+                        "created_at": now,
                     }
                 ],
+                returning=table(Suppression).c.address_hash,
             )
+            if added and customer_id is not None and self.segments is not None:
+                self.segments.on_profile(conn, [customer_id], now)
 
     def is_suppressed(self, channel: str, address: str) -> bool:
         with self.session() as session:
-            return session.get(Suppression, (channel, _address_hash(address))) is not None
+            return session.get(Suppression, (channel, address_hash(address))) is not None
 
     # -- what came of a delivery -----------------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ from sqlalchemy.engine import Connection
 from touchflow.db import read_modify_write
 from touchflow.errors import ConfigurationError, InvalidInput, NotFound
 from touchflow.models import (
+    Broadcast,
+    BroadcastStatus,
     Customer,
     Event,
     OutboxEntry,
@@ -48,6 +50,7 @@ from touchflow.models import (
     SegmentMembership,
     SegmentMovement,
     SegmentRow,
+    Suppression,
     UTCDateTime,
     utcnow,
 )
@@ -188,7 +191,8 @@ class Segments(Repository):
         return definition, moves
 
     def delete(self, name: str) -> None:
-        """Remove an API-defined segment and its memberships (each recorded as an exit)."""
+        """Remove an API-defined segment and its memberships: each an exit, recorded, and a
+        `segment_exited:<name>` event where a journey listens, as any exit is."""
         self._writable(name)
         now = utcnow()
         rows, members = table(SegmentRow), table(SegmentMembership)
@@ -199,10 +203,17 @@ class Segments(Repository):
             users = sorted(other for other, d in known.items() if name in d.references())
             if users:
                 raise SegmentConflict(f"segment {name!r} is used by {', '.join(users)}: change those first")
+            if waiting := _broadcasts_to_snapshot(conn, name):
+                raise SegmentConflict(
+                    f"segment {name!r} is the audience of broadcast {', '.join(waiting)}, which has not "
+                    "taken its snapshot yet: cancel it first (POST /v1/broadcasts/<id>/cancel)"
+                )
             gone = conn.scalars(
                 delete(members).where(members.c.segment == name).returning(members.c.customer_id)
             )
-            _record(conn, [Move(name, customer_id, False) for customer_id in gone], now)
+            moves = [Move(name, customer_id, False) for customer_id in gone]
+            _record(conn, moves, now)
+            store_segment_events(conn, moves, now, self.relayed)
             conn.execute(delete(rows).where(rows.c.name == name))
 
     def _writable(self, name: str) -> None:
@@ -392,6 +403,16 @@ def _keep_all(
         exited = sorted(conn.scalars(leave.returning(members.c.customer_id)))
         moves += [Move(name, c, True) for c in entered] + [Move(name, c, False) for c in exited]
     return moves
+
+
+def _broadcasts_to_snapshot(conn: Connection, segment: str) -> list[str]:
+    """The broadcasts to `segment` that will still read its members (their snapshot is not taken)."""
+    broadcasts = table(Broadcast)
+    ended = [BroadcastStatus.COMPLETED, BroadcastStatus.CANCELLED]
+    query = select(broadcasts.c.id, broadcasts.c.audience).where(
+        broadcasts.c.total.is_(None), broadcasts.c.status.not_in(ended)
+    )
+    return sorted(i for i, audience in conn.execute(query) if audience.get("segment") == segment)
 
 
 def _stored(row: Any) -> SegmentDefinition:
@@ -606,14 +627,14 @@ class _Sql:
         return and_(*(_sure(checks[op](n)) for op, n in node.count))
 
     def _reachable(self, node: Reachable, customers: Table) -> ColumnElement[bool]:
-        """An address on the channel, and the consent `activities.policy.consent_refusal` would find (the
-        same keys, most specific first, `all: false` over everything). Suppressed addresses (stored hashed)
-        are not looked at: a broadcast's per-recipient check still skips them."""
+        """An address on the channel that is not suppressed (as a channel's `recipients` finds it), and the
+        consent `activities.policy.consent_refusal` would find (the same keys, most specific first,
+        `all: false` over everything)."""
         c = customers.c
         push = table(PushSubscription)
         address: ColumnElement[bool] = {
-            "email": and_(c.email.is_not(None), c.email != ""),
-            "zalo_zns": and_(c.phone.is_not(None), c.phone != ""),
+            "email": and_(c.email.is_not(None), c.email != "", self._unsuppressed("email", c.email)),
+            "zalo_zns": and_(c.phone.is_not(None), c.phone != "", self._unsuppressed("zalo_zns", c.phone)),
             "web_push": exists().where(
                 push.c.customer_id == c.id, or_(push.c.expires_at.is_(None), push.c.expires_at > self.now)
             ),
@@ -629,6 +650,17 @@ class _Sql:
             whens += [(self._is(consents, key, True), true()), (self._is(consents, key, False), false())]
         allowed = case(*whens, else_=true() if default else false())
         return and_(address, not_(self._is(consents, "all", False)), _sure(allowed))
+
+    def _unsuppressed(self, channel: str, address: Any) -> ColumnElement[bool]:
+        """The address is not on the channel's suppression list (kept hashed: `touchflow.db.address_hash`;
+        PostgreSQL trims spaces only, where Python trims all whitespace: stored addresses have none)."""
+        if self.dialect == "postgresql":
+            text = func.convert_to(func.lower(func.btrim(address)), literal("UTF8"))
+            hashed = func.encode(func.sha256(text), literal("hex"))
+        else:
+            hashed = func.address_hash(address)
+        suppressions = table(Suppression)
+        return not_(exists().where(suppressions.c.channel == channel, suppressions.c.address_hash == hashed))
 
 
 def _sure(expr: ColumnElement[Any]) -> ColumnElement[bool]:
