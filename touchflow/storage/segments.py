@@ -310,19 +310,19 @@ class Segments(Repository):
         for definition in known.values():
             chosen = set(fresh)
             inside = members.get(definition.name, set())
-            for names, customers in alike.items():
+            for names, alike_customers in alike.items():
                 way = moves_with(definition.condition, names, known)
                 if way == UP | DOWN:
-                    chosen |= customers
+                    chosen |= alike_customers
                 elif way == UP:
-                    chosen |= customers - inside
+                    chosen |= alike_customers - inside
                 elif way == DOWN:
-                    chosen |= customers & inside
+                    chosen |= alike_customers & inside
             if chosen:
                 groups.setdefault(frozenset(chosen), []).append(definition)
         moves: list[Move] = []
-        for customers, definitions in groups.items():
-            moves += self._keep(conn, definitions, sorted(customers), now, relayed, derive=False, known=known)
+        for group, definitions in groups.items():
+            moves += self._keep(conn, definitions, sorted(group), now, relayed, derive=False, known=known)
         return moves
 
     def _keep(
