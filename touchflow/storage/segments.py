@@ -310,8 +310,8 @@ class Segments(Repository):
         for definition in known.values():
             chosen = set(fresh)
             inside = members.get(definition.name, set())
-            for names, alike_customers in alike.items():
-                way = moves_with(definition.condition, names, known)
+            for their_names, alike_customers in alike.items():
+                way = moves_with(definition.condition, their_names, known)
                 if way == UP | DOWN:
                     chosen |= alike_customers
                 elif way == UP:
