@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from touchflow.activities.coalesce import Coalesced
 from touchflow.activities.directory import StoreDirectory
 from touchflow.activities.policy import (
     MARKETING,
@@ -157,6 +158,16 @@ class JourneyActivities:
         self.signer = Signer.from_settings(settings)
         self.quiet_hours = QuietHours.parse(settings.quiet_hours)
         self.caps = parse_caps(settings.frequency_caps)
+        # Leases taken and results recorded at the same moment share a transaction (`Coalesced`).
+        deliveries = store.deliveries
+        self._take_lease = Coalesced(
+            partial(deliveries.start_sending_many, lease=settings.delivery_attempt_timeout)
+        )
+        self._record = Coalesced(deliveries.finish_sending_many)
+        self._sent = [
+            Coalesced(partial(deliveries.marketing_sent_counts, window=cap.window, channel=cap.channel))
+            for cap in self.caps
+        ]
 
     # -- entering and leaving -------------------------------------------------------------------------------
 
@@ -240,7 +251,7 @@ class JourneyActivities:
             # An earlier attempt finished this step: answer as it did, send nothing.
             return self._result(delivery)
         lease = self.settings.delivery_attempt_timeout
-        token, interrupted = await asyncio.to_thread(self.store.deliveries.start_sending, delivery.id, lease)
+        token, interrupted = await self._take_lease(delivery.id)
         if token is None:
             # Another attempt (a retry racing a slow one) is sending this step right now.
             raise ApplicationError("another attempt is sending this step", type="StepBeingSent")
@@ -287,7 +298,7 @@ class JourneyActivities:
         }
         if outcome.status == DeliveryStatus.SENT:
             values["sent_at"] = utcnow()
-        recorded = await asyncio.to_thread(self.store.deliveries.finish_sending, delivery.id, token, **values)
+        recorded = await self._record((delivery.id, token, values))
         if recorded is None:
             # A later attempt took the lease (this one was presumed dead): its record stands, not this one's.
             log.warning("a superseded attempt finished", extra={"delivery_id": delivery.id})
@@ -564,22 +575,18 @@ class JourneyActivities:
                 return _Outcome(
                     DeliveryStatus.DEFERRED, "quiet hours in the customer's time zone", retry_at=until
                 )
-        for cap in self.caps:
+        for cap, counted in zip(self.caps, self._sent, strict=True):
             if cap.channel is None:
-                sent = await asyncio.to_thread(
-                    self.store.deliveries.marketing_sent_since, customer.id, utcnow() - cap.window
-                )
+                sent = await counted(customer.id)
                 # The step's own live lease is one of those counted: it may go when the others fit.
                 if sent - 1 >= cap.limit:
                     return _Outcome(DeliveryStatus.CAPPED, f"frequency cap: {cap.describe()}")
         return None
 
     async def _over_channel_cap(self, customer_id: str, channel: str) -> bool:
-        for cap in self.caps:
+        for cap, counted in zip(self.caps, self._sent, strict=True):
             if cap.channel == channel:
-                sent = await asyncio.to_thread(
-                    self.store.deliveries.marketing_sent_since, customer_id, utcnow() - cap.window, channel
-                )
+                sent = await counted(customer_id)
                 if sent >= cap.limit:
                     return True
         return False

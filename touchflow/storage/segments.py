@@ -56,9 +56,11 @@ from touchflow.models import (
 )
 from touchflow.segments import (
     ANY_EVENT,
+    DOWN,
     ENTERED_PREFIX,
     EXITED_PREFIX,
     LIFECYCLE_PREFIX,
+    UP,
     All,
     AnyOf,
     Compare,
@@ -73,6 +75,7 @@ from touchflow.segments import (
     SegmentConflict,
     SegmentDefinition,
     check_definitions,
+    moves_with,
     parse_condition,
     segment_event_id,
 )
@@ -294,26 +297,43 @@ class Segments(Repository):
         relayed: Collection[str],
     ) -> list[Move]:
         """Inside the ingest's transaction: each segment these events may move, for the customers whose
-        events may move it (`events` are (customer id, event name) pairs); every segment for the customers
-        the ingest created. Segments that see the same customers are evaluated in one pass."""
+        events may move it (`events` are (customer id, event name) pairs), and only where it can move
+        (`moves_with`: a member of a segment the events can only move up is not evaluated again); every
+        segment for the customers the ingest created. Segments to evaluate for the same customers are
+        evaluated in one pass."""
         known = self._definitions(conn)
-        by_name: dict[str, set[str]] = {}
+        done: dict[str, set[str]] = {}
         for customer_id, name in events:
-            by_name.setdefault(name, set()).add(customer_id)
-        everyone = {customer_id for customer_id, _ in events} | set(created)
-        fresh = set(created)
+            done.setdefault(customer_id, set()).add(name)
+        fresh = frozenset(created)
+        alike: dict[frozenset[str], set[str]] = {}  # customers by the names of their new events
+        for customer_id, names in done.items():
+            if customer_id not in fresh:
+                alike.setdefault(frozenset(names), set()).add(customer_id)
+        members: dict[str, set[str]] = {}
+        kept = table(SegmentMembership)
+        query = select(kept.c.segment, kept.c.customer_id).where(
+            kept.c.customer_id.in_(sorted(done.keys() - fresh))
+        )
+        for segment, customer_id in conn.execute(query):
+            members.setdefault(segment, set()).add(customer_id)
         groups: dict[frozenset[str], list[SegmentDefinition]] = {}
         for definition in known.values():
-            deps = _depends(definition, known)
-            if deps.any_event:
-                chosen = everyone
-            else:
-                chosen = fresh.union(*(by_name.get(event, set()) for event in deps.events))
+            chosen = set(fresh)
+            inside = members.get(definition.name, set())
+            for their_names, alike_customers in alike.items():
+                way = moves_with(definition.condition, their_names, known)
+                if way == UP | DOWN:
+                    chosen |= alike_customers
+                elif way == UP:
+                    chosen |= alike_customers - inside
+                elif way == DOWN:
+                    chosen |= alike_customers & inside
             if chosen:
                 groups.setdefault(frozenset(chosen), []).append(definition)
         moves: list[Move] = []
-        for customers, definitions in groups.items():
-            moves += self._keep(conn, definitions, sorted(customers), now, relayed, derive=False, known=known)
+        for group, definitions in groups.items():
+            moves += self._keep(conn, definitions, sorted(group), now, relayed, derive=False, known=known)
         return moves
 
     def _keep(

@@ -11,6 +11,9 @@ import pytest
 from touchflow.errors import InvalidInput, NotFound
 from touchflow.models import Broadcast, CustomerIn, EventIn, utcnow
 from touchflow.segments import (
+    DOWN,
+    STAGES,
+    UP,
     Attribute,
     Event,
     LifecycleRules,
@@ -19,6 +22,7 @@ from touchflow.segments import (
     SegmentConflict,
     in_segment,
     lifecycle,
+    moves_with,
     parse_condition,
     reachable,
     segment,
@@ -220,6 +224,58 @@ def test_time_alone_moves_a_segment_on_refresh(store: Store) -> None:
         ("lifecycle:lapsed", True),
     }
     assert [m.segment for m in store.segments.of_customer("t")] == ["lifecycle:lapsed"]
+
+
+@pytest.mark.parametrize(
+    ("condition", "names", "way"),
+    [
+        (Event("a").performed(), {"a"}, UP),
+        (Event("a").performed(), {"b"}, 0),
+        (Event("a").not_performed(), {"a"}, DOWN),
+        (Event("a").count(lte=2), {"a"}, DOWN),
+        (Event("a").count(eq=2), {"a"}, UP | DOWN),
+        (Event("a").sum("total", gte=100), {"a"}, UP | DOWN),  # a total may be negative
+        (~Event("a").performed() & Event("b").performed(), {"a"}, DOWN),
+        (~Event("a").performed() & Event("b").performed(), {"a", "b"}, UP | DOWN),
+        (Event("*", within="30d").performed(), {"segment_entered:vip"}, 0),
+        (Event("*", within="30d").performed(), {"x"}, UP),
+        (Attribute("city") == "Huế", {"a"}, 0),
+        (reachable("email"), {"unsubscribed"}, DOWN),
+        (lifecycle("engaged"), {"page_viewed"}, UP),  # no order, and active: the visit only adds
+        (lifecycle("new_lead"), {"page_viewed"}, DOWN),
+    ],
+)
+def test_which_way_new_events_can_move_a_condition(condition: Node, names: set[str], way: int) -> None:
+    definitions = {d.name: d for d in LifecycleRules().definitions}
+    assert moves_with(condition, names, definitions) == way
+
+
+def test_an_ingest_moves_members_out_and_others_in_where_the_events_can(store: Store) -> None:
+    """Events are evaluated only where they can move a segment; what they can move still moves both
+    ways: a third visit takes a customer out of "at most two visits", an order out of "never ordered"."""
+    store.segments.declare(
+        [
+            segment("browsing", Event("page_viewed").count(lte=2)),
+            segment("no_order", Event(ORDERS).not_performed()),
+            segment("two_visits", Event("page_viewed").count(gte=2)),
+        ]
+    )
+    store.customers.upsert(CustomerIn(id="k"))
+    ingest = store.events.ingest
+
+    def kept() -> set[str]:
+        return {m.segment for m in store.segments.of_customer("k")} - {f"lifecycle:{s}" for s in STAGES}
+
+    assert kept() == {"browsing", "no_order"}
+    ingest([_event("v1", "k", "page_viewed"), _event("v2", "k", "page_viewed")], relayed_names=())
+    assert kept() == {"browsing", "no_order", "two_visits"}
+    ingest([_event("v3", "k", "page_viewed")], relayed_names=())
+    assert kept() == {"no_order", "two_visits"}
+    ingest([_event("o", "k", ORDERS)], relayed_names=())
+    assert kept() == {"two_visits"}
+    assert [m.segment for m in store.segments.of_customer("k") if m.segment.startswith("lifecycle:")] == [
+        "lifecycle:customer"
+    ]
 
 
 def test_api_defined_segments_are_created_filled_changed_and_deleted(shop: Store) -> None:
