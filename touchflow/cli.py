@@ -13,16 +13,25 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
+from touchflow import tracing
 from touchflow.apikeys import Scope, new_key
 from touchflow.check import CheckFailed, has_errors, load_and_check, summary
 from touchflow.db import make_engine, migrate
 from touchflow.settings import Settings, check_production_secrets, get_settings
 from touchflow.workflows.registry import Registry, load_registry
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+    from temporalio.runtime import Runtime
+    from temporalio.worker import Worker
+
+    from touchflow.activities.journey import JourneyActivities
 
 log = logging.getLogger("touchflow")
 
@@ -44,6 +53,52 @@ def _serve(settings: Settings, registry: Registry, host: str, port: int) -> _Ser
     return _Server(config)
 
 
+@contextlib.asynccontextmanager
+async def _probe_port(
+    settings: Settings, activities: JourneyActivities, client: Client, worker: Worker, sdk_metrics: str | None
+) -> AsyncIterator[None]:
+    """The worker's /metrics, /healthz and /readyz on TOUCHFLOW_WORKER_METRICS_HOST/PORT (0: none)."""
+    if not settings.worker_metrics_port:
+        yield
+        return
+    from touchflow.health import Readiness, probe_app
+
+    async def temporal() -> Client:
+        return client
+
+    app = probe_app(
+        activities.metrics,
+        Readiness(activities.store, temporal),
+        lambda: worker.is_running,
+        sdk_metrics,
+    )
+    config = uvicorn.Config(
+        app,
+        host=settings.worker_metrics_host,
+        port=settings.worker_metrics_port,
+        log_level="warning",
+        lifespan="off",
+    )
+    server = _Server(config)
+    task = await _started(server)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _started(server: _Server) -> asyncio.Task[None]:
+    """Serve in a task of its own; return once it listens (or raise why it could not: a port taken)."""
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.02)
+    if task.done():
+        task.result()
+        raise RuntimeError(f"the server on port {server.config.port} stopped at start")
+    return task
+
+
 async def _until_signalled() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -54,6 +109,7 @@ async def _until_signalled() -> None:
 
 async def _run_api(settings: Settings) -> None:
     check_production_secrets(settings, api=True)
+    tracing.configure(settings, "touchflow-api")
     server = _serve(settings, load_registry(settings), settings.api_host, settings.api_port)
     task = asyncio.create_task(server.serve())
     waiter = asyncio.create_task(_until_signalled())
@@ -108,16 +164,36 @@ async def _run_worker(settings: Settings, *, check: bool = True) -> None:
     else:
         # `touchflow dev` started this worker: it checked the journeys and made the secrets itself.
         registry = load_registry(settings)
+    tracing.configure(settings, "touchflow-worker")
     activities = build_activities(settings, registry)
-    client = await connect(settings)
+    runtime, sdk_metrics = _sdk_metrics_runtime(settings)
+    client = await connect(settings, runtime=runtime)
     await ensure_search_attributes(client)
     await ensure_segment_schedule(client, settings)
     worker = build_worker(client, settings, activities, registry)
-    async with worker, contextlib.AsyncExitStack() as channel_workers:
+    async with (
+        worker,
+        contextlib.AsyncExitStack() as channel_workers,
+        _probe_port(settings, activities, client, worker, sdk_metrics),
+    ):
         for each in build_channel_workers(client, settings, activities):
             await channel_workers.enter_async_context(each)
         log.info("worker polling task queue %s", settings.task_queue)
         await _until_signalled()
+
+
+def _sdk_metrics_runtime(settings: Settings) -> tuple[Runtime | None, str | None]:
+    """A Temporal runtime whose SDK metrics (task latencies, slots, polls, sticky cache) are served on a free
+    loopback port; the probe port appends them to its own /metrics. None when the probe port is off."""
+    if not settings.worker_metrics_port:
+        return None, None
+    from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+    from touchflow.temporal import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    return runtime, f"http://{address}/metrics"
 
 
 def _dev_secrets(home: Path) -> dict[str, str]:
@@ -185,6 +261,7 @@ async def _run_dev(args: argparse.Namespace) -> None:
             "dev_mail_dir": home / "mail",
         }
     settings = Settings.model_validate(base.model_dump() | overrides)
+    tracing.configure(settings, "touchflow-api")
     await asyncio.to_thread(migrate, make_engine(settings.resolved_database_url))
 
     temporal = DevServer(home / "temporal.db", port=args.temporal_port, ui_port=args.ui_port)
@@ -196,11 +273,7 @@ async def _run_dev(args: argparse.Namespace) -> None:
             inbox = start_inbox(home / "mail", "127.0.0.1", args.smtp_port)
         worker = _spawn_worker(overrides)
         server = _serve(settings, registry, "127.0.0.1", args.api_port)
-        api = asyncio.create_task(server.serve())
-        while not server.started and not api.done():
-            await asyncio.sleep(0.05)
-        if api.done():
-            api.result()
+        api = await _started(server)
         _print_banner(settings, args, own_inbox)
         waiter = asyncio.create_task(_until_signalled())
         await asyncio.wait({api, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -221,6 +294,14 @@ def _print_banner(settings: Settings, args: argparse.Namespace, own_inbox: bool)
         "touchflow dev is running",
         f"  API              http://localhost:{args.api_port}   (OpenAPI: /docs)",
         f"  API key          {settings.api_keys[0]}",
+        f"  API metrics      http://localhost:{args.api_port}/metrics   (/healthz, /readyz)",
+    ]
+    if settings.worker_metrics_port:
+        lines.append(
+            f"  Worker metrics   http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
+            "   (/healthz, /readyz; TOUCHFLOW_WORKER_METRICS_PORT)"
+        )
+    lines += [
         f"  Temporal UI      http://localhost:{args.ui_port}",
         f"  Temporal gRPC    {settings.temporal_address}",
     ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, or_, select, update
@@ -376,3 +376,17 @@ class Outbox(Repository):
         """How many entries wait, due or not."""
         with self.engine.connect() as conn:
             return int(conn.scalar(select(func.count()).select_from(table(OutboxEntry))) or 0)
+
+    def backlog(self) -> tuple[int, datetime | None]:
+        """How many entries wait, and when the oldest of their events was received (None: none waits)."""
+        outbox, events = table(OutboxEntry), table(Event)
+        query = select(func.count(outbox.c.id), func.min(events.c.received_at)).select_from(
+            outbox.outerjoin(events, events.c.id == outbox.c.event_id)
+        )
+        with self.engine.connect() as conn:
+            depth, oldest = conn.execute(query).one()
+        if isinstance(oldest, str):  # SQLite hands an aggregate back as stored text
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return int(depth or 0), oldest
