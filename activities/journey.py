@@ -49,6 +49,7 @@ from touchflow.channels import (
     RetryableDeliveryError,
 )
 from touchflow.channels.zalo_zns import template_id_for
+from touchflow.logs import log_context
 from touchflow.metrics import WorkerMetrics, seconds_since
 from touchflow.models import Customer, Delivery, DeliveryStatus, Event, JourneyStatus, is_anonymous, utcnow
 from touchflow.rendering import Rendered, Renderer, TemplateBroken, TemplateUnusable
@@ -218,7 +219,8 @@ class JourneyActivities:
 
     @activity.defn(name="deliver_step")
     async def deliver_step(self, input: SendStepInput) -> SendStepResult:
-        return await self.deliver(input)
+        with log_context(event_id=input.event_id or input.trigger_event_id, workflow_id=input.workflow_id):
+            return await self.deliver(input)
 
     async def deliver(
         self,

@@ -23,6 +23,7 @@ from touchflow import tracing
 from touchflow.apikeys import Scope, new_key
 from touchflow.check import CheckFailed, has_errors, load_and_check, summary
 from touchflow.db import make_engine, migrate
+from touchflow.logs import configure_logging
 from touchflow.settings import Settings, check_production_secrets, get_settings
 from touchflow.workflows.registry import Registry, load_registry
 
@@ -48,7 +49,12 @@ def _serve(settings: Settings, registry: Registry, host: str, port: int) -> _Ser
     from touchflow.api.main import create_app
 
     config = uvicorn.Config(
-        create_app(settings, registry), host=host, port=port, log_level="warning", lifespan="on"
+        create_app(settings, registry),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        log_config=None,  # uvicorn's records go through the process's handler (JSON when asked)
     )
     return _Server(config)
 
@@ -78,6 +84,7 @@ async def _probe_port(
         port=settings.worker_metrics_port,
         log_level="warning",
         lifespan="off",
+        log_config=None,
     )
     server = _Server(config)
     task = await _started(server)
@@ -166,7 +173,7 @@ async def _run_worker(settings: Settings, *, check: bool = True) -> None:
         registry = load_registry(settings)
     tracing.configure(settings, "touchflow-worker")
     activities = build_activities(settings, registry)
-    runtime, sdk_metrics = _sdk_metrics_runtime(settings)
+    runtime, sdk_metrics = _worker_runtime(settings)
     client = await connect(settings, runtime=runtime)
     await ensure_search_attributes(client)
     await ensure_segment_schedule(client, settings)
@@ -182,18 +189,33 @@ async def _run_worker(settings: Settings, *, check: bool = True) -> None:
         await _until_signalled()
 
 
-def _sdk_metrics_runtime(settings: Settings) -> tuple[Runtime | None, str | None]:
-    """A Temporal runtime whose SDK metrics (task latencies, slots, polls, sticky cache) are served on a free
-    loopback port; the probe port appends them to its own /metrics. None when the probe port is off."""
-    if not settings.worker_metrics_port:
+def _worker_runtime(settings: Settings) -> tuple[Runtime | None, str | None]:
+    """The worker's Temporal runtime: its SDK metrics (task latencies, slots, polls, sticky cache) served on a
+    free loopback port, which the probe port appends to its own /metrics; with JSON logs, the SDK core's log
+    lines forwarded to Python's logging (so they are JSON too). None: the SDK's defaults."""
+    json_logs = settings.log_format == "json"
+    if not settings.worker_metrics_port and not json_logs:
         return None, None
-    from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+    from temporalio.runtime import (
+        LogForwardingConfig,
+        LoggingConfig,
+        PrometheusConfig,
+        Runtime,
+        TelemetryConfig,
+        TelemetryFilter,
+    )
 
     from touchflow.temporal import free_port
 
-    address = f"127.0.0.1:{free_port()}"
-    runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
-    return runtime, f"http://{address}/metrics"
+    address = f"127.0.0.1:{free_port()}" if settings.worker_metrics_port else None
+    logging_config = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")) if json_logs else None,
+    )
+    telemetry = TelemetryConfig(
+        logging=logging_config, metrics=PrometheusConfig(bind_address=address) if address else None
+    )
+    return Runtime(telemetry=telemetry), f"http://{address}/metrics" if address else None
 
 
 def _dev_secrets(home: Path) -> dict[str, str]:
@@ -517,12 +539,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    logging.basicConfig(
-        level=os.environ.get("TOUCHFLOW_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for chatty in ("mail.log", "alembic"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # Read before the settings (a setting's error is logged in the format asked for).
+    log_format = os.environ.get("TOUCHFLOW_LOG_FORMAT", "text").strip().lower()
+    configure_logging(os.environ.get("TOUCHFLOW_LOG_LEVEL", "INFO"), log_format)
     try:
         if args.command == "dev":
             asyncio.run(_run_dev(args))

@@ -32,6 +32,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from touchflow.logs import log_context
 from touchflow.metrics import ApiMetrics, seconds_since
 from touchflow.models import Event, is_anonymous
 from touchflow.storage import ClaimedEvent, Store
@@ -332,7 +333,8 @@ class Relay:
                         await self._back_off(item, "temporal unavailable")
                         return
                     try:
-                        await router.route(item.event)
+                        with log_context(event_id=item.event.id):
+                            await router.route(item.event)
                     except RPCError as exc:
                         if exc.status in _SERVER_DOWN:
                             # Temporal is away: hand the rest back at once, not one timeout each.

@@ -9,7 +9,7 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from tests.support.harness import TEST_REGISTRY
-from touchflow.cli import _probe_port, _sdk_metrics_runtime
+from touchflow.cli import _probe_port, _worker_runtime
 from touchflow.settings import Settings
 from touchflow.storage import Store
 from touchflow.temporal import connect, free_port
@@ -25,7 +25,7 @@ async def test_the_probe_port_answers_metrics_health_and_readiness(
         task_queue=f"tq-{uuid.uuid4().hex[:8]}",
         worker_metrics_port=port,
     )
-    runtime, sdk_metrics = _sdk_metrics_runtime(settings)
+    runtime, sdk_metrics = _worker_runtime(settings)
     client = await connect(settings, runtime=runtime)
     activities = build_activities(settings, TEST_REGISTRY, sqlite_store)
     worker = build_worker(client, settings, activities, TEST_REGISTRY)
