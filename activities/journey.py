@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from touchflow import tracing
 from touchflow.activities.directory import StoreDirectory
 from touchflow.activities.policy import (
     MARKETING,
@@ -650,7 +651,8 @@ class JourneyActivities:
         started = time.perf_counter()
         result = "error"
         try:
-            receipt = await channel.send(message)
+            with tracing.span(f"send {channel.name}", attributes={"touchflow.channel": channel.name}):
+                receipt = await channel.send(message)
             result = "ok"
             return receipt
         except RetryableDeliveryError:

@@ -32,6 +32,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from touchflow import tracing
 from touchflow.logs import log_context
 from touchflow.metrics import ApiMetrics, seconds_since
 from touchflow.models import Event, is_anonymous
@@ -333,7 +334,17 @@ class Relay:
                         await self._back_off(item, "temporal unavailable")
                         return
                     try:
-                        with log_context(event_id=item.event.id):
+                        with (
+                            log_context(event_id=item.event.id),
+                            tracing.span(
+                                "relay event",
+                                parent=item.trace_context,
+                                attributes={
+                                    "touchflow.event_id": item.event.id,
+                                    "touchflow.event_name": item.event.name,
+                                },
+                            ),
+                        ):
                             await router.route(item.event)
                     except RPCError as exc:
                         if exc.status in _SERVER_DOWN:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
+from touchflow import tracing
 from touchflow.api.deps import Ingest, IngestKeyDep, RegistryDep, SettingsDep, charge
 from touchflow.api.errors import describe_errors
 from touchflow.metrics import ApiMetrics
@@ -62,8 +63,9 @@ async def ingest(request: Request, events: Sequence[EventIn]) -> list[Ingested]:
     """Store events (`store.events.ingest`, in a thread), count each by name and status, and wake the relay
     when one was accepted: what every ingestion path (these routes, the Segment API) does."""
     state = request.app.state
+    # The request's trace goes on with the outbox rows: the relay's span continues it (tracing on).
     results: list[Ingested] = await asyncio.to_thread(
-        state.store.events.ingest, events, state.registry.routed
+        state.store.events.ingest, events, state.registry.routed, tracing.current_traceparent()
     )
     metrics: ApiMetrics = state.metrics
     for event, result in zip(events, results, strict=True):
