@@ -77,7 +77,8 @@ def _pem(value: str, variable: str) -> bytes | None:
     if not value:
         return None
     if value.startswith("-----BEGIN"):
-        return value.encode()
+        # An environment variable may carry the line breaks as `\n`, as .env files often do.
+        return (value.replace("\\n", "\n") + "\n").encode()
     try:
         return Path(value).read_bytes()
     except OSError as exc:
