@@ -213,7 +213,8 @@ def _worker_runtime(settings: Settings) -> tuple[Runtime | None, str | None]:
         forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")) if json_logs else None,
     )
     telemetry = TelemetryConfig(
-        logging=logging_config, metrics=PrometheusConfig(bind_address=address) if address else None
+        logging=logging_config,
+        metrics=PrometheusConfig(bind_address=address, durations_as_seconds=True) if address else None,
     )
     return Runtime(telemetry=telemetry), f"http://{address}/metrics" if address else None
 
