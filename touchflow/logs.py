@@ -96,5 +96,6 @@ def configure_logging(level: str, log_format: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    for chatty in ("mail.log", "alembic"):
+    # httpx logs each request's URL at INFO (a worker's own metrics scrape; a provider's query string).
+    for chatty in ("mail.log", "alembic", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
