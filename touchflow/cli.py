@@ -297,6 +297,7 @@ async def _run_dev(args: argparse.Namespace) -> None:
         worker = _spawn_worker(overrides)
         server = _serve(settings, registry, "127.0.0.1", args.api_port)
         api = await _started(server)
+        await _worker_up(worker, settings)
         _print_banner(settings, args, own_inbox)
         waiter = asyncio.create_task(_until_signalled())
         await asyncio.wait({api, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -309,6 +310,25 @@ async def _run_dev(args: argparse.Namespace) -> None:
         if inbox is not None:
             inbox.stop()
         temporal.stop()
+
+
+async def _worker_up(worker: subprocess.Popen[bytes], settings: Settings, timeout: float = 60.0) -> None:
+    """Until the worker process answers on its probe port (the banner names it): raise if it exits first
+    (its own lines above say why: a journey error, the probe port taken)."""
+    import httpx
+
+    url = f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/healthz"
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient(timeout=2) as client:
+        while settings.worker_metrics_port:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with status {worker.returncode} (see above)")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url)).status_code == 200:
+                    return
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"the worker did not answer on {url} within {timeout:.0f}s")
+            await asyncio.sleep(0.1)
 
 
 def _print_banner(settings: Settings, args: argparse.Namespace, own_inbox: bool) -> None:
