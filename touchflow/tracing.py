@@ -54,6 +54,14 @@ def install(provider: TracerProvider | None) -> None:
     _provider = provider
 
 
+def shutdown() -> None:
+    """Export what is pending, stop, and trace no more (a process that ends does this at exit by itself)."""
+    global _provider
+    if _provider is not None:
+        _provider.shutdown()
+    _provider = None
+
+
 def enabled() -> bool:
     return _provider is not None
 

@@ -32,7 +32,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracing.install(provider)
     yield exporter
-    tracing.install(None)
+    tracing.shutdown()
 
 
 async def test_one_trace_from_the_request_to_the_provider_call(
@@ -87,3 +87,15 @@ async def test_one_trace_from_the_request_to_the_provider_call(
         span = by_id[span.parent.span_id]
         chain.append(span.name)
     assert "RunActivity:deliver_step" in chain and "relay event" in chain and chain[-1] == "POST /v1/events"
+
+
+def test_tracing_is_off_by_default_and_on_with_an_endpoint(make_settings: Callable[..., Settings]) -> None:
+    tracing.configure(make_settings(), "touchflow-api")
+    assert not tracing.enabled() and tracing.temporal_interceptors() == []
+    assert tracing.current_traceparent() is None
+    try:
+        # The collector's base URL, as people give it; nothing is sent until a span ends.
+        tracing.configure(make_settings(otel_endpoint="http://127.0.0.1:4318"), "touchflow-api")
+        assert tracing.enabled() and len(tracing.temporal_interceptors()) == 1
+    finally:
+        tracing.shutdown()
