@@ -451,6 +451,8 @@ class OutboxEntry(SQLModel, table=True):
     attempts: int = 0
     available_at: datetime = time_column(index=True)
     last_error: str | None = Field(default=None, max_length=500)
+    # The W3C traceparent of the request that accepted the event (tracing on): the relay continues its trace.
+    trace_context: str | None = Field(default=None, max_length=64)
 
 
 class RelayLease(SQLModel, table=True):

@@ -73,6 +73,7 @@ def environment(settings: Settings) -> dict[str, str]:
         "TOUCHFLOW_DELIVERY_ATTEMPT_TIMEOUT": "3s",
         "TOUCHFLOW_RELAY_INTERVAL": "100ms",
         "TOUCHFLOW_LOG_LEVEL": "WARNING",
+        "TOUCHFLOW_WORKER_METRICS_PORT": "0",  # two workers at once would contend for one probe port
     }
 
 
