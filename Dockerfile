@@ -8,8 +8,8 @@ COPY activities activities
 COPY channels channels
 COPY api api
 COPY templates templates
-RUN pip install --no-cache-dir . && useradd --create-home touchflow
+RUN pip install --no-cache-dir ".[otel]" && useradd --create-home touchflow
 USER touchflow
 ENV TOUCHFLOW_API_HOST=0.0.0.0
-EXPOSE 8000
+EXPOSE 8000 8001
 CMD ["touchflow", "api"]

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import difflib
 import logging
+import time
 import traceback
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -20,6 +21,8 @@ from typing import Any, Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from touchflow import tracing
+from touchflow.activities.coalesce import Coalesced
 from touchflow.activities.directory import StoreDirectory
 from touchflow.activities.policy import (
     MARKETING,
@@ -48,6 +51,8 @@ from touchflow.channels import (
     RetryableDeliveryError,
 )
 from touchflow.channels.zalo_zns import template_id_for
+from touchflow.logs import log_context
+from touchflow.metrics import WorkerMetrics, seconds_since
 from touchflow.models import Customer, Delivery, DeliveryStatus, Event, JourneyStatus, is_anonymous, utcnow
 from touchflow.rendering import Rendered, Renderer, TemplateBroken, TemplateUnusable
 from touchflow.settings import Settings
@@ -91,6 +96,7 @@ class _Outcome:
     retry_at: datetime | None = None
     ended_by: Event | None = None
     rendered: Rendered | None = None
+    answers: Event | None = None  # the event the step answers: event-to-send latency counts from it
 
 
 @dataclass
@@ -146,8 +152,10 @@ class JourneyActivities:
         renderer: Renderer,
         settings: Settings,
         journeys: JourneyValues,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or WorkerMetrics(())
         # How channels find a customer's push subscriptions and suppressions (they know no database).
         self.directory = StoreDirectory(store)
         self.journeys = journeys
@@ -157,6 +165,16 @@ class JourneyActivities:
         self.signer = Signer.from_settings(settings)
         self.quiet_hours = QuietHours.parse(settings.quiet_hours)
         self.caps = parse_caps(settings.frequency_caps)
+        # Leases taken and results recorded at the same moment share a transaction (`Coalesced`).
+        deliveries = store.deliveries
+        self._take_lease = Coalesced(
+            partial(deliveries.start_sending_many, lease=settings.delivery_attempt_timeout)
+        )
+        self._record = Coalesced(deliveries.finish_sending_many)
+        self._sent = [
+            Coalesced(partial(deliveries.marketing_sent_counts, window=cap.window, channel=cap.channel))
+            for cap in self.caps
+        ]
 
     # -- entering and leaving -------------------------------------------------------------------------------
 
@@ -213,7 +231,8 @@ class JourneyActivities:
 
     @activity.defn(name="deliver_step")
     async def deliver_step(self, input: SendStepInput) -> SendStepResult:
-        return await self.deliver(input)
+        with log_context(event_id=input.event_id or input.trigger_event_id, workflow_id=input.workflow_id):
+            return await self.deliver(input)
 
     async def deliver(
         self,
@@ -240,7 +259,7 @@ class JourneyActivities:
             # An earlier attempt finished this step: answer as it did, send nothing.
             return self._result(delivery)
         lease = self.settings.delivery_attempt_timeout
-        token, interrupted = await asyncio.to_thread(self.store.deliveries.start_sending, delivery.id, lease)
+        token, interrupted = await self._take_lease(delivery.id)
         if token is None:
             # Another attempt (a retry racing a slow one) is sending this step right now.
             raise ApplicationError("another attempt is sending this step", type="StepBeingSent")
@@ -287,12 +306,13 @@ class JourneyActivities:
         }
         if outcome.status == DeliveryStatus.SENT:
             values["sent_at"] = utcnow()
-        recorded = await asyncio.to_thread(self.store.deliveries.finish_sending, delivery.id, token, **values)
+        recorded = await self._record((delivery.id, token, values))
         if recorded is None:
             # A later attempt took the lease (this one was presumed dead): its record stands, not this one's.
             log.warning("a superseded attempt finished", extra={"delivery_id": delivery.id})
             raise ApplicationError("a later attempt owns this step", type="StepBeingSent")
         delivery = recorded
+        self._count(input, outcome)
         log.info(
             "step delivered",
             extra={
@@ -307,6 +327,14 @@ class JourneyActivities:
         if outcome.ended_by is not None:
             result.ended_by, result.ended_by_event_id = outcome.ended_by.name, outcome.ended_by.id
         return result
+
+    def _count(self, input: SendStepInput, outcome: _Outcome) -> None:
+        journey, step = self.metrics.journey_step(input.journey, input.step)
+        status = str(outcome.status)
+        self.metrics.deliveries.labels(journey, step, outcome.channel or "none", status).inc()
+        if outcome.status == DeliveryStatus.SENT and outcome.answers is not None:
+            latency = seconds_since(outcome.answers.received_at) or 0.0
+            self.metrics.event_to_send.labels(journey, step).observe(latency)
 
     @staticmethod
     def delivery_row(input: SendStepInput) -> Delivery:
@@ -356,27 +384,31 @@ class JourneyActivities:
         customer = known or await asyncio.to_thread(self.store.customers.get, input.customer_id)
         if customer is None:
             return _Outcome(DeliveryStatus.SKIPPED, "customer no longer exists")
-        ended = await self._guard(input)
+        # The event the step renders, else the run's trigger: what the step answers (and the guard's trigger).
+        answers = input.event_id or input.trigger_event_id
+        event = await asyncio.to_thread(self.store.events.get, answers) if answers else None
+        ended = await self._guard(input, event if input.event_id is None else None)
         if ended is not None:
             return ended
         if not input.transactional:
             held = await self._marketing_hold(input, customer)
             if held is not None:
                 return held
-        context = await self._context(input, customer, delivery.id or 0)
+        context = await self._context(input, customer, delivery.id or 0, event if input.event_id else None)
         tally = _Tally(delivery)
         for name in input.channels:
             sent = await self._over_channel(input, delivery, customer, context, name, tally, source)
             if sent is not None:
+                sent.answers = event
                 return sent
         return tally.outcome()
 
-    async def _guard(self, input: SendStepInput) -> _Outcome | None:
-        """The journey's exit or goal, found in the store since the run began (not the trigger itself)."""
+    async def _guard(self, input: SendStepInput, trigger: Event | None) -> _Outcome | None:
+        """The journey's exit or goal, found in the store since the run began (not the trigger itself);
+        `trigger` is the run's trigger when the caller has read it already."""
         if not input.exit_on:
             return None
-        trigger = None
-        if input.trigger_event_id is not None:
+        if trigger is None and input.trigger_event_id is not None:
             trigger = await asyncio.to_thread(self.store.events.get, input.trigger_event_id)
         goal = await asyncio.to_thread(
             partial(
@@ -528,7 +560,11 @@ class JourneyActivities:
             delivery.attempts.append(_attempt_record(name, "permanent", reason=exc.reason))
             if exc.address_dead and len(recipients) == 1 and recipients[0].subscription_id is None:
                 await asyncio.to_thread(
-                    self.store.deliveries.suppress, name, recipients[0].address, exc.reason
+                    self.store.deliveries.suppress,
+                    name,
+                    recipients[0].address,
+                    exc.reason,
+                    delivery.customer_id,
                 )
             return None
         delivery.attempts.append(_attempt_record(name, "sent", locale=rendered.language))
@@ -560,22 +596,18 @@ class JourneyActivities:
                 return _Outcome(
                     DeliveryStatus.DEFERRED, "quiet hours in the customer's time zone", retry_at=until
                 )
-        for cap in self.caps:
+        for cap, counted in zip(self.caps, self._sent, strict=True):
             if cap.channel is None:
-                sent = await asyncio.to_thread(
-                    self.store.deliveries.marketing_sent_since, customer.id, utcnow() - cap.window
-                )
+                sent = await counted(customer.id)
                 # The step's own live lease is one of those counted: it may go when the others fit.
                 if sent - 1 >= cap.limit:
                     return _Outcome(DeliveryStatus.CAPPED, f"frequency cap: {cap.describe()}")
         return None
 
     async def _over_channel_cap(self, customer_id: str, channel: str) -> bool:
-        for cap in self.caps:
+        for cap, counted in zip(self.caps, self._sent, strict=True):
             if cap.channel == channel:
-                sent = await asyncio.to_thread(
-                    self.store.deliveries.marketing_sent_since, customer_id, utcnow() - cap.window, channel
-                )
+                sent = await counted(customer_id)
                 if sent >= cap.limit:
                     return True
         return False
@@ -587,7 +619,8 @@ class JourneyActivities:
         raised: a retryable one if any, else the first permanent one.
         """
         results = await asyncio.gather(
-            *(channel.send(replace(message, address=r.address)) for r in recipients), return_exceptions=True
+            *(self._timed_send(channel, replace(message, address=r.address)) for r in recipients),
+            return_exceptions=True,
         )
         receipts: list[Receipt] = []
         errors: list[DeliveryError] = []
@@ -624,10 +657,28 @@ class JourneyActivities:
             return receipts[0]
         raise next((e for e in errors if isinstance(e, RetryableDeliveryError)), errors[0])
 
-    async def _context(self, input: SendStepInput, customer: Customer, delivery_id: int) -> dict[str, Any]:
-        event = None
-        if input.event_id:
-            event = await asyncio.to_thread(self.store.events.get, input.event_id)
+    async def _timed_send(self, channel: Channel, message: OutboundMessage) -> Receipt:
+        """One provider call, timed by channel and result (`touchflow_send_duration_seconds`)."""
+        started = time.perf_counter()
+        result = "error"
+        try:
+            with tracing.span(f"send {channel.name}", attributes={"touchflow.channel": channel.name}):
+                receipt = await channel.send(message)
+            result = "ok"
+            return receipt
+        except RetryableDeliveryError:
+            result = "retryable"
+            raise
+        except PermanentDeliveryError:
+            result = "permanent"
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.send_latency.labels(channel.name, result).observe(elapsed)
+
+    async def _context(
+        self, input: SendStepInput, customer: Customer, delivery_id: int, event: Event | None
+    ) -> dict[str, Any]:
         attributes = customer.attributes
         coupon = None
         if "coupon_id" in input.data:

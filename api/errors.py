@@ -31,6 +31,9 @@ def describe_errors(errors: Sequence[Any]) -> list[str]:
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if request.method == "POST" and request.url.path == "/v1/events":
+        name = exc.body.get("name") if isinstance(exc.body, dict) else None
+        request.app.state.metrics.count_event(name, "rejected")
     errors = exc.errors()
     messages = describe_errors(errors)
     detail = [

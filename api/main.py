@@ -10,10 +10,13 @@ from functools import partial
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
+from touchflow import tracing
 from touchflow.api.cors import CORSFor
 from touchflow.api.errors import touchflow_error_handler, validation_error_handler
 from touchflow.api.inbox_hub import InboxHub
 from touchflow.api.limits import BodySizeLimit, RefuseNulInUrl
+from touchflow.api.metrics import TimeRequests
+from touchflow.api.metrics import router as metrics_router
 from touchflow.api.routes import (
     broadcasts,
     customers,
@@ -33,6 +36,8 @@ from touchflow.api.routes import (
 from touchflow.apikeys import parse_keys
 from touchflow.db import make_engine, migrate
 from touchflow.errors import TouchflowError
+from touchflow.health import Readiness
+from touchflow.metrics import ApiMetrics
 from touchflow.router import Relay
 from touchflow.settings import Settings
 from touchflow.signing import Signer
@@ -55,6 +60,8 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     engine = make_engine(settings.resolved_database_url)
     store = Store(engine)
     store.segments.configure(settings, registry)
+    metrics = ApiMetrics(registry.routed)
+    metrics.watch_outbox(store.outbox.backlog)
     relay = Relay(
         store,
         partial(connect, settings),
@@ -62,6 +69,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
         settings.relay_interval,
         settings.relay_batch_size,
         registry,
+        metrics=metrics,
     )
 
     inbox_hub = InboxHub(store, settings)
@@ -94,6 +102,8 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     app.state.relay = relay
     app.state.inbox_hub = inbox_hub
     app.state.registry = registry
+    app.state.metrics = metrics
+    app.state.readiness = Readiness(store, relay.client)
     app.state.api_keys = parse_keys(settings.api_keys)
     app.state.signer = Signer.from_settings(settings) if settings.secret_key.get_secret_value() else None
     vapid_key = settings.vapid_private_key.get_secret_value()
@@ -103,6 +113,7 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, as_bad_request=segment.PATHS)
     app.add_middleware(RefuseNulInUrl)
     app.include_router(health.router)
+    app.include_router(metrics_router)
     app.include_router(customers.router)
     app.include_router(events.router)
     app.include_router(segment.router)
@@ -131,4 +142,6 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     app.include_router(push.public_router)
     if settings.dev_mail_dir is not None:
         app.include_router(dev.router)
+    app.add_middleware(TimeRequests, metrics=metrics)  # outermost: it times what every other layer adds
+    tracing.instrument(app)
     return app

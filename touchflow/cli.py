@@ -13,16 +13,26 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
+from touchflow import tracing
 from touchflow.apikeys import Scope, new_key
 from touchflow.check import CheckFailed, has_errors, load_and_check, summary
 from touchflow.db import make_engine, migrate
+from touchflow.logs import configure_logging
 from touchflow.settings import Settings, check_production_secrets, get_settings
 from touchflow.workflows.registry import Registry, load_registry
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+    from temporalio.runtime import Runtime
+    from temporalio.worker import Worker
+
+    from touchflow.activities.journey import JourneyActivities
 
 log = logging.getLogger("touchflow")
 
@@ -39,9 +49,61 @@ def _serve(settings: Settings, registry: Registry, host: str, port: int) -> _Ser
     from touchflow.api.main import create_app
 
     config = uvicorn.Config(
-        create_app(settings, registry), host=host, port=port, log_level="warning", lifespan="on"
+        create_app(settings, registry),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        log_config=None,  # uvicorn's records go through the process's handler (JSON when asked)
     )
     return _Server(config)
+
+
+@contextlib.asynccontextmanager
+async def _probe_port(
+    settings: Settings, activities: JourneyActivities, client: Client, worker: Worker, sdk_metrics: str | None
+) -> AsyncIterator[None]:
+    """The worker's /metrics, /healthz and /readyz on TOUCHFLOW_WORKER_METRICS_HOST/PORT (0: none)."""
+    if not settings.worker_metrics_port:
+        yield
+        return
+    from touchflow.health import Readiness, probe_app
+
+    async def temporal() -> Client:
+        return client
+
+    app = probe_app(
+        activities.metrics,
+        Readiness(activities.store, temporal),
+        lambda: worker.is_running,
+        sdk_metrics,
+    )
+    config = uvicorn.Config(
+        app,
+        host=settings.worker_metrics_host,
+        port=settings.worker_metrics_port,
+        log_level="warning",
+        lifespan="off",
+        log_config=None,
+    )
+    server = _Server(config)
+    task = await _started(server)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _started(server: _Server) -> asyncio.Task[None]:
+    """Serve in a task of its own; return once it listens (or raise why it could not: a port taken)."""
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.02)
+    if task.done():
+        task.result()
+        raise RuntimeError(f"the server on port {server.config.port} stopped at start")
+    return task
 
 
 async def _until_signalled() -> None:
@@ -54,6 +116,7 @@ async def _until_signalled() -> None:
 
 async def _run_api(settings: Settings) -> None:
     check_production_secrets(settings, api=True)
+    tracing.configure(settings, "touchflow-api")
     server = _serve(settings, load_registry(settings), settings.api_host, settings.api_port)
     task = asyncio.create_task(server.serve())
     waiter = asyncio.create_task(_until_signalled())
@@ -108,16 +171,52 @@ async def _run_worker(settings: Settings, *, check: bool = True) -> None:
     else:
         # `touchflow dev` started this worker: it checked the journeys and made the secrets itself.
         registry = load_registry(settings)
+    tracing.configure(settings, "touchflow-worker")
     activities = build_activities(settings, registry)
-    client = await connect(settings)
+    runtime, sdk_metrics = _worker_runtime(settings)
+    client = await connect(settings, runtime=runtime)
     await ensure_search_attributes(client)
     await ensure_segment_schedule(client, settings)
     worker = build_worker(client, settings, activities, registry)
-    async with worker, contextlib.AsyncExitStack() as channel_workers:
+    async with (
+        worker,
+        contextlib.AsyncExitStack() as channel_workers,
+        _probe_port(settings, activities, client, worker, sdk_metrics),
+    ):
         for each in build_channel_workers(client, settings, activities):
             await channel_workers.enter_async_context(each)
         log.info("worker polling task queue %s", settings.task_queue)
         await _until_signalled()
+
+
+def _worker_runtime(settings: Settings) -> tuple[Runtime | None, str | None]:
+    """The worker's Temporal runtime: its SDK metrics (task latencies, slots, polls, sticky cache) served on a
+    free loopback port, which the probe port appends to its own /metrics; with JSON logs, the SDK core's log
+    lines forwarded to Python's logging (so they are JSON too). None: the SDK's defaults."""
+    json_logs = settings.log_format == "json"
+    if not settings.worker_metrics_port and not json_logs:
+        return None, None
+    from temporalio.runtime import (
+        LogForwardingConfig,
+        LoggingConfig,
+        PrometheusConfig,
+        Runtime,
+        TelemetryConfig,
+        TelemetryFilter,
+    )
+
+    from touchflow.temporal import free_port
+
+    address = f"127.0.0.1:{free_port()}" if settings.worker_metrics_port else None
+    logging_config = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")) if json_logs else None,
+    )
+    telemetry = TelemetryConfig(
+        logging=logging_config,
+        metrics=PrometheusConfig(bind_address=address, durations_as_seconds=True) if address else None,
+    )
+    return Runtime(telemetry=telemetry), f"http://{address}/metrics" if address else None
 
 
 def _dev_secrets(home: Path) -> dict[str, str]:
@@ -185,6 +284,7 @@ async def _run_dev(args: argparse.Namespace) -> None:
             "dev_mail_dir": home / "mail",
         }
     settings = Settings.model_validate(base.model_dump() | overrides)
+    tracing.configure(settings, "touchflow-api")
     await asyncio.to_thread(migrate, make_engine(settings.resolved_database_url))
 
     temporal = DevServer(home / "temporal.db", port=args.temporal_port, ui_port=args.ui_port)
@@ -196,11 +296,8 @@ async def _run_dev(args: argparse.Namespace) -> None:
             inbox = start_inbox(home / "mail", "127.0.0.1", args.smtp_port)
         worker = _spawn_worker(overrides)
         server = _serve(settings, registry, "127.0.0.1", args.api_port)
-        api = asyncio.create_task(server.serve())
-        while not server.started and not api.done():
-            await asyncio.sleep(0.05)
-        if api.done():
-            api.result()
+        api = await _started(server)
+        await _worker_up(worker, settings)
         _print_banner(settings, args, own_inbox)
         waiter = asyncio.create_task(_until_signalled())
         await asyncio.wait({api, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -215,12 +312,39 @@ async def _run_dev(args: argparse.Namespace) -> None:
         temporal.stop()
 
 
+async def _worker_up(worker: subprocess.Popen[bytes], settings: Settings, timeout: float = 60.0) -> None:
+    """Until the worker process answers on its probe port (the banner names it): raise if it exits first
+    (its own lines above say why: a journey error, the probe port taken)."""
+    import httpx
+
+    url = f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/healthz"
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient(timeout=2) as client:
+        while settings.worker_metrics_port:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with status {worker.returncode} (see above)")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url)).status_code == 200:
+                    return
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"the worker did not answer on {url} within {timeout:.0f}s")
+            await asyncio.sleep(0.1)
+
+
 def _print_banner(settings: Settings, args: argparse.Namespace, own_inbox: bool) -> None:
     lines = [
         "",
         "touchflow dev is running",
         f"  API              http://localhost:{args.api_port}   (OpenAPI: /docs)",
         f"  API key          {settings.api_keys[0]}",
+        f"  API metrics      http://localhost:{args.api_port}/metrics   (/healthz, /readyz)",
+    ]
+    if settings.worker_metrics_port:
+        lines.append(
+            f"  Worker metrics   http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
+            "   (/healthz, /readyz; TOUCHFLOW_WORKER_METRICS_PORT)"
+        )
+    lines += [
         f"  Temporal UI      http://localhost:{args.ui_port}",
         f"  Temporal gRPC    {settings.temporal_address}",
     ]
@@ -436,12 +560,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    logging.basicConfig(
-        level=os.environ.get("TOUCHFLOW_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for chatty in ("mail.log", "alembic"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # Read before the settings (a setting's error is logged in the format asked for).
+    log_format = os.environ.get("TOUCHFLOW_LOG_FORMAT", "text").strip().lower()
+    configure_logging(os.environ.get("TOUCHFLOW_LOG_LEVEL", "INFO"), log_format)
     try:
         if args.command == "dev":
             asyncio.run(_run_dev(args))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, event
 from sqlmodel import Session, create_engine
 
@@ -29,7 +32,19 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+def address_hash(address: str) -> str:
+    """How the suppression list keeps an address: SHA-256 of it trimmed and lower-cased (no PII in the
+    table). In SQL too: a SQLite connection has it as the function `address_hash`; PostgreSQL computes the
+    same with its own sha256 (`touchflow.storage.segments`, for `{"reachable": ...}`)."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+def _sql_address_hash(address: str | None) -> str | None:
+    return None if address is None else address_hash(address)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.create_function("address_hash", 1, _sql_address_hash, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -37,10 +52,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (safe to call on every start)."""
+def _alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why the database's schema is not the one this code expects (None when it is current)."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current == head:
+        return None
+    return f"the schema is at revision {current or 'none'}, this code needs {head}: run `touchflow migrate`"
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (safe to call on every start)."""
+    config = _alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

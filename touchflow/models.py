@@ -34,6 +34,7 @@ from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
 from touchflow.encoding import b64url_decode
+from touchflow.segments import ENTERED_PREFIX, EXITED_PREFIX
 from touchflow.vocabulary import BroadcastStatus as BroadcastStatus  # re-exported: the table's status
 from touchflow.vocabulary import JourneyStatus as JourneyStatus  # re-exported: the table's status
 
@@ -215,10 +216,20 @@ Identifier = Annotated[
 ]
 
 
+# The error type of an event name a client may not send (the Segment path drops such a message under it).
+RESERVED_EVENT_NAME = "reserved_event_name"
+
+
 def _check_event_name(value: str) -> str:
     if re.search("[\x00-\x1f\x7f]", value):
         raise PydanticCustomError(
             "event_name", "must not hold line breaks, tabs or other control characters: name it in one line"
+        )
+    if value.startswith((ENTERED_PREFIX, EXITED_PREFIX)):
+        raise PydanticCustomError(
+            RESERVED_EVENT_NAME,
+            f"{ENTERED_PREFIX}* and {EXITED_PREFIX}* are the events touchflow records when a customer enters "
+            "or leaves a segment; a client cannot send them: name your event otherwise",
         )
     return value
 
@@ -440,6 +451,8 @@ class OutboxEntry(SQLModel, table=True):
     attempts: int = 0
     available_at: datetime = time_column(index=True)
     last_error: str | None = Field(default=None, max_length=500)
+    # The W3C traceparent of the request that accepted the event (tracing on): the relay continues its trace.
+    trace_context: str | None = Field(default=None, max_length=64)
 
 
 class RelayLease(SQLModel, table=True):
@@ -1253,9 +1266,18 @@ class BroadcastCreate(SQLModel):
         return self
 
 
+class BroadcastFunnel(SQLModel):
+    """What the recipients sent the broadcast did next (docs/broadcasts.md#funnel)."""
+
+    opened: int = Field(description="Deliveries opened (the pixel; an onsite message read), each once.")
+    clicked: int = Field(description="Deliveries with a tracked link clicked, each once.")
+    converted: int = Field(description="Recipients who ordered within `conversion_window` after their send.")
+    conversion_window: timedelta
+
+
 class BroadcastPublic(SQLModel):
     """A broadcast and what came of it so far: each recipient is sent, skipped (by reason), failed or
-    pending."""
+    pending; `funnel` in the answer about one broadcast (not in the list)."""
 
     id: str
     name: str
@@ -1271,5 +1293,13 @@ class BroadcastPublic(SQLModel):
     skipped: dict[str, int] = Field(default_factory=dict)
     failed: int = 0
     pending: int = 0
+    funnel: BroadcastFunnel | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class BroadcastPage(SQLModel):
+    broadcasts: list[BroadcastPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null on the last page."
+    )

@@ -32,6 +32,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from touchflow import tracing
+from touchflow.logs import log_context
+from touchflow.metrics import ApiMetrics, seconds_since
 from touchflow.models import Event, is_anonymous
 from touchflow.storage import ClaimedEvent, Store
 from touchflow.vocabulary import Reentry
@@ -257,8 +260,10 @@ class Relay:
         registry: Mapping[str, JourneySpec],
         *,
         lease: timedelta = LEASE,
+        metrics: ApiMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.connect = connect
         self.task_queue = task_queue
         self.interval = interval.total_seconds()
@@ -293,6 +298,10 @@ class Relay:
             self._router = Router(client, self.store, self.task_queue, self.registry)
         return self._router
 
+    async def client(self) -> Client:
+        """The relay's Temporal client (connected on first use)."""
+        return (await self.router()).client
+
     async def relay_once(self) -> bool:
         """One pass; True when it relayed a full batch (there may be more)."""
         if await asyncio.to_thread(self.store.outbox.size) == 0:
@@ -325,7 +334,18 @@ class Relay:
                         await self._back_off(item, "temporal unavailable")
                         return
                     try:
-                        await router.route(item.event)
+                        with (
+                            log_context(event_id=item.event.id),
+                            tracing.span(
+                                "relay event",
+                                parent=item.trace_context,
+                                attributes={
+                                    "touchflow.event_id": item.event.id,
+                                    "touchflow.event_name": item.event.name,
+                                },
+                            ),
+                        ):
+                            await router.route(item.event)
                     except RPCError as exc:
                         if exc.status in _SERVER_DOWN:
                             # Temporal is away: hand the rest back at once, not one timeout each.
@@ -338,6 +358,9 @@ class Relay:
                         await self._back_off(item, f"{type(exc).__name__}: {exc}")
                         return
                     done.append(item.outbox_id)
+                    if self.metrics is not None:
+                        self.metrics.relayed.labels("relayed").inc()
+                        self.metrics.relay_lag.observe(seconds_since(item.event.received_at) or 0.0)
 
             await asyncio.gather(*(relay_customer(items) for items in by_customer.values()))
         finally:
@@ -376,6 +399,8 @@ class Relay:
             await router.erase_customer_journeys(customer_id, reason="customer erased")
 
     async def _back_off(self, item: ClaimedEvent, error: str) -> None:
+        if self.metrics is not None:
+            self.metrics.relayed.labels("retry").inc()
         delay = min(timedelta(seconds=2 ** min(item.attempts, 12) / 4), MAX_BACKOFF)
         log.warning(
             "relay will retry",

@@ -25,7 +25,15 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from touchflow.models import ANONYMOUS_PREFIX, MAX_JSON_BYTES, MEASURED, CustomerIn, EventIn, storable_text
+from touchflow.models import (
+    ANONYMOUS_PREFIX,
+    MAX_JSON_BYTES,
+    MEASURED,
+    RESERVED_EVENT_NAME,
+    CustomerIn,
+    EventIn,
+    storable_text,
+)
 
 # Ids no person has: a client's placeholder, never a customer (compared lower-cased and stripped).
 JUNK_IDS = frozenset(
@@ -253,7 +261,8 @@ def _validate_events(
         try:
             valid.append((index, EventIn.model_validate(event, context=context)))
         except ValidationError as exc:
-            result.drop(index, _first_error(exc))
+            reserved = exc.errors()[0]["type"] == RESERVED_EVENT_NAME
+            result.drop(index, _first_error(exc), "reserved_name" if reserved else "invalid")
     return valid
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeAlias
@@ -523,6 +523,47 @@ def _references(node: Node) -> Iterable[str]:
             yield part.segment
         elif isinstance(part, Lifecycle):
             yield LIFECYCLE_PREFIX + part.stage
+
+
+# Which way new events can move a condition: UP (false to true only), DOWN (true to false only), both, or
+# neither (0). An ingest re-evaluates a segment for a customer only where it could move: a member of a
+# segment that new events can only move UP stays a member, whatever they were. Time passing is not counted:
+# what moves with time alone is the refresh's job.
+UP, DOWN = 1, 2
+_COUNT_MOVES = {"gt": UP, "gte": UP, "lt": DOWN, "lte": DOWN}  # as the count grows
+
+
+def moves_with(node: Node, names: Collection[str], definitions: Mapping[str, SegmentDefinition]) -> int:
+    """Which way events named `names` (more of them, arriving now) can move `node`, references included."""
+    if isinstance(node, All | AnyOf):
+        found = 0
+        for part in node.parts:
+            found |= moves_with(part, names, definitions)
+        return found
+    if isinstance(node, Not):
+        inner = moves_with(node.part, names, definitions)
+        return (UP if inner & DOWN else 0) | (DOWN if inner & UP else 0)
+    if isinstance(node, InSegment | Lifecycle):
+        name = node.segment if isinstance(node, InSegment) else LIFECYCLE_PREFIX + node.stage
+        return moves_with(definitions[name].condition, names, definitions) if name in definitions else 0
+    if isinstance(node, Reachable):
+        return DOWN if "unsubscribed" in names else 0  # the ingest rule only ever withdraws a consent
+    if isinstance(node, EventCondition):
+        if node.event == ANY_EVENT:
+            counted = any(not n.startswith((ENTERED_PREFIX, EXITED_PREFIX)) for n in names)
+        else:
+            counted = node.event in names
+        if not counted:
+            return 0
+        if node.sum is not None:
+            return UP | DOWN  # a property may be negative
+        found = 0
+        for op, n in node.count:
+            found |= {"gt": UP, "gte": UP, "lt": DOWN, "lte": DOWN}.get(
+                op, DOWN if op == "eq" and n == 0 else UP | DOWN
+            )
+        return found
+    return 0  # a profile attribute: events do not change it
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -95,6 +95,50 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     task_queue: str = "touchflow"
+    # A Temporal cluster over TLS, or Temporal Cloud (docs/operations.md). Each PEM setting takes a file's
+    # path or the PEM text itself (a container's secret in the environment).
+    temporal_tls_cert: str = Field("", description="Client certificate (mTLS): a PEM file or PEM text.")
+    temporal_tls_key: SecretStr = Field(
+        SecretStr(""), description="The client certificate's private key: a PEM file or PEM text."
+    )
+    temporal_tls_ca: str = Field(
+        "", description="CA that signed the server's certificate, when not a public one: PEM file or text."
+    )
+    temporal_api_key: SecretStr = Field(
+        SecretStr(""), description="Temporal Cloud API key (sent as a bearer token, over TLS)."
+    )
+
+    # Observability (docs/operations.md)
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json`: one JSON object a line, with workflow and event ids where known."
+    )
+    otel_endpoint: str = Field(
+        "",
+        description="OTLP/HTTP collector (`http://collector:4318`): traces from the API through Temporal to "
+        "the provider call; empty: tracing off. Needs `pip install 'touchflow[otel]'`.",
+    )
+
+    # Worker (docs/operations.md: what each trades)
+    worker_metrics_host: str = Field(
+        "127.0.0.1", description="Where a worker's probe port listens (`0.0.0.0` in a container)."
+    )
+    worker_metrics_port: int = Field(
+        8001,
+        ge=0,
+        le=65535,
+        description="A worker's /metrics (its own and the Temporal SDK's), /healthz and /readyz; 0: off.",
+    )
+    worker_max_concurrent_activities: int = Field(
+        100, ge=1, description="Activities (deliveries) one worker runs at once."
+    )
+    worker_max_concurrent_workflow_tasks: int = Field(
+        100, ge=1, description="Workflow tasks (journey steps being decided) one worker runs at once."
+    )
+    worker_max_cached_workflows: int = Field(
+        1000,
+        ge=0,
+        description="Journeys a worker keeps in memory between steps (sticky cache); 0: replay each step.",
+    )
 
     # API
     api_keys: CsvList = Field(default_factory=list)

@@ -9,15 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client, Interceptor
+from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
+from touchflow.errors import ConfigurationError
 from touchflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,13 +33,59 @@ class TemporalUnavailable(RuntimeError):
     """Temporal could not be reached (not started, or the address is wrong)."""
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(
+    settings: Settings, *, runtime: Runtime | None = None, interceptors: Sequence[Interceptor] = ()
+) -> Client:
+    """The one way touchflow connects to Temporal: address, namespace, TLS or mTLS, API key (Temporal Cloud),
+    the tracing interceptor when tracing is on, and the worker's `runtime` (its SDK metrics)."""
+    from touchflow import tracing  # imports OpenTelemetry only when tracing is on
+
     try:
-        return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            tls=tls_config(settings),
+            api_key=settings.temporal_api_key.get_secret_value() or None,
+            runtime=runtime,
+            interceptors=[*tracing.temporal_interceptors(), *interceptors],
+        )
     except RuntimeError as exc:  # the SDK's "Failed client connect"
         raise TemporalUnavailable(
             f"cannot reach Temporal at {settings.temporal_address} (TOUCHFLOW_TEMPORAL_ADDRESS)"
         ) from exc
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS from TOUCHFLOW_TEMPORAL_TLS_CERT/_KEY/_CA; TLS with the system's CAs when only an API key is set
+    (Temporal Cloud); plain otherwise (a cluster on a private network, the dev server)."""
+    cert = _pem(settings.temporal_tls_cert, "TOUCHFLOW_TEMPORAL_TLS_CERT")
+    key = _pem(settings.temporal_tls_key.get_secret_value(), "TOUCHFLOW_TEMPORAL_TLS_KEY")
+    ca = _pem(settings.temporal_tls_ca, "TOUCHFLOW_TEMPORAL_TLS_CA")
+    if bool(cert) != bool(key):
+        raise ConfigurationError(
+            "TOUCHFLOW_TEMPORAL_TLS_CERT and TOUCHFLOW_TEMPORAL_TLS_KEY go together (mTLS): "
+            "set both or neither"
+        )
+    if cert or ca:
+        return TLSConfig(server_root_ca_cert=ca, client_cert=cert, client_private_key=key)
+    return bool(settings.temporal_api_key.get_secret_value())
+
+
+def _pem(value: str, variable: str) -> bytes | None:
+    """A PEM setting's bytes: the text itself, or the file it names."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.startswith("-----BEGIN"):
+        # An environment variable may carry the line breaks as `\n`, as .env files often do.
+        return (value.replace("\\n", "\n") + "\n").encode()
+    try:
+        return Path(value).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{variable}: cannot read the file it names ({exc.strerror}); give a PEM file's path or the PEM "
+            "text itself"
+        ) from None
 
 
 async def ensure_search_attributes(client: Client) -> None:

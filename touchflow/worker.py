@@ -32,6 +32,7 @@ from touchflow.activities.types import RefreshSegmentsInput
 from touchflow.activities.zalo_tokens import StoreSendingHold, StoreTokenProvider
 from touchflow.channels import build_channels
 from touchflow.db import make_engine
+from touchflow.metrics import WorkerMetrics
 from touchflow.rendering import Renderer
 from touchflow.settings import Settings
 from touchflow.storage import Store
@@ -68,6 +69,7 @@ def build_activities(settings: Settings, registry: Registry, store: Store | None
         renderer=Renderer(template_dirs(settings, registry), settings.default_locale),
         settings=settings,
         journeys=registry,
+        metrics=WorkerMetrics(list(registry)),
     )
 
 
@@ -91,7 +93,9 @@ def build_worker(
             *_broadcast_activities(activities),
             *registry.activities,
         ],
-        max_concurrent_activities=100,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.worker_max_cached_workflows,
     )
 
 

@@ -8,22 +8,35 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, status
 from temporalio.service import RPCError
 
 from touchflow.api.deps import Admin, Read, RelayDep, SettingsDep, StoreDep
 from touchflow.channels import REGISTRY as CHANNELS
 from touchflow.errors import InvalidInput
-from touchflow.models import Broadcast, BroadcastCreate, BroadcastPublic, BroadcastStatus
+from touchflow.models import (
+    Broadcast,
+    BroadcastCreate,
+    BroadcastFunnel,
+    BroadcastPage,
+    BroadcastPublic,
+    BroadcastStatus,
+)
 from touchflow.rendering import Renderer, TemplateBroken
+from touchflow.settings import Settings
 from touchflow.storage import Store
-from touchflow.storage.broadcasts import audience_page
+from touchflow.storage.broadcasts import audience_page, delivery_journey
 from touchflow.temporal import TemporalUnavailable
 
 router = APIRouter(prefix="/v1/broadcasts", tags=["broadcasts"])
 # Only compiles inline content to find syntax errors before anything is stored (no template folders).
 _COMPILER = Renderer()
+# A recipient converted when they ordered within this long after their send. Journeys get the setting
+# TOUCHFLOW_ATTRIBUTION_WINDOW (default 3 days): once it is in, this constant gives way to it.
+BROADCAST_CONVERSION_WINDOW = timedelta(days=3)
 # What each signal may follow.
 _SIGNALS = {
     "pause": {BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING},
@@ -61,11 +74,28 @@ async def create_broadcast(
     return await public_broadcast(store, broadcast.id)
 
 
+@router.get("", response_model=BroadcastPage, dependencies=[Read])
+async def list_broadcasts(
+    store: StoreDep,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> BroadcastPage:
+    """Broadcasts, newest first, a page at a time, each with its counts (the funnel is in the answer about
+    one broadcast)."""
+    broadcasts, next_cursor = await asyncio.to_thread(store.broadcasts.page, limit, cursor)
+    outcomes = await asyncio.to_thread(store.broadcasts.outcomes, [b.id for b in broadcasts])
+    return BroadcastPage(
+        broadcasts=[_counted(b, outcomes[b.id]) for b in broadcasts], next_cursor=next_cursor
+    )
+
+
 @router.get("/{broadcast_id}", response_model=BroadcastPublic, dependencies=[Read])
-async def get_broadcast(broadcast_id: str, store: StoreDep) -> BroadcastPublic:
+async def get_broadcast(broadcast_id: str, store: StoreDep, settings: SettingsDep) -> BroadcastPublic:
     """Where the broadcast stands: `status`, `total` recipients, `sent`, `skipped` by reason, `failed`,
-    `pending` (not sent to yet)."""
-    return await public_broadcast(store, broadcast_id)
+    `pending` (not sent to yet), and its `funnel`: opened, clicked, converted."""
+    public = await public_broadcast(store, broadcast_id)
+    public.funnel = await asyncio.to_thread(_funnel, store, settings, broadcast_id)
+    return public
 
 
 @router.post("/{broadcast_id}/pause", response_model=BroadcastPublic, dependencies=[Admin])
@@ -118,11 +148,25 @@ async def _signal(store: Store, relay: RelayDep, broadcast_id: str, signal: str)
 
 
 async def public_broadcast(store: Store, broadcast_id: str) -> BroadcastPublic:
-    """The broadcast with what came of it so far (404 when there is none); the dashboard shows the same."""
+    """The broadcast with its counts (404 when there is none); the dashboard shows the same."""
     broadcast = await asyncio.to_thread(store.broadcasts.get, broadcast_id)
     if broadcast is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no broadcast with id {broadcast_id!r}")
-    counts = await asyncio.to_thread(store.broadcasts.outcome_counts, broadcast_id)
+    return _counted(broadcast, await asyncio.to_thread(store.broadcasts.outcome_counts, broadcast_id))
+
+
+def _funnel(store: Store, settings: Settings, broadcast_id: str) -> BroadcastFunnel:
+    engagement = store.deliveries.engagement_counts(delivery_journey(broadcast_id)).values()
+    window = BROADCAST_CONVERSION_WINDOW
+    return BroadcastFunnel(
+        opened=sum(opened for opened, _ in engagement),
+        clicked=sum(clicked for _, clicked in engagement),
+        converted=store.broadcasts.converted(broadcast_id, settings.lifecycle_order_event, window),
+        conversion_window=window,
+    )
+
+
+def _counted(broadcast: Broadcast, counts: list[tuple[str, str | None, int]]) -> BroadcastPublic:
     public = BroadcastPublic.model_validate(broadcast, update={})
     for state, reason, n in counts:
         if state in ("sent", "delivered"):

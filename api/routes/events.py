@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
-from touchflow.api.deps import Ingest, IngestKeyDep, RegistryDep, RelayDep, SettingsDep, StoreDep, charge
+from touchflow import tracing
+from touchflow.api.deps import Ingest, IngestKeyDep, RegistryDep, SettingsDep, charge
 from touchflow.api.errors import describe_errors
+from touchflow.metrics import ApiMetrics
 from touchflow.models import (
     WORKFLOW_ID_MAX_LENGTH,
     BatchAck,
     BatchItemResult,
     EventAck,
     EventIn,
+    Ingested,
     IngestStatus,
     entry_key_problem,
     storable_text,
@@ -55,6 +59,27 @@ def entry_key_errors(event: EventIn, registry: Registry) -> list[dict[str, Any]]
     return errors
 
 
+async def ingest(request: Request, events: Sequence[EventIn]) -> list[Ingested]:
+    """Store events (`store.events.ingest`, in a thread), count each by name and status, and wake the relay
+    when one was accepted: what every ingestion path (these routes, the Segment API) does."""
+    state = request.app.state
+    # The request's trace goes on with the outbox rows: the relay's span continues it (tracing on).
+    results: list[Ingested] = await asyncio.to_thread(
+        state.store.events.ingest, events, state.registry.routed, tracing.current_traceparent()
+    )
+    metrics: ApiMetrics = state.metrics
+    for event, result in zip(events, results, strict=True):
+        metrics.count_event(event.name, result.status.value)
+    if any(result.status is IngestStatus.ACCEPTED for result in results):
+        state.relay.wake()
+    return results
+
+
+def count_rejected(request: Request, name: object) -> None:
+    metrics: ApiMetrics = request.app.state.metrics
+    metrics.count_event(name, IngestStatus.REJECTED.value)
+
+
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
@@ -62,19 +87,17 @@ def entry_key_errors(event: EventIn, registry: Registry) -> list[dict[str, Any]]
     responses={status.HTTP_409_CONFLICT: {"description": "The `id` is taken by another event."}},
     dependencies=[Ingest],
 )
-async def post_event(body: EventIn, store: StoreDep, relay: RelayDep, registry: RegistryDep) -> EventAck:
+async def post_event(request: Request, body: EventIn, registry: RegistryDep) -> EventAck:
     """Accept one event. The same event sent again is answered `duplicate` and changes nothing; an `id`
     already taken by another event (another customer, name or properties) is 409.
 
     An event for a customer id never seen creates a bare profile, filled in later by `POST /v1/customers`.
     """
     if errors := entry_key_errors(body, registry):
-        raise RequestValidationError(errors)
-    [result] = await asyncio.to_thread(store.events.ingest, [body], registry.routed)
+        raise RequestValidationError(errors, body=body.model_dump())  # counted by the 422's handler
+    [result] = await ingest(request, [body])
     if result.status is IngestStatus.CONFLICT:
         raise HTTPException(status.HTTP_409_CONFLICT, result.reason)
-    if result.status is IngestStatus.ACCEPTED:
-        relay.wake()
     return EventAck(id=body.id, status=result.status)
 
 
@@ -82,8 +105,6 @@ async def post_event(body: EventIn, store: StoreDep, relay: RelayDep, registry: 
 async def post_batch(
     request: Request,
     key: IngestKeyDep,
-    store: StoreDep,
-    relay: RelayDep,
     registry: RegistryDep,
     settings: SettingsDep,
     events: Annotated[list[dict[str, Any]], Body(embed=True, description=_BATCH_DOC)],
@@ -112,6 +133,7 @@ async def post_batch(
             try:
                 valid.append((index, EventIn.model_validate(raw)))
             except ValidationError as exc:
+                count_rejected(request, raw.get("name"))
                 results.append(
                     BatchItemResult(
                         index=index,
@@ -122,6 +144,9 @@ async def post_batch(
                 )
     keyed = [(index, event, entry_key_errors(event, registry)) for index, event in valid]
     valid = [(index, event) for index, event, errors in keyed if not errors]
+    for _, event, errors in keyed:
+        if errors:
+            count_rejected(request, event.name)
     results += [
         BatchItemResult(
             index=index, id=event.id, status=IngestStatus.REJECTED, errors=describe_errors(errors)
@@ -129,16 +154,13 @@ async def post_batch(
         for index, event, errors in keyed
         if errors
     ]
-    statuses = await asyncio.to_thread(store.events.ingest, [e for _, e in valid], registry.routed)
+    statuses = await ingest(request, [e for _, e in valid])
     for (index, event), result in zip(valid, statuses, strict=True):
         reasons = [result.reason] if result.reason else []
         results.append(BatchItemResult(index=index, id=event.id, status=result.status, errors=reasons))
     results.sort(key=lambda r: r.index)
-    accepted = sum(r.status is IngestStatus.ACCEPTED for r in results)
-    if accepted:
-        relay.wake()
     ack = BatchAck(
-        accepted=accepted,
+        accepted=sum(r.status is IngestStatus.ACCEPTED for r in results),
         duplicates=sum(r.status is IngestStatus.DUPLICATE for r in results),
         conflicts=sum(r.status is IngestStatus.CONFLICT for r in results),
         rejected=sum(r.status is IngestStatus.REJECTED for r in results),

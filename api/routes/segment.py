@@ -22,7 +22,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
 from touchflow.api.deps import authenticate, charge
-from touchflow.api.routes.events import entry_key_errors
+from touchflow.api.routes.events import entry_key_errors, ingest
 from touchflow.apikeys import Scope
 from touchflow.models import IngestStatus, utcnow
 from touchflow.segment import SHORT_PATHS, MessageType, Translation, translate
@@ -212,7 +212,7 @@ async def _apply(request: Request, translation: Translation, *, trusted: bool) -
             translation.drop(index, f"{where}: {errors[0]['msg']}", "entry_key")
         else:
             events.append((index, event))
-    results = await asyncio.to_thread(store.events.ingest, [e for _, e in events], registry.routed)
+    results = await ingest(request, [e for _, e in events])
     accepted = duplicates = 0
     for (index, _), result in zip(events, results, strict=True):
         if result.status is IngestStatus.ACCEPTED:
@@ -221,8 +221,6 @@ async def _apply(request: Request, translation: Translation, *, trusted: bool) -
             duplicates += 1
         else:
             translation.drop(index, result.reason or str(result.status), "conflict")
-    if accepted:
-        request.app.state.relay.wake()
     translation.dropped.sort(key=lambda d: d.index)
     return {"events": accepted, "duplicates": duplicates, "profiles": len(translation.profiles)}
 

@@ -63,8 +63,11 @@ async def test_a_hard_bounce_suppresses_the_address_for_good(
     journeys: JourneyHarness, smtp: SmtpInbox
 ) -> None:
     customer(journeys, "bounced")
+    journeys.store.segments.create("emailable", "", {"reachable": "email"})
+    assert journeys.store.segments.member_ids("emailable", None, 10) == ["bounced"]
     smtp.refuse = ["550 5.1.1 <bounced@example.com>: mailbox unavailable"]
     await probe(journeys, "bounced", "first")
+    assert journeys.store.segments.member_ids("emailable", None, 10) == []  # unreachable from the bounce on
     await probe(journeys, "bounced", "second", transactional=True)  # nothing bypasses a suppression
     assert smtp.messages == []
     first, second = reversed(journeys.store.deliveries.of_customer("bounced"))

@@ -141,6 +141,8 @@ def test_a_batch_reports_a_conflicting_item_by_index_and_stores_the_rest(api: Te
     [
         ({"customer_id": "c-1", "name": "signed_up"}, "id", "Field required"),
         (event(name="two\nlines"), "name", "control characters"),
+        (event(name="segment_entered:vip"), "name", "segment_entered:* and segment_exited:* are the events"),
+        (event(name=" segment_exited:vip"), "name", "a client cannot send them"),
         (event(name=""), "name", "at least 1"),
         (event(customer_id="a/b"), "customer_id", "pattern"),
         (event(id="x" * 129), "id", "at most 128"),
@@ -178,23 +180,26 @@ def test_a_batch_stores_the_valid_events_and_names_each_rejected_one(api: TestCl
         event("b-3", name="cart\tupdated"),  # bad name
         event("b-4", name="order_placed", properties={"order_id": "o-1"}),
         event("b-1"),  # repeated inside the batch
+        event("b-5", name="segment_exited:vip"),  # touchflow's own
     ]
     response = api.post("/v1/events/batch", json={"events": batch})
     assert response.status_code == 200
     body = response.json()
-    assert (body["accepted"], body["duplicates"], body["rejected"]) == (2, 2, 2)
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (2, 2, 3)
     results = {r["index"]: r for r in body["results"]}
-    assert [results[i]["status"] for i in range(6)] == [
+    assert [results[i]["status"] for i in range(7)] == [
         "accepted",
         "rejected",
         "duplicate",
         "rejected",
         "accepted",
         "duplicate",
+        "rejected",
     ]
     assert results[1]["errors"] == ["customer_id: Field required"]
     assert results[1]["id"] == "b-2"
     assert results[3]["errors"][0].startswith("name: must not hold line breaks")
+    assert "a client cannot send them" in results[6]["errors"][0]
     store = store_of(api)
     assert store.events.get("b-1") is not None and store.events.get("b-4") is not None
     assert store.events.get("b-2") is None and store.events.get("b-3") is None

@@ -1,8 +1,10 @@
-"""Processes killed mid-flight (real processes on loopback): the worker with journeys in the middle of
-sending, and the API between accepting events and relaying them. Nothing is lost; nothing is sent twice."""
+"""Processes killed mid-flight (real processes on loopback): the worker with journeys (and a broadcast) in the
+middle of sending, and the API between accepting events and relaying them. Nothing is lost; nothing is sent
+twice."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -16,13 +18,16 @@ import pytest
 
 from tests.conftest import API_KEY, SECRET
 from tests.support.harness import TEST_REGISTRY
-from touchflow.models import CustomerIn, DeliveryStatus, EventIn
+from touchflow.activities.broadcast import recipient_input
+from touchflow.channels.email import Email
+from touchflow.models import Broadcast, BroadcastStatus, CustomerIn, DeliveryStatus, EventIn
 from touchflow.router import Relay
 from touchflow.settings import Settings
 from touchflow.storage import Store
 from touchflow.temporal import DevServer, connect, free_port, terminate, wait_for_port
 from touchflow.testing import SmtpInbox, eventually
 from touchflow.worker import build_activities, build_worker
+from touchflow.workflows.broadcast import BroadcastOutcome, workflow_id
 
 pytestmark = pytest.mark.e2e
 
@@ -68,6 +73,7 @@ def environment(settings: Settings) -> dict[str, str]:
         "TOUCHFLOW_DELIVERY_ATTEMPT_TIMEOUT": "3s",
         "TOUCHFLOW_RELAY_INTERVAL": "100ms",
         "TOUCHFLOW_LOG_LEVEL": "WARNING",
+        "TOUCHFLOW_WORKER_METRICS_PORT": "0",  # two workers at once would contend for one probe port
     }
 
 
@@ -80,12 +86,28 @@ def spawn(command: str, settings: Settings, log: Path, **extra: str) -> subproce
     )
 
 
+def emailable(store: Store, prefix: str, count: int) -> list[str]:
+    """`count` customers with an email address (`<id>@example.com`), their ids in order."""
+    customers = [f"{prefix}{i:03d}" for i in range(count)]
+    for customer in customers:
+        store.customers.upsert(CustomerIn(id=customer, email=f"{customer}@example.com"))
+    return customers
+
+
+def interrupted_sends(store: Store, customers: list[str]) -> set[str]:
+    """The customers with a delivery whose attempt a kill interrupted (the provider may have it twice)."""
+    return {
+        d.customer_id
+        for c in customers
+        for d in store.deliveries.of_customer(c)
+        if any(a.get("outcome") == "interrupted" for a in d.attempts)
+    }
+
+
 async def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     tmp_path: Path, temporal: DevServer, store: Store, settings: Settings, smtp: SmtpInbox
 ) -> None:
-    customers = [f"k{i:03d}" for i in range(200)]
-    for customer in customers:
-        store.customers.upsert(CustomerIn(id=customer, email=f"{customer}@example.com"))
+    customers = emailable(store, "k", 200)
     await temporal.start()
     client = await connect(settings)
     relay = Relay(
@@ -123,12 +145,7 @@ async def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     assert len(message_ids) == len(customers)  # one message per journey step
     # A second copy can only come from the one documented window (the provider took it, the worker died
     # before recording it): such a step is marked interrupted and carries the same Message-ID.
-    interrupted = {
-        f"{d.customer_id}@example.com"
-        for c in customers
-        for d in store.deliveries.of_customer(c)
-        if any(a.get("outcome") == "interrupted" for a in d.attempts)
-    }
+    interrupted = {f"{c}@example.com" for c in interrupted_sends(store, customers)}
     twice = {rcpt for rcpt, n in by_recipient.items() if n > 1}
     assert twice <= interrupted
     assert sum(by_recipient.values()) - len(customers) <= len(interrupted)
@@ -138,6 +155,72 @@ async def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
         assert steps == {"welcome": DeliveryStatus.SENT, "welcome_inbox": DeliveryStatus.SENT}
     running = await client.count_workflows("WorkflowType = 'welcome' AND ExecutionStatus = 'Running'")
     assert running.count == len(customers)
+
+
+BATCH = 20  # recipients per broadcast batch in the test below: 15 batches, 4 in flight at a time
+
+
+async def test_a_broadcast_survives_its_worker_killed_mid_send_without_a_duplicate_or_a_gap(
+    tmp_path: Path, temporal: DevServer, store: Store, settings: Settings, smtp: SmtpInbox
+) -> None:
+    customers = emailable(store, "b", 300)
+    content = {"email": {"subject": "Sale", "text": "20% off", "html": "<p>20% off</p>"}}
+    store.broadcasts.create(
+        Broadcast(
+            id="b-crash", name="sale", audience={"customer_ids": customers}, via=["email"], content=content
+        )
+    )
+    await temporal.start()
+    client = await connect(settings)
+    relay = Relay(
+        store, lambda: connect(settings), settings.task_queue, settings.relay_interval, 1, TEST_REGISTRY
+    )
+    # The provider answers DATA late, after it has the message: a worker killed then leaves messages the
+    # provider took but the worker never recorded (the one documented way to a second copy).
+    smtp.data_latency = 0.05
+    log = tmp_path / "worker.log"
+    small_batches = {"TOUCHFLOW_BROADCAST_BATCH_SIZE": str(BATCH)}
+    first = spawn("worker", settings, log, **small_batches)
+    second = None
+    try:
+        router = await relay.router()
+        await router.start_broadcast("b-crash", None, settings.delivery_attempt_timeout)
+        await smtp.wait_for(len(customers) // 2, timeout=60)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        killed_at = len(smtp.messages)
+        second = spawn("worker", settings, log, **small_batches)
+        # (About 10 s of the wait is Temporal's sticky-queue timeout: the workflow's next task waits for the
+        # dead worker that long before any worker may take it.)
+        handle = client.get_workflow_handle(workflow_id("b-crash"), result_type=BroadcastOutcome)
+        outcome = await asyncio.wait_for(handle.result(), timeout=120)
+    finally:
+        terminate(first)
+        if second is not None:
+            terminate(second)
+    assert killed_at < len(customers), "the worker died after every send: nothing was in flight"
+    assert (outcome.status, outcome.total) == ("completed", len(customers))
+    broadcast = store.broadcasts.get("b-crash")
+    assert broadcast is not None and broadcast.status == BroadcastStatus.COMPLETED
+    assert store.broadcasts.outcome_counts("b-crash") == [("sent", None, len(customers))]  # sent == total
+
+    by_recipient: dict[str, list[str]] = {}
+    for message in smtp.messages:
+        by_recipient.setdefault(str(message["To"]), []).append(str(message["Message-ID"]))
+    assert set(by_recipient) == {f"{c}@example.com" for c in customers}  # no gap
+    # Every copy a recipient got carries their one Message-ID (derived from broadcast and customer)...
+    email = Email(host="", port=0, sender=settings.email_from)
+    for customer in customers:
+        assert set(by_recipient[f"{customer}@example.com"]) == {
+            email.message_id(recipient_input(broadcast, customer).key)
+        }
+    # ...and a second copy only where the delivery records an attempt interrupted by the kill.
+    interrupted = interrupted_sends(store, customers)
+    twice = {c for c in customers if len(by_recipient[f"{c}@example.com"]) > 1}
+    assert twice <= interrupted
+    assert all(len(by_recipient[f"{c}@example.com"]) <= 2 for c in customers)
+    # Interrupted are only the recipients of the batches in flight at the kill, not those recorded before.
+    assert len(interrupted) <= settings.broadcast_concurrency * BATCH
 
 
 async def test_an_api_killed_before_relaying_relays_everything_after_restart(

@@ -105,7 +105,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr("touchflow.cli.get_settings", Settings)
 
-    def start(*args: object) -> None:
+    def start(*args: object, **kwargs: object) -> None:
         raise AssertionError("started")
 
     monkeypatch.setattr("touchflow.cli._serve", start)

@@ -31,6 +31,7 @@ class DevStack:
     api_url: str
     temporal_address: str
     ui_port: int
+    worker_probe_url: str
     home: Path
     log: Path
 
@@ -40,9 +41,10 @@ async def start_dev(
 ) -> DevStack:
     """`touchflow dev` on free ports, run by `python` (another environment's, for an installed wheel)."""
     ports = {name: free_port() for name in ("temporal", "ui", "api", "smtp")}
+    probe_port = free_port()
     home = tmp_path / ".touchflow"
     env = {key: value for key, value in os.environ.items() if not key.startswith("TOUCHFLOW_")}
-    env |= {"TOUCHFLOW_HOME": str(home), **env_extra}
+    env |= {"TOUCHFLOW_HOME": str(home), "TOUCHFLOW_WORKER_METRICS_PORT": str(probe_port), **env_extra}
     log = tmp_path / "dev.log"
     command = [python, "-m", "touchflow.cli", "dev"]
     command += [f"--{name}-port={port}" for name, port in ports.items()]
@@ -54,6 +56,7 @@ async def start_dev(
         api_url=f"http://127.0.0.1:{ports['api']}",
         temporal_address=f"127.0.0.1:{ports['temporal']}",
         ui_port=ports["ui"],
+        worker_probe_url=f"http://127.0.0.1:{probe_port}",
         home=home,
         log=log,
     )
@@ -174,6 +177,9 @@ async def test_dev_keeps_mail_in_its_own_inbox_and_stops_every_child(tmp_path: P
     try:
         text = stack.log.read_text()
         assert f"http://localhost:{stack.ui_port}" in text and API_KEY in text
+        # Both metrics endpoints are printed, and the worker's probe port answers for the worker process.
+        assert f"{stack.api_url.replace('127.0.0.1', 'localhost')}/metrics" in text
+        assert f"{stack.worker_probe_url}/metrics" in text
         headers = {"Authorization": f"Bearer {API_KEY}"}
         async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=10) as client:
             await client.post("/v1/customers", json={"id": "c1", "email": "c1@example.com", "locale": "vi"})
@@ -188,6 +194,10 @@ async def test_dev_keeps_mail_in_its_own_inbox_and_stops_every_child(tmp_path: P
             # web push works out of the box: dev made a VAPID key of its own
             vapid = await client.get("/v1/push/vapid-public-key")
             assert vapid.status_code == 200 and len(vapid.json()["public_key"]) == 87
+            ready = httpx.get(f"{stack.worker_probe_url}/readyz", timeout=10)
+            assert ready.status_code == 200 and ready.json()["worker"] == "ok", ready.text
+            assert "touchflow_deliveries_total{" in httpx.get(f"{stack.worker_probe_url}/metrics").text
+            assert (await client.get("/readyz")).json()["status"] == "ready"
     finally:
         assert stop_dev(stack) == 0
     # Temporal's dev server was a child: after Ctrl-C nothing answers on its port.

@@ -169,6 +169,14 @@ def test_unusable_messages_are_dropped_with_their_reason(message: Any, reason: s
     assert dropped.index == 1 and reason in dropped.reason
 
 
+@pytest.mark.parametrize("name", ["segment_entered:vip", "segment_exited:lifecycle:lapsed"])
+def test_a_segment_event_a_client_sends_is_dropped_as_reserved(name: str) -> None:
+    result = one({"type": "track", "messageId": "m", "userId": "u", "event": name})
+    assert result.events == []
+    [dropped] = result.dropped
+    assert dropped.code == "reserved_name" and "a client cannot send them" in dropped.reason
+
+
 def test_a_message_over_the_limit_is_dropped_alone() -> None:
     big = {"type": "track", "messageId": "big", "userId": "u", "event": "x", "properties": {"x": "y" * 2000}}
     small = {"type": "track", "messageId": "small", "userId": "u", "event": "x"}

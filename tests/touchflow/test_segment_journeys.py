@@ -36,6 +36,24 @@ async def test_entering_a_segment_starts_the_journey_and_leaving_ends_it(journey
     assert (await journeys.outcome(handle)).status == "exited"
 
 
+class TestASegmentMadeOverTheApi:
+    @pytest.fixture
+    def journey_registry(self) -> Registry:
+        return registry_of(GoldWelcome)  # `gold` is not declared: the API makes it
+
+    async def test_deleting_it_ends_the_journeys_of_its_members(self, journeys: JourneyHarness) -> None:
+        journeys.store.segments.create("gold", "", {"attribute": "tier", "op": "eq", "value": "gold"})
+        journeys.customer("g2", attributes={"tier": "gold"})
+        while await journeys.relay.relay_once():
+            pass
+        handle = journeys.handle("gold_welcome", "g2")
+        assert await journeys.state_when(handle, lambda s: s is not None) is not None
+        journeys.store.segments.delete("gold")
+        while await journeys.relay.relay_once():
+            pass
+        assert (await journeys.outcome(handle)).status == "exited"
+
+
 def test_the_registry_collects_a_modules_segments(tmp_path: Path) -> None:
     settings = Settings.model_validate(
         {"journeys": ["tests.support.segment_journeys"], "builtin_journeys": []}

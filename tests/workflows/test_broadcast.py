@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from temporalio.client import WorkflowHandle
 
+from touchflow.api.main import create_app
 from touchflow.channels import OutboundMessage, Receipt, RetryableDeliveryError
 from touchflow.models import Broadcast, BroadcastStatus
-from touchflow.testing import JourneyHarness, SmtpInbox, eventually, registry_of
+from touchflow.testing import TEST_API_KEY, JourneyHarness, SmtpInbox, eventually, registry_of
 from touchflow.workflows.broadcast import BroadcastOutcome, workflow_id
 from touchflow.workflows.registry import Registry
 
@@ -211,3 +213,50 @@ class TestWithATemplate:
         assert (await journeys.outcome(handle)).status == "completed"
         [mail] = smtp.messages
         assert mail["Subject"] == "Winter, Binh"
+
+
+async def test_a_broadcast_to_a_segment_made_over_the_api_reaches_exactly_its_members_once(
+    journeys: JourneyHarness, smtp: SmtpInbox
+) -> None:
+    """Over the API alone: a segment, the customers and events that move them into it, a broadcast to it; the
+    API's router starts the broadcast on the harness's test server."""
+    settings = journeys.settings.model_copy(update={"database_url": str(journeys.store.engine.url)})
+    app = create_app(settings, journeys.registry, run_relay=False)
+    app.state.relay = journeys.relay  # the harness's router, on its time-skipping server
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as api:
+        condition = {
+            "all": [
+                {"attribute": "city", "op": "eq", "value": "Hà Nội"},
+                {"event": "order_placed", "count": {"gte": 1}},
+            ]
+        }
+        made = await api.post("/v1/segments", json={"name": "hanoi_buyers", "condition": condition})
+        assert made.status_code == 201 and made.json()["size"] == 0
+        for n in range(8):
+            city = "Hà Nội" if n < 5 else "Huế"
+            profile = {"id": f"s{n}", "email": f"s{n}@example.com", "attributes": {"city": city}}
+            assert (await api.post("/v1/customers", json=profile)).status_code == 201
+        # Buyers: s0, s1, s2 in Hà Nội (members), s5 in Huế (not); s3 and s4 in Hà Nội have not bought.
+        orders = [{"id": f"o{n}", "customer_id": f"s{n}", "name": "order_placed"} for n in (0, 1, 2, 5)]
+        assert (await api.post("/v1/events/batch", json={"events": orders})).json()["accepted"] == 4
+        assert (await api.get("/v1/segments/hanoi_buyers")).json()["size"] == 3
+
+        body = {
+            "name": "hn",
+            "segment": "hanoi_buyers",
+            "via": ["email"],
+            "content": {"email": SALE["email"]["en"]},
+        }
+        answer = await api.post("/v1/broadcasts", json=body)
+        assert answer.status_code == 201, answer.text
+        broadcast_id = answer.json()["id"]
+        handle = journeys.env.client.get_workflow_handle(
+            workflow_id(broadcast_id), result_type=BroadcastOutcome
+        )
+        assert (await journeys.outcome(handle)).status == "completed"
+        got = (await api.get(f"/v1/broadcasts/{broadcast_id}")).json()
+    app.state.store.engine.dispose()
+    assert Counter(str(m["To"]) for m in smtp.messages) == Counter(f"s{n}@example.com" for n in (0, 1, 2))
+    assert (got["status"], got["total"], got["sent"], got["pending"]) == ("completed", 3, 3, 0)

@@ -59,7 +59,7 @@ class Store:
         self.events = Events(engine, INGEST_RULES, self.segments)
         self.outbox = Outbox(engine)
         self.journeys = JourneyEntries(engine)
-        self.deliveries = Deliveries(engine)
+        self.deliveries = Deliveries(engine, self.segments)
         self.inbox = InboxMessages(engine)
         self.coupons = Coupons(engine)
         self.push = PushSubscriptions(engine)

@@ -3,14 +3,17 @@ SQL differs between SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Integer, Select, Table, cast, func
+from sqlalchemy import ColumnElement, Engine, Integer, Select, Table, and_, cast, func, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
+
+from touchflow.encoding import b64url_decode, b64url_encode
+from touchflow.errors import InvalidInput
 
 
 class Repository:
@@ -75,3 +78,21 @@ def epoch_bucket(conn: Connection, column: Any, width: int, origin: float = 0) -
         return func.floor((func.extract("epoch", column) - origin) / width)
     # SQLite: integer division of integers (the times a bucket is asked of are never before `origin`).
     return (cast(func.strftime("%s", column), Integer) - int(origin)) / width
+
+
+def newest_first_cursor(created_at: datetime, ident: object) -> str:
+    """The `next_cursor` after a row of a newest-first page: its creation time and id (ties go by id)."""
+    return b64url_encode(f"{created_at.isoformat()}|{ident}".encode())
+
+
+def older_than_cursor(
+    cursor: str, created: Any, ident: Any, ident_type: Callable[[str], Any] = str
+) -> ColumnElement[bool]:
+    """The rows after `cursor` (`newest_first_cursor`) in newest-first order; InvalidInput naming `cursor`
+    for one this API did not make."""
+    try:
+        text, _, last = b64url_decode(cursor).decode().partition("|")
+        created_at, last_id = datetime.fromisoformat(text), ident_type(last)
+    except ValueError:  # UnicodeDecodeError is one too
+        raise InvalidInput("cursor: not a cursor this API returned; pass `next_cursor` as it came") from None
+    return or_(created < created_at, and_(created == created_at, ident < last_id))

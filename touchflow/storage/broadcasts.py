@@ -3,15 +3,31 @@ counted from the deliveries each recipient has (`deliveries.journey` is `broadca
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, Interval, delete, exists, func, literal, select, update
 from sqlmodel import col
 
 from touchflow.errors import NotFound
-from touchflow.models import Broadcast, BroadcastRecipient, BroadcastStatus, Customer, Delivery, utcnow
-from touchflow.storage.base import Repository, insert_ignore, table
+from touchflow.models import (
+    Broadcast,
+    BroadcastRecipient,
+    BroadcastStatus,
+    Customer,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    utcnow,
+)
+from touchflow.storage.base import (
+    Repository,
+    insert_ignore,
+    newest_first_cursor,
+    older_than_cursor,
+    table,
+)
 from touchflow.storage.segments import Segments
 
 
@@ -41,6 +57,18 @@ class Broadcasts(Repository):
     def get(self, broadcast_id: str) -> Broadcast | None:
         with self.session() as session:
             return session.get(Broadcast, broadcast_id)
+
+    def page(self, limit: int, cursor: str | None = None) -> tuple[list[Broadcast], str | None]:
+        """A page of broadcasts, newest first, and the cursor of the next (older) page, None on the last."""
+        query = select(Broadcast)
+        if cursor is not None:
+            query = query.where(older_than_cursor(cursor, col(Broadcast.created_at), col(Broadcast.id)))
+        query = query.order_by(col(Broadcast.created_at).desc(), col(Broadcast.id).desc()).limit(limit + 1)
+        with self.session() as session:
+            rows = list(session.scalars(query))
+        if len(rows) <= limit:
+            return rows, None
+        return rows[:limit], newest_first_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
 
     def delete(self, broadcast_id: str) -> None:
         with self.engine.begin() as conn:
@@ -145,11 +173,51 @@ class Broadcasts(Repository):
 
     def outcome_counts(self, broadcast_id: str) -> list[tuple[str, str | None, int]]:
         """(delivery status, reason, count) of the broadcast's deliveries."""
+        return self.outcomes([broadcast_id])[broadcast_id]
+
+    def outcomes(self, broadcast_ids: Sequence[str]) -> dict[str, list[tuple[str, str | None, int]]]:
+        """`outcome_counts` of several broadcasts (a page of the list) in one query."""
         deliveries = table(Delivery)
+        journeys = {delivery_journey(b): b for b in broadcast_ids}
+        found: dict[str, list[tuple[str, str | None, int]]] = {b: [] for b in broadcast_ids}
+        columns = (deliveries.c.journey, deliveries.c.status, deliveries.c.error)
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(deliveries.c.status, deliveries.c.error, func.count())
-                .where(deliveries.c.journey == delivery_journey(broadcast_id))
-                .group_by(deliveries.c.status, deliveries.c.error)
+                select(*columns, func.count())
+                .where(deliveries.c.journey.in_(list(journeys)))
+                .group_by(*columns)
             ).all()
-        return [(str(s), e, int(n)) for s, e, n in rows]
+        for journey, state, reason, n in rows:
+            found[journeys[journey]].append((str(state), reason, int(n)))
+        return found
+
+    def converted(self, broadcast_id: str, order_event: str, window: timedelta) -> int:
+        """Recipients sent the broadcast who placed an order (`order_event`) within `window` after their send
+        (each counted once, however many orders)."""
+        deliveries, events = table(Delivery), table(Event)
+        with self.engine.connect() as conn:
+            ordered = exists().where(
+                events.c.customer_id == deliveries.c.customer_id,
+                events.c.name == order_event,
+                events.c.occurred_at >= deliveries.c.sent_at,
+                _no_later_than(conn.dialect.name, events.c.occurred_at, deliveries.c.sent_at, window),
+            )
+            query = (
+                select(func.count())
+                .select_from(deliveries)
+                .where(
+                    deliveries.c.journey == delivery_journey(broadcast_id),
+                    deliveries.c.status.in_([DeliveryStatus.SENT, DeliveryStatus.DELIVERED]),
+                    deliveries.c.sent_at.is_not(None),
+                    ordered,
+                )
+            )
+            return int(conn.scalar(query) or 0)
+
+
+def _no_later_than(dialect: str, moment: Any, start: Any, window: timedelta) -> ColumnElement[bool]:
+    """`moment <= start + window` for two timestamp columns (SQLite keeps them as text: it counts days)."""
+    if dialect == "postgresql":
+        return moment <= start + literal(window, Interval())  # type: ignore[no-any-return]
+    days = window.total_seconds() / 86400
+    return func.julianday(moment) - func.julianday(start) <= days

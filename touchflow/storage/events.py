@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, or_, select, update
@@ -43,6 +43,7 @@ class ClaimedEvent:
     outbox_id: int
     attempts: int
     event: Event
+    trace_context: str | None = None  # the accepting request's traceparent, when tracing
 
 
 class Events(Repository):
@@ -51,14 +52,16 @@ class Events(Repository):
         self.rules = tuple(rules)
         self.segments = segments
 
-    def ingest(self, events: Sequence[EventIn], relayed_names: Iterable[str]) -> list[Ingested]:
+    def ingest(
+        self, events: Sequence[EventIn], relayed_names: Iterable[str], trace_context: str | None = None
+    ) -> list[Ingested]:
         """Store events once each, create bare profiles for unknown customers, apply the ingest rules to the
         new events, queue the relevant ones (and those the rules derived).
 
         One transaction: an event is stored together with its outbox entry and what its rules do, or not at
         all, so an accepted event always reaches its journeys (store-then-relay). A repeated `id` adds
         nothing: a duplicate when it repeats the stored event, a conflict when the stored one is another
-        (`EventIn.conflict_with`).
+        (`EventIn.conflict_with`). `trace_context` (a W3C traceparent) goes on the outbox entries.
         """
         now = utcnow()
         relayed = set(relayed_names)
@@ -112,7 +115,13 @@ class Events(Repository):
             if derived:
                 inserted |= insert_ignore(conn, Event, derived, returning=ids)
             outbox = [
-                {"event_id": row["id"], "customer_id": row["customer_id"], "attempts": 0, "available_at": now}
+                {
+                    "event_id": row["id"],
+                    "customer_id": row["customer_id"],
+                    "attempts": 0,
+                    "available_at": now,
+                    "trace_context": trace_context,
+                }
                 for row in [*rows, *derived]
                 if row["id"] in inserted and row["name"] in relayed
             ]
@@ -307,7 +316,7 @@ class Outbox(Repository):
                     update(outbox)
                     .where(outbox.c.id.in_(ids))
                     .values(attempts=outbox.c.attempts + 1)
-                    .returning(outbox.c.id, outbox.c.event_id, outbox.c.attempts)
+                    .returning(outbox.c.id, outbox.c.event_id, outbox.c.attempts, outbox.c.trace_context)
                 ).all()
                 event_ids = [row.event_id for row in claimed]
                 events = {
@@ -322,7 +331,7 @@ class Outbox(Repository):
             if idle:
                 conn.execute(delete(leases).where(leases.c.customer_id.in_(idle), leases.c.holder == holder))
         return [
-            ClaimedEvent(outbox_id=row.id, attempts=row.attempts, event=events[row.event_id])
+            ClaimedEvent(row.id, row.attempts, events[row.event_id], row.trace_context)
             for row in sorted(claimed, key=lambda r: r.id)
             if row.event_id in events
         ]
@@ -376,3 +385,17 @@ class Outbox(Repository):
         """How many entries wait, due or not."""
         with self.engine.connect() as conn:
             return int(conn.scalar(select(func.count()).select_from(table(OutboxEntry))) or 0)
+
+    def backlog(self) -> tuple[int, datetime | None]:
+        """How many entries wait, and when the oldest of their events was received (None: none waits)."""
+        outbox, events = table(OutboxEntry), table(Event)
+        query = select(func.count(outbox.c.id), func.min(events.c.received_at)).select_from(
+            outbox.outerjoin(events, events.c.id == outbox.c.event_id)
+        )
+        with self.engine.connect() as conn:
+            depth, oldest = conn.execute(query).one()
+        if isinstance(oldest, str):  # SQLite hands an aggregate back as stored text
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return int(depth or 0), oldest

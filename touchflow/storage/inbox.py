@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, select, update
 from sqlmodel import col
 
 from touchflow.db import session_scope
-from touchflow.encoding import b64url_decode, b64url_encode
 from touchflow.errors import InvalidInput
 from touchflow.models import InboxMessage, utcnow
-from touchflow.storage.base import Repository, insert_ignore, table
+from touchflow.storage.base import (
+    Repository,
+    insert_ignore,
+    newest_first_cursor,
+    older_than_cursor,
+    table,
+)
 
 InboxMark = Literal["seen", "read", "archived"]
 INBOX_PAGE_MAX = 100
@@ -27,18 +31,6 @@ class InboxSlice:
 
     messages: list[InboxMessage]
     next_cursor: str | None
-
-
-def _cursor(message: InboxMessage) -> str:
-    return b64url_encode(f"{message.created_at.isoformat()}|{message.id}".encode())
-
-
-def _parse_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        created, _, ident = b64url_decode(cursor).decode().partition("|")
-        return datetime.fromisoformat(created), int(ident)
-    except ValueError:  # UnicodeDecodeError is one too
-        raise InvalidInput("cursor: not a cursor this API returned; pass `next_cursor` as it came") from None
 
 
 def _unread_counts(customer_ids: Collection[str]) -> Select[str, int]:
@@ -167,16 +159,12 @@ class InboxMessages(Repository):
             archived_at.is_not(None) if archived else archived_at.is_(None),
         )
         if cursor is not None:
-            created_at, ident = _parse_cursor(cursor)
             stmt = stmt.where(
-                or_(
-                    col(InboxMessage.created_at) < created_at,
-                    and_(col(InboxMessage.created_at) == created_at, col(InboxMessage.id) < ident),
-                )
+                older_than_cursor(cursor, col(InboxMessage.created_at), col(InboxMessage.id), int)
             )
         stmt = stmt.order_by(col(InboxMessage.created_at).desc(), col(InboxMessage.id).desc())
         with self.session() as session:
             rows = [*session.scalars(stmt.limit(limit + 1))]
         more = len(rows) > limit
         rows = rows[:limit]
-        return InboxSlice(rows, _cursor(rows[-1]) if more else None)
+        return InboxSlice(rows, newest_first_cursor(rows[-1].created_at, rows[-1].id) if more else None)

@@ -41,6 +41,8 @@ from sqlalchemy.engine import Connection
 from touchflow.db import read_modify_write
 from touchflow.errors import ConfigurationError, InvalidInput, NotFound
 from touchflow.models import (
+    Broadcast,
+    BroadcastStatus,
     Customer,
     Event,
     OutboxEntry,
@@ -48,14 +50,17 @@ from touchflow.models import (
     SegmentMembership,
     SegmentMovement,
     SegmentRow,
+    Suppression,
     UTCDateTime,
     utcnow,
 )
 from touchflow.segments import (
     ANY_EVENT,
+    DOWN,
     ENTERED_PREFIX,
     EXITED_PREFIX,
     LIFECYCLE_PREFIX,
+    UP,
     All,
     AnyOf,
     Compare,
@@ -70,6 +75,7 @@ from touchflow.segments import (
     SegmentConflict,
     SegmentDefinition,
     check_definitions,
+    moves_with,
     parse_condition,
     segment_event_id,
 )
@@ -188,7 +194,8 @@ class Segments(Repository):
         return definition, moves
 
     def delete(self, name: str) -> None:
-        """Remove an API-defined segment and its memberships (each recorded as an exit)."""
+        """Remove an API-defined segment and its memberships: each an exit, recorded, and a
+        `segment_exited:<name>` event where a journey listens, as any exit is."""
         self._writable(name)
         now = utcnow()
         rows, members = table(SegmentRow), table(SegmentMembership)
@@ -199,10 +206,17 @@ class Segments(Repository):
             users = sorted(other for other, d in known.items() if name in d.references())
             if users:
                 raise SegmentConflict(f"segment {name!r} is used by {', '.join(users)}: change those first")
+            if waiting := _broadcasts_to_snapshot(conn, name):
+                raise SegmentConflict(
+                    f"segment {name!r} is the audience of broadcast {', '.join(waiting)}, which has not "
+                    "taken its snapshot yet: cancel it first (POST /v1/broadcasts/<id>/cancel)"
+                )
             gone = conn.scalars(
                 delete(members).where(members.c.segment == name).returning(members.c.customer_id)
             )
-            _record(conn, [Move(name, customer_id, False) for customer_id in gone], now)
+            moves = [Move(name, customer_id, False) for customer_id in gone]
+            _record(conn, moves, now)
+            store_segment_events(conn, moves, now, self.relayed)
             conn.execute(delete(rows).where(rows.c.name == name))
 
     def _writable(self, name: str) -> None:
@@ -283,26 +297,43 @@ class Segments(Repository):
         relayed: Collection[str],
     ) -> list[Move]:
         """Inside the ingest's transaction: each segment these events may move, for the customers whose
-        events may move it (`events` are (customer id, event name) pairs); every segment for the customers
-        the ingest created. Segments that see the same customers are evaluated in one pass."""
+        events may move it (`events` are (customer id, event name) pairs), and only where it can move
+        (`moves_with`: a member of a segment the events can only move up is not evaluated again); every
+        segment for the customers the ingest created. Segments to evaluate for the same customers are
+        evaluated in one pass."""
         known = self._definitions(conn)
-        by_name: dict[str, set[str]] = {}
+        done: dict[str, set[str]] = {}
         for customer_id, name in events:
-            by_name.setdefault(name, set()).add(customer_id)
-        everyone = {customer_id for customer_id, _ in events} | set(created)
-        fresh = set(created)
+            done.setdefault(customer_id, set()).add(name)
+        fresh = frozenset(created)
+        alike: dict[frozenset[str], set[str]] = {}  # customers by the names of their new events
+        for customer_id, names in done.items():
+            if customer_id not in fresh:
+                alike.setdefault(frozenset(names), set()).add(customer_id)
+        members: dict[str, set[str]] = {}
+        kept = table(SegmentMembership)
+        query = select(kept.c.segment, kept.c.customer_id).where(
+            kept.c.customer_id.in_(sorted(done.keys() - fresh))
+        )
+        for segment, customer_id in conn.execute(query):
+            members.setdefault(segment, set()).add(customer_id)
         groups: dict[frozenset[str], list[SegmentDefinition]] = {}
         for definition in known.values():
-            deps = _depends(definition, known)
-            if deps.any_event:
-                chosen = everyone
-            else:
-                chosen = fresh.union(*(by_name.get(event, set()) for event in deps.events))
+            chosen = set(fresh)
+            inside = members.get(definition.name, set())
+            for their_names, alike_customers in alike.items():
+                way = moves_with(definition.condition, their_names, known)
+                if way == UP | DOWN:
+                    chosen |= alike_customers
+                elif way == UP:
+                    chosen |= alike_customers - inside
+                elif way == DOWN:
+                    chosen |= alike_customers & inside
             if chosen:
                 groups.setdefault(frozenset(chosen), []).append(definition)
         moves: list[Move] = []
-        for customers, definitions in groups.items():
-            moves += self._keep(conn, definitions, sorted(customers), now, relayed, derive=False, known=known)
+        for group, definitions in groups.items():
+            moves += self._keep(conn, definitions, sorted(group), now, relayed, derive=False, known=known)
         return moves
 
     def _keep(
@@ -392,6 +423,16 @@ def _keep_all(
         exited = sorted(conn.scalars(leave.returning(members.c.customer_id)))
         moves += [Move(name, c, True) for c in entered] + [Move(name, c, False) for c in exited]
     return moves
+
+
+def _broadcasts_to_snapshot(conn: Connection, segment: str) -> list[str]:
+    """The broadcasts to `segment` that will still read its members (their snapshot is not taken)."""
+    broadcasts = table(Broadcast)
+    ended = [BroadcastStatus.COMPLETED, BroadcastStatus.CANCELLED]
+    query = select(broadcasts.c.id, broadcasts.c.audience).where(
+        broadcasts.c.total.is_(None), broadcasts.c.status.not_in(ended)
+    )
+    return sorted(i for i, audience in conn.execute(query) if audience.get("segment") == segment)
 
 
 def _stored(row: Any) -> SegmentDefinition:
@@ -606,14 +647,14 @@ class _Sql:
         return and_(*(_sure(checks[op](n)) for op, n in node.count))
 
     def _reachable(self, node: Reachable, customers: Table) -> ColumnElement[bool]:
-        """An address on the channel, and the consent `activities.policy.consent_refusal` would find (the
-        same keys, most specific first, `all: false` over everything). Suppressed addresses (stored hashed)
-        are not looked at: a broadcast's per-recipient check still skips them."""
+        """An address on the channel that is not suppressed (as a channel's `recipients` finds it), and the
+        consent `activities.policy.consent_refusal` would find (the same keys, most specific first,
+        `all: false` over everything)."""
         c = customers.c
         push = table(PushSubscription)
         address: ColumnElement[bool] = {
-            "email": and_(c.email.is_not(None), c.email != ""),
-            "zalo_zns": and_(c.phone.is_not(None), c.phone != ""),
+            "email": and_(c.email.is_not(None), c.email != "", self._unsuppressed("email", c.email)),
+            "zalo_zns": and_(c.phone.is_not(None), c.phone != "", self._unsuppressed("zalo_zns", c.phone)),
             "web_push": exists().where(
                 push.c.customer_id == c.id, or_(push.c.expires_at.is_(None), push.c.expires_at > self.now)
             ),
@@ -629,6 +670,17 @@ class _Sql:
             whens += [(self._is(consents, key, True), true()), (self._is(consents, key, False), false())]
         allowed = case(*whens, else_=true() if default else false())
         return and_(address, not_(self._is(consents, "all", False)), _sure(allowed))
+
+    def _unsuppressed(self, channel: str, address: Any) -> ColumnElement[bool]:
+        """The address is not on the channel's suppression list (kept hashed: `touchflow.db.address_hash`;
+        PostgreSQL trims spaces only, where Python trims all whitespace: stored addresses have none)."""
+        if self.dialect == "postgresql":
+            text = func.convert_to(func.lower(func.btrim(address)), literal("UTF8"))
+            hashed = func.encode(func.sha256(text), literal("hex"))
+        else:
+            hashed = func.address_hash(address)
+        suppressions = table(Suppression)
+        return not_(exists().where(suppressions.c.channel == channel, suppressions.c.address_hash == hashed))
 
 
 def _sure(expr: ColumnElement[Any]) -> ColumnElement[bool]:

@@ -3,16 +3,23 @@ signals it hands the broadcast's workflow. (Sending itself is tests/workflows/te
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from touchflow.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus
+from tests.conftest import API_KEY
+from touchflow.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus, EventIn
 from touchflow.storage import Store
 
+READ_KEY = "read:broadcasts-reader-key"
 EMAIL = {"email": {"subject": "Sale, {{ customer.first_name }}", "text": "20% off", "html": "<p>20% off</p>"}}
+
+
+@pytest.fixture
+def api_settings() -> dict[str, Any]:
+    return {"api_keys": [API_KEY, READ_KEY]}
 
 
 class FakeRouter:
@@ -144,3 +151,80 @@ def test_pause_resume_and_cancel_are_signals_a_finished_broadcast_refuses(
     answer = api.post("/v1/broadcasts/b2/pause")
     assert answer.status_code == 409
     assert answer.json()["detail"] == "cannot pause a broadcast that is completed"
+
+
+def test_the_list_pages_newest_first_for_a_read_key(api: TestClient) -> None:
+    store = store_of(api)
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    for n in range(5):
+        store.broadcasts.create(
+            Broadcast(
+                id=f"b{n}",
+                name=f"sale {n}",
+                audience={"customer_ids": ["a"]},
+                via=["email"],
+                template="sale",
+                created_at=start + timedelta(hours=n),
+            )
+        )
+    store.deliveries.claim(sent_delivery("b3", "a", start))
+    reader = {"Authorization": f"Bearer {READ_KEY.partition(':')[2]}"}
+    first = api.get("/v1/broadcasts", params={"limit": 2}, headers=reader)
+    assert first.status_code == 200, first.text
+    assert [b["id"] for b in first.json()["broadcasts"]] == ["b4", "b3"]
+    assert first.json()["broadcasts"][1]["sent"] == 1  # counted, as GET of one has it
+    assert first.json()["broadcasts"][1]["funnel"] is None  # the funnel is GET of one alone
+    cursor = first.json()["next_cursor"]
+    second = api.get("/v1/broadcasts", params={"limit": 2, "cursor": cursor}, headers=reader).json()
+    assert [b["id"] for b in second["broadcasts"]] == ["b2", "b1"]
+    last = api.get("/v1/broadcasts", params={"limit": 2, "cursor": second["next_cursor"]}).json()
+    assert ([b["id"] for b in last["broadcasts"]], last["next_cursor"]) == (["b0"], None)
+    bad = api.get("/v1/broadcasts", params={"cursor": "not-ours"})
+    assert bad.status_code == 422 and "cursor: not a cursor this API returned" in bad.json()["message"]
+    assert api.get("/v1/broadcasts", params={"limit": 0}).status_code == 422
+    assert api.post("/v1/broadcasts/b4/cancel", headers=reader).status_code == 403
+
+
+def sent_delivery(broadcast_id: str, customer: str, sent_at: datetime) -> Delivery:
+    return Delivery(
+        key=f"broadcast:{broadcast_id}:{customer}",
+        journey=f"broadcast:{broadcast_id}",
+        step="sale",
+        customer_id=customer,
+        workflow_id=f"broadcast:{broadcast_id}",
+        channel="email",
+        status=DeliveryStatus.SENT,
+        sent_at=sent_at,
+    )
+
+
+def test_the_funnel_counts_opens_clicks_and_orders_within_three_days_of_the_send(api: TestClient) -> None:
+    store = store_of(api)
+    store.broadcasts.create(
+        Broadcast(id="bf", name="sale", audience={"customer_ids": ["a"]}, via=["email"], template="sale")
+    )
+    sent_at = datetime.now(UTC) - timedelta(days=10)
+    ids = {c: store.deliveries.claim(sent_delivery("bf", c, sent_at)).id for c in "abcde"}
+    for customer, kinds in {"a": ["open", "open", "click"], "b": ["open"], "c": ["click", "click"]}.items():
+        for kind in kinds:
+            store.deliveries.record_engagement(ids[customer] or 0, kind, "https://shop.example/x")
+    orders = [
+        ("a", timedelta(hours=2)),  # converted
+        ("a", timedelta(days=1)),  # the same recipient again: counted once
+        ("b", timedelta(days=2, hours=23)),  # converted, near the window's end
+        ("c", timedelta(days=3, hours=1)),  # too late
+        ("d", -timedelta(hours=1)),  # before the send
+    ]
+    store.events.ingest(
+        [
+            EventIn(id=f"o{n}", customer_id=c, name="order_placed", timestamp=sent_at + after)
+            for n, (c, after) in enumerate(orders)
+        ],
+        relayed_names=(),
+    )
+    store.events.ingest(  # not an order
+        [EventIn(id="v", customer_id="e", name="product_viewed", timestamp=sent_at + timedelta(hours=1))],
+        relayed_names=(),
+    )
+    funnel = api.get("/v1/broadcasts/bf").json()["funnel"]
+    assert funnel == {"opened": 2, "clicked": 2, "converted": 2, "conversion_window": "P3D"}

@@ -155,6 +155,13 @@ def test_bad_messages_in_a_batch_are_dropped_and_named_the_rest_stored(api: Test
     assert store_of(api).events.get("m-4") is not None and store_of(api).events.get("m-2") is None
 
 
+def test_a_segment_event_sent_to_track_is_dropped_not_stored(api: TestClient) -> None:
+    answer = post(api, "/v1/track", track("m-seg", event="segment_entered:vip"), Authorization=BASIC).json()
+    assert answer["events"] == 0
+    assert "a client cannot send them" in answer["dropped"][0]["reason"]
+    assert store_of(api).events.get("m-seg") is None
+
+
 def test_the_same_message_id_with_other_content_is_dropped_not_overwritten(api: TestClient) -> None:
     post(api, "/v1/track", track(), Authorization=BASIC)
     answer = post(api, "/v1/track", track(event="Other"), Authorization=BASIC).json()

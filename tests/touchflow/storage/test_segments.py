@@ -9,8 +9,11 @@ from typing import Any
 import pytest
 
 from touchflow.errors import InvalidInput, NotFound
-from touchflow.models import CustomerIn, EventIn, utcnow
+from touchflow.models import Broadcast, CustomerIn, EventIn, utcnow
 from touchflow.segments import (
+    DOWN,
+    STAGES,
+    UP,
     Attribute,
     Event,
     LifecycleRules,
@@ -19,6 +22,7 @@ from touchflow.segments import (
     SegmentConflict,
     in_segment,
     lifecycle,
+    moves_with,
     parse_condition,
     reachable,
     segment,
@@ -222,6 +226,58 @@ def test_time_alone_moves_a_segment_on_refresh(store: Store) -> None:
     assert [m.segment for m in store.segments.of_customer("t")] == ["lifecycle:lapsed"]
 
 
+@pytest.mark.parametrize(
+    ("condition", "names", "way"),
+    [
+        (Event("a").performed(), {"a"}, UP),
+        (Event("a").performed(), {"b"}, 0),
+        (Event("a").not_performed(), {"a"}, DOWN),
+        (Event("a").count(lte=2), {"a"}, DOWN),
+        (Event("a").count(eq=2), {"a"}, UP | DOWN),
+        (Event("a").sum("total", gte=100), {"a"}, UP | DOWN),  # a total may be negative
+        (~Event("a").performed() & Event("b").performed(), {"a"}, DOWN),
+        (~Event("a").performed() & Event("b").performed(), {"a", "b"}, UP | DOWN),
+        (Event("*", within="30d").performed(), {"segment_entered:vip"}, 0),
+        (Event("*", within="30d").performed(), {"x"}, UP),
+        (Attribute("city") == "Huế", {"a"}, 0),
+        (reachable("email"), {"unsubscribed"}, DOWN),
+        (lifecycle("engaged"), {"page_viewed"}, UP),  # no order, and active: the visit only adds
+        (lifecycle("new_lead"), {"page_viewed"}, DOWN),
+    ],
+)
+def test_which_way_new_events_can_move_a_condition(condition: Node, names: set[str], way: int) -> None:
+    definitions = {d.name: d for d in LifecycleRules().definitions}
+    assert moves_with(condition, names, definitions) == way
+
+
+def test_an_ingest_moves_members_out_and_others_in_where_the_events_can(store: Store) -> None:
+    """Events are evaluated only where they can move a segment; what they can move still moves both
+    ways: a third visit takes a customer out of "at most two visits", an order out of "never ordered"."""
+    store.segments.declare(
+        [
+            segment("browsing", Event("page_viewed").count(lte=2)),
+            segment("no_order", Event(ORDERS).not_performed()),
+            segment("two_visits", Event("page_viewed").count(gte=2)),
+        ]
+    )
+    store.customers.upsert(CustomerIn(id="k"))
+    ingest = store.events.ingest
+
+    def kept() -> set[str]:
+        return {m.segment for m in store.segments.of_customer("k")} - {f"lifecycle:{s}" for s in STAGES}
+
+    assert kept() == {"browsing", "no_order"}
+    ingest([_event("v1", "k", "page_viewed"), _event("v2", "k", "page_viewed")], relayed_names=())
+    assert kept() == {"browsing", "no_order", "two_visits"}
+    ingest([_event("v3", "k", "page_viewed")], relayed_names=())
+    assert kept() == {"no_order", "two_visits"}
+    ingest([_event("o", "k", ORDERS)], relayed_names=())
+    assert kept() == {"two_visits"}
+    assert [m.segment for m in store.segments.of_customer("k") if m.segment.startswith("lifecycle:")] == [
+        "lifecycle:customer"
+    ]
+
+
 def test_api_defined_segments_are_created_filled_changed_and_deleted(shop: Store) -> None:
     definition, moves = shop.segments.create("adults", "18+", {"attribute": "age", "op": "gte", "value": 18})
     assert definition.source == "api" and [(m.customer_id, m.entered) for m in moves] == [("a", True)]
@@ -244,6 +300,36 @@ def test_api_defined_segments_are_created_filled_changed_and_deleted(shop: Store
         shop.segments.delete("adults")
     with pytest.raises(InvalidInput, match="does not exist"):
         shop.segments.create("x", "", {"segment": "nope"})
+
+
+def test_deleting_a_segment_is_an_exit_for_each_member_that_journeys_hear(store: Store) -> None:
+    store.segments.declare([], relayed=("segment_exited:gold",))
+    for customer, tier in (("g1", "gold"), ("g2", "gold"), ("s1", "silver")):
+        store.customers.upsert(CustomerIn(id=customer, attributes={"tier": tier}))
+    store.segments.create("gold", "", {"attribute": "tier", "op": "eq", "value": "gold"})
+    before = store.outbox.size()  # the relay's queue: what the router will hand the journeys
+    store.segments.delete("gold")
+    exits = {m.customer_id for m in store.segments.movements("gold") if not m.entered}
+    assert exits == {"g1", "g2"}
+    for customer in ("g1", "g2"):
+        [exited] = [e for e in store.events.of_customer(customer) if e.name == "segment_exited:gold"]
+        assert exited.properties == {"segment": "gold"}
+    assert store.outbox.size() == before + 2
+    assert [e.name for e in store.events.of_customer("s1") if e.name.startswith("segment_")] == []
+
+
+def test_a_segment_a_broadcast_has_yet_to_read_is_not_deleted(store: Store) -> None:
+    store.segments.create("gold", "", {"attribute": "tier", "op": "eq", "value": "gold"})
+    store.broadcasts.create(
+        Broadcast(id="b-later", name="sale", audience={"segment": "gold"}, via=["email"], template="sale")
+    )
+    with pytest.raises(
+        SegmentConflict, match="audience of broadcast b-later, which has not taken its snapshot"
+    ):
+        store.segments.delete("gold")
+    store.broadcasts.finish_snapshot("b-later")  # taken: the broadcast reads its snapshot, not the segment
+    store.segments.delete("gold")
+    assert store.segments.get("gold") is None
 
 
 @pytest.mark.parametrize(
@@ -295,6 +381,38 @@ def test_reachable_agrees_with_the_delivery_consent_rules(store: Store, topic: s
         f"p{i}" for i, c in enumerate(CONSENTS) if consent_refusal(c, "email", topic, default) is None
     }
     assert set(store.segments.matching(reachable("email", topic))) == expected
+
+
+# (channel, the customer's address, the suppressions: (channel, address as the bounce gave it), reachable)
+SUPPRESSIONS: list[tuple[str, str, list[tuple[str, str]], bool]] = [
+    ("email", "an@example.vn", [], True),
+    ("email", "an@example.vn", [("email", "an@example.vn")], False),
+    ("email", "An@Example.vn", [("email", "an@example.vn")], False),  # the list compares lower-cased
+    ("email", "an@example.vn", [("email", "binh@example.vn")], True),
+    ("email", "an@example.vn", [("zalo_zns", "an@example.vn")], True),  # another channel's list
+    ("email", "Đức@ví-dụ.vn", [("email", "đức@ví-dụ.vn")], False),
+    ("zalo_zns", "+84912345678", [], True),
+    ("zalo_zns", "+84912345678", [("zalo_zns", "+84912345678")], False),
+    ("zalo_zns", "+84912345678", [("email", "+84912345678")], True),
+]
+
+
+@pytest.mark.parametrize(("channel", "address", "suppressed", "reachable_now"), SUPPRESSIONS)
+def test_a_suppressed_address_is_not_reachable(
+    store: Store, channel: str, address: str, suppressed: list[tuple[str, str]], reachable_now: bool
+) -> None:
+    contact = {"email": address} if channel == "email" else {"phone": address}
+    store.customers.upsert(CustomerIn(id="r", **contact))
+    store.customers.upsert(CustomerIn(id="other", email="other@example.vn", phone="+84900000000"))
+    store.segments.create("reachable_here", "", {"reachable": channel})
+    assert set(store.segments.member_ids("reachable_here", None, 10)) == {"r", "other"}
+    for on, bounced in suppressed:
+        store.deliveries.suppress(on, bounced, "bounced", customer_id="r")
+    expected = {"r", "other"} if reachable_now else {"other"}
+    python, api = reachable(channel), parse_condition({"reachable": channel})
+    assert set(store.segments.matching(python)) == set(store.segments.matching(api)) == expected
+    # The kept membership moved with the suppression, in its transaction.
+    assert set(store.segments.member_ids("reachable_here", None, 10)) == expected
 
 
 def test_a_condition_nested_too_deep_is_refused_not_a_crash() -> None:
