@@ -80,7 +80,7 @@ def test_the_funnel_has_attributed_conversions_revenue_and_verdicts_over_the_per
 
 
 def test_a_customers_timeline_in_pages(seeded: tuple[TestClient, Seeded]) -> None:
-    api, _ = seeded
+    api, seeded_at = seeded
     timeline = api.get(f"/v1/customers/{FEATURED}/timeline").json()
     assert timeline["consents"] == {"email.marketing": True}
     assert timeline["lifecycle_stage"] == "customer"
@@ -115,6 +115,11 @@ def test_a_customers_timeline_in_pages(seeded: tuple[TestClient, Seeded]) -> Non
         if cursor is None:
             break
     assert pages == timeline["items"]
+    later = {"since": (seeded_at.start + timedelta(hours=1)).isoformat()}  # after its message and entry
+    kinds_later = {
+        i["kind"] for i in api.get(f"/v1/customers/{FEATURED}/timeline", params=later).json()["items"]
+    }
+    assert "event" in kinds_later and not kinds_later & {"touchpoint", "journey_entered"}
     assert api.get("/v1/customers/nobody/timeline").status_code == 404
     broken = api.get(f"/v1/customers/{FEATURED}/timeline", params={"cursor": "not-a-cursor"})
     assert broken.status_code == 422 and "cursor" in broken.json()["message"]
