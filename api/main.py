@@ -20,6 +20,7 @@ from touchflow.api.metrics import router as metrics_router
 from touchflow.api.routes import (
     broadcasts,
     customers,
+    dashboard,
     dev,
     events,
     health,
@@ -120,7 +121,9 @@ def create_app(settings: Settings, registry: Registry | None = None, *, run_rela
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(journeys.router)
+    app.include_router(journeys.stages_router)
     app.include_router(broadcasts.router)
+    app.include_router(dashboard.router)
     app.include_router(tracking.router)
     app.include_router(inbox.router)
     app.add_middleware(

@@ -94,12 +94,14 @@ def test_the_wheel_claims_no_top_level_names_and_brings_its_templates(installed:
         print(api.SHOP, workflows.shop_workflow())
         print(touchflow.__file__)
         print(files("touchflow.templates").joinpath("welcome/welcome.email.vi.html").is_file())
+        print(files("touchflow.api").joinpath("dashboard/journey.html").is_file())
         """
     )
-    shop_api, where, templates = run(installed, "-c", probe, cwd=shop).splitlines()
+    shop_api, where, templates, dashboard = run(installed, "-c", probe, cwd=shop).splitlines()
     assert shop_api == "Hoa own"  # the shop's own packages, not shadowed
     assert str(installed.parents[1]) in where  # touchflow from the wheel, not the checkout
     assert templates == "True"
+    assert dashboard == "True"  # the dashboard's pages are package data too
 
 
 def test_the_shop_scaffolds_checks_and_tests_its_journey(installed: Path, shop: Path) -> None:

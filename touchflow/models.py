@@ -499,7 +499,12 @@ class JourneyEntry(SQLModel, table=True):
     """
 
     __tablename__ = "journey_entries"
-    __table_args__ = (Index("ix_journey_entries_customer", "customer_id", "journey"),)
+    __table_args__ = (
+        Index("ix_journey_entries_customer", "customer_id", "journey"),
+        # The funnel rollups: a journey's runs by entry, and those that ended since a rollup was made.
+        Index("ix_journey_entries_journey_entered", "journey", "entered_at", "status"),
+        Index("ix_journey_entries_journey_ended", "journey", "ended_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(max_length=64, unique=True)
@@ -534,6 +539,9 @@ class Delivery(SQLModel, table=True):
         Index("ix_deliveries_customer_created", "customer_id", "created_at"),
         Index("ix_deliveries_journey_step", "journey", "step"),
         Index("ix_deliveries_provider_id", "provider_id"),
+        # The funnel rollups: a journey's deliveries by creation, and those changed since a rollup was made.
+        Index("ix_deliveries_journey_created", "journey", "created_at"),
+        Index("ix_deliveries_journey_updated", "journey", "updated_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -580,6 +588,7 @@ class Engagement(SQLModel, table=True):
             sqlite_where=text("kind = 'open'"),
             postgresql_where=text("kind = 'open'"),
         ),
+        Index("ix_engagements_at", "at"),  # what the funnel rollups must look at again
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -625,6 +634,35 @@ class StepFunnel(BaseModel):
     dropped_before: int  # runs that entered but never reached this step (so far)
     by_channel: dict[str, int]  # sent, per channel
     by_variant: dict[str, int]  # sent, per A/B variant
+    # Conversions credited to this step's messages (touchflow.attribution: last touch), and their revenue.
+    attributed_conversions: int = 0
+    revenue: float = 0.0
+    # Of the runs that reached this step, the share that reached the next one (None for the last step).
+    to_next: float | None = None
+    # Why messages were not sent: {"skipped": {"no consent": 3}, "failed": {...}, "capped": {...}}.
+    reasons: dict[str, dict[str, int]] = Field(default_factory=dict)
+
+
+class VariantResult(BaseModel):
+    variant: str
+    sent: int
+    opened: int
+    clicked: int
+    attributed_conversions: int
+    revenue: float
+    conversion_rate: float  # attributed conversions / sent
+
+
+class ExperimentResult(BaseModel):
+    """An A/B experiment of one step: its variants side by side and the test between the best two."""
+
+    experiment: str
+    step: str
+    variants: list[VariantResult]
+    test: str  # how the verdict was reached, in words
+    z: float | None = None
+    p_value: float | None = None
+    winner: str | None = None  # only when the difference is significant (p < 0.05)
 
 
 class JourneyFunnel(BaseModel):
@@ -638,6 +676,137 @@ class JourneyFunnel(BaseModel):
     conversion_rate: float  # converted / entered
     stages: dict[str, int]  # sent messages per stage
     steps: list[StepFunnel]
+    # Conversions (a goal, or order_placed) in the period credited to this journey's messages, last touch
+    # within TOUCHFLOW_ATTRIBUTION_WINDOW (docs/insight.md#attribution), and the revenue they carried.
+    attributed_conversions: int = 0
+    revenue: float = 0.0
+    experiments: list[ExperimentResult] = Field(default_factory=list)
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class FunnelRollup(SQLModel, table=True):
+    """A journey's deliveries of one hour (by creation), counted by step, status, channel, variant and reason:
+    what the funnels read for past hours instead of the deliveries themselves (`storage.rollups`)."""
+
+    __tablename__ = "funnel_rollups"
+    __table_args__ = (Index("ix_funnel_rollups_journey_hour", "journey", "hour"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey: str = Field(max_length=100)
+    hour: int  # hours since the epoch
+    step: str = Field(max_length=100)
+    status: str = Field(max_length=16)
+    channel: str | None = Field(default=None, max_length=32)
+    variant: str | None = Field(default=None, max_length=64)
+    reason: str | None = Field(default=None, max_length=1000)  # the error of a message not sent
+    count: int
+    opened: int
+    clicked: int
+
+
+class EntryRollup(SQLModel, table=True):
+    """A journey's runs entered in one hour, by their status now (`storage.rollups`)."""
+
+    __tablename__ = "entry_rollups"
+
+    journey: str = Field(primary_key=True, max_length=100)
+    hour: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    status: str = Field(primary_key=True, max_length=16)
+    count: int
+
+
+class FunnelRollupHour(SQLModel, table=True):
+    """When one hour of a journey was rolled up: a delivery, engagement or run of that hour changed since
+    makes it stale."""
+
+    __tablename__ = "funnel_rollup_hours"
+
+    journey: str = Field(primary_key=True, max_length=100)
+    hour: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    computed_at: datetime = time_column()
+
+
+class Attribution(SQLModel, table=True):
+    """A conversion and the touchpoint credited with it (`touchflow.attribution`), kept once its event has
+    settled, so the funnels read the credits instead of matching every conversion again; `delivery_id`
+    None when nothing in the window was credited. Personal: erased with the customer's events."""
+
+    __tablename__ = "attributions"
+    __table_args__ = (Index("ix_attributions_journey_at", "journey", "at"),)
+
+    event_id: str = Field(primary_key=True, max_length=128)
+    customer_id: str = Field(max_length=128, index=True)
+    at: datetime = time_column(index=True)
+    revenue: float
+    delivery_id: int | None = None
+    journey: str | None = Field(default=None, max_length=100)
+    step: str | None = Field(default=None, max_length=100)
+    channel: str | None = Field(default=None, max_length=32)
+    variant: str | None = Field(default=None, max_length=64)
+    stage: str | None = Field(default=None, max_length=32)
+    sent_at: datetime | None = time_column(nullable=True)
+
+
+class AttributionState(SQLModel, table=True):
+    """How far the kept attributions go (events received before `watermark`), and under which rule
+    (`fingerprint` of the window and the journeys' goals: a change starts them over)."""
+
+    __tablename__ = "attribution_state"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    fingerprint: str = Field(max_length=64)
+    watermark: datetime | None = time_column(nullable=True)
+
+
+class StageFunnel(BaseModel):
+    """One stage across every journey and broadcast: messages sent, customers sent one, how many of those
+    were also sent one of the next stage, and the conversions credited to the stage's messages."""
+
+    stage: str
+    touchpoints: int
+    customers: int
+    moved_on: int | None  # None for the last stage
+    moved_on_rate: float | None
+    attributed_conversions: int
+    revenue: float
+
+
+class TimelineItem(BaseModel):
+    """One thing in a customer's timeline. `kind`: event, journey_entered, journey_ended, touchpoint,
+    segment_entered, segment_exited (a segment named `lifecycle:<stage>` is a lifecycle-stage change)."""
+
+    at: datetime
+    kind: str
+    name: str | None = None  # event
+    properties: dict[str, Any] | None = None  # event
+    journey: str | None = None  # journey_*, touchpoint
+    workflow_id: str | None = None  # journey_*
+    status: str | None = None  # journey_* (the run's status now), touchpoint (the delivery's)
+    ended_by: str | None = None  # journey_ended
+    step: str | None = None  # touchpoint
+    stage: str | None = None  # touchpoint
+    channel: str | None = None  # touchpoint
+    variant: str | None = None  # touchpoint
+    reason: str | None = None  # touchpoint: why it was not sent
+    outcome: str | None = None  # touchpoint: converted, clicked, opened, or its status
+    opened_at: datetime | None = None  # touchpoint
+    clicks: int | None = None  # touchpoint
+    segment: str | None = None  # segment_*
+    lifecycle_stage: str | None = None  # segment_* of a lifecycle stage
+    # A touchpoint credited with a conversion: the event id and revenue; a conversion: what it is credited to.
+    conversion_event_id: str | None = None
+    revenue: float | None = None
+    attributed_to: dict[str, Any] | None = None
+
+
+class Timeline(BaseModel):
+    customer_id: str
+    consents: dict[str, Any]
+    lifecycle_stage: str | None
+    segments: list[str]
+    items: list[TimelineItem]  # newest first
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the older page.")
 
 
 class Erasure(SQLModel):
@@ -694,6 +863,7 @@ class InboxMessage(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("key", name="uq_inbox_messages_key"),
         Index("ix_inbox_messages_customer_created", "customer_id", "created_at"),
+        Index("ix_inbox_messages_read_at", "read_at"),  # what the funnel rollups must look at again
     )
 
     id: int | None = Field(default=None, primary_key=True)

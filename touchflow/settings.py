@@ -198,6 +198,15 @@ class Settings(BaseSettings):
     )
     dev_mail_dir: Path | None = None
 
+    # Insight (README "See how your journeys perform", docs/insight.md)
+    attribution_window: Duration = Field(
+        timedelta(days=3),
+        description="A conversion this soon after a touchpoint is attributed to it (last touch).",
+    )
+    temporal_ui_url: str = Field(
+        "http://localhost:8233", description="The Temporal UI the dashboard links journey runs to."
+    )
+
     # Relay (store-then-relay outbox)
     relay_interval: Duration = timedelta(milliseconds=500)
     relay_batch_size: int = Field(200, ge=1)

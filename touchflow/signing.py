@@ -1,5 +1,5 @@
-"""Signed tokens under `TOUCHFLOW_SECRET_KEY`: unsubscribe links, tracked links, inbox stream tickets, and the
-onsite customer token.
+"""Signed tokens under `TOUCHFLOW_SECRET_KEY`: unsubscribe links, tracked links, inbox stream tickets, the
+dashboard's session cookie, and the onsite customer token.
 
 A token is `<key id>.<base64url payload>.<base64url MAC>`. Each purpose has a key of its own, derived from
 the secret (HKDF-SHA256, RFC 5869: extract with a fixed salt, expand with the purpose), so a token made for
@@ -42,6 +42,7 @@ class Purpose(StrEnum):
     OPEN = "open"  # the open pixel: the delivery id
     CLICK = "click"  # a tracked link: `<delivery id>|<url>`
     STREAM_TICKET = "inbox-stream-ticket"  # opens one customer's inbox stream for a minute: the customer id
+    DASHBOARD_SESSION = "dashboard-session"  # the dashboard's session cookie: the id of the API key signed in
 
 
 # The purposes whose tokens went out in messages before key ids, in the form they had then.

@@ -71,7 +71,7 @@ async def create_broadcast(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"could not reach Temporal to start the broadcast ({exc}); nothing was kept: try again",
         ) from None
-    return await _public(store, broadcast.id)
+    return await public_broadcast(store, broadcast.id)
 
 
 @router.get("", response_model=BroadcastPage, dependencies=[Read])
@@ -93,7 +93,7 @@ async def list_broadcasts(
 async def get_broadcast(broadcast_id: str, store: StoreDep, settings: SettingsDep) -> BroadcastPublic:
     """Where the broadcast stands: `status`, `total` recipients, `sent`, `skipped` by reason, `failed`,
     `pending` (not sent to yet), and its `funnel`: opened, clicked, converted."""
-    public = await _public(store, broadcast_id)
+    public = await public_broadcast(store, broadcast_id)
     public.funnel = await asyncio.to_thread(_funnel, store, settings, broadcast_id)
     return public
 
@@ -134,7 +134,7 @@ def _check_channels(body: BroadcastCreate) -> None:
 
 
 async def _signal(store: Store, relay: RelayDep, broadcast_id: str, signal: str) -> BroadcastPublic:
-    current = await _public(store, broadcast_id)
+    current = await public_broadcast(store, broadcast_id)
     if current.status not in _SIGNALS[signal]:
         raise HTTPException(status.HTTP_409_CONFLICT, f"cannot {signal} a broadcast that is {current.status}")
     try:
@@ -147,7 +147,8 @@ async def _signal(store: Store, relay: RelayDep, broadcast_id: str, signal: str)
     return current
 
 
-async def _public(store: Store, broadcast_id: str) -> BroadcastPublic:
+async def public_broadcast(store: Store, broadcast_id: str) -> BroadcastPublic:
+    """The broadcast with its counts (404 when there is none); the dashboard shows the same."""
     broadcast = await asyncio.to_thread(store.broadcasts.get, broadcast_id)
     if broadcast is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no broadcast with id {broadcast_id!r}")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.service import RPCError
 
-from touchflow.api.deps import Admin, Ingest, Read, RelayDep, StoreDep
+from touchflow.api.deps import Admin, Ingest, Read, RegistryDep, RelayDep, SettingsDep, StoreDep
+from touchflow.api.period import PeriodDep
 from touchflow.models import (
     CustomerDetail,
     CustomerIn,
@@ -16,10 +18,12 @@ from touchflow.models import (
     DeliveryPublic,
     Erasure,
     EventPublic,
+    Timeline,
     is_anonymous,
 )
 from touchflow.segments import LIFECYCLE_PREFIX
 from touchflow.temporal import TemporalUnavailable
+from touchflow.timeline import MAX_LIMIT, customer_timeline
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -107,4 +111,29 @@ async def get_customer(customer_id: str, store: StoreDep) -> CustomerDetail:
         deliveries=[DeliveryPublic.model_validate(d) for d in deliveries],
         segments=segments,
         lifecycle_stage=stages[0] if stages else None,
+    )
+
+
+@router.get("/{customer_id}/timeline", response_model=Timeline, dependencies=[Read])
+async def get_timeline(
+    customer_id: str,
+    store: StoreDep,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    period: PeriodDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+) -> Timeline:
+    """Everything that happened to a customer, newest first: events, journeys entered and how they ended,
+    every touchpoint with its channel and outcome (and the conversion credited to it), segment and
+    lifecycle-stage changes; with their consents as they are now. In cursor pages of `limit`."""
+    return await customer_timeline(
+        store,
+        registry,
+        settings.attribution_window,
+        customer_id,
+        limit=limit,
+        cursor=cursor,
+        since=period.since,
+        until=period.until,
     )

@@ -11,6 +11,8 @@
     ├── .coupons             coupons.py     issue once per business key
     ├── .segments            segments.py    definitions, memberships kept up to date, entries and exits
     ├── .broadcasts          broadcasts.py  broadcasts, their audience snapshot and batches, their counts
+    ├── .insight             insight.py     attributions (kept once settled), entries over time, timelines
+    ├── .rollups             rollups.py     runs and deliveries counted per hour, recounted when stale
     ├── .push                push.py        web push subscriptions
     ├── .tokens              tokens.py      the Zalo OA's token pair and its sending hold
     ├── .rates               rates.py       API rate windows
@@ -35,13 +37,15 @@ from touchflow.storage.erasure import erase_customer
 from touchflow.storage.events import ClaimedEvent, Events, Outbox
 from touchflow.storage.identities import Identities
 from touchflow.storage.inbox import InboxMessages, InboxSlice
+from touchflow.storage.insight import Insight, TimelineRow
 from touchflow.storage.journeys import JourneyEntries
 from touchflow.storage.push import PushSubscriptions
 from touchflow.storage.rates import RateCount, RateWindows
+from touchflow.storage.rollups import FunnelCounts, FunnelRow, Rollups
 from touchflow.storage.segments import Segments
 from touchflow.storage.tokens import ZaloTokens
 
-__all__ = ["ClaimedEvent", "InboxSlice", "RateCount", "Store"]
+__all__ = ["ClaimedEvent", "FunnelCounts", "FunnelRow", "InboxSlice", "RateCount", "Store", "TimelineRow"]
 
 
 class Store:
@@ -62,6 +66,8 @@ class Store:
         self.tokens = ZaloTokens(engine)
         self.rates = RateWindows(engine)
         self.broadcasts = Broadcasts(engine)
+        self.insight = Insight(engine)
+        self.rollups = Rollups(engine)
 
     def erase(self, customer_id: str) -> dict[str, int]:
         """Delete a customer's personal data from every aggregate (`erasure.erase_customer`)."""

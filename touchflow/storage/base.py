@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, Table, and_, or_
+from sqlalchemy import ColumnElement, Engine, Integer, Select, Table, and_, cast, func, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
@@ -59,6 +59,25 @@ def locked(conn: Connection, query: Select[Any]) -> Select[Any]:
     locks; there the transaction holds the database's write lock already (`read_modify_write`, or a write
     made earlier in it)."""
     return query.with_for_update() if conn.dialect.name == "postgresql" else query
+
+
+def within(column: Any, since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
+    """The conditions of a time filter: `since` inclusive, `until` exclusive, either left open."""
+    conditions: list[ColumnElement[bool]] = []
+    if since is not None:
+        conditions.append(column >= since)
+    if until is not None:
+        conditions.append(column < until)
+    return conditions
+
+
+def epoch_bucket(conn: Connection, column: Any, width: int, origin: float = 0) -> ColumnElement[Any]:
+    """Which slice of `width` seconds, counted from `origin` (seconds since the epoch), a time column falls
+    in: a whole number, in the connection's dialect (for grouping in SQL)."""
+    if conn.dialect.name == "postgresql":
+        return func.floor((func.extract("epoch", column) - origin) / width)
+    # SQLite: integer division of integers (the times a bucket is asked of are never before `origin`).
+    return (cast(func.strftime("%s", column), Integer) - int(origin)) / width
 
 
 def newest_first_cursor(created_at: datetime, ident: object) -> str:

@@ -1,5 +1,6 @@
 """Deliveries: one row per message a step sends, claimed once per business key and sent under a lease whose
-token fences the result; the suppression list; opens, clicks and provider receipts; the funnel's counts."""
+token fences the result; the suppression list; opens, clicks and provider receipts. Journey funnels count them
+through `storage.rollups`: every write here that changes what a funnel counts sets `updated_at`."""
 
 from __future__ import annotations
 
@@ -228,19 +229,6 @@ class Deliveries(Repository):
                 .limit(limit)
             )
             return list(session.scalars(stmt))
-
-    def counts(
-        self, journey: str, since: datetime | None = None
-    ) -> list[tuple[str, str, str | None, str | None, int]]:
-        """(step, status, channel, variant, count) of a journey's deliveries."""
-        deliveries = table(Delivery)
-        columns = (deliveries.c.step, deliveries.c.status, deliveries.c.channel, deliveries.c.variant)
-        query = select(*columns, func.count()).where(deliveries.c.journey == journey)
-        if since is not None:
-            query = query.where(deliveries.c.created_at >= since)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.group_by(*columns)).all()
-        return [(str(s), str(st), ch, v, int(n)) for s, st, ch, v, n in rows]
 
     def engagement_counts(self, journey: str, since: datetime | None = None) -> dict[str, tuple[int, int]]:
         """Per step: (deliveries opened, deliveries clicked), each delivery counted once.

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, String, cast, delete, literal, select, update
 
 from touchflow.models import (
+    Attribution,
     BroadcastRecipient,
     Coupon,
     CouponRedemption,
@@ -23,6 +24,7 @@ from touchflow.models import (
     RelayLease,
     SegmentMembership,
     SegmentMovement,
+    utcnow,
 )
 from touchflow.storage.base import table
 
@@ -31,6 +33,7 @@ ERASED = "erased"
 # Tables whose rows belong to one person and go with them on erasure.
 PERSONAL_TABLES: tuple[Any, ...] = (
     Event,
+    Attribution,  # a conversion's credit goes with its event
     InboxMessage,
     PushSubscription,
     CouponRedemption,
@@ -77,6 +80,7 @@ def erase_customer(engine: Engine, customer_id: str) -> dict[str, int]:
                 provider_id=None,
                 error=None,
                 attempts=[],
+                updated_at=utcnow(),  # the funnel rollups of its hour count it again
             )
         ).rowcount
         entries = table(JourneyEntry)

@@ -18,6 +18,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from touchflow.db import read_modify_write
 from touchflow.models import (
     ANONYMOUS_PREFIX,
+    Attribution,
     Coupon,
     CouponRedemption,
     Customer,
@@ -42,6 +43,7 @@ __all__ = ["FOLLOWING", "Identities", "Merged", "known_ids"]
 # Rows that follow the person from the visitor's profile to the customer's.
 FOLLOWING: tuple[Any, ...] = (
     Event,
+    Attribution,  # with its event (its credit stays as decided when it was kept)
     OutboxEntry,
     InboxMessage,
     PushSubscription,

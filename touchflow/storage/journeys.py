@@ -1,11 +1,10 @@
 """Journey entries: one row per run a customer began, kept after Temporal has forgotten the run, for
-re-entry rules, routing and the funnels."""
+re-entry rules, routing and the funnels (counted through `storage.rollups`: a run's status changes only as it
+ends, with `ended_at`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlmodel import col
 
 from touchflow.db import session_scope
@@ -85,12 +84,3 @@ class JourneyEntries(Repository):
         with self.engine.connect() as conn:
             query = select(entries.c.workflow_id).where(entries.c.customer_id == customer_id).distinct()
             return sorted(conn.scalars(query))
-
-    def status_counts(self, journey: str, since: datetime | None = None) -> dict[str, int]:
-        """Runs of a journey by status (entered since `since`, when given), for its funnel."""
-        entries = table(JourneyEntry)
-        query = select(entries.c.status, func.count()).where(entries.c.journey == journey)
-        if since is not None:
-            query = query.where(entries.c.entered_at >= since)
-        with self.engine.connect() as conn:
-            return {str(status): int(n) for status, n in conn.execute(query.group_by(entries.c.status))}
