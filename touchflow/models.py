@@ -1271,7 +1271,11 @@ class BroadcastFunnel(SQLModel):
 
     opened: int = Field(description="Deliveries opened (the pixel; an onsite message read), each once.")
     clicked: int = Field(description="Deliveries with a tracked link clicked, each once.")
-    converted: int = Field(description="Recipients who ordered within `conversion_window` after their send.")
+    converted: int = Field(
+        description="Conversions credited to the broadcast: the attribution rule of journeys (last touch "
+        "within `conversion_window`, TOUCHFLOW_ATTRIBUTION_WINDOW; docs/insight.md#attribution)."
+    )
+    revenue: float = Field(description="The `total` of the orders among those conversions.")
     conversion_window: timedelta
 
 

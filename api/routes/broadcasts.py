@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 from temporalio.service import RPCError
 
-from touchflow.api.deps import Admin, Read, RelayDep, SettingsDep, StoreDep
+from touchflow.api.deps import Admin, Read, RegistryDep, RelayDep, SettingsDep, StoreDep
 from touchflow.channels import REGISTRY as CHANNELS
 from touchflow.errors import InvalidInput
+from touchflow.insight import credits
 from touchflow.models import (
     Broadcast,
     BroadcastCreate,
@@ -30,13 +30,13 @@ from touchflow.settings import Settings
 from touchflow.storage import Store
 from touchflow.storage.broadcasts import audience_page, delivery_journey
 from touchflow.temporal import TemporalUnavailable
+from touchflow.workflows.registry import Registry
 
 router = APIRouter(prefix="/v1/broadcasts", tags=["broadcasts"])
 # Only compiles inline content to find syntax errors before anything is stored (no template folders).
 _COMPILER = Renderer()
 # A recipient converted when they ordered within this long after their send. Journeys get the setting
 # TOUCHFLOW_ATTRIBUTION_WINDOW (default 3 days): once it is in, this constant gives way to it.
-BROADCAST_CONVERSION_WINDOW = timedelta(days=3)
 # What each signal may follow.
 _SIGNALS = {
     "pause": {BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING},
@@ -90,11 +90,14 @@ async def list_broadcasts(
 
 
 @router.get("/{broadcast_id}", response_model=BroadcastPublic, dependencies=[Read])
-async def get_broadcast(broadcast_id: str, store: StoreDep, settings: SettingsDep) -> BroadcastPublic:
+async def get_broadcast(
+    broadcast_id: str, store: StoreDep, settings: SettingsDep, registry: RegistryDep
+) -> BroadcastPublic:
     """Where the broadcast stands: `status`, `total` recipients, `sent`, `skipped` by reason, `failed`,
-    `pending` (not sent to yet), and its `funnel`: opened, clicked, converted."""
+    `pending` (not sent to yet), and its `funnel`: opened, clicked, converted (attributed as journeys'
+    conversions are) and their revenue."""
     public = await public_broadcast(store, broadcast_id)
-    public.funnel = await asyncio.to_thread(_funnel, store, settings, broadcast_id)
+    public.funnel = await asyncio.to_thread(_funnel, store, settings, registry, broadcast_id)
     return public
 
 
@@ -155,13 +158,16 @@ async def public_broadcast(store: Store, broadcast_id: str) -> BroadcastPublic:
     return _counted(broadcast, await asyncio.to_thread(store.broadcasts.outcome_counts, broadcast_id))
 
 
-def _funnel(store: Store, settings: Settings, broadcast_id: str) -> BroadcastFunnel:
-    engagement = store.deliveries.engagement_counts(delivery_journey(broadcast_id)).values()
-    window = BROADCAST_CONVERSION_WINDOW
+def _funnel(store: Store, settings: Settings, registry: Registry, broadcast_id: str) -> BroadcastFunnel:
+    journey = delivery_journey(broadcast_id)
+    engagement = store.deliveries.engagement_counts(journey).values()
+    window = settings.attribution_window
+    credited = credits(store, registry, window, None, None, journey=journey).values()
     return BroadcastFunnel(
         opened=sum(opened for opened, _ in engagement),
         clicked=sum(clicked for _, clicked in engagement),
-        converted=store.broadcasts.converted(broadcast_id, settings.lifecycle_order_event, window),
+        converted=sum(n for n, _ in credited),
+        revenue=round(sum(money for _, money in credited), 2),
         conversion_window=window,
     )
 

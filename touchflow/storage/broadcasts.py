@@ -4,10 +4,9 @@ counted from the deliveries each recipient has (`deliveries.journey` is `broadca
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, Interval, delete, exists, func, literal, select, update
+from sqlalchemy import delete, func, select, update
 from sqlmodel import col
 
 from touchflow.errors import NotFound
@@ -17,8 +16,6 @@ from touchflow.models import (
     BroadcastStatus,
     Customer,
     Delivery,
-    DeliveryStatus,
-    Event,
     utcnow,
 )
 from touchflow.storage.base import (
@@ -190,34 +187,3 @@ class Broadcasts(Repository):
         for journey, state, reason, n in rows:
             found[journeys[journey]].append((str(state), reason, int(n)))
         return found
-
-    def converted(self, broadcast_id: str, order_event: str, window: timedelta) -> int:
-        """Recipients sent the broadcast who placed an order (`order_event`) within `window` after their send
-        (each counted once, however many orders)."""
-        deliveries, events = table(Delivery), table(Event)
-        with self.engine.connect() as conn:
-            ordered = exists().where(
-                events.c.customer_id == deliveries.c.customer_id,
-                events.c.name == order_event,
-                events.c.occurred_at >= deliveries.c.sent_at,
-                _no_later_than(conn.dialect.name, events.c.occurred_at, deliveries.c.sent_at, window),
-            )
-            query = (
-                select(func.count())
-                .select_from(deliveries)
-                .where(
-                    deliveries.c.journey == delivery_journey(broadcast_id),
-                    deliveries.c.status.in_([DeliveryStatus.SENT, DeliveryStatus.DELIVERED]),
-                    deliveries.c.sent_at.is_not(None),
-                    ordered,
-                )
-            )
-            return int(conn.scalar(query) or 0)
-
-
-def _no_later_than(dialect: str, moment: Any, start: Any, window: timedelta) -> ColumnElement[bool]:
-    """`moment <= start + window` for two timestamp columns (SQLite keeps them as text: it counts days)."""
-    if dialect == "postgresql":
-        return moment <= start + literal(window, Interval())  # type: ignore[no-any-return]
-    days = window.total_seconds() / 86400
-    return func.julianday(moment) - func.julianday(start) <= days

@@ -10,8 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import API_KEY
+from tests.support import rows
 from touchflow.models import Broadcast, BroadcastStatus, Delivery, DeliveryStatus, EventIn
 from touchflow.storage import Store
+
+HOUR = timedelta(hours=1)
 
 READ_KEY = "read:broadcasts-reader-key"
 EMAIL = {"email": {"subject": "Sale, {{ customer.first_name }}", "text": "20% off", "html": "<p>20% off</p>"}}
@@ -198,33 +201,53 @@ def sent_delivery(broadcast_id: str, customer: str, sent_at: datetime) -> Delive
     )
 
 
-def test_the_funnel_counts_opens_clicks_and_orders_within_three_days_of_the_send(api: TestClient) -> None:
+def test_the_funnel_counts_opens_clicks_and_the_orders_credited_to_the_broadcast(api: TestClient) -> None:
+    """Conversions as journeys count them (touchflow.attribution): an order within the attribution window
+    (3 days) after the send, credited to its last touch: here the broadcast, unless a later message came."""
     store = store_of(api)
     store.broadcasts.create(
         Broadcast(id="bf", name="sale", audience={"customer_ids": ["a"]}, via=["email"], template="sale")
     )
     sent_at = datetime.now(UTC) - timedelta(days=10)
-    ids = {c: store.deliveries.claim(sent_delivery("bf", c, sent_at)).id for c in "abcde"}
+    ids = {c: store.deliveries.claim(sent_delivery("bf", c, sent_at)).id for c in "abcdef"}
     for customer, kinds in {"a": ["open", "open", "click"], "b": ["open"], "c": ["click", "click"]}.items():
         for kind in kinds:
             store.deliveries.record_engagement(ids[customer] or 0, kind, "https://shop.example/x")
+    # f got a welcome email after the broadcast: its order is the welcome's.
+    later = Delivery(key="welcome:f", journey="welcome", step="welcome", customer_id="f", workflow_id="w")
+    rows.update_delivery(
+        store, store.deliveries.claim(later).id or 0, status=DeliveryStatus.SENT, sent_at=sent_at + HOUR
+    )
     orders = [
-        ("a", timedelta(hours=2)),  # converted
-        ("a", timedelta(days=1)),  # the same recipient again: counted once
-        ("b", timedelta(days=2, hours=23)),  # converted, near the window's end
-        ("c", timedelta(days=3, hours=1)),  # too late
-        ("d", -timedelta(hours=1)),  # before the send
+        ("a", timedelta(hours=2), 100),  # credited
+        ("a", timedelta(days=1), 50),  # a second order, credited too
+        ("b", timedelta(days=2, hours=23), "12"),  # credited, near the window's end (a total as text reads)
+        ("c", timedelta(days=3, hours=1), 70),  # too late
+        ("d", -timedelta(hours=1), 70),  # before the send
+        ("f", 2 * HOUR, 70),  # the welcome's
     ]
     store.events.ingest(
         [
-            EventIn(id=f"o{n}", customer_id=c, name="order_placed", timestamp=sent_at + after)
-            for n, (c, after) in enumerate(orders)
+            EventIn(
+                id=f"o{n}",
+                customer_id=c,
+                name="order_placed",
+                properties={"total": total},
+                timestamp=sent_at + after,
+            )
+            for n, (c, after, total) in enumerate(orders)
         ],
         relayed_names=(),
     )
     store.events.ingest(  # not an order
-        [EventIn(id="v", customer_id="e", name="product_viewed", timestamp=sent_at + timedelta(hours=1))],
+        [EventIn(id="v", customer_id="e", name="product_viewed", timestamp=sent_at + HOUR)],
         relayed_names=(),
     )
     funnel = api.get("/v1/broadcasts/bf").json()["funnel"]
-    assert funnel == {"opened": 2, "clicked": 2, "converted": 2, "conversion_window": "P3D"}
+    assert funnel == {
+        "opened": 2,
+        "clicked": 2,
+        "converted": 3,
+        "revenue": 162,
+        "conversion_window": "P3D",
+    }
