@@ -267,6 +267,8 @@ async def _run_dev(args: argparse.Namespace) -> None:
         "api_keys": base.api_keys or [secrets_["api_key"]],
         "secret_key": base.secret_key.get_secret_value() or secrets_["secret_key"],
     }
+    if "TOUCHFLOW_TEMPORAL_UI_URL" not in os.environ:
+        overrides["temporal_ui_url"] = f"http://localhost:{args.ui_port}"  # the dashboard's links to runs
     if not base.vapid_private_key.get_secret_value():
         # Web push works in dev out of the box: a key of its own, kept with the other dev secrets.
         overrides |= {
@@ -337,6 +339,7 @@ def _print_banner(settings: Settings, args: argparse.Namespace, own_inbox: bool)
         "touchflow dev is running",
         f"  API              http://localhost:{args.api_port}   (OpenAPI: /docs)",
         f"  API key          {settings.api_keys[0]}",
+        f"  Dashboard        http://localhost:{args.api_port}/dashboard   (sign in with the API key)",
         f"  API metrics      http://localhost:{args.api_port}/metrics   (/healthz, /readyz)",
     ]
     if settings.worker_metrics_port:

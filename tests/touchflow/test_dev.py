@@ -180,6 +180,7 @@ async def test_dev_keeps_mail_in_its_own_inbox_and_stops_every_child(tmp_path: P
         # Both metrics endpoints are printed, and the worker's probe port answers for the worker process.
         assert f"{stack.api_url.replace('127.0.0.1', 'localhost')}/metrics" in text
         assert f"{stack.worker_probe_url}/metrics" in text
+        assert f"{stack.api_url.replace('127.0.0.1', 'localhost')}/dashboard" in text
         headers = {"Authorization": f"Bearer {API_KEY}"}
         async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=10) as client:
             await client.post("/v1/customers", json={"id": "c1", "email": "c1@example.com", "locale": "vi"})
@@ -198,6 +199,9 @@ async def test_dev_keeps_mail_in_its_own_inbox_and_stops_every_child(tmp_path: P
             assert ready.status_code == 200 and ready.json()["worker"] == "ok", ready.text
             assert "touchflow_deliveries_total{" in httpx.get(f"{stack.worker_probe_url}/metrics").text
             assert (await client.get("/readyz")).json()["status"] == "ready"
+            # The dashboard's links to runs go to this dev server's own Temporal UI.
+            journeys = (await client.get("/dashboard/journeys/welcome")).text
+            assert f"http://localhost:{stack.ui_port}/namespaces/" in journeys
     finally:
         assert stop_dev(stack) == 0
     # Temporal's dev server was a child: after Ctrl-C nothing answers on its port.
