@@ -587,7 +587,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "new":
             _scaffold(args)
         elif args.command == "replay":
-            sys.exit(asyncio.run(_replay(get_settings(), args)))
+            code = asyncio.run(_replay(get_settings(), args))
+            # The Temporal client's native threads can outlive a short command and abort the interpreter's
+            # teardown (temporalio/sdk-python#300, "PyGILState_Release ... finalizing"): its answer is given,
+            # so leave without the teardown.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         elif args.command == "migrate":
             migrate(make_engine(get_settings().resolved_database_url))
     except ValueError as exc:
