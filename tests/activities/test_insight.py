@@ -39,8 +39,9 @@ async def test_after_the_refresh_a_read_counts_nothing(db_url: str) -> None:
         with store.engine.connect() as conn:
             marked = conn.scalar(select(func.count()).select_from(hours).where(hours.c.journey == "winback"))
             watermark = conn.scalar(select(table(AttributionState).c.watermark))
-        # Every whole hour from the first entry (ten days ago, at the top of an hour) to the current one.
-        first = int(seeded.start.timestamp()) // HOUR
+        # Every whole hour from the first one after the first entry (an hour before the seed's start) to the
+        # current one.
+        first = -(-int((seeded.start - timedelta(hours=1)).timestamp()) // HOUR)
         assert marked == int(utcnow().timestamp()) // HOUR - first
         assert (result.journeys, result.hours) == (len(REGISTRY), marked)
         assert watermark is not None
