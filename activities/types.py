@@ -129,6 +129,19 @@ class RefreshSegmentsResult:
     exited: int = 0
 
 
+@dataclass
+class RefreshInsightInput:
+    """Which journeys' rollups to bring up to date; None: every journey of the registry."""
+
+    journeys: list[str] | None = None
+
+
+@dataclass
+class RefreshInsightResult:
+    journeys: int = 0
+    hours: int = 0  # hours of deliveries and runs counted again
+
+
 # -- broadcasts ---------------------------------------------------------------------------------------------
 
 

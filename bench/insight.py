@@ -1,18 +1,21 @@
 """The journey map over a million delivery rows on PostgreSQL: how long `GET /dashboard/journeys/{name}` takes
 to answer, rendered, with the funnel, engagement, reasons, attribution and A/B verdicts it shows.
 
-    .venv/bin/python -m bench.insight --deliveries 1000000
+    .venv/bin/python -m bench.insight --deliveries 1000000 [--refresh]
 
 Seeds a schema of its own in the database (dropped after) with generate_series, all in SQL: the built-in
 `abandoned_cart` journey, 60 % of the rows its first step (A/B split), 40 % its second; a run entry per
 customer, an open for 30 % of the messages and a click for 10 %, a few failures and skips, and an order
 with a total after 3 % of first messages; then VACUUM ANALYZE. Each request goes through the app in process
-(TestClient), the period the dashboard's default (30 days); prints the figures as JSON.
+(TestClient), the period the dashboard's default (30 days); prints the figures as JSON. With `--refresh`,
+the worker's insight refresh (the `refresh_insight` activity) runs once after seeding, timed, as the
+`touchflow-insight-refresh` schedule would have: "first" is then the first view after it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import secrets
 import statistics
@@ -22,12 +25,17 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from temporalio.testing import ActivityEnvironment
 
 from bench.common import machine
+from touchflow.activities.insight import InsightActivities
+from touchflow.activities.types import RefreshInsightInput
 from touchflow.api.main import create_app
 from touchflow.db import make_engine, migrate
 from touchflow.settings import Settings
+from touchflow.storage import Store
 from touchflow.testing import registry_of
+from touchflow.workflows.registry import Registry
 
 JOURNEY = "abandoned_cart"
 KEY = "bench-insight-key-0123456789"
@@ -79,6 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--deliveries", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--refresh", action="store_true", help="run the insight refresh once after seeding")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     customers = round(args.deliveries * 0.6)
@@ -92,6 +101,7 @@ def main() -> None:
         "machine": machine(),
         "date": datetime.now(UTC).date().isoformat(),
         "deliveries": args.deliveries,
+        "refresh_first": args.refresh,
     }
     try:
         engine = make_engine(url)
@@ -112,7 +122,10 @@ def main() -> None:
         result["rows"] = counts
         result["seed_s"] = round(time.perf_counter() - start, 1)
         settings = Settings(database_url=url, api_keys=[f"read:{KEY}"], secret_key="bench-secret")
-        app = create_app(settings, registry_of(builtins=True), run_relay=False)
+        registry = registry_of(builtins=True)
+        if args.refresh:
+            result["refresh"] = _refresh(url, registry, settings)
+        app = create_app(settings, registry, run_relay=False)
         with TestClient(app, headers={"Authorization": f"Bearer {KEY}"}) as client:
             for path, name in (
                 (f"/dashboard/journeys/{JOURNEY}?range=30d", "journey_map"),
@@ -143,6 +156,18 @@ def main() -> None:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+def _refresh(url: str, registry: Registry, settings: Settings) -> dict[str, Any]:
+    """The `refresh_insight` activity once, as the schedule runs it (outside Temporal), timed."""
+    engine = make_engine(url)
+    try:
+        activities = InsightActivities(Store(engine), registry, settings.attribution_window)
+        start = time.perf_counter()
+        done = asyncio.run(ActivityEnvironment().run(activities.refresh_insight, RefreshInsightInput()))
+        return {"s": round(time.perf_counter() - start, 1), "journeys": done.journeys, "hours": done.hours}
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -162,6 +162,7 @@ async def _run_worker(settings: Settings, *, check: bool = True) -> None:
         build_activities,
         build_channel_workers,
         build_worker,
+        ensure_insight_schedule,
         ensure_segment_schedule,
     )
 
@@ -177,6 +178,7 @@ async def _run_worker(settings: Settings, *, check: bool = True) -> None:
     client = await connect(settings, runtime=runtime)
     await ensure_search_attributes(client)
     await ensure_segment_schedule(client, settings)
+    await ensure_insight_schedule(client, settings)
     worker = build_worker(client, settings, activities, registry)
     async with (
         worker,

@@ -68,6 +68,28 @@ def attributed(
     return attribute(conversions, [Touchpoint(*t) for t in touches], window, goals)
 
 
+def keep_attributions(
+    store: Store, registry: Mapping[str, JourneySpec], window: timedelta
+) -> datetime | None:
+    """Bring the kept attributions up to the settled events (the store's `keep_attributions`), deciding the
+    new ones by the rule; returns how far they go. What `credits` does first, and the insight schedule runs
+    so a view after an import has only the last minute to match."""
+    goals = goals_of(registry)
+
+    def decide(rows: list[Any], touches: list[Any]) -> list[dict[str, Any]]:
+        conversions = [Conversion.from_row(r) for r in rows]
+        credited = {
+            a.conversion.event_id: a.touchpoint
+            for a in attribute(conversions, [Touchpoint(*t) for t in touches], window, goals)
+        }
+        return [_kept(c, credited.get(c.event_id)) for c in conversions]
+
+    rule = json.dumps([window.total_seconds(), sorted((k, sorted(v)) for k, v in goals.items())])
+    return store.insight.keep_attributions(
+        hashlib.sha256(rule.encode()).hexdigest(), conversion_names(goals), window, decide
+    )
+
+
 def credits(
     store: Store,
     registry: Mapping[str, JourneySpec],
@@ -80,20 +102,7 @@ def credits(
     """The conversions of [since, until) credited to each step (of `journey`, or of every journey and
     broadcast), added up. The settled ones are decided once and kept (the store's `keep_attributions`), the
     newer ones matched now: the same rule either way."""
-    goals = goals_of(registry)
-
-    def decide(rows: list[Any], touches: list[Any]) -> list[dict[str, Any]]:
-        conversions = [Conversion.from_row(r) for r in rows]
-        credited = {
-            a.conversion.event_id: a.touchpoint
-            for a in attribute(conversions, [Touchpoint(*t) for t in touches], window, goals)
-        }
-        return [_kept(c, credited.get(c.event_id)) for c in conversions]
-
-    rule = json.dumps([window.total_seconds(), sorted((k, sorted(v)) for k, v in goals.items())])
-    watermark = store.insight.keep_attributions(
-        hashlib.sha256(rule.encode()).hexdigest(), conversion_names(goals), window, decide
-    )
+    watermark = keep_attributions(store, registry, window)
     totals: Credits = {}
     for j, step, variant, stage, n, money in store.insight.kept_totals(since, until, journey=journey):
         totals[j, step, variant, stage] = (int(n), float(money or 0.0))

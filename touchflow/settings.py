@@ -203,6 +203,11 @@ class Settings(BaseSettings):
         timedelta(days=3),
         description="A conversion this soon after a touchpoint is attributed to it (last touch).",
     )
+    insight_refresh_interval: Duration = Field(
+        timedelta(minutes=5),
+        description="How often the worker's schedule brings the journey map's per-hour rollups and the kept "
+        "attributions up to date (so the first view after an import does not count everything).",
+    )
     temporal_ui_url: str = Field(
         "http://localhost:8233", description="The Temporal UI the dashboard links journey runs to."
     )

@@ -6,6 +6,7 @@ activities and channels. The registry (built-ins plus the user's modules) is han
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from touchflow.activities.broadcast import BroadcastActivities, rate_limited_queue
 from touchflow.activities.coupons import CouponActivities
 from touchflow.activities.inbox import StoreInbox
+from touchflow.activities.insight import InsightActivities
 from touchflow.activities.journey import JourneyActivities
 from touchflow.activities.segments import SegmentActivities
-from touchflow.activities.types import RefreshSegmentsInput
+from touchflow.activities.types import RefreshInsightInput, RefreshSegmentsInput
 from touchflow.activities.zalo_tokens import StoreSendingHold, StoreTokenProvider
 from touchflow.channels import build_channels
 from touchflow.db import make_engine
@@ -36,9 +38,11 @@ from touchflow.metrics import WorkerMetrics
 from touchflow.rendering import Renderer
 from touchflow.settings import Settings
 from touchflow.storage import Store
+from touchflow.workflows import insight_refresh, segment_refresh
 from touchflow.workflows.broadcast import BroadcastWorkflow
+from touchflow.workflows.insight_refresh import RefreshInsight
 from touchflow.workflows.registry import Registry
-from touchflow.workflows.segment_refresh import SCHEDULE_ID, RefreshSegments
+from touchflow.workflows.segment_refresh import RefreshSegments
 
 # The sandbox re-imports workflow modules for every run. The journey base, its public face and the
 # activities' data types are deterministic library code (no clocks, randomness or I/O), so they are imported
@@ -82,7 +86,12 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[*(spec.workflow for spec in registry.values()), RefreshSegments, BroadcastWorkflow],
+        workflows=[
+            *(spec.workflow for spec in registry.values()),
+            RefreshSegments,
+            RefreshInsight,
+            BroadcastWorkflow,
+        ],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[
             activities.enter_journey,
@@ -90,6 +99,7 @@ def build_worker(
             activities.deliver_step,
             CouponActivities(activities.store).issue_coupon,
             SegmentActivities(activities.store).refresh_segments,
+            InsightActivities(activities.store, registry, settings.attribution_window).refresh_insight,
             *_broadcast_activities(activities),
             *registry.activities,
         ],
@@ -100,20 +110,42 @@ def build_worker(
 
 
 async def ensure_segment_schedule(client: Client, settings: Settings) -> None:
-    """The Temporal Schedule that sweeps segments every TOUCHFLOW_SEGMENT_REFRESH_INTERVAL: created once,
-    its interval updated on every worker start (so a changed setting takes), never two of it."""
+    """The Temporal Schedule that sweeps segments every TOUCHFLOW_SEGMENT_REFRESH_INTERVAL."""
     action = ScheduleActionStartWorkflow(
-        RefreshSegments.run, RefreshSegmentsInput(), id=SCHEDULE_ID, task_queue=settings.task_queue
+        RefreshSegments.run,
+        RefreshSegmentsInput(),
+        id=segment_refresh.SCHEDULE_ID,
+        task_queue=settings.task_queue,
     )
+    await _keep_schedule(client, segment_refresh.SCHEDULE_ID, action, settings.segment_refresh_interval)
+
+
+async def ensure_insight_schedule(client: Client, settings: Settings) -> None:
+    """The Temporal Schedule that keeps the journey map's rollups and the kept attributions up to date every
+    TOUCHFLOW_INSIGHT_REFRESH_INTERVAL."""
+    action = ScheduleActionStartWorkflow(
+        RefreshInsight.run,
+        RefreshInsightInput(),
+        id=insight_refresh.SCHEDULE_ID,
+        task_queue=settings.task_queue,
+    )
+    await _keep_schedule(client, insight_refresh.SCHEDULE_ID, action, settings.insight_refresh_interval)
+
+
+async def _keep_schedule(
+    client: Client, schedule_id: str, action: ScheduleActionStartWorkflow, every: timedelta
+) -> None:
+    """A schedule created once, its interval updated on every worker start (so a changed setting takes),
+    never two of it; a run still going when the next is due is not doubled (SKIP)."""
     schedule = Schedule(
         action=action,
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.segment_refresh_interval)]),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
     try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
+        await client.create_schedule(schedule_id, schedule)
     except ScheduleAlreadyRunningError:
-        handle = client.get_schedule_handle(SCHEDULE_ID)
+        handle = client.get_schedule_handle(schedule_id)
         await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
 
 

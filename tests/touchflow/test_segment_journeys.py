@@ -91,21 +91,23 @@ async def test_the_sweep_workflow_moves_segments_that_change_with_time(journeys:
     assert [m.segment for m in journeys.store.segments.of_customer("s1")] == ["lifecycle:lapsed"]
 
 
-async def test_the_worker_keeps_one_schedule_and_updates_its_interval() -> None:
+async def test_the_worker_keeps_one_schedule_of_each_and_updates_its_interval() -> None:
     from temporalio.testing import WorkflowEnvironment
 
     from touchflow.temporal import temporal_cli
-    from touchflow.worker import ensure_segment_schedule
-    from touchflow.workflows.segment_refresh import SCHEDULE_ID
+    from touchflow.worker import ensure_insight_schedule, ensure_segment_schedule
+    from touchflow.workflows import insight_refresh, segment_refresh
 
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli())
     try:
-        await ensure_segment_schedule(
-            env.client, Settings.model_validate({"segment_refresh_interval": "10m"})
-        )
-        await ensure_segment_schedule(env.client, Settings.model_validate({"segment_refresh_interval": "5m"}))
-        described = await env.client.get_schedule_handle(SCHEDULE_ID).describe()
-        [interval] = described.schedule.spec.intervals
-        assert interval.every.total_seconds() == 300
+        for ensure, schedule_id, setting in (
+            (ensure_segment_schedule, segment_refresh.SCHEDULE_ID, "segment_refresh_interval"),
+            (ensure_insight_schedule, insight_refresh.SCHEDULE_ID, "insight_refresh_interval"),
+        ):
+            await ensure(env.client, Settings.model_validate({setting: "10m"}))
+            await ensure(env.client, Settings.model_validate({setting: "5m"}))
+            described = await env.client.get_schedule_handle(schedule_id).describe()
+            [interval] = described.schedule.spec.intervals
+            assert interval.every.total_seconds() == 300
     finally:
         await env.shutdown()

@@ -13,6 +13,7 @@ do) and a run's status changes only as it ends (storage.journeys).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -36,6 +37,8 @@ HOUR = 3600
 # Writers' clocks differ a little: an hour is marked as counted this long before it was, so a write stamped
 # by a slightly slow clock still makes it stale.
 CLOCK_MARGIN = timedelta(minutes=1)
+# The background refresh recounts at most this many hours in one transaction (then heartbeats).
+REFRESH_SPAN = 24 * 7
 _UNSENT = (DeliveryStatus.SKIPPED, DeliveryStatus.FAILED, DeliveryStatus.CAPPED, DeliveryStatus.DEFERRED)
 
 
@@ -95,8 +98,23 @@ class Rollups(Repository):
         times: list[datetime] = [t for t in found if t is not None]
         return min(times) if times else None
 
-    def _rolled_up(self, journey: str, first: int, last: int, now: datetime, counts: FunnelCounts) -> None:
-        rollups, runs, hours = table(FunnelRollup), table(EntryRollup), table(FunnelRollupHour)
+    def refresh(self, journey: str, beat: Callable[[], None] | None = None) -> int:
+        """Recount a journey's stale whole past hours, as a read with no period would, without reading the
+        sums: what the insight schedule runs so the first view after an import finds them current. Stale
+        hours are recounted a week at a time, `beat` called after each week. Returns how many hours were
+        counted again."""
+        now = utcnow()
+        first_row = self._first(journey)
+        if first_row is None:
+            return 0
+        first, last = -(-int(first_row.timestamp()) // HOUR), int(now.timestamp()) // HOUR
+        return self._bring_up_to_date(journey, first, last, now, beat) if first < last else 0
+
+    def _bring_up_to_date(
+        self, journey: str, first: int, last: int, now: datetime, beat: Callable[[], None] | None = None
+    ) -> int:
+        """Recount the hours of [first, last) never counted or changed since; returns how many."""
+        hours = table(FunnelRollupHour)
         with self.engine.connect() as conn:
             counted = {
                 int(h): at
@@ -112,7 +130,17 @@ class Rollups(Repository):
                     if hour in counted and changed >= counted[hour]:
                         stale.add(hour)
         for span in _spans(sorted(stale)):
-            self._recount(journey, span, now)
+            if beat is None:
+                self._recount(journey, span, now)
+                continue
+            for start in range(span.start, span.stop, REFRESH_SPAN):
+                self._recount(journey, range(start, min(start + REFRESH_SPAN, span.stop)), now)
+                beat()
+        return len(stale)
+
+    def _rolled_up(self, journey: str, first: int, last: int, now: datetime, counts: FunnelCounts) -> None:
+        rollups, runs = table(FunnelRollup), table(EntryRollup)
+        self._bring_up_to_date(journey, first, last, now)
         columns = (rollups.c.step, rollups.c.status, rollups.c.channel, rollups.c.variant, rollups.c.reason)
         sums = (func.sum(c) for c in (rollups.c.count, rollups.c.opened, rollups.c.clicked))
         mine = [rollups.c.journey == journey, rollups.c.hour >= first, rollups.c.hour < last]
