@@ -114,11 +114,16 @@ async def count(client: Client, workflow_type: str, status: str) -> int:
 
 
 async def until_completed(
-    client: Client, workflow_type: str, target: int, pid: int, timeout: float
+    client: Client,
+    workflow_type: str,
+    target: int,
+    pid: int,
+    timeout: float,
+    at_tenth: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
     """Poll the count of completed runs until it reaches `target`. The rate is taken between 10 % and 90 % of
     them, so the worker's start (imports, connecting) and the last stragglers do not count; the worker's
-    resident memory is sampled meanwhile."""
+    resident memory is sampled meanwhile. `at_tenth` is called once 10 % are done (to start a profile)."""
     deadline = time.perf_counter() + timeout
     marks: dict[int, float] = {}
     peak = 0.0
@@ -127,8 +132,10 @@ async def until_completed(
         done = await count(client, workflow_type, "Completed")
         now = time.perf_counter()
         for tenth in (1, 9):
-            if done >= target * tenth / 10:
-                marks.setdefault(tenth, now)
+            if done >= target * tenth / 10 and tenth not in marks:
+                marks[tenth] = now
+                if tenth == 1 and at_tenth is not None:
+                    at_tenth()
         peak = max(peak, rss_mb(pid))
         await asyncio.sleep(0.2)
     result: dict[str, Any] = {"completed": done, "worker_rss_peak_mb": round(peak)}

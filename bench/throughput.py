@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import tempfile
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from bench.journeys import (
     until_completed,
     worker_env,
 )
+from bench.pyspy import record
 from bench.smtp import SmtpServer
 from touchflow.settings import Settings
 from touchflow.temporal import DevServer, connect, free_port
@@ -45,6 +47,12 @@ async def main() -> None:
     parser.add_argument("--journeys", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=50, help="starts in flight")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy the first welcome worker (30 s from 10 %% done) into FILE",
+        metavar="FILE",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="touchflow-throughput-"))
     smtp = SmtpServer(free_port())
@@ -90,9 +98,17 @@ async def main() -> None:
             took = await gather_limited((signup(c) for c in ids), args.concurrency)
             smtp.reset()
             worker = spawn(["-m", "touchflow.cli", "worker"], env)
+            profile = None
+            if args.profile and round_ == 0:
+                profile = functools.partial(record, worker.pid, args.profile, 30)
             try:
                 row["welcome"] = await until_completed(
-                    client, "welcome", (round_ + 1) * n, worker.pid, timeout=1800
+                    client,
+                    "welcome",
+                    (round_ + 1) * n,
+                    worker.pid,
+                    timeout=1800,
+                    at_tenth=profile,
                 )
             finally:
                 stop(worker)
