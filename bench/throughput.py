@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import Client
+
 from bench.bare import BareWorkflow
 from bench.common import load, machine
 from bench.journeys import (
@@ -40,6 +42,11 @@ from bench.pyspy import record
 from bench.smtp import SmtpServer
 from touchflow.settings import Settings
 from touchflow.temporal import DevServer, connect, free_port
+
+
+async def history_length(client: Client, workflow_id: str) -> int:
+    """Events in one run's history: the work the server does for it (each a write to its SQLite file)."""
+    return len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
 
 
 async def main() -> None:
@@ -89,6 +96,7 @@ async def main() -> None:
             finally:
                 stop(worker)
             row["bare"]["started_per_s"] = round(n / took)
+            row["bare"]["history_events"] = await history_length(client, f"bare:{ids[0]}")
 
             add_customers(store, ids)
 
@@ -113,6 +121,7 @@ async def main() -> None:
             finally:
                 stop(worker)
             row["welcome"]["started_per_s"] = round(n / took)
+            row["welcome"]["history_events"] = await history_length(client, f"welcome:{ids[0]}")
             row["welcome"]["emails_received"], row["welcome"]["distinct_addresses"] = smtp.count()
             if "per_s" in row["bare"] and "per_s" in row["welcome"]:
                 row["ratio"] = round(row["welcome"]["per_s"] / row["bare"]["per_s"], 2)
