@@ -16,3 +16,16 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory (VmRSS in /proc/PID/status), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def load() -> str:
+    """The machine's load average (1, 5, 15 minutes): other work shares these cores."""
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())

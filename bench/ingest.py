@@ -2,7 +2,10 @@
 FastAPI endpoint that does one SQLite executemany per batch, measured in the same run; and the same events
 sent as Segment messages to POST /v1/batch (the Tracking API), against /v1/events/batch.
 
-    .venv/bin/python -m bench.ingest [--events 100000] [--batch 1000] [--concurrency 4]
+    .venv/bin/python -m bench.ingest [--events 100000] [--batch 1000] [--concurrency 4] [--postgres URL]
+
+With `--postgres URL` every server's store is on PostgreSQL instead, each in a schema of its own (created,
+migrated, dropped after), and the bare endpoint does one psycopg `executemany` per batch into its schema.
 
 Both servers run under uvicorn in their own process on loopback; the client pre-encodes every batch so it
 measures the server, not itself.
@@ -22,8 +25,10 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
 
-from bench.common import machine
+from bench.common import load, machine
+from touchflow.db import make_engine, migrate
 from touchflow.temporal import free_port, wait_for_port
 
 # `touchflow api` starts only with keys and a secret of production strength.
@@ -44,6 +49,34 @@ async def batch(request: Request):
     rows = [(e["id"], e["customer_id"], e["name"], json.dumps(e.get("properties", {}))) for e in events]
     with db:
         db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", rows)
+    return {"accepted": len(rows)}
+"""
+
+# The same on PostgreSQL: psycopg's executemany (pipelined), a connection per thread of the pool.
+BARE_PG_APP = """
+import asyncio, json, os, threading
+import psycopg
+from fastapi import FastAPI, Request
+URL, SCHEMA = os.environ["BENCH_PG"], os.environ["BENCH_SCHEMA"]
+local = threading.local()
+def conn():
+    if not hasattr(local, "conn"):
+        local.conn = psycopg.connect(URL, options=f"-csearch_path={SCHEMA}", autocommit=True)
+    return local.conn
+conn().execute(
+    "CREATE TABLE IF NOT EXISTS events"
+    " (id TEXT PRIMARY KEY, customer_id TEXT, name TEXT, properties JSONB)"
+)
+def write(rows):
+    c = conn()
+    with c.transaction(), c.cursor() as cur:
+        cur.executemany("INSERT INTO events VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", rows)
+app = FastAPI()
+@app.post("/v1/events/batch")
+async def batch(request: Request):
+    events = (await request.json())["events"]
+    rows = [(e["id"], e["customer_id"], e["name"], json.dumps(e.get("properties", {}))) for e in events]
+    await asyncio.to_thread(write, rows)
     return {"accepted": len(rows)}
 """
 
@@ -123,41 +156,32 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="every store on PostgreSQL (a schema each, dropped after), e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="touchflow-bench-"))
     results = {}
-    for name in ("bare", "touchflow", "segment"):
-        port = free_port()
-        env = dict(os.environ)
-        path, make = "/v1/events/batch", make_batches
-        if name == "bare":
-            (work / "bare_app.py").write_text(BARE_APP)
-            env |= {"PYTHONPATH": str(work), "BENCH_DB": str(work / "bare.db")}
-            command = ["-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level", "warning"]
-            headers = {"Content-Type": "application/json"}
-        else:
-            env |= api_env(work / name, port, args.events)
-            command = ["-m", "touchflow.cli", "api"]
-            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"}
-            if name == "segment":
-                path, make = "/v1/batch", make_segment_batches
-        process = subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.DEVNULL)
-        try:
-            await wait_for_port("127.0.0.1", port, 60)
-            url = f"http://127.0.0.1:{port}{path}"
-            warm = make(args.batch, args.batch, f"{name}-warm")
-            await blast(url, warm, 1, headers)
-            batches = make(args.events, args.batch, name)
-            seconds = await blast(url, batches, args.concurrency, headers)
-            results[name] = args.events / seconds
-        finally:
-            process.terminate()
-            process.wait(30)
+    prefix = f"bench_{secrets.token_hex(4)}"
+    schemas: list[str] = []
+    try:
+        for name in ("bare", "touchflow", "segment"):
+            results[name] = await measure(name, args, work, f"{prefix}_{name}", schemas)
+    finally:
+        if args.postgres:
+            with make_engine(args.postgres).begin() as conn:
+                for schema in schemas:
+                    conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     ratio = results["touchflow"] / results["bare"]
     print(
         json.dumps(
             {
                 "machine": machine(),
+                "load": load(),
+                "store": "postgresql" if args.postgres else "sqlite",
                 "events": args.events,
                 "batch": args.batch,
                 "concurrency": args.concurrency,
@@ -170,6 +194,51 @@ async def main() -> None:
             indent=2,
         )
     )
+
+
+async def measure(name: str, args: argparse.Namespace, work: Path, schema: str, schemas: list[str]) -> float:
+    """Events per second through one fresh server: `bare`, `touchflow` or `segment`."""
+    port = free_port()
+    env = dict(os.environ)
+    path, make = "/v1/events/batch", make_batches
+    if args.postgres:
+        with make_engine(args.postgres).begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        schemas.append(schema)
+    if name == "bare":
+        if args.postgres:
+            (work / "bare_app.py").write_text(BARE_PG_APP)
+            libpq = args.postgres.replace("postgresql+psycopg://", "postgresql://")
+            env |= {"PYTHONPATH": str(work), "BENCH_PG": libpq, "BENCH_SCHEMA": schema}
+        else:
+            (work / "bare_app.py").write_text(BARE_APP)
+            env |= {"PYTHONPATH": str(work), "BENCH_DB": str(work / "bare.db")}
+        command = ["-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level", "warning"]
+        headers = {"Content-Type": "application/json"}
+    else:
+        env |= api_env(work / name, port, args.events)
+        if args.postgres:
+            url = f"{args.postgres}?options=-csearch_path%3D{schema}"
+            engine = make_engine(url)
+            migrate(engine)
+            engine.dispose()
+            env["TOUCHFLOW_DATABASE_URL"] = url
+        command = ["-m", "touchflow.cli", "api"]
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"}
+        if name == "segment":
+            path, make = "/v1/batch", make_segment_batches
+    process = subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.DEVNULL)
+    try:
+        await wait_for_port("127.0.0.1", port, 60)
+        url = f"http://127.0.0.1:{port}{path}"
+        warm = make(args.batch, args.batch, f"{name}-warm")
+        await blast(url, warm, 1, headers)
+        batches = make(args.events, args.batch, name)
+        seconds = await blast(url, batches, args.concurrency, headers)
+        return float(args.events / seconds)
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 if __name__ == "__main__":

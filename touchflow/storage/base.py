@@ -47,6 +47,12 @@ def insert_ignore(
     if not rows:
         return set()
     stmt = dialect_insert(conn, table(model)).on_conflict_do_nothing()
+    if conn.dialect.name == "postgresql":
+        # SQLAlchemy sends up to 1,000 rows as one `VALUES` statement; psycopg parses a statement of more
+        # than 50 parameters (`MAX_CACHED_STATEMENT_PARAMS`) anew on every execution, which was 41 % of the
+        # API's time ingesting on PostgreSQL (py-spy). Pages that stay within its cache measured faster,
+        # round trips included (docs/benchmarks.md, ingestion on PostgreSQL).
+        stmt = stmt.execution_options(insertmanyvalues_page_size=max(1, 50 // len(rows[0])))
     if returning is None:
         conn.execute(stmt, list(rows))
         return set()

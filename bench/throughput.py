@@ -1,0 +1,138 @@
+"""Welcome journeys completed per second by one `touchflow worker`, against a bare workflow with one no-op
+activity (`bench.bare`) on the same Temporal dev server, in the same run.
+
+    .venv/bin/python -m bench.throughput [--journeys 2000] [--rounds 2]
+
+The dev server is started as `touchflow dev` starts it (`temporal server start-dev`, SQLite file, WAL). Each
+round starts N bare workflows with no worker polling, then starts the bare worker and times how fast the
+backlog completes; then the same for N welcome journeys (started as the relay starts them: signal-with-start,
+`Router.route`) and a `touchflow worker` process with the real activities, a SQLite store and an SMTP server
+on loopback in a process of its own. The nudge's wait is shortened to one second, so a journey is the welcome
+email, the onsite message, a timer and the nudge email. Rates are taken between 10 % and 90 % of the backlog
+completed; rounds alternate so a dev server that grows slower with its history weighs on both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+
+from bench.bare import BareWorkflow
+from bench.common import load, machine
+from bench.journeys import (
+    add_customers,
+    gather_limited,
+    journey_event,
+    journey_router,
+    make_store,
+    spawn,
+    stop,
+    until_completed,
+    worker_env,
+)
+from bench.pyspy import record
+from bench.smtp import SmtpServer
+from touchflow.settings import Settings
+from touchflow.temporal import DevServer, connect, free_port
+
+
+async def history_length(client: Client, workflow_id: str) -> int:
+    """Events in one run's history: the work the server does for it (each a write to its SQLite file)."""
+    return len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--journeys", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=50, help="starts in flight")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy the first welcome worker (30 s from 10 %% done) into FILE",
+        metavar="FILE",
+    )
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="touchflow-throughput-"))
+    smtp = SmtpServer(free_port())
+    temporal = DevServer(db_file=work / "temporal.db", port=free_port(), ui_port=None)
+    await temporal.start()
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "date": datetime.now(UTC).isoformat(timespec="minutes"),
+        "journeys": args.journeys,
+        "load_before": load(),
+        "rounds": [],
+    }
+    try:
+        client = await connect(Settings(temporal_address=temporal.address))
+        database_url, store = make_store(work)
+        router = journey_router(client, store)
+        env = worker_env(work, database_url, temporal.address, smtp.port, welcome_nudge_delay="1s")
+        n = args.journeys
+        for round_ in range(args.rounds):
+            row: dict[str, Any] = {}
+            ids = [f"r{round_}-c{i:06}" for i in range(n)]
+
+            def bare_start(customer_id: str) -> Any:
+                return lambda: client.start_workflow(
+                    BareWorkflow.run, customer_id, id=f"bare:{customer_id}", task_queue="bare"
+                )
+
+            took = await gather_limited((bare_start(c) for c in ids), args.concurrency)
+            worker = spawn(["-m", "bench.bare", "--address", temporal.address, "--task-queue", "bare"])
+            try:
+                row["bare"] = await until_completed(
+                    client, "BareWorkflow", (round_ + 1) * n, worker.pid, timeout=1800
+                )
+            finally:
+                stop(worker)
+            row["bare"]["started_per_s"] = round(n / took)
+            row["bare"]["history_events"] = await history_length(client, f"bare:{ids[0]}")
+
+            add_customers(store, ids)
+
+            def signup(customer_id: str) -> Any:
+                return lambda: router.route(journey_event(f"su-{customer_id}", customer_id, "signed_up", {}))
+
+            took = await gather_limited((signup(c) for c in ids), args.concurrency)
+            smtp.reset()
+            worker = spawn(["-m", "touchflow.cli", "worker"], env)
+            profile = None
+            if args.profile and round_ == 0:
+                profile = functools.partial(record, worker.pid, args.profile, 30)
+            try:
+                row["welcome"] = await until_completed(
+                    client,
+                    "welcome",
+                    (round_ + 1) * n,
+                    worker.pid,
+                    timeout=1800,
+                    at_tenth=profile,
+                )
+            finally:
+                stop(worker)
+            row["welcome"]["started_per_s"] = round(n / took)
+            row["welcome"]["history_events"] = await history_length(client, f"welcome:{ids[0]}")
+            row["welcome"]["emails_received"], row["welcome"]["distinct_addresses"] = smtp.count()
+            if "per_s" in row["bare"] and "per_s" in row["welcome"]:
+                row["ratio"] = round(row["welcome"]["per_s"] / row["bare"]["per_s"], 2)
+            row["load"] = load()
+            result["rounds"].append(row)
+            print(json.dumps(row), flush=True)
+        print(json.dumps(result, indent=2))
+    finally:
+        temporal.stop()
+        smtp.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
