@@ -17,24 +17,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
-import os
 import secrets
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import UTC, datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
-from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from bench.common import machine
+from bench.journeys import worker_env
+from bench.smtp import SmtpServer
 from touchflow.activities.broadcast import SENDS_AT_ONCE
 from touchflow.channels import OutboundMessage
 from touchflow.channels.email import Email
@@ -55,33 +52,6 @@ CONTENT = {
         "html": '<p>20% off everything until Sunday.</p><img src="{{ open_pixel_url }}">',
     }
 }
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.received: Counter[str] = Counter()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.update(envelope.rcpt_tos)
-        return "250 OK"
-
-
-def serve(port: int, pipe: Connection) -> None:
-    """The SMTP server's process: answer `count` (messages, distinct addresses) and `reset` on the pipe."""
-    sink = Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    pipe.send("ready")
-    while True:
-        command = pipe.recv()
-        if command == "count":
-            pipe.send((sum(sink.received.values()), len(sink.received)))
-        elif command == "reset":
-            sink.received.clear()
-            pipe.send("ok")
-        else:
-            controller.stop()
-            return
 
 
 def rss_mb() -> float:
@@ -168,14 +138,7 @@ async def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="touchflow-broadcast-"))
     smtp_port = free_port()
-    ours, theirs = multiprocessing.Pipe()
-    server = multiprocessing.Process(target=serve, args=(smtp_port, theirs), daemon=True)
-    server.start()
-    assert ours.recv() == "ready"
-
-    def ask(command: str) -> Any:
-        ours.send(command)
-        return ours.recv()
+    smtp = SmtpServer(smtp_port)
 
     temporal = DevServer(db_file=work / "temporal.db", port=free_port(), ui_port=None)
     await temporal.start()
@@ -214,19 +177,7 @@ async def main() -> None:
         "store": "postgresql" if args.postgres else "sqlite",
     }
     concurrency = settings.broadcast_concurrency * SENDS_AT_ONCE
-    env = dict(os.environ) | {
-        "TOUCHFLOW_HOME": str(work),
-        "TOUCHFLOW_DATABASE_URL": settings.database_url or "",
-        "TOUCHFLOW_TEMPORAL_ADDRESS": temporal.address,
-        "TOUCHFLOW_TASK_QUEUE": settings.task_queue,
-        "TOUCHFLOW_SMTP_HOST": "127.0.0.1",
-        "TOUCHFLOW_SMTP_PORT": str(smtp_port),
-        "TOUCHFLOW_SECRET_KEY": secrets.token_urlsafe(32),
-        "TOUCHFLOW_API_KEYS": secrets.token_urlsafe(32),
-        "TOUCHFLOW_PUBLIC_URL": "https://shop.example",
-        "TOUCHFLOW_QUIET_HOURS": "off",
-        "TOUCHFLOW_LOG_LEVEL": "WARNING",
-    }
+    env = worker_env(work, settings.database_url or "", temporal.address, smtp_port)
     extra = [
         subprocess.Popen(
             [sys.executable, "-m", "touchflow.cli", "worker"], env=env, stdout=subprocess.DEVNULL
@@ -237,9 +188,9 @@ async def main() -> None:
     try:
         if not args.skip_baseline:
             took = await baseline(settings, ids, concurrency)
-            sent, distinct = ask("count")
+            sent, distinct = smtp.count()
             result["aiosmtplib"] = {"seconds": round(took, 1), "per_s": round(sent / took), "received": sent}
-            ask("reset")
+            smtp.reset()
         if extra and args.skip_baseline:
             await asyncio.sleep(10)  # the extra workers start polling
         registry = registry_of()
@@ -256,7 +207,7 @@ async def main() -> None:
                 )
             )
             before, peak = rss_mb(), rss_mb()
-            start = time.perf_counter()
+            began = time.perf_counter()
             router = Router(client, store, settings.task_queue, registry)
             await router.start_broadcast(broadcast.id, None, settings.delivery_attempt_timeout)
             handle = client.get_workflow_handle("broadcast:bench")
@@ -264,9 +215,9 @@ async def main() -> None:
             while not done.done():
                 await asyncio.wait([done], timeout=1)
                 peak = max(peak, rss_mb())
-            took = time.perf_counter() - start
+            took = time.perf_counter() - began
             result["batches"] = await batch_times(handle)
-            sent, distinct = ask("count")
+            sent, distinct = smtp.count()
             result["touchflow"] = {
                 "seconds": round(took, 1),
                 "per_s": round(sent / took),
@@ -287,8 +238,7 @@ async def main() -> None:
             engine.dispose()
             with make_engine(args.postgres).begin() as conn:
                 conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        ours.send("stop")
-        server.join(10)
+        smtp.stop()
 
 
 if __name__ == "__main__":
