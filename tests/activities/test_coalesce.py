@@ -26,7 +26,8 @@ async def test_calls_made_while_a_group_is_written_go_together_in_the_next() -> 
     first = asyncio.ensure_future(doubled(1))
     await asyncio.to_thread(first_started.wait, 5)
     rest = [asyncio.ensure_future(doubled(n)) for n in (2, 3, 4)]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: each of them asks, while the first group is written
+    assert len(doubled._waiting) == 3
     release.set()
     assert await first == 10
     assert await asyncio.gather(*rest) == [20, 30, 40]
