@@ -3,9 +3,13 @@ FastAPI endpoint that does one SQLite executemany per batch, measured in the sam
 sent as Segment messages to POST /v1/batch (the Tracking API), against /v1/events/batch.
 
     .venv/bin/python -m bench.ingest [--events 100000] [--batch 1000] [--concurrency 4] [--postgres URL]
+                                     [--apis N]
 
 With `--postgres URL` every server's store is on PostgreSQL instead, each in a schema of its own (created,
 migrated, dropped after), and the bare endpoint does one psycopg `executemany` per batch into its schema.
+With `--apis N` the touchflow and Segment figures are of N `touchflow api` processes on the one database (the
+API keeps no state of its own: production runs as many as it needs behind a load balancer), the clients
+spread over them in turn; the bare endpoint stays one process.
 
 Both servers run under uvicorn in their own process on loopback; the client pre-encodes every batch so it
 measures the server, not itself.
@@ -118,12 +122,13 @@ def make_segment_batches(total: int, size: int, tag: str) -> list[bytes]:
     return batches
 
 
-async def blast(url: str, batches: list[bytes], concurrency: int, headers: dict[str, str]) -> float:
+async def blast(urls: list[str], batches: list[bytes], concurrency: int, headers: dict[str, str]) -> float:
+    """Seconds to post every batch, `concurrency` at a time, client i posting to `urls[i % len(urls)]`."""
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in batches:
         queue.put_nowait(body)
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
+    async def client_loop(client: httpx.AsyncClient, url: str) -> None:
         while not queue.empty():
             body = queue.get_nowait()
             response = await client.post(url, content=body, headers=headers)
@@ -132,7 +137,7 @@ async def blast(url: str, batches: list[bytes], concurrency: int, headers: dict[
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         started = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        await asyncio.gather(*(client_loop(client, urls[i % len(urls)]) for i in range(concurrency)))
         return time.perf_counter() - started
 
 
@@ -162,6 +167,7 @@ async def main() -> None:
         help="every store on PostgreSQL (a schema each, dropped after), e.g. "
         "postgresql+psycopg://postgres@127.0.0.1:5432/test",
     )
+    parser.add_argument("--apis", type=int, default=1, help="touchflow api processes sharing the database")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="touchflow-bench-"))
     results = {}
@@ -185,6 +191,7 @@ async def main() -> None:
                 "events": args.events,
                 "batch": args.batch,
                 "concurrency": args.concurrency,
+                "apis": args.apis,
                 "bare_events_per_s": round(results["bare"]),
                 "touchflow_events_per_s": round(results["touchflow"]),
                 "ratio": round(ratio, 3),
@@ -197,8 +204,8 @@ async def main() -> None:
 
 
 async def measure(name: str, args: argparse.Namespace, work: Path, schema: str, schemas: list[str]) -> float:
-    """Events per second through one fresh server: `bare`, `touchflow` or `segment`."""
-    port = free_port()
+    """Events per second through fresh servers: `bare` (one process), `touchflow` or `segment` (`--apis`)."""
+    ports = [free_port() for _ in range(1 if name == "bare" else args.apis)]
     env = dict(os.environ)
     path, make = "/v1/events/batch", make_batches
     if args.postgres:
@@ -213,32 +220,40 @@ async def measure(name: str, args: argparse.Namespace, work: Path, schema: str, 
         else:
             (work / "bare_app.py").write_text(BARE_APP)
             env |= {"PYTHONPATH": str(work), "BENCH_DB": str(work / "bare.db")}
-        command = ["-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level", "warning"]
+        commands = [["-m", "uvicorn", "bare_app:app", "--port", str(ports[0]), "--log-level", "warning"]]
+        envs = [env]
         headers = {"Content-Type": "application/json"}
     else:
-        env |= api_env(work / name, port, args.events)
+        env |= api_env(work / name, ports[0], args.events)
         if args.postgres:
             url = f"{args.postgres}?options=-csearch_path%3D{schema}"
             engine = make_engine(url)
             migrate(engine)
             engine.dispose()
             env["TOUCHFLOW_DATABASE_URL"] = url
-        command = ["-m", "touchflow.cli", "api"]
+        commands = [["-m", "touchflow.cli", "api"] for _ in ports]
+        envs = [env | {"TOUCHFLOW_API_PORT": str(port)} for port in ports]
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"}
         if name == "segment":
             path, make = "/v1/batch", make_segment_batches
-    process = subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.DEVNULL)
+    processes = [
+        subprocess.Popen([sys.executable, *command], env=each, stdout=subprocess.DEVNULL)
+        for command, each in zip(commands, envs, strict=True)
+    ]
     try:
-        await wait_for_port("127.0.0.1", port, 60)
-        url = f"http://127.0.0.1:{port}{path}"
-        warm = make(args.batch, args.batch, f"{name}-warm")
-        await blast(url, warm, 1, headers)
+        for port in ports:
+            await wait_for_port("127.0.0.1", port, 60)
+        urls = [f"http://127.0.0.1:{port}{path}" for port in ports]
+        for i, each in enumerate(urls):
+            await blast([each], make(args.batch, args.batch, f"{name}-warm{i}"), 1, headers)
         batches = make(args.events, args.batch, name)
-        seconds = await blast(url, batches, args.concurrency, headers)
+        seconds = await blast(urls, batches, args.concurrency, headers)
         return float(args.events / seconds)
     finally:
-        process.terminate()
-        process.wait(30)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
 
 
 if __name__ == "__main__":

@@ -68,8 +68,9 @@ async def ingest(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     made.raise_for_status()
             url = f"{base}/v1/events/batch"
-            await blast(url, make_batches(args.batch, args.batch, f"{name}-warm"), 1, headers)
-            seconds = await blast(url, make_batches(args.events, args.batch, name), args.concurrency, headers)
+            await blast([url], make_batches(args.batch, args.batch, f"{name}-warm"), 1, headers)
+            batches = make_batches(args.events, args.batch, name)
+            seconds = await blast([url], batches, args.concurrency, headers)
             results[name] = args.events / seconds
         finally:
             process.terminate()

@@ -223,6 +223,11 @@ class JourneySpec:
     description: str
     timings: dict[str, Timing] = field(default_factory=dict)
     params: dict[str, Param] = field(default_factory=dict)
+    # Every event the run takes (asked per event ingested: kept, not rebuilt).
+    _events: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_events", frozenset((*self.starts_on, *self.ends_on, *self.listens_to)))
 
     def workflow_id(self, customer_id: str, entry_key: str | None = None) -> str:
         return ":".join(part for part in (self.name, customer_id, entry_key) if part)
@@ -243,8 +248,8 @@ class JourneySpec:
     def search_attributes(self, customer_id: str) -> TypedSearchAttributes:
         return TypedSearchAttributes([SearchAttributePair(CUSTOMER_ID, customer_id)])
 
-    def events(self) -> set[str]:
-        return {*self.starts_on, *self.ends_on, *self.listens_to}
+    def events(self) -> frozenset[str]:
+        return self._events
 
 
 J = TypeVar("J", bound="Journey")

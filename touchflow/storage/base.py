@@ -3,11 +3,11 @@ SQL differs between SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Integer, Select, Table, and_, cast, func, or_
+from sqlalchemy import ColumnElement, Engine, Integer, Select, Table, and_, any_, bindparam, cast, func, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
@@ -58,6 +58,15 @@ def insert_ignore(
         return set()
     result = conn.execute(stmt.returning(returning), list(rows))
     return set(result.scalars().all())
+
+
+def among(conn: Connection, column: ColumnElement[Any], values: Collection[Any]) -> ColumnElement[bool]:
+    """`column IN (values)`; on PostgreSQL `column = ANY(array)`, one parameter however many values. An `IN`
+    list of n values is a statement of n parameters, which psycopg converts anew each time past 50
+    (`MAX_CACHED_STATEMENT_PARAMS`): the lookups of an ingest batch name up to 1,000 ids."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def locked(conn: Connection, query: Select[Any]) -> Select[Any]:

@@ -13,7 +13,7 @@ from sqlmodel import col
 
 from touchflow.db import read_modify_write
 from touchflow.models import Customer, CustomerIn, Identity, is_anonymous, utcnow
-from touchflow.storage.base import Repository, insert_ignore, locked, table
+from touchflow.storage.base import Repository, among, insert_ignore, locked, table
 from touchflow.storage.segments import Segments
 
 
@@ -30,7 +30,7 @@ def known_ids(conn: Connection, customer_ids: Collection[str]) -> dict[str, str]
         return {}
     identities = table(Identity)
     query = select(identities.c.anonymous_id, identities.c.customer_id)
-    rows = conn.execute(query.where(identities.c.anonymous_id.in_(anonymous)))
+    rows = conn.execute(query.where(among(conn, identities.c.anonymous_id, anonymous)))
     return {anonymous_id: customer_id for anonymous_id, customer_id in rows}
 
 

@@ -29,7 +29,7 @@ from touchflow.models import (
     utcnow,
 )
 from touchflow.segments import Move
-from touchflow.storage.base import Repository, dialect_insert, insert_ignore, table
+from touchflow.storage.base import Repository, among, dialect_insert, insert_ignore, table
 from touchflow.storage.coupons import locked_by_code, mark_redeemed, record_redemption
 from touchflow.storage.customers import bare_customer, merge_consents
 from touchflow.storage.identities import known_ids
@@ -79,7 +79,7 @@ class Events(Repository):
                 visitors = table(Customer).c.id
                 conn.execute(
                     select(visitors)
-                    .where(visitors.in_(anonymous))
+                    .where(among(conn, visitors, anonymous))
                     .order_by(visitors)
                     .with_for_update(key_share=True)
                 )
@@ -92,14 +92,12 @@ class Events(Repository):
                     for event in events
                 ]
             rows = [_row(event, now) for event in events]
-            customers = {event.customer_id: bare_customer(event.customer_id, now) for event in events}
+            named = {event.customer_id for event in events}
             # Most events are of known customers: insert (or ignore) only the profiles not found.
             known = table(Customer).c.id
-            found = set(conn.scalars(select(known).where(known.in_(list(customers)))))
+            found = set(conn.scalars(select(known).where(among(conn, known, named))))
             # In id order, as a rule that locks customers takes them: two batches never deadlock on them.
-            new_customers = [
-                row for customer_id, row in sorted(customers.items()) if customer_id not in found
-            ]
+            new_customers = [bare_customer(customer_id, now) for customer_id in sorted(named - found)]
             insert_ignore(conn, Customer, new_customers)
             inserted = insert_ignore(conn, Event, rows, returning=ids)
             # Each new event once, as stored (the first item of its id): a later item repeating the id is a
@@ -204,7 +202,7 @@ def _events_by_id(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
         return {}
     events = table(Event)
     query = select(events.c.id, events.c.customer_id, events.c.name, events.c.properties)
-    return {row.id: row for row in conn.execute(query.where(events.c.id.in_(ids)))}
+    return {row.id: row for row in conn.execute(query.where(among(conn, events.c.id, ids)))}
 
 
 def _row(event: EventIn, now: datetime) -> dict[str, Any]:

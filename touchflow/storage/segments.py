@@ -79,7 +79,7 @@ from touchflow.segments import (
     parse_condition,
     segment_event_id,
 )
-from touchflow.storage.base import Repository, dialect_insert, insert_ignore, table
+from touchflow.storage.base import Repository, among, dialect_insert, insert_ignore, table
 
 if TYPE_CHECKING:
     from touchflow.settings import Settings
@@ -313,7 +313,7 @@ class Segments(Repository):
         members: dict[str, set[str]] = {}
         kept = table(SegmentMembership)
         query = select(kept.c.segment, kept.c.customer_id).where(
-            kept.c.customer_id.in_(sorted(done.keys() - fresh))
+            among(conn, kept.c.customer_id, sorted(done.keys() - fresh))
         )
         for segment, customer_id in conn.execute(query):
             members.setdefault(segment, set()).add(customer_id)
@@ -376,10 +376,11 @@ def _keep_for(
     columns = [case((sql.of(d.condition, customers), 1), else_=0) for d in definitions]
     names = [d.name for d in definitions]
     should: set[tuple[str, str]] = set()
-    for row in conn.execute(select(customers.c.id, *columns).where(customers.c.id.in_(customer_ids))):
+    evaluated = select(customers.c.id, *columns).where(among(conn, customers.c.id, customer_ids))
+    for row in conn.execute(evaluated):
         should.update((name, row[0]) for name, flag in zip(names, row[1:], strict=True) if flag)
     query = select(members.c.segment, members.c.customer_id).where(
-        members.c.customer_id.in_(customer_ids), members.c.segment.in_(names)
+        among(conn, members.c.customer_id, customer_ids), members.c.segment.in_(names)
     )
     current = {(row.segment, row.customer_id) for row in conn.execute(query)}
     moves: list[Move] = []
@@ -391,7 +392,9 @@ def _keep_for(
             entered = insert_ignore(conn, SegmentMembership, rows, returning=members.c.customer_id)
             moves += [Move(name, c, True) for c in entering if c in entered]
         if leaving:
-            gone = delete(members).where(members.c.segment == name, members.c.customer_id.in_(leaving))
+            gone = delete(members).where(
+                members.c.segment == name, among(conn, members.c.customer_id, leaving)
+            )
             exited = set(conn.scalars(gone.returning(members.c.customer_id)))
             moves += [Move(name, c, False) for c in leaving if c in exited]
     return moves
