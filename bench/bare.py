@@ -1,9 +1,15 @@
-"""The bare workflow `bench.throughput` measures touchflow against: one no-op activity, nothing else.
+"""The workflows `bench.throughput` measures touchflow against, doing no work of their own:
+
+- `BareWorkflow`: one no-op activity, nothing else (the issue's yardstick);
+- `ShapedWorkflow`: the welcome journey's shape on Temporal with no-op activities: started by
+  signal-with-start, two local activities (entering and leaving), three activities (the deliveries), a
+  one-second timer and two search-attribute upserts (the stages), so its history has the welcome run's events.
+  The rate touchflow gets against it is what touchflow's own work costs; the rest is Temporal's.
 
     .venv/bin/python -m bench.bare --address 127.0.0.1:7233 --task-queue bare
 
-runs a worker for it (the SDK's defaults, the same activity slots as touchflow's worker). It lives in a module
-of its own because the workflow sandbox re-imports a workflow's module, which `__main__` cannot be.
+runs a worker for both (the SDK's defaults, the same activity slots as touchflow's worker). They live in a
+module of their own because the workflow sandbox re-imports a workflow's module, which `__main__` cannot be.
 """
 
 from __future__ import annotations
@@ -12,8 +18,12 @@ import argparse
 import asyncio
 import signal
 from datetime import timedelta
+from typing import Any
 
 from temporalio import activity, workflow
+from temporalio.common import SearchAttributeKey
+
+STAGE = SearchAttributeKey.for_keyword("JourneyStage")
 
 
 @activity.defn
@@ -28,6 +38,29 @@ class BareWorkflow:
         return await workflow.execute_activity(
             noop, customer_id, start_to_close_timeout=timedelta(seconds=30)
         )
+
+
+@workflow.defn
+class ShapedWorkflow:
+    def __init__(self) -> None:
+        self.trigger: dict[str, Any] | None = None
+
+    @workflow.signal
+    def on_event(self, event: dict[str, Any]) -> None:
+        self.trigger = event
+
+    @workflow.run
+    async def run(self, customer_id: str) -> str:
+        await workflow.wait_condition(lambda: self.trigger is not None)
+        limit = timedelta(seconds=30)
+        await workflow.execute_local_activity(noop, customer_id, start_to_close_timeout=limit)
+        workflow.upsert_search_attributes([STAGE.value_set("awareness")])
+        for _ in range(2):
+            await workflow.execute_activity(noop, customer_id, start_to_close_timeout=limit)
+        await workflow.sleep(timedelta(seconds=1))
+        workflow.upsert_search_attributes([STAGE.value_set("consideration")])
+        await workflow.execute_activity(noop, customer_id, start_to_close_timeout=limit)
+        return await workflow.execute_local_activity(noop, customer_id, start_to_close_timeout=limit)
 
 
 async def main() -> None:
@@ -46,7 +79,7 @@ async def main() -> None:
     worker = Worker(
         client,
         task_queue=args.task_queue,
-        workflows=[BareWorkflow],
+        workflows=[BareWorkflow, ShapedWorkflow],
         activities=[noop],
         max_concurrent_activities=100,
     )

@@ -10,6 +10,10 @@ backlog completes; then the same for N welcome journeys (started as the relay st
 on loopback in a process of its own. The nudge's wait is shortened to one second, so a journey is the welcome
 email, the onsite message, a timer and the nudge email. Rates are taken between 10 % and 90 % of the backlog
 completed; rounds alternate so a dev server that grows slower with its history weighs on both alike.
+
+Between the two, each round runs N of `bench.bare.ShapedWorkflow`: the welcome run's shape on Temporal (the
+same history events) with no-op activities. `ratio` is welcome to bare (the issue's target, 0.8);
+`ratio_to_shaped` is welcome to the same shape doing nothing: what touchflow's own work costs.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from bench.bare import BareWorkflow
+from bench.bare import BareWorkflow, ShapedWorkflow
 from bench.common import load, machine
 from bench.journeys import (
     add_customers,
@@ -87,16 +91,30 @@ async def main() -> None:
                     BareWorkflow.run, customer_id, id=f"bare:{customer_id}", task_queue="bare"
                 )
 
-            took = await gather_limited((bare_start(c) for c in ids), args.concurrency)
-            worker = spawn(["-m", "bench.bare", "--address", temporal.address, "--task-queue", "bare"])
-            try:
-                row["bare"] = await until_completed(
-                    client, "BareWorkflow", (round_ + 1) * n, worker.pid, timeout=1800
+            def shaped_start(customer_id: str) -> Any:
+                return lambda: client.start_workflow(
+                    ShapedWorkflow.run,
+                    customer_id,
+                    id=f"shaped:{customer_id}",
+                    task_queue="bare",
+                    start_signal="on_event",
+                    start_signal_args=[{"id": f"su-{customer_id}", "name": "signed_up"}],
                 )
-            finally:
-                stop(worker)
-            row["bare"]["started_per_s"] = round(n / took)
-            row["bare"]["history_events"] = await history_length(client, f"bare:{ids[0]}")
+
+            for name, workflow_type, start in (
+                ("bare", "BareWorkflow", bare_start),
+                ("shaped", "ShapedWorkflow", shaped_start),
+            ):
+                took = await gather_limited((start(c) for c in ids), args.concurrency)
+                worker = spawn(["-m", "bench.bare", "--address", temporal.address, "--task-queue", "bare"])
+                try:
+                    row[name] = await until_completed(
+                        client, workflow_type, (round_ + 1) * n, worker.pid, timeout=1800
+                    )
+                finally:
+                    stop(worker)
+                row[name]["started_per_s"] = round(n / took)
+                row[name]["history_events"] = await history_length(client, f"{name}:{ids[0]}")
 
             add_customers(store, ids)
 
@@ -125,6 +143,8 @@ async def main() -> None:
             row["welcome"]["emails_received"], row["welcome"]["distinct_addresses"] = smtp.count()
             if "per_s" in row["bare"] and "per_s" in row["welcome"]:
                 row["ratio"] = round(row["welcome"]["per_s"] / row["bare"]["per_s"], 2)
+            if "per_s" in row["shaped"] and "per_s" in row["welcome"]:
+                row["ratio_to_shaped"] = round(row["welcome"]["per_s"] / row["shaped"]["per_s"], 2)
             row["load"] = load()
             result["rounds"].append(row)
             print(json.dumps(row), flush=True)
