@@ -16,7 +16,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from bench.common import rss_mb
+from bench.common import cpu_seconds, rss_mb
 from touchflow.db import make_engine, migrate
 from touchflow.models import Customer, Event
 from touchflow.router import Router
@@ -116,29 +116,40 @@ async def count(client: Client, workflow_type: str, status: str) -> int:
 async def until_completed(
     client: Client,
     workflow_type: str,
-    target: int,
+    runs: int,
     pid: int,
     timeout: float,
     at_tenth: Callable[[], object] | None = None,
+    *,
+    already: int = 0,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Poll the count of completed runs until it reaches `target`. The rate is taken between 10 % and 90 % of
-    them, so the worker's start (imports, connecting) and the last stragglers do not count; the worker's
-    resident memory is sampled meanwhile. `at_tenth` is called once 10 % are done (to start a profile)."""
+    """Poll the count of completed runs of this type until `runs` more than `already` (those of earlier
+    rounds) have completed. The
+    rate is taken between 10 % and 90 % of them, so the worker's start (imports, connecting) and the last
+    stragglers do not count; so is the CPU time the worker (and the server, `server_pid`) spent per run
+    meanwhile, which moves less than the rate when the machine is shared. The worker's resident memory is
+    sampled throughout. `at_tenth` is called once 10 % are done (to start a profile)."""
     deadline = time.perf_counter() + timeout
-    marks: dict[int, float] = {}
+    pids = {"worker": pid, **({"server": server_pid} if server_pid is not None else {})}
+    marks: dict[int, tuple[float, dict[str, float]]] = {}
     peak = 0.0
     done = 0
-    while done < target and time.perf_counter() < deadline:
-        done = await count(client, workflow_type, "Completed")
+    while done < runs and time.perf_counter() < deadline:
+        done = await count(client, workflow_type, "Completed") - already
         now = time.perf_counter()
         for tenth in (1, 9):
-            if done >= target * tenth / 10 and tenth not in marks:
-                marks[tenth] = now
+            if done >= runs * tenth / 10 and tenth not in marks:
+                marks[tenth] = now, {name: cpu_seconds(each) for name, each in pids.items()}
                 if tenth == 1 and at_tenth is not None:
                     at_tenth()
         peak = max(peak, rss_mb(pid))
         await asyncio.sleep(0.2)
     result: dict[str, Any] = {"completed": done, "worker_rss_peak_mb": round(peak)}
-    if 1 in marks and 9 in marks and marks[9] > marks[1]:
-        result["per_s"] = round(0.8 * target / (marks[9] - marks[1]), 1)
+    if 1 in marks and 9 in marks and marks[9][0] > marks[1][0]:
+        (start, cpu_start), (end, cpu_end) = marks[1], marks[9]
+        result["per_s"] = round(0.8 * runs / (end - start), 1)
+        for name in pids:
+            spent = cpu_end[name] - cpu_start[name]
+            result[f"{name}_cpu_ms_per_run"] = round(1000 * spent / (0.8 * runs), 1)
     return result

@@ -109,7 +109,13 @@ async def main() -> None:
                 worker = spawn(["-m", "bench.bare", "--address", temporal.address, "--task-queue", "bare"])
                 try:
                     row[name] = await until_completed(
-                        client, workflow_type, (round_ + 1) * n, worker.pid, timeout=1800
+                        client,
+                        workflow_type,
+                        n,
+                        worker.pid,
+                        timeout=1800,
+                        already=round_ * n,
+                        server_pid=temporal.process.pid if temporal.process else None,
                     )
                 finally:
                     stop(worker)
@@ -131,10 +137,12 @@ async def main() -> None:
                 row["welcome"] = await until_completed(
                     client,
                     "welcome",
-                    (round_ + 1) * n,
+                    n,
                     worker.pid,
                     timeout=1800,
                     at_tenth=profile,
+                    already=round_ * n,
+                    server_pid=temporal.process.pid if temporal.process else None,
                 )
             finally:
                 stop(worker)
