@@ -387,7 +387,8 @@ class JourneyActivities:
         # The event the step renders, else the run's trigger: what the step answers (and the guard's trigger).
         answers = input.event_id or input.trigger_event_id
         event = await asyncio.to_thread(self.store.events.get, answers) if answers else None
-        ended = await self._guard(input, event if input.event_id is None else None)
+        # The guard needs the run's trigger: the event already read, when the step answers the trigger.
+        ended = await self._guard(input, event if answers == input.trigger_event_id else None)
         if ended is not None:
             return ended
         if not input.transactional:

@@ -4,7 +4,9 @@ Workflows import this module (it does no I/O), so fields can be added with defau
 histories.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Temporal's data converter reads these types' hints for every
+# payload it decodes (`typing.get_type_hints`), and hints written as strings are compiled anew each time,
+# about five times the cost of real ones (0.16 against 0.035 ms for `SendStepInput`).
 
 from dataclasses import dataclass, field
 from datetime import datetime

@@ -44,12 +44,14 @@ from touchflow.workflows.insight_refresh import RefreshInsight
 from touchflow.workflows.registry import Registry
 from touchflow.workflows.segment_refresh import RefreshSegments
 
-# The sandbox re-imports workflow modules for every run. The journey base, its public face and the
-# activities' data types are deterministic library code (no clocks, randomness or I/O), so they are imported
-# once; journeys themselves stay sandboxed, which is what guards the code users write.
+# The sandbox re-imports workflow modules for every run. touchflow's own workflows (the journey base, the
+# built-in journeys, broadcasts and refreshes), its public face and the activities' data types are
+# deterministic library code (no clocks, randomness or I/O; the replay tests hold them to it), so they are
+# imported once, not per run; the journeys of a shop's own modules (TOUCHFLOW_JOURNEYS) stay sandboxed, which
+# is what guards the code users write.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "touchflow.workflows.base", "touchflow.activities.types", "touchflow.journeys", "touchflow.vocabulary"
+        "touchflow.workflows", "touchflow.activities.types", "touchflow.journeys", "touchflow.vocabulary"
     )
 )
 

@@ -64,6 +64,10 @@ def among(conn: Connection, column: ColumnElement[Any], values: Collection[Any])
     """`column IN (values)`; on PostgreSQL `column = ANY(array)`, one parameter however many values. An `IN`
     list of n values is a statement of n parameters, which psycopg converts anew each time past 50
     (`MAX_CACHED_STATEMENT_PARAMS`): the lookups of an ingest batch name up to 1,000 ids."""
+    if len(values) == 1:
+        # One value (a single send's lookup): a plain `=`, whose compiled statement is reused as it is.
+        equal: ColumnElement[bool] = column == next(iter(values))
+        return equal
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
     return column.in_(list(values))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from touchflow.models import EventIn, IngestStatus
+from sqlalchemy import select
+
+from touchflow.models import Event, EventIn, IngestStatus
 from touchflow.storage import Store
+from touchflow.storage.base import among, table
 
 
 def ev(id: str, name: str = "signed_up", customer: str = "c-1", **props: object) -> EventIn:
@@ -26,6 +29,20 @@ def test_ingest_stores_once_and_queues_only_routed_events(store: Store) -> None:
     assert store.outbox.size() == 2
     customer = store.customers.get("c-1")
     assert customer is not None and customer.email is None
+
+
+def test_among_finds_the_rows_of_one_value_many_or_none(store: Store) -> None:
+    store.events.ingest([ev("a"), ev("b"), ev("c")], set())
+    ids = table(Event).c.id
+    with store.engine.connect() as conn:
+
+        def found(values: list[str]) -> list[str]:
+            return sorted(conn.scalars(select(ids).where(among(conn, ids, values))))
+
+        assert found(["b"]) == ["b"]
+        assert found(["c", "a", "missing"]) == ["a", "c"]
+        assert found(["missing"]) == []
+        assert found([]) == []
 
 
 def test_ingest_keeps_a_given_timestamp_as_aware_utc(store: Store) -> None:
