@@ -1,7 +1,8 @@
 """Journeys as code: the building blocks a journey imports. The list of journeys is `workflows.registry`.
 
-This package's `__init__` imports only the journey base on purpose: Temporal's sandbox re-imports a journey's
-module (and so this package) for every run, and must not re-import every other journey with it.
+This package's `__init__` imports only the journey base on purpose: the worker passes this package through
+Temporal's sandbox (it is imported once, `touchflow.worker.WORKFLOW_RUNNER`), but a shop's journey module is
+re-imported for every run, and importing it must not import every built-in journey with it.
 """
 
 from __future__ import annotations
