@@ -32,6 +32,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_thread(pid: int) -> dict[str, float]:
+    """CPU seconds a process's threads used so far, summed by thread name (`/proc/PID/task/*/comm`: the
+    Temporal SDK's Rust threads are named, Python's own threads carry the process's name)."""
+    used: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
 def load() -> str:
     """The machine's load average (1, 5, 15 minutes): other work shares these cores."""
     return " ".join(f"{value:.1f}" for value in os.getloadavg())

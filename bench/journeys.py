@@ -16,7 +16,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from bench.common import cpu_seconds, rss_mb
+from bench.common import cpu_by_thread, cpu_seconds, rss_mb
 from touchflow.db import make_engine, migrate
 from touchflow.models import Customer, Event
 from touchflow.router import Router
@@ -133,6 +133,7 @@ async def until_completed(
     deadline = time.perf_counter() + timeout
     pids = {"worker": pid, **({"server": server_pid} if server_pid is not None else {})}
     marks: dict[int, tuple[float, dict[str, float]]] = {}
+    threads: dict[int, dict[str, float]] = {}
     peak = 0.0
     done = 0
     while done < runs and time.perf_counter() < deadline:
@@ -141,6 +142,7 @@ async def until_completed(
         for tenth in (1, 9):
             if done >= runs * tenth / 10 and tenth not in marks:
                 marks[tenth] = now, {name: cpu_seconds(each) for name, each in pids.items()}
+                threads[tenth] = cpu_by_thread(pid)
                 if tenth == 1 and at_tenth is not None:
                     at_tenth()
         peak = max(peak, rss_mb(pid))
@@ -152,4 +154,10 @@ async def until_completed(
         for name in pids:
             spent = cpu_end[name] - cpu_start[name]
             result[f"{name}_cpu_ms_per_run"] = round(1000 * spent / (0.8 * runs), 1)
+        # Which of the worker's threads spent it: the interpreter's, or the SDK's Rust core.
+        first, last = threads[1], threads[9]
+        result["worker_cpu_ms_per_run_by_thread"] = {
+            thread: round(1000 * (last[thread] - first.get(thread, 0.0)) / (0.8 * runs), 1)
+            for thread in sorted(last)
+        }
     return result

@@ -61,7 +61,7 @@ async def main() -> None:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="py-spy the first welcome worker (30 s from 10 %% done) into FILE",
+        help="py-spy each round's welcome worker (30 s from 10 %% done): FILE p.txt gives p.round1.txt, ...",
         metavar="FILE",
     )
     args = parser.parse_args()
@@ -131,8 +131,9 @@ async def main() -> None:
             smtp.reset()
             worker = spawn(["-m", "touchflow.cli", "worker"], env)
             profile = None
-            if args.profile and round_ == 0:
-                profile = functools.partial(record, worker.pid, args.profile, 30)
+            if args.profile:
+                out = args.profile.with_name(f"{args.profile.stem}.round{round_ + 1}{args.profile.suffix}")
+                profile = functools.partial(record, worker.pid, out, 30)
             try:
                 row["welcome"] = await until_completed(
                     client,
