@@ -28,7 +28,12 @@ def rss_mb(pid: int) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """CPU time a process has used so far, user and system (/proc/PID/stat), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return _cpu_of(Path(f"/proc/{pid}/stat"))
+
+
+def _cpu_of(stat: Path) -> float:
+    """User and system seconds from a /proc `stat` file (a process's or one thread's)."""
+    fields = stat.read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -38,11 +43,10 @@ def cpu_by_thread(pid: int) -> dict[str, float]:
     used: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
+            name, spent = (task / "comm").read_text().strip(), _cpu_of(task / "stat")
         except OSError:  # the thread ended meanwhile
             continue
-        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        used[name] = used.get(name, 0.0) + spent
     return used
 
 

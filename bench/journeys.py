@@ -125,11 +125,11 @@ async def until_completed(
     server_pid: int | None = None,
 ) -> dict[str, Any]:
     """Poll the count of completed runs of this type until `runs` more than `already` (those of earlier
-    rounds) have completed. The
-    rate is taken between 10 % and 90 % of them, so the worker's start (imports, connecting) and the last
-    stragglers do not count; so is the CPU time the worker (and the server, `server_pid`) spent per run
-    meanwhile, which moves less than the rate when the machine is shared. The worker's resident memory is
-    sampled throughout. `at_tenth` is called once 10 % are done (to start a profile)."""
+    rounds) have completed. The rate is taken between 10 % and 90 % of them, so the worker's start (imports,
+    connecting) and the last stragglers do not count; so is the CPU time the worker (and the server,
+    `server_pid`) spent per run meanwhile, which moves less than the rate when the machine is shared. The
+    worker's resident memory is sampled throughout. `at_tenth` is called once 10 % are done (to start a
+    profile)."""
     deadline = time.perf_counter() + timeout
     pids = {"worker": pid, **({"server": server_pid} if server_pid is not None else {})}
     marks: dict[int, tuple[float, dict[str, float]]] = {}
