@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
@@ -131,7 +130,12 @@ async def test_send_at_waits_and_local_time_sends_at_nine_in_each_zone(
     journeys.customer("paris", email="paris@example.com", timezone="Europe/Paris")
     send_at = (datetime.now().astimezone() + timedelta(days=2)).replace(microsecond=0)
     handle = await start(journeys, ["hanoi", "paris"], send_at=send_at, local_time="09:00")
-    await asyncio.sleep(0.3)
+
+    async def waiting_for_send_at() -> bool:  # its first timer: nothing can be sent before it fires
+        history = await handle.fetch_history()
+        return any(e.HasField("timer_started_event_attributes") for e in history.events)
+
+    await eventually(waiting_for_send_at, 30, "the broadcast to wait for its send_at")
     assert smtp.messages == []
     assert broadcast_of(journeys, handle).status == BroadcastStatus.SCHEDULED
 
