@@ -13,7 +13,9 @@ completed; rounds alternate so a dev server that grows slower with its history w
 
 Between the two, each round runs N of `bench.bare.ShapedWorkflow`: the welcome run's shape on Temporal (the
 same history events) with no-op activities. `ratio` is welcome to bare (the issue's target, 0.8);
-`ratio_to_shaped` is welcome to the same shape doing nothing: what touchflow's own work costs.
+`ratio_to_shaped` is welcome to the same shape doing nothing: what touchflow's own work costs. After each
+kind, 100 of its runs' histories are read for workflow tasks that timed out (`task_timeouts_in_sample`): a
+busy worker's sticky steps that waited too long and were replayed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from temporalio.api.enums.v1 import TimeoutType
 from temporalio.client import Client
 
 from bench.bare import BareWorkflow, ShapedWorkflow
@@ -47,10 +50,25 @@ from bench.smtp import SmtpServer
 from touchflow.settings import Settings
 from touchflow.temporal import DevServer, connect, free_port
 
+SAMPLE = 100  # runs of each kind whose histories are read for workflow-task timeouts
+
 
 async def history_length(client: Client, workflow_id: str) -> int:
     """Events in one run's history: the work the server does for it (each a write to its SQLite file)."""
     return len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
+
+
+async def task_timeouts(client: Client, workflow_ids: list[str]) -> dict[str, int]:
+    """Workflow tasks that timed out in these runs' histories, by kind. A sticky task no worker started
+    within `sticky_queue_schedule_to_start_timeout` times out `schedule_to_start` and goes back to the
+    shared queue with the whole history: the worker replays the run from its start."""
+    kinds: dict[str, int] = {}
+    for workflow_id in workflow_ids:
+        for event in (await client.get_workflow_handle(workflow_id).fetch_history()).events:
+            if event.HasField("workflow_task_timed_out_event_attributes"):
+                kind = TimeoutType.Name(event.workflow_task_timed_out_event_attributes.timeout_type)
+                kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
 
 
 async def main() -> None:
@@ -121,6 +139,9 @@ async def main() -> None:
                     stop(worker)
                 row[name]["started_per_s"] = round(n / took)
                 row[name]["history_events"] = await history_length(client, f"{name}:{ids[0]}")
+                row[name]["task_timeouts_in_sample"] = await task_timeouts(
+                    client, [f"{name}:{c}" for c in ids[:: max(1, n // SAMPLE)]]
+                )
 
             add_customers(store, ids)
 
@@ -149,6 +170,9 @@ async def main() -> None:
                 stop(worker)
             row["welcome"]["started_per_s"] = round(n / took)
             row["welcome"]["history_events"] = await history_length(client, f"welcome:{ids[0]}")
+            row["welcome"]["task_timeouts_in_sample"] = await task_timeouts(
+                client, [f"welcome:{c}" for c in ids[:: max(1, n // SAMPLE)]]
+            )
             row["welcome"]["emails_received"], row["welcome"]["distinct_addresses"] = smtp.count()
             if "per_s" in row["bare"] and "per_s" in row["welcome"]:
                 row["ratio"] = round(row["welcome"]["per_s"] / row["bare"]["per_s"], 2)
