@@ -176,6 +176,11 @@ class JourneyActivities:
             for cap in self.caps
         ]
 
+    async def aclose(self) -> None:
+        """Close what the channels keep open between sends (a worker stopping)."""
+        for channel in self.channels.values():
+            await channel.aclose()
+
     # -- entering and leaving -------------------------------------------------------------------------------
 
     async def _current_id(self, customer_id: str) -> str:

@@ -111,3 +111,8 @@ class Channel(ABC):
     @abstractmethod
     async def send(self, message: OutboundMessage) -> Receipt:
         """Deliver one message, or raise RetryableDeliveryError / PermanentDeliveryError."""
+
+    async def aclose(self) -> None:
+        """Let go of what the channel keeps open between sends (the email channel's SMTP sessions), when its
+        worker stops; a channel that keeps nothing open has nothing to do."""
+        return None

@@ -1,11 +1,20 @@
-"""Email over SMTP (aiosmtplib): multipart text + HTML, Message-ID, Date, RFC 8058 unsubscribe headers."""
+"""Email over SMTP (aiosmtplib): multipart text + HTML, Message-ID, Date, RFC 8058 unsubscribe headers.
+
+A worker keeps its SMTP sessions open between messages (`SmtpSessions`): a message on a session already open
+costs its transaction (MAIL, RCPT, DATA), not a TCP connection, a greeting, EHLO, STARTTLS and AUTH each time.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.policy
 import hashlib
 import re
 import socket
+import weakref
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import ClassVar, Self
@@ -22,6 +31,12 @@ _DEAD_ADDRESS_CODES = {550, 551, 553}
 # we flatten the message ourselves, since aiosmtplib would refold at 78.
 _POLICY = email.policy.SMTP.clone(max_line_length=998)
 _ADDRESS = re.compile(r"<?[^\s<>]+@[^\s<>]+>?")
+# An open session unused this long is closed: servers drop idle sessions on their own after minutes (Postfix's
+# smtpd_timeout is 300 s), so do NAT gateways, silently (AWS's after 350 s), and a quiet worker should not
+# hold a provider's connections.
+IDLE_LIMIT = 30.0
+# Then a fresh session: some providers cap the messages one session may carry.
+MESSAGES_PER_SESSION = 100
 
 
 class Email(Channel):
@@ -41,6 +56,7 @@ class Email(Channel):
         password: str = "",
         starttls: bool = False,
         timeout: float = 10.0,
+        connections: int = 20,
     ) -> None:
         self.host = host
         self.port = port
@@ -52,6 +68,11 @@ class Email(Channel):
         self.domain = parseaddr(sender)[1].rpartition("@")[2] or "touchflow.local"
         # Looked up once: aiosmtplib would resolve it again (a DNS round trip) on every connection.
         self.local_hostname = socket.getfqdn()
+        self.connections = connections
+        # Sessions belong to the event loop that opened them: one set per loop (a worker has one).
+        self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SmtpSessions] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -63,6 +84,7 @@ class Email(Channel):
             password=settings.smtp_password.get_secret_value(),
             starttls=settings.smtp_starttls,
             timeout=settings.smtp_timeout.total_seconds(),
+            connections=settings.smtp_connections,
         )
 
     def message_id(self, key: str) -> str:
@@ -84,24 +106,30 @@ class Email(Channel):
             mail.add_alternative(message.content["html"], subtype="html")
         return mail
 
+    def sessions(self) -> SmtpSessions:
+        """This event loop's open sessions to the server."""
+        loop = asyncio.get_running_loop()
+        sessions = self._sessions.get(loop)
+        if sessions is None:
+            sessions = self._sessions[loop] = SmtpSessions(self._open, self.connections)
+        return sessions
+
+    def _open(self) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self.username or None,
+            password=self.password or None,
+            start_tls=self.starttls,
+            timeout=self.timeout,
+            local_hostname=self.local_hostname,
+        )
+
     async def send(self, message: OutboundMessage) -> Receipt:
         mail = self.build(message)
+        data = mail.as_bytes(policy=_POLICY)
         try:
-            await aiosmtplib.send(
-                mail.as_bytes(policy=_POLICY),
-                sender=parseaddr(self.sender)[1],
-                recipients=[message.address],
-                hostname=self.host,
-                port=self.port,
-                username=self.username or None,
-                password=self.password or None,
-                start_tls=self.starttls,
-                timeout=self.timeout,
-                local_hostname=self.local_hostname,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refused = exc.recipients[0]
-            raise _classify(refused.code, refused.message) from None
+            await self.sessions().send(parseaddr(self.sender)[1], message.address, data)
         except aiosmtplib.SMTPResponseException as exc:
             raise _classify(exc.code, exc.message) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
@@ -109,6 +137,148 @@ class Email(Channel):
                 f"SMTP server {self.host}:{self.port} unreachable: {type(exc).__name__}"
             ) from None
         return Receipt(provider_id=mail["Message-ID"])
+
+    async def aclose(self) -> None:
+        sessions = self._sessions.pop(asyncio.get_running_loop(), None)
+        if sessions is not None:
+            await sessions.aclose()
+
+
+@dataclass(eq=False)
+class _Session:
+    smtp: aiosmtplib.SMTP
+    messages: int = 0
+    expiry: asyncio.TimerHandle | None = None
+
+
+class SmtpSessions:
+    """At most `limit` SMTP sessions open to one server, reused message after message.
+
+    A send takes an idle session, else opens one (while fewer than `limit` are open), else waits for one. A
+    session goes back idle after a transaction the server answered (accepted, or refused with the envelope
+    reset); one that failed otherwise (a timeout, a lost connection, a cancelled send) is closed, since what
+    it was in the middle of is unknown. A session idle for `IDLE_LIMIT` or that carried `MESSAGES_PER_SESSION`
+    is closed with QUIT.
+
+    A session the server closed while it was idle fails at MAIL, before the message was given: then, and only
+    then, the message is tried once more on a fresh session, so it is never handed to the server twice.
+    """
+
+    def __init__(self, open_session: Callable[[], aiosmtplib.SMTP], limit: int) -> None:
+        self._open = open_session
+        self._slots = asyncio.Semaphore(limit)
+        self._idle: list[_Session] = []
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    async def send(self, sender: str, recipient: str, data: bytes) -> None:
+        async with self._slots:
+            while True:
+                async with self._session() as session:
+                    if await self._transact(session, sender, recipient, data):
+                        return
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[_Session]:
+        session = self._take()
+        if session is None:
+            session = _Session(self._open())
+            try:
+                await session.smtp.connect()
+            except BaseException:
+                session.smtp.close()
+                raise
+        try:
+            yield session
+        except aiosmtplib.SMTPResponseException:
+            self._give_back(session)  # the server answered: the session is in a known state
+            raise
+        except BaseException:
+            session.smtp.close()
+            raise
+        self._give_back(session)
+
+    async def _transact(self, session: _Session, sender: str, recipient: str, data: bytes) -> bool:
+        """One mail transaction; False when a reused session proved closed before the message was given."""
+        smtp = session.smtp
+        reused = session.messages > 0
+        session.messages += 1
+        try:
+            await smtp.mail(sender)
+        except ConnectionError:  # aiosmtplib's SMTPServerDisconnected among them
+            if reused:
+                smtp.close()
+                return False  # closed while idle: nothing was sent on it
+            raise
+        except aiosmtplib.SMTPResponseException as exc:
+            if reused and exc.code == 421:  # "closing the channel": the server ended the idle session
+                smtp.close()
+                return False
+            await self._reset(smtp)
+            raise
+        try:
+            await smtp.rcpt(recipient)
+            await smtp.data(data)
+        except aiosmtplib.SMTPResponseException:
+            await self._reset(smtp)
+            raise
+        return True
+
+    @staticmethod
+    async def _reset(smtp: aiosmtplib.SMTP) -> None:
+        """RSET after a refusal, so the next message starts a clean envelope; one that cannot is closed."""
+        try:
+            await smtp.rset()
+        except aiosmtplib.SMTPException:
+            smtp.close()
+
+    def _take(self) -> _Session | None:
+        while self._idle:
+            session = self._idle.pop()
+            if session.expiry is not None:
+                session.expiry.cancel()
+            if session.smtp.is_connected:
+                return session
+        return None
+
+    def _give_back(self, session: _Session) -> None:
+        if not session.smtp.is_connected:
+            return
+        if session.messages >= MESSAGES_PER_SESSION:
+            self._quit(session)
+            return
+        session.expiry = asyncio.get_running_loop().call_later(IDLE_LIMIT, self._expire, session)
+        self._idle.append(session)
+
+    def _expire(self, session: _Session) -> None:
+        with contextlib.suppress(ValueError):
+            self._idle.remove(session)
+            self._quit(session)
+
+    def _quit(self, session: _Session) -> None:
+        task = asyncio.get_running_loop().create_task(self._say_goodbye(session.smtp))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _say_goodbye(smtp: aiosmtplib.SMTP) -> None:
+        try:
+            await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            smtp.close()
+
+    async def aclose(self) -> None:
+        """QUIT every idle session (a worker stopping)."""
+        while self._idle:
+            session = self._idle.pop()
+            if session.expiry is not None:
+                session.expiry.cancel()
+            self._quit(session)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 def _classify(code: int, text: str) -> RetryableDeliveryError | PermanentDeliveryError:

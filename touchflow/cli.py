@@ -180,13 +180,13 @@ async def _run_worker(settings: Settings, *, check: bool = True) -> None:
     await ensure_segment_schedule(client, settings)
     await ensure_insight_schedule(client, settings)
     worker = build_worker(client, settings, activities, registry)
-    async with (
-        worker,
-        contextlib.AsyncExitStack() as channel_workers,
-        _probe_port(settings, activities, client, worker, sdk_metrics),
-    ):
+    async with contextlib.AsyncExitStack() as running:
+        # Last out: the channels' open connections close once every worker has stopped sending.
+        running.push_async_callback(activities.aclose)
+        await running.enter_async_context(worker)
         for each in build_channel_workers(client, settings, activities):
-            await channel_workers.enter_async_context(each)
+            await running.enter_async_context(each)
+        await running.enter_async_context(_probe_port(settings, activities, client, worker, sdk_metrics))
         log.info("worker polling task queue %s", settings.task_queue)
         await _until_signalled()
 

@@ -223,6 +223,12 @@ class Settings(BaseSettings):
     smtp_password: SecretStr = SecretStr("")
     smtp_starttls: bool = False
     smtp_timeout: Duration = timedelta(seconds=10)
+    smtp_connections: int = Field(
+        20,
+        ge=1,
+        description="SMTP sessions a worker keeps open at most, each reused message after message (closed "
+        "after 30 s idle or 100 messages); a send waits for a free one.",
+    )
     email_from: str = "touchflow <hello@touchflow.local>"
 
     # Zalo ZNS (Zalo OA OpenAPI; see docs/channels/zalo-zns.md)

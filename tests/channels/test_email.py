@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from touchflow.channels import email as email_channel
 from touchflow.channels.base import OutboundMessage
 from touchflow.channels.email import Email
 from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
 from touchflow.settings import Settings
 from touchflow.temporal import free_port
-from touchflow.testing import SmtpInbox
+from touchflow.testing import SmtpInbox, eventually
 
 CONTENT = {"subject": "Chào An", "text": "Xin chào An!", "html": "<h1>Xin chào An!</h1>"}
 
@@ -177,3 +180,145 @@ async def test_smtp_auth_by_settings(make_settings: Callable[..., Settings], aut
     )
     with pytest.raises(PermanentDeliveryError, match="535"):
         await wrong.send(message())
+
+
+# -- sessions kept open between messages -------------------------------------------------------------------
+
+
+@dataclass
+class _Sessions(SmtpInbox):
+    """An SMTP server that tells its sessions apart (by the client's port) and can end one at MAIL."""
+
+    peers: list[Any] = field(default_factory=list)  # the session of each message it took
+    end_at_mail: str | None = None  # "421": answer the next MAIL so; "drop": close the connection instead
+    quits: int = 0
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.end_at_mail == "drop":
+            self.end_at_mail = None
+            server.transport.close()
+            return "421 4.4.2 Timeout"
+        if self.end_at_mail == "421":
+            self.end_at_mail = None
+            return "421 4.4.2 Idle too long, closing connection"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.peers.append(session.peer)
+        return await super().handle_DATA(server, session, envelope)
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        self.quits += 1
+        return "221 Bye"
+
+
+@pytest.fixture
+def sessions_smtp() -> Iterator[_Sessions]:
+    inbox = _Sessions(host="127.0.0.1", port=free_port())
+    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()
+
+
+async def test_messages_share_one_session_until_the_channel_closes(
+    make_settings: Callable[..., Settings], sessions_smtp: _Sessions
+) -> None:
+    channel = Email.from_settings(make_settings(smtp_port=sessions_smtp.port))
+    for n in range(3):
+        await channel.send(message(key=f"welcome:c{n}:1:welcome"))
+    assert len(sessions_smtp.messages) == 3
+    assert len(set(sessions_smtp.peers)) == 1
+    assert channel.sessions().idle == 1
+    await channel.aclose()
+    assert sessions_smtp.quits == 1  # closed with QUIT, as a worker stopping closes them
+    await channel.send(message(key="welcome:c9:1:welcome"))  # after closing, a send opens a new session
+    assert len(set(sessions_smtp.peers)) == 2
+
+
+async def test_a_refusal_resets_the_envelope_and_keeps_the_session(
+    make_settings: Callable[..., Settings], sessions_smtp: _Sessions
+) -> None:
+    channel = Email.from_settings(make_settings(smtp_port=sessions_smtp.port))
+    await channel.send(message(address="first@example.com"))
+    sessions_smtp.refuse = ["550 5.1.1 user unknown"]
+    with pytest.raises(PermanentDeliveryError):
+        await channel.send(message(address="gone@example.com"))
+    await channel.send(message(address="next@example.com"))
+    # The refused recipient left nothing in the next message's envelope, on the same session.
+    assert [rcpts for _, rcpts in sessions_smtp.envelopes] == [["first@example.com"], ["next@example.com"]]
+    assert len(set(sessions_smtp.peers)) == 1
+
+
+@pytest.mark.parametrize("how", ["421", "drop"])
+async def test_a_session_the_server_ended_is_replaced_and_the_message_given_once(
+    make_settings: Callable[..., Settings], sessions_smtp: _Sessions, how: str
+) -> None:
+    channel = Email.from_settings(make_settings(smtp_port=sessions_smtp.port))
+    await channel.send(message(key="welcome:c1:1:welcome"))
+    sessions_smtp.end_at_mail = how  # the idle session was ended before the client noticed
+    await channel.send(message(key="welcome:c2:1:welcome"))
+    assert len(sessions_smtp.messages) == 2
+    assert len(set(sessions_smtp.peers)) == 2
+
+
+async def test_a_fresh_session_ended_at_mail_is_a_retryable_failure(
+    make_settings: Callable[..., Settings], sessions_smtp: _Sessions
+) -> None:
+    """Only a reused session is retried at once: a server ending a new one is a provider failure."""
+    channel = Email.from_settings(make_settings(smtp_port=sessions_smtp.port))
+    sessions_smtp.end_at_mail = "421"
+    with pytest.raises(RetryableDeliveryError, match="SMTP 421"):
+        await channel.send(message())
+    assert sessions_smtp.messages == []
+
+
+@pytest.mark.parametrize("how", ["timed out", "cancelled"])
+async def test_a_session_left_mid_message_is_not_reused(
+    make_settings: Callable[..., Settings], sessions_smtp: _Sessions, how: str
+) -> None:
+    """A send that timed out, or was cancelled (its activity timed out, its worker stopping), leaves its
+    session in the middle of DATA: the server's late answer must not be read as the next message's."""
+    # Cancelled: the SMTP timeout would not fire, the send is cancelled from outside.
+    timeout = "0.2s" if how == "timed out" else "10s"
+    channel = Email.from_settings(make_settings(smtp_port=sessions_smtp.port, smtp_timeout=timeout))
+    await channel.send(message(key="welcome:c1:1:welcome"))
+    sessions_smtp.data_latency = 0.5  # the server takes the message but answers late
+    if how == "timed out":
+        with pytest.raises(RetryableDeliveryError, match="unreachable"):
+            await channel.send(message(key="welcome:c2:1:welcome"))
+    else:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(channel.send(message(key="welcome:c2:1:welcome")), 0.2)
+    sessions_smtp.data_latency = 0.0
+    assert channel.sessions().idle == 0
+    await channel.send(message(key="welcome:c3:1:welcome"))
+    assert sessions_smtp.peers[0] == sessions_smtp.peers[1] != sessions_smtp.peers[2]
+
+
+async def test_sessions_are_capped_and_sends_wait_for_one(
+    make_settings: Callable[..., Settings], sessions_smtp: _Sessions
+) -> None:
+    channel = Email.from_settings(make_settings(smtp_port=sessions_smtp.port, smtp_connections=2))
+    sessions_smtp.latency = 0.05  # each RCPT takes a moment: the six sends overlap
+    await asyncio.gather(*(channel.send(message(key=f"welcome:c{n}:1:welcome")) for n in range(6)))
+    assert len(sessions_smtp.messages) == 6
+    assert len(set(sessions_smtp.peers)) == 2
+
+
+async def test_a_session_is_quit_when_idle_or_after_its_messages(
+    make_settings: Callable[..., Settings], sessions_smtp: _Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(email_channel, "MESSAGES_PER_SESSION", 2)
+    channel = Email.from_settings(make_settings(smtp_port=sessions_smtp.port))
+    for n in range(3):
+        await channel.send(message(key=f"welcome:c{n}:1:welcome"))
+    first, second, third = sessions_smtp.peers
+    assert first == second != third
+    await eventually(lambda: sessions_smtp.quits == 1, 5, "the full session quit")
+    monkeypatch.setattr(email_channel, "MESSAGES_PER_SESSION", 100)
+    monkeypatch.setattr(email_channel, "IDLE_LIMIT", 0.05)
+    await channel.send(message(key="welcome:c4:1:welcome"))  # on the third's session, given back idle
+    await eventually(lambda: sessions_smtp.quits == 2, 5, "the idle session quit")
+    assert channel.sessions().idle == 0

@@ -315,9 +315,11 @@ async def run_journeys(
         return env.client
 
     relay = Relay(store, connect, settings.task_queue, settings.relay_interval, 100, registry)
-    async with worker, contextlib.AsyncExitStack() as channel_workers:
+    async with contextlib.AsyncExitStack() as running:
+        running.push_async_callback(activities.aclose)  # last out, once no worker sends
+        await running.enter_async_context(worker)
         for each in build_channel_workers(env.client, settings, activities):
-            await channel_workers.enter_async_context(each)
+            await running.enter_async_context(each)
         yield JourneyHarness(env, store, settings, relay, activities, registry)
 
 
