@@ -4,8 +4,10 @@ measured: it counts messages and stamps each address's first arrival (wall clock
 from __future__ import annotations
 
 import multiprocessing
+import ssl
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -24,9 +26,13 @@ class _Sink:
         return "250 OK"
 
 
-def _serve(port: int, pipe: Connection) -> None:
+def _serve(port: int, pipe: Connection, tls: tuple[Path, Path] | None) -> None:
     sink = _Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    context = None
+    if tls is not None:  # STARTTLS offered, as a provider's submission port does
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+    controller = Controller(sink, hostname="127.0.0.1", port=port, tls_context=context)
     controller.start()
     pipe.send("ready")
     while True:
@@ -46,15 +52,20 @@ def _serve(port: int, pipe: Connection) -> None:
 
 
 class SmtpServer:
-    """`count()` → (messages, distinct addresses); `arrivals()` → address → first arrival; `stop()`."""
+    """`count()` → (messages, distinct addresses); `arrivals()` → address → first arrival; `stop()`.
+    `tls` (certificate and key files): the server offers STARTTLS with them."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, tls: tuple[Path, Path] | None = None) -> None:
         self.port = port
         self._pipe, theirs = multiprocessing.Pipe()
-        self._process = multiprocessing.Process(target=_serve, args=(port, theirs), daemon=True)
+        self._process = multiprocessing.Process(target=_serve, args=(port, theirs, tls), daemon=True)
         self._process.start()
         if self._pipe.recv() != "ready":
             raise RuntimeError("the SMTP server did not start")
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid or 0
 
     def _ask(self, command: str) -> Any:
         self._pipe.send(command)
