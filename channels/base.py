@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 if TYPE_CHECKING:
     from touchflow.settings import Settings
@@ -68,6 +70,32 @@ class Directory(Protocol):
     async def is_suppressed(self, channel: str, address: str) -> bool: ...
 
 
+T = TypeVar("T")
+
+
+class Kept(Generic[T]):
+    """What a channel keeps open between sends (its connections to the provider), one per event loop, since
+    connections belong to the loop that opened them: made on first use, let go of by `aclose` (the channel's
+    own, when its worker stops)."""
+
+    def __init__(self, make: Callable[[], T], close: Callable[[T], Awaitable[object]]) -> None:
+        self._make = make
+        self._close = close
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        kept = self._by_loop.get(loop)
+        if kept is None:
+            kept = self._by_loop[loop] = self._make()
+        return kept
+
+    async def aclose(self) -> None:
+        kept = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if kept is not None:
+            await self._close(kept)
+
+
 class Channel(ABC):
     """One delivery channel. Subclasses declare their needs and limits as class attributes.
 
@@ -113,6 +141,6 @@ class Channel(ABC):
         """Deliver one message, or raise RetryableDeliveryError / PermanentDeliveryError."""
 
     async def aclose(self) -> None:
-        """Let go of what the channel keeps open between sends (the email channel's SMTP sessions), when its
-        worker stops; a channel that keeps nothing open has nothing to do."""
+        """Let go of what the channel keeps open between sends (`Kept`: SMTP sessions, HTTP connections),
+        when its worker stops; a channel that keeps nothing open has nothing to do."""
         return None

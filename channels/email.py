@@ -12,7 +12,6 @@ import email.policy
 import hashlib
 import re
 import socket
-import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -21,7 +20,7 @@ from typing import ClassVar, Self
 
 import aiosmtplib
 
-from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
+from touchflow.channels.base import Channel, Kept, OutboundMessage, Reach, Receipt
 from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
 from touchflow.settings import Settings
 
@@ -69,10 +68,7 @@ class Email(Channel):
         # Looked up once: aiosmtplib would resolve it again (a DNS round trip) on every connection.
         self.local_hostname = socket.getfqdn()
         self.connections = connections
-        # Sessions belong to the event loop that opened them: one set per loop (a worker has one).
-        self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SmtpSessions] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._sessions = Kept(lambda: SmtpSessions(self._open, self.connections), SmtpSessions.aclose)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -108,11 +104,7 @@ class Email(Channel):
 
     def sessions(self) -> SmtpSessions:
         """This event loop's open sessions to the server."""
-        loop = asyncio.get_running_loop()
-        sessions = self._sessions.get(loop)
-        if sessions is None:
-            sessions = self._sessions[loop] = SmtpSessions(self._open, self.connections)
-        return sessions
+        return self._sessions.get()
 
     def _open(self) -> aiosmtplib.SMTP:
         return aiosmtplib.SMTP(
@@ -139,9 +131,7 @@ class Email(Channel):
         return Receipt(provider_id=mail["Message-ID"])
 
     async def aclose(self) -> None:
-        sessions = self._sessions.pop(asyncio.get_running_loop(), None)
-        if sessions is not None:
-            await sessions.aclose()
+        await self._sessions.aclose()
 
 
 @dataclass(eq=False)

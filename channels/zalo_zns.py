@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from touchflow.channels.base import Channel, OutboundMessage, Reach, Receipt
+from touchflow.channels.base import Channel, Kept, OutboundMessage, Reach, Receipt
 from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError, parse_retry_after
 from touchflow.rendering import PerLanguage
 from touchflow.settings import Settings
@@ -437,6 +437,12 @@ class ZaloZns(Channel):
         self.hold = hold
         self.timeout = timeout
         self.clock = clock
+        # Connections to Zalo's API are kept between messages: one TLS handshake per connection, not per
+        # message (httpx drops a kept connection Zalo closed before it sends on it).
+        self._http = Kept(lambda: httpx.AsyncClient(timeout=self.timeout), httpx.AsyncClient.aclose)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
     @classmethod
     def accepts(cls, part: str) -> bool:
@@ -537,8 +543,7 @@ class ZaloZns(Channel):
 
     async def _post(self, token: str, body: dict[str, Any]) -> _Answer:
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.post(self.url, headers={"access_token": token}, json=body)
+            response = await self._http.get().post(self.url, headers={"access_token": token}, json=body)
         except httpx.HTTPError as exc:
             raise RetryableDeliveryError(f"Zalo ZNS unreachable: {type(exc).__name__}") from None
         if response.status_code == 429 or response.status_code >= 500:

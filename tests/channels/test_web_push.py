@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,12 +29,19 @@ LOOPBACK = {"push_service_hosts": "http://127.0.0.1"}
 
 
 @pytest.fixture
-def web_push(make_settings: Callable[..., Settings], vapid: VapidKeys) -> Callable[..., WebPush]:
+async def web_push(
+    make_settings: Callable[..., Settings], vapid: VapidKeys
+) -> AsyncIterator[Callable[..., WebPush]]:
+    made: list[WebPush] = []
+
     def make(**overrides: Any) -> WebPush:
         values = {"vapid_private_key": vapid.private_key, "vapid_subject": SUBJECT, **LOOPBACK} | overrides
-        return WebPush.from_settings(make_settings(**values))
+        made.append(WebPush.from_settings(make_settings(**values)))
+        return made[-1]
 
-    return make
+    yield make
+    for channel in made:  # as a worker stopping does: the kept connections close
+        await channel.aclose()
 
 
 def message(
@@ -334,6 +341,24 @@ async def test_a_huge_answer_is_not_read_whole(
     await asyncio.wait_for(push_service.body_done.wait(), 10)
     # What loopback socket buffers hold is all the service could write once the sender stopped reading.
     assert push_service.body_bytes_sent < BIG // 2
+    # The rest of that answer is never read as the next one's: the connection was closed, not kept.
+    await channel.send(message(device))
+    first, then = push_service.peers
+    assert first != then
+
+
+async def test_pushes_to_a_service_share_a_connection_until_the_channel_closes(
+    web_push: Callable[..., WebPush], push_service: PushService
+) -> None:
+    channel = web_push()
+    devices = [push_service.subscribe() for _ in range(3)]
+    for device in devices:
+        await channel.send(message(device))
+    assert len(push_service.received) == 3
+    assert len(set(push_service.peers)) == 1
+    await channel.aclose()  # a worker stopping
+    await channel.send(message(devices[0]))
+    assert len(set(push_service.peers)) == 2
 
 
 @pytest.mark.parametrize(

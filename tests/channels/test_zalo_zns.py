@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 from tests.support.zalo import SEED_REFRESH_TOKEN, ZaloServer
 from touchflow.activities.zalo_tokens import StoreSendingHold, StoreTokenProvider
 from touchflow.channels import build_channels
-from touchflow.channels.base import OutboundMessage
+from touchflow.channels.base import Channel, OutboundMessage
 from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
 from touchflow.channels.zalo_zns import (
     BALANCE_HOLD,
@@ -44,20 +44,31 @@ def message(key: str = "probe:c1:x1:1:probe", phone: str = PHONE, **content: str
     return OutboundMessage(key=key, address=phone, content=parts, locale="vi")
 
 
-def make_channel(settings: Settings, store: Store) -> ZaloZns:
-    channels = build_channels(
-        settings,
-        zalo_tokens=StoreTokenProvider.from_settings(settings, store),
-        zalo_hold=StoreSendingHold.from_settings(settings, store),
-    )
-    channel = channels["zalo_zns"]
-    assert isinstance(channel, ZaloZns)
-    return channel
+@pytest.fixture
+async def make_channel(sqlite_store: Store) -> AsyncIterator[Callable[[Settings], ZaloZns]]:
+    made: list[Channel] = []
+
+    def make(settings: Settings) -> ZaloZns:
+        channels = build_channels(
+            settings,
+            zalo_tokens=StoreTokenProvider.from_settings(settings, sqlite_store),
+            zalo_hold=StoreSendingHold.from_settings(settings, sqlite_store),
+        )
+        made.extend(channels.values())
+        channel = channels["zalo_zns"]
+        assert isinstance(channel, ZaloZns)
+        return channel
+
+    yield make
+    for each in made:  # as a worker stopping does: the kept connections close
+        await each.aclose()
 
 
 @pytest.fixture
-def channel(zalo: ZaloServer, make_settings: Callable[..., Settings], sqlite_store: Store) -> ZaloZns:
-    return make_channel(make_settings(**zalo.settings()), sqlite_store)
+def channel(
+    zalo: ZaloServer, make_settings: Callable[..., Settings], make_channel: Callable[[Settings], ZaloZns]
+) -> ZaloZns:
+    return make_channel(make_settings(**zalo.settings()))
 
 
 # -- phone numbers ----------------------------------------------------------------------------------------
@@ -335,9 +346,9 @@ async def test_zalo_answers_classify(
     code: str | None,
     zalo: ZaloServer,
     make_settings: Callable[..., Settings],
-    sqlite_store: Store,
+    make_channel: Callable[[Settings], ZaloZns],
 ) -> None:
-    channel = make_channel(make_settings(**zalo.settings(zalo_timeout="500ms")), sqlite_store)
+    channel = make_channel(make_settings(**zalo.settings(zalo_timeout="500ms")))
     zalo.fail(answer)
     with pytest.raises(expected) as caught:
         await channel.send(message())
@@ -346,10 +357,20 @@ async def test_zalo_answers_classify(
     assert zalo.sent == []
 
 
+async def test_sends_share_a_connection_until_the_channel_closes(zalo: ZaloServer, channel: ZaloZns) -> None:
+    for n in range(3):
+        await channel.send(message(key=f"probe:c{n}:x1:1:probe"))
+    assert len(zalo.sent) == 3
+    assert len(set(zalo.peers)) == 1
+    await channel.aclose()  # a worker stopping
+    await channel.send(message(key="probe:c9:x1:1:probe"))
+    assert len(set(zalo.peers)) == 2
+
+
 async def test_night_window_asks_to_come_back_at_six(
-    zalo: ZaloServer, make_settings: Callable[..., Settings], sqlite_store: Store
+    zalo: ZaloServer, make_settings: Callable[..., Settings], make_channel: Callable[[Settings], ZaloZns]
 ) -> None:
-    channel = make_channel(make_settings(**zalo.settings()), sqlite_store)
+    channel = make_channel(make_settings(**zalo.settings()))
     channel.clock = lambda: NIGHT
     zalo.fail(-133)
     with pytest.raises(RetryableDeliveryError) as caught:
@@ -488,13 +509,16 @@ async def test_settings_decide_the_behaviour(
         assert "zalo_zns" not in channels
         return
     channel = channels["zalo_zns"]
-    if outcome == "sent":
-        await channel.send(message())
-        assert len(zalo.sent) == 1
-        return
-    with pytest.raises((PermanentDeliveryError, RetryableDeliveryError), match=outcome):
-        await channel.send(message())
-    assert zalo.sent == []
+    try:
+        if outcome == "sent":
+            await channel.send(message())
+            assert len(zalo.sent) == 1
+            return
+        with pytest.raises((PermanentDeliveryError, RetryableDeliveryError), match=outcome):
+            await channel.send(message())
+        assert zalo.sent == []
+    finally:
+        await channel.aclose()
 
 
 def test_no_token_provider_leaves_zalo_off(zalo: ZaloServer, make_settings: Callable[..., Settings]) -> None:

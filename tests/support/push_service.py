@@ -86,6 +86,7 @@ class PushService:
     answers: dict[str, list[tuple[int, dict[str, str], int]]] = field(default_factory=dict)
     held: asyncio.Event | None = None
     requests: int = 0
+    peers: list[Any] = field(default_factory=list)  # each request's client address: its connection
     # Of an answer's body (`answer(..., body_size=...)`): bytes written before the sender hung up, and set
     # when the handler is done writing or gave up.
     body_bytes_sent: int = 0
@@ -140,6 +141,7 @@ class PushService:
 
     async def _push(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        self.peers.append(request.transport.get_extra_info("peername") if request.transport else None)
         if self.held is not None:
             await self.held.wait()
         subscriber = self.subscribers.get(request.match_info["token"])

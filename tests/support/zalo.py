@@ -70,6 +70,7 @@ class ZaloServer:
     refresh_delay: float = 0.0  # seconds the token endpoint takes (widens races on purpose)
     sent: list[dict[str, Any]] = field(default_factory=list)  # accepted send bodies
     headers: list[dict[str, str]] = field(default_factory=list)  # headers of every send request
+    peers: list[Any] = field(default_factory=list)  # each send request's client address: its connection
     faults: list[Fault] = field(default_factory=list)
     not_on_zalo: set[str] = field(default_factory=set)
     token_errors: list[dict[str, Any]] = field(default_factory=list)  # OAuth errors answered
@@ -117,6 +118,7 @@ class ZaloServer:
         body = await request.json()
         with self._lock:
             self.headers.append(dict(request.headers))
+            self.peers.append(request.client)
             fault = self.faults.pop(0) if self.faults else None
         if fault == "503":
             return Response("Service Unavailable", status_code=503)
