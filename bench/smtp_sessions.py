@@ -14,19 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
-import ipaddress
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-from bench.common import cpu_seconds, load, machine
+from bench.common import LOOPBACK, cpu_seconds, load, machine, self_signed
 from bench.smtp import SmtpServer
 from touchflow.channels import email as email_channel
 from touchflow.channels.base import OutboundMessage
@@ -38,35 +31,7 @@ _TEXT = "Xin chào An, chào mừng bạn đến với cửa hàng. Khám phá s
 _HTML = "<p>Xin chào <b>An</b>, chào mừng bạn đến với cửa hàng của chúng tôi.</p>\n" * 40
 # Round trips per message to the server: TCP, EHLO, [STARTTLS, the TLS 1.3 handshake, EHLO,] MAIL, RCPT,
 # DATA and its content, QUIT for a session per message; MAIL, RCPT, DATA and its content on a kept one.
-LOOPBACK = "127.0.0.1"
 ROUND_TRIPS = {("per message", False): 7, ("per message", True): 10, ("kept", False): 4, ("kept", True): 4}
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key; the client trusts it through SSL_CERT_FILE."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOOPBACK)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert, key_file = folder / "cert.pem", folder / "key.pem"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert, key_file
 
 
 async def measure(server: SmtpServer, starttls: bool, messages: int, concurrency: int) -> dict[str, float]:
