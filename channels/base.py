@@ -85,6 +85,9 @@ class Kept(Generic[T]):
 
     def get(self) -> T:
         loop = asyncio.get_running_loop()
+        # What a loop that has ended kept refers to that loop: the weak key alone would never let go of it.
+        for ended in [each for each in self._by_loop if each.is_closed()]:
+            del self._by_loop[ended]
         kept = self._by_loop.get(loop)
         if kept is None:
             kept = self._by_loop[loop] = self._make()

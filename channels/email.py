@@ -118,6 +118,13 @@ class Email(Channel):
         )
 
     async def send(self, message: OutboundMessage) -> Receipt:
+        try:
+            # What RCPT could not carry (a space, or a non-ASCII address without SMTPUTF8): refused here.
+            aiosmtplib.email.quote_address(message.address).encode("ascii")
+        except ValueError:  # UnicodeEncodeError among them
+            raise PermanentDeliveryError(
+                "address cannot be sent over SMTP (not ASCII, or not a mailbox)", code="bad_address"
+            ) from None
         mail = self.build(message)
         data = mail.as_bytes(policy=_POLICY)
         try:
@@ -159,6 +166,7 @@ class SmtpSessions:
         self._slots = asyncio.Semaphore(limit)
         self._idle: list[_Session] = []
         self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False  # closing: a session still sending is quit when it is done, not kept
 
     @property
     def idle(self) -> int:
@@ -166,18 +174,22 @@ class SmtpSessions:
 
     async def send(self, sender: str, recipient: str, data: bytes) -> None:
         async with self._slots:
-            while True:
-                async with self._session() as session:
-                    if await self._transact(session, sender, recipient, data):
-                        return
+            async with self._session() as session:
+                if await self._transact(session, sender, recipient, data):
+                    return
+            # The kept session proved closed at MAIL: once more, on a new one. One try, not every idle
+            # session in turn: a server answering 421 to throttle would otherwise end them all.
+            async with self._session(fresh=True) as session:
+                await self._transact(session, sender, recipient, data)
 
     @contextlib.asynccontextmanager
-    async def _session(self) -> AsyncIterator[_Session]:
-        session = self._take()
+    async def _session(self, fresh: bool = False) -> AsyncIterator[_Session]:
+        session = None if fresh else self._take()
         if session is None:
             session = _Session(self._open())
             try:
                 await session.smtp.connect()
+                await _greet(session.smtp)
             except BaseException:
                 session.smtp.close()
                 raise
@@ -196,8 +208,10 @@ class SmtpSessions:
         smtp = session.smtp
         reused = session.messages > 0
         session.messages += 1
+        # RFC 1870: the size up front, so a server refuses a message too large before taking it.
+        options = [f"SIZE={len(data)}"] if smtp.supports_extension("size") else []
         try:
-            await smtp.mail(sender)
+            await smtp.mail(sender, options=options)
         except ConnectionError:  # aiosmtplib's SMTPServerDisconnected among them
             if reused:
                 smtp.close()
@@ -237,7 +251,7 @@ class SmtpSessions:
     def _give_back(self, session: _Session) -> None:
         if not session.smtp.is_connected:
             return
-        if session.messages >= MESSAGES_PER_SESSION:
+        if self._closed or session.messages >= MESSAGES_PER_SESSION:
             self._quit(session)
             return
         session.expiry = asyncio.get_running_loop().call_later(IDLE_LIMIT, self._expire, session)
@@ -261,7 +275,8 @@ class SmtpSessions:
             smtp.close()
 
     async def aclose(self) -> None:
-        """QUIT every idle session (a worker stopping)."""
+        """QUIT every idle session (a worker stopping), and each one still sending once it is done."""
+        self._closed = True
         while self._idle:
             session = self._idle.pop()
             if session.expiry is not None:
@@ -269,6 +284,16 @@ class SmtpSessions:
             self._quit(session)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+async def _greet(smtp: aiosmtplib.SMTP) -> None:
+    """EHLO (HELO for a server without ESMTP) on a new session, unless connecting did (STARTTLS, AUTH): what
+    the server supports (SIZE) is known before the first MAIL."""
+    if smtp.is_ehlo_or_helo_needed:
+        try:
+            await smtp.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await smtp.helo()
 
 
 def _classify(code: int, text: str) -> RetryableDeliveryError | PermanentDeliveryError:

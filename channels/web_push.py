@@ -161,8 +161,11 @@ class WebPush(Channel):
         return await self._post(endpoint, body, headers)
 
     def _client(self) -> aiohttp.ClientSession:
+        # No cap on connections (aiohttp's 100 would make pushes wait inside their timeout: a step reaches
+        # every device of a customer at once) and no cookies (one device's answer is none of another's).
         return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(keepalive_timeout=IDLE_LIMIT),
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=IDLE_LIMIT),
+            cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=self.timeout),
             auto_decompress=False,
         )

@@ -439,7 +439,12 @@ class ZaloZns(Channel):
         self.clock = clock
         # Connections to Zalo's API are kept between messages: one TLS handshake per connection, not per
         # message (httpx drops a kept connection Zalo closed before it sends on it).
-        self._http = Kept(lambda: httpx.AsyncClient(timeout=self.timeout), httpx.AsyncClient.aclose)
+        self._http = Kept(self._client, httpx.AsyncClient.aclose)
+
+    def _client(self) -> httpx.AsyncClient:
+        # No cap on connections (httpx's 100 would make sends wait, then fail, behind a slow Zalo).
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
+        return httpx.AsyncClient(timeout=self.timeout, limits=limits)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +14,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from touchflow.channels import email as email_channel
-from touchflow.channels.base import OutboundMessage
+from touchflow.channels.base import Kept, OutboundMessage
 from touchflow.channels.email import Email
 from touchflow.channels.errors import PermanentDeliveryError, RetryableDeliveryError
 from touchflow.settings import Settings
@@ -191,9 +193,14 @@ class _Sessions(SmtpInbox):
 
     peers: list[Any] = field(default_factory=list)  # the session of each message it took
     end_at_mail: str | None = None  # "421": answer the next MAIL so; "drop": close the connection instead
+    throttling: bool = False  # answer every MAIL with 421 meanwhile
     quits: int = 0
+    mails: list[list[str]] = field(default_factory=list)  # each MAIL's options
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        self.mails.append(list(options))
+        if self.throttling:
+            return "421 4.7.0 Too many messages, slow down"
         if self.end_at_mail == "drop":
             self.end_at_mail = None
             server.transport.close()
@@ -322,3 +329,72 @@ async def test_a_session_is_quit_when_idle_or_after_its_messages(
     await channel.send(message(key="welcome:c4:1:welcome"))  # on the third's session, given back idle
     await eventually(lambda: sessions_smtp.quits == 2, 5, "the idle session quit")
     assert channel.sessions().idle == 0
+
+
+async def test_a_throttling_server_costs_one_retry_not_every_kept_session(
+    make_settings: Callable[..., Settings], sessions_smtp: _Sessions
+) -> None:
+    channel = Email.from_settings(make_settings(smtp_port=sessions_smtp.port))
+    sessions_smtp.latency = 0.05  # the three sends overlap: three sessions are kept
+    await asyncio.gather(*(channel.send(message(key=f"welcome:c{n}:1:welcome")) for n in range(3)))
+    assert channel.sessions().idle == 3
+    sessions_smtp.mails.clear()
+    sessions_smtp.throttling = True
+    with pytest.raises(RetryableDeliveryError, match="SMTP 421"):
+        await channel.send(message(key="welcome:c4:1:welcome"))
+    assert len(sessions_smtp.mails) == 2  # the kept session, then one new session
+    assert channel.sessions().idle == 2  # the other kept sessions were not spent on it
+
+
+@pytest.mark.parametrize("address", ["josé@example.com", "a b@example.com"])
+async def test_an_address_smtp_cannot_carry_is_refused_before_a_session(
+    make_settings: Callable[..., Settings], sessions_smtp: _Sessions, address: str
+) -> None:
+    channel = Email.from_settings(make_settings(smtp_port=sessions_smtp.port))
+    await channel.send(message())
+    with pytest.raises(PermanentDeliveryError, match="cannot be sent over SMTP") as refused:
+        await channel.send(message(address=address))
+    assert refused.value.code == "bad_address" and not refused.value.address_dead
+    assert address not in str(refused.value)
+    assert len(sessions_smtp.mails) == 1 and channel.sessions().idle == 1
+
+
+async def test_the_size_is_declared_at_mail(
+    make_settings: Callable[..., Settings], sessions_smtp: _Sessions
+) -> None:
+    """RFC 1870: a server refuses a message too large before it is sent, on a new session's first too."""
+    channel = Email.from_settings(make_settings(smtp_port=sessions_smtp.port))
+    await channel.send(message())
+    await channel.send(message())
+    [size], [again] = sessions_smtp.mails
+    assert size == again and size.upper().startswith("SIZE=") and int(size[5:]) > 500
+
+
+async def test_a_session_still_sending_when_the_channel_closes_is_quit_after(
+    make_settings: Callable[..., Settings], sessions_smtp: _Sessions
+) -> None:
+    channel = Email.from_settings(make_settings(smtp_port=sessions_smtp.port))
+    sessions_smtp.latency = 0.2
+    sending = asyncio.create_task(channel.send(message()))
+    await eventually(lambda: len(sessions_smtp.mails) == 1, 5, "the send under way")
+    sessions = channel.sessions()
+    await channel.aclose()
+    await sending
+    await eventually(lambda: sessions_smtp.quits == 1, 5, "the session quit once its message went")
+    assert sessions.idle == 0
+
+
+def test_what_an_ended_loop_kept_is_let_go() -> None:
+    """A channel outliving event loops (tests; a worker has one) does not hold on to them."""
+    # What is kept refers to its loop, as SMTP sessions, aiohttp and httpx clients do.
+    kept: Kept[list[object]] = Kept(lambda: [asyncio.get_running_loop()], lambda _: asyncio.sleep(0))
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def use() -> None:
+        kept.get()
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+
+    for _ in range(3):
+        asyncio.run(use())
+    gc.collect()
+    assert sum(ref() is not None for ref in loops) <= 1  # only the last, until the next use

@@ -19,7 +19,7 @@ from touchflow.channels.web_push import WebPush, classify
 from touchflow.models import CustomerIn, DeliveryStatus
 from touchflow.settings import Settings
 from touchflow.temporal import free_port
-from touchflow.testing import JourneyHarness, SmtpInbox
+from touchflow.testing import JourneyHarness, SmtpInbox, eventually
 from touchflow.vapid import VapidKeys, generate
 
 SUBJECT = "mailto:ops@shop.example"
@@ -359,6 +359,41 @@ async def test_pushes_to_a_service_share_a_connection_until_the_channel_closes(
     await channel.aclose()  # a worker stopping
     await channel.send(message(devices[0]))
     assert len(set(push_service.peers)) == 2
+
+
+async def test_a_cookie_from_one_answer_goes_with_no_later_push(
+    web_push: Callable[..., WebPush], vapid: VapidKeys
+) -> None:
+    # By name: aiohttp's cookie jar would take no cookie from an IP address anyway.
+    service = PushService(host="localhost", port=free_port(), application_server_key=vapid.public_key)
+    await service.start()
+    try:
+        channel = web_push(push_service_hosts="http://localhost")
+        first, second = service.subscribe(), service.subscribe()
+        service.answer(first, 201, headers={"Set-Cookie": "session=for-the-first-device; Path=/"})
+        await channel.send(message(first))
+        await channel.send(message(second))
+        [received] = service.received
+        assert "Cookie" not in received.headers
+    finally:
+        await service.stop()
+
+
+async def test_pushes_in_flight_are_not_capped_by_the_kept_connections(
+    web_push: Callable[..., WebPush], push_service: PushService
+) -> None:
+    """More pushes at once than an HTTP client's usual pool (100): each gets a connection, none waits for
+    one inside its timeout (a step reaches every device of a customer at once, a broadcast many)."""
+    channel = web_push()
+    device = push_service.subscribe()
+    release = push_service.hold()
+    sending = [asyncio.create_task(channel.send(message(device, key=f"j:c{n}:1:s"))) for n in range(120)]
+    try:
+        await eventually(lambda: push_service.requests == 120, 10, "120 pushes at the push service at once")
+    finally:
+        release.set()
+    await asyncio.gather(*sending)
+    assert len(push_service.received) == 120
 
 
 @pytest.mark.parametrize(
