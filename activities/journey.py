@@ -8,7 +8,6 @@ repeated activity never sends twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import difflib
 import logging
 import time
@@ -272,12 +271,12 @@ class JourneyActivities:
             # A worker died mid-send: the provider may have taken it. Sending again reuses the step's
             # provider handle (Message-ID, tracking_id), which is how the two are reconciled.
             delivery.attempts.append({"outcome": "interrupted", "at": _now()})
-        # While a slow provider takes its time, the attempt heartbeats and renews its lease: it stays the one
-        # attempt sending. An attempt that stops heartbeating (its worker died) times out after `lease`.
-        keepers = [
-            asyncio.create_task(self._heartbeat(lease)),
-            asyncio.create_task(self._keep_lease(delivery.id, token, lease, asyncio.current_task())),
-        ]
+        # While a slow provider takes its time, the attempt renews its lease: it stays the one sending.
+        # A journey's delivery is a local activity, alive as long as its workflow task (which the SDK keeps
+        # open); a regular activity (a broadcast's batch) heartbeats, and times out after `lease` without.
+        keepers = [asyncio.create_task(self._keep_lease(delivery.id, token, lease, asyncio.current_task()))]
+        if activity.in_activity() and not activity.info().is_local:
+            keepers.append(asyncio.create_task(self._heartbeat(lease)))
         try:
             outcome = await self._attempt(input, delivery, source or self._templates(input), customer)
         except asyncio.CancelledError:
@@ -361,8 +360,7 @@ class JourneyActivities:
         a busy store cannot make a live attempt look dead)."""
         while True:
             await asyncio.sleep(lease.total_seconds() / 4)
-            with contextlib.suppress(RuntimeError):  # not in an activity (a direct call in a test)
-                activity.heartbeat()
+            activity.heartbeat()
 
     async def _keep_lease(
         self, delivery_id: int, token: int, lease: timedelta, sender: asyncio.Task[Any] | None
@@ -596,7 +594,7 @@ class JourneyActivities:
         """Quiet hours (defer) and the overall frequency cap (capped), for a marketing step."""
         if not all(name in PASSIVE_CHANNELS for name in input.channels) and self.quiet_hours is not None:
             until = self.quiet_hours.next_allowed(
-                _server_now(), customer.timezone, self.settings.default_timezone
+                _journey_now(input), customer.timezone, self.settings.default_timezone
             )
             if until is not None:
                 return _Outcome(
@@ -779,12 +777,16 @@ def _now() -> str:
     return utcnow().isoformat()
 
 
-def _server_now() -> datetime:
-    """Temporal's clock when this attempt was scheduled: the journey's own time (skipped time in tests)."""
+def _journey_now(input: SendStepInput) -> datetime:
+    """The journey's clock for this attempt (skipped time in tests): Temporal's when it scheduled the
+    attempt; for a local activity, the run's time when it asked for the step plus the worker's time since."""
     try:
-        return activity.info().current_attempt_scheduled_time
+        info = activity.info()
     except RuntimeError:  # called outside an activity
         return utcnow()
+    if info.is_local and input.asked_at is not None:
+        return input.asked_at + (info.current_attempt_scheduled_time - info.scheduled_time)
+    return info.current_attempt_scheduled_time
 
 
 def _unavailable(name: str) -> str:

@@ -79,6 +79,8 @@ class SendStepInput:
     trigger_event_id: str | None = None
     variant: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # The run's own time when it asked for the step: a local activity's clock starts there.
+    asked_at: datetime | None = None
 
 
 @dataclass

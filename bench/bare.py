@@ -2,8 +2,8 @@
 
 - `BareWorkflow`: one no-op activity, nothing else (the issue's yardstick);
 - `ShapedWorkflow`: the welcome journey's shape on Temporal with no-op activities: started by
-  signal-with-start, two local activities (entering and leaving), three activities (the deliveries), a
-  one-second timer and two search-attribute upserts (the stages), so its history has the welcome run's events.
+  signal-with-start, five local activities (entering, the three deliveries, leaving), a one-second timer and
+  two search-attribute upserts (the stages), so its history has the welcome run's events.
   The rate touchflow gets against it is what touchflow's own work costs; the rest is Temporal's.
 
     .venv/bin/python -m bench.bare --address 127.0.0.1:7233 --task-queue bare
@@ -56,10 +56,10 @@ class ShapedWorkflow:
         await workflow.execute_local_activity(noop, customer_id, start_to_close_timeout=limit)
         workflow.upsert_search_attributes([STAGE.value_set("awareness")])
         for _ in range(2):
-            await workflow.execute_activity(noop, customer_id, start_to_close_timeout=limit)
+            await workflow.execute_local_activity(noop, customer_id, start_to_close_timeout=limit)
         await workflow.sleep(timedelta(seconds=1))
         workflow.upsert_search_attributes([STAGE.value_set("consideration")])
-        await workflow.execute_activity(noop, customer_id, start_to_close_timeout=limit)
+        await workflow.execute_local_activity(noop, customer_id, start_to_close_timeout=limit)
         return await workflow.execute_local_activity(noop, customer_id, start_to_close_timeout=limit)
 
 

@@ -105,7 +105,9 @@ def build_worker(
             *_broadcast_activities(activities),
             *registry.activities,
         ],
+        # Journeys deliver in local activities; a shop's own activities and the bookkeeping are regular ones.
         max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_local_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         max_cached_workflows=settings.worker_max_cached_workflows,
     )

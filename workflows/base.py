@@ -34,7 +34,8 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from touchflow.activities.coupons import CouponActivities
@@ -71,6 +72,8 @@ DELIVERY_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE,
 )
 DELIVERY_GIVE_UP = timedelta(hours=12)
+# Deliveries run as local activities in runs that record this patch (docs/journeys.md, "Changing a journey").
+LOCAL_DELIVERIES = "local-deliveries"
 # The longest one delivery attempt may take, heartbeating: every channel's own timeouts are far shorter.
 ATTEMPT_LIMIT = timedelta(minutes=10)
 BOOKKEEPING_RETRY = RetryPolicy(
@@ -749,37 +752,51 @@ class Journey:
         data: dict[str, Any] | None,
     ) -> SendStepResult:
         info = workflow.info()
+        input = SendStepInput(
+            journey=self.spec.name,
+            step=step.name,
+            workflow_id=info.workflow_id,
+            customer_id=self.customer_id,
+            key=key,
+            channels=list(step.via),
+            stage=step.stage,
+            entered_at=self._since or self.entered_at or workflow.now(),
+            transactional=step.transactional,
+            event_id=event.id if event else None,
+            exit_on=[] if step.transactional else list(self.spec.ends_on),
+            trigger_event_id=self._trigger_id,
+            exit_match=self._entry_match(),
+            variant=variant,
+            data=data or {},
+            asked_at=workflow.now(),
+        )
         try:
-            result: SendStepResult = await workflow.execute_activity_method(
-                JourneyActivities.deliver_step,
-                SendStepInput(
-                    journey=self.spec.name,
-                    step=step.name,
-                    workflow_id=info.workflow_id,
-                    customer_id=self.customer_id,
-                    key=key,
-                    channels=list(step.via),
-                    stage=step.stage,
-                    entered_at=self._since or self.entered_at or workflow.now(),
-                    transactional=step.transactional,
-                    event_id=event.id if event else None,
-                    exit_on=[] if step.transactional else list(self.spec.ends_on),
-                    trigger_event_id=self._trigger_id,
-                    exit_match=self._entry_match(),
-                    variant=variant,
-                    data=data or {},
-                ),
-                # An attempt lives while it heartbeats (a slow provider is waited on, up to its own
-                # timeout); one that stops heartbeating for the attempt timeout (a dead worker) is retried.
-                heartbeat_timeout=self._attempt_timeout(),
-                start_to_close_timeout=ATTEMPT_LIMIT,
-                schedule_to_close_timeout=DELIVERY_GIVE_UP,
-                retry_policy=DELIVERY_RETRY,
-            )
-        except ActivityError as exc:
+            if workflow.patched(LOCAL_DELIVERIES):
+                # In the worker running the journey, recorded with its workflow task: no round trip through
+                # the server. The send lease keeps it the one attempt sending; a dead worker's attempt is run
+                # again when its workflow task times out, after the lease has lapsed.
+                result: SendStepResult = await workflow.execute_local_activity_method(
+                    JourneyActivities.deliver_step,
+                    input,
+                    start_to_close_timeout=ATTEMPT_LIMIT,
+                    schedule_to_close_timeout=DELIVERY_GIVE_UP,
+                    retry_policy=DELIVERY_RETRY,
+                )
+            else:
+                # Runs that started before deliveries went local: their histories schedule activities.
+                result = await workflow.execute_activity_method(
+                    JourneyActivities.deliver_step,
+                    input,
+                    heartbeat_timeout=self._attempt_timeout(),
+                    start_to_close_timeout=ATTEMPT_LIMIT,
+                    schedule_to_close_timeout=DELIVERY_GIVE_UP,
+                    retry_policy=DELIVERY_RETRY,
+                )
+        except (ActivityError, ApplicationError, ActivityTimeoutError) as exc:
             # Given up on (12 hours of retryable failures) or failed for good: the step is recorded failed by
-            # the activity where it could be; the journey goes on rather than failing the customer's run.
-            cause = exc.cause
+            # the activity where it could be; the journey goes on rather than failing the customer's run. (A
+            # local activity's failure comes as its cause itself, not wrapped in an ActivityError.)
+            cause = exc.cause if isinstance(exc, ActivityError) else exc
             reason = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
             workflow.logger.warning("step %s failed: %s", step.name, type(cause).__name__)
             return SendStepResult(status=SendStatus.FAILED, delivery_id=0, reason=reason[:500])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from tests.support.harness import TEST_REGISTRY
+from tests.support.harness import TEST_REGISTRY, delivery_attempts
 from touchflow.activities.journey import JourneyActivities
 from touchflow.activities.types import EnterJourneyInput, SendStatus, SendStepInput, SendStepResult
 from touchflow.models import CustomerIn, Delivery, DeliveryStatus, JourneyStatus
@@ -125,14 +125,7 @@ async def test_an_email_without_a_subject_fails_at_once_and_is_never_retried(
         "{% block subject %} to probe/probe.email.en.html or probe/probe.email.en.txt)"
     )
     assert [a["outcome"] for a in failed.attempts] == ["no_template"]
-    history = await handle.fetch_history()
-    started = [
-        e.activity_task_started_event_attributes
-        for e in history.events
-        if e.HasField("activity_task_started_event_attributes")
-    ]
-    assert [s.attempt for s in started if s.attempt > 1] == []  # no activity of the run was retried
-    assert not any(e.HasField("activity_task_failed_event_attributes") for e in history.events)
+    assert delivery_attempts(await handle.fetch_history()) == [1]  # the step was not retried
 
 
 async def test_a_template_that_raises_is_permanent_for_that_channel(
@@ -238,13 +231,8 @@ async def test_a_step_that_fails_for_good_is_tried_once_and_the_journey_goes_on(
     handle = await journeys.post("m3", "probe", {"probe_id": "x3", "via": ["console"]})
     assert handle is not None
     assert (await journeys.outcome(handle)).status == "completed"  # the run was not failed by its step
-    history = await handle.fetch_history()
-    attempts = [
-        e.activity_task_started_event_attributes.attempt
-        for e in history.events
-        if e.HasField("activity_task_started_event_attributes")
-    ]
-    assert attempts == [1]  # ValueError is not retryable: one attempt, not twelve hours of them
+    # ValueError is not retryable: one attempt, not twelve hours of them.
+    assert delivery_attempts(await handle.fetch_history()) == [1]
 
 
 # -- links a message may carry (track) -------------------------------------------------------------------

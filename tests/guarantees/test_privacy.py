@@ -31,7 +31,8 @@ async def test_histories_hold_ids_not_profiles(journeys: JourneyHarness, smtp: S
             assert secret not in history, f"{secret!r} is in the history of {handle.id}"
         described = await handle.describe()
         names = {pair.key.name for pair in described.typed_search_attributes}
-        assert names <= {"CustomerId", "JourneyStage"}
+        # TemporalChangeVersion: the SDK's record of the code changes a run went through (`workflow.patched`).
+        assert names <= {"CustomerId", "JourneyStage", "TemporalChangeVersion"}
         assert described.typed_search_attributes.get(CUSTOMER_ID) == "c-lan"
 
 

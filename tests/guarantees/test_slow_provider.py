@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.harness import delivery_attempts
 from touchflow.models import Delivery, DeliveryStatus
 from touchflow.storage import Store
 from touchflow.testing import JourneyHarness, SmtpInbox
@@ -29,13 +30,7 @@ async def test_an_smtp_server_answering_6s_after_the_data_gets_one_email(
     assert [rcpt for _, [rcpt] in smtp.envelopes] == ["s1@example.com"]
     [delivery] = journeys.deliveries("s1")
     assert delivery.status == DeliveryStatus.SENT
-    history = await handle.fetch_history()
-    attempts = [
-        e.activity_task_started_event_attributes.attempt
-        for e in history.events
-        if e.HasField("activity_task_started_event_attributes")
-    ]
-    assert attempts == [1]
+    assert delivery_attempts(await handle.fetch_history()) == [1]
 
 
 def test_only_the_current_lease_holder_records_the_result(sqlite_store: Store) -> None:
