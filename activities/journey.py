@@ -274,11 +274,23 @@ class JourneyActivities:
         # While a slow provider takes its time, the attempt renews its lease: it stays the one sending.
         # A journey's delivery is a local activity, alive as long as its workflow task (which the SDK keeps
         # open); a regular activity (a broadcast's batch) heartbeats, and times out after `lease` without.
-        keepers = [asyncio.create_task(self._keep_lease(delivery.id, token, lease, asyncio.current_task()))]
-        if activity.in_activity() and not activity.info().is_local:
+        local = activity.in_activity() and activity.info().is_local
+        sending = asyncio.ensure_future(
+            self._attempt(input, delivery, source or self._templates(input), customer)
+        )
+        keepers = [asyncio.create_task(self._keep_lease(delivery.id, token, lease, sending))]
+        if activity.in_activity() and not local:
             keepers.append(asyncio.create_task(self._heartbeat(lease)))
         try:
-            outcome = await self._attempt(input, delivery, source or self._templates(input), customer)
+            try:
+                outcome = await (asyncio.shield(sending) if local else sending)
+            except asyncio.CancelledError:
+                if not local or sending.done():
+                    raise
+                # A local attempt is cancelled when its run leaves the worker's cache (a workflow task
+                # failed, or the worker stops): the provider call is let finish and its result recorded, so
+                # the run's next attempt finds the step done instead of sending it again.
+                outcome = await sending
         except asyncio.CancelledError:
             # Cancelled mid-send (timed out, or the worker is stopping): the provider may have the message.
             # The lease is left expired, not cleared, so the next attempt knows it follows an interrupted one.
@@ -363,15 +375,14 @@ class JourneyActivities:
             activity.heartbeat()
 
     async def _keep_lease(
-        self, delivery_id: int, token: int, lease: timedelta, sender: asyncio.Task[Any] | None
+        self, delivery_id: int, token: int, lease: timedelta, sender: asyncio.Future[Any]
     ) -> None:
         """Renew the send lease a few times per `lease` until cancelled; if the lease was lost (a later
         attempt holds it), stop the sending attempt rather than send twice."""
         while True:
             await asyncio.sleep(lease.total_seconds() / 3)
             if not await asyncio.to_thread(self.store.deliveries.renew_lease, delivery_id, token, lease):
-                if sender is not None:
-                    sender.cancel()
+                sender.cancel()
                 return
 
     # -- the pipeline: guard, consent and caps, quiet hours, then per channel: usable, recipients, render,
@@ -778,14 +789,15 @@ def _now() -> str:
 
 
 def _journey_now(input: SendStepInput) -> datetime:
-    """The journey's clock for this attempt (skipped time in tests): Temporal's when it scheduled the
-    attempt; for a local activity, the run's time when it asked for the step plus the worker's time since."""
+    """The journey's clock for this attempt: Temporal's when it scheduled the attempt. A local activity's
+    schedule time is the worker's, set once for all its retries, so it is the later of the run's time when it
+    asked for the step (skipped time in tests) and now."""
     try:
         info = activity.info()
     except RuntimeError:  # called outside an activity
         return utcnow()
     if info.is_local and input.asked_at is not None:
-        return input.asked_at + (info.current_attempt_scheduled_time - info.scheduled_time)
+        return max(input.asked_at, utcnow())
     return info.current_attempt_scheduled_time
 
 

@@ -105,10 +105,14 @@ def build_worker(
             *_broadcast_activities(activities),
             *registry.activities,
         ],
-        # Journeys deliver in local activities; a shop's own activities and the bookkeeping are regular ones.
+        # Journeys deliver (and enter and leave) in local activities; a shop's own activities, coupons and
+        # broadcasts' batches are regular ones. A delivery holds its run's workflow task open, so each local
+        # activity slot comes with a workflow task slot of its own: deliveries in flight never leave the
+        # worker without slots to decide other journeys' steps.
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_local_activities=settings.worker_max_concurrent_activities,
-        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks
+        + settings.worker_max_concurrent_activities,
         max_cached_workflows=settings.worker_max_cached_workflows,
     )
 

@@ -34,8 +34,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.exceptions import TimeoutError as ActivityTimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from touchflow.activities.coupons import CouponActivities
@@ -74,7 +73,9 @@ DELIVERY_RETRY = RetryPolicy(
 DELIVERY_GIVE_UP = timedelta(hours=12)
 # Deliveries run as local activities in runs that record this patch (docs/journeys.md, "Changing a journey").
 LOCAL_DELIVERIES = "local-deliveries"
-# The longest one delivery attempt may take, heartbeating: every channel's own timeouts are far shorter.
+# A delivery's retries wait in the worker up to this long (2, 4, 8 s), longer ones on a timer.
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=10)
+# The longest one delivery attempt may take: every channel's own timeouts are far shorter.
 ATTEMPT_LIMIT = timedelta(minutes=10)
 BOOKKEEPING_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1), maximum_attempts=20, non_retryable_error_types=NON_RETRYABLE
@@ -781,6 +782,9 @@ class Journey:
                     start_to_close_timeout=ATTEMPT_LIMIT,
                     schedule_to_close_timeout=DELIVERY_GIVE_UP,
                     retry_policy=DELIVERY_RETRY,
+                    # Waits between attempts longer than this are durable timers: a failing provider does
+                    # not hold the run's workflow task (and its slot in the worker) for minutes.
+                    local_retry_threshold=LOCAL_RETRY_THRESHOLD,
                 )
             else:
                 # Runs that started before deliveries went local: their histories schedule activities.
@@ -792,7 +796,9 @@ class Journey:
                     schedule_to_close_timeout=DELIVERY_GIVE_UP,
                     retry_policy=DELIVERY_RETRY,
                 )
-        except (ActivityError, ApplicationError, ActivityTimeoutError) as exc:
+        except (ActivityError, ApplicationError) as exc:
+            if is_cancelled_exception(exc):
+                raise  # the run itself was cancelled: it stops here, not at its next step
             # Given up on (12 hours of retryable failures) or failed for good: the step is recorded failed by
             # the activity where it could be; the journey goes on rather than failing the customer's run. (A
             # local activity's failure comes as its cause itself, not wrapped in an ActivityError.)

@@ -4,6 +4,7 @@ quiet hours, and one send per step even when attempts race."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -114,6 +115,35 @@ async def test_quiet_hours_defer_marketing_until_they_end(journeys: JourneyHarne
     assert mail["Subject"] == "Probe late"
     [delivery] = journeys.store.deliveries.of_customer("night-owl")
     assert delivery.status == DeliveryStatus.SENT
+
+
+@pytest.mark.parametrize("journey_settings", [{"quiet_hours": _QUIET, "default_timezone": "UTC"}])
+async def test_a_local_attempt_reads_quiet_hours_on_the_clock_of_now_not_of_its_first_ask(
+    journeys: JourneyHarness, smtp: SmtpInbox
+) -> None:
+    """A local activity is scheduled once for all its retries: one retried into quiet hours defers there."""
+    customer(journeys, "retried", timezone="UTC")
+    journeys.store.events.ingest(
+        [EventIn(id="retried-1", customer_id="retried", name="probe", properties={"probe_id": "q1"})], set()
+    )
+    first_asked = datetime.now(UTC) - timedelta(hours=6)  # outside the quiet hours around now
+    step = SendStepInput(
+        journey="probe",
+        step="probe",
+        workflow_id="probe:retried:q1",
+        customer_id="retried",
+        key="probe:retried:q1:1:probe",
+        channels=["email"],
+        stage="awareness",
+        entered_at=first_asked,
+        event_id="retried-1",
+        asked_at=first_asked,
+    )
+    env = ActivityEnvironment()
+    env.info = replace(env.info, is_local=True)
+    result = await env.run(journeys.activities.deliver_step, step)
+    assert result.status == "deferred" and result.retry_at is not None and smtp.messages == []
+    assert (result.retry_at.hour, result.retry_at.minute) == (_QUIET_END.hour, _QUIET_END.minute)
 
 
 async def test_two_racing_attempts_send_the_step_once(journeys: JourneyHarness, smtp: SmtpInbox) -> None:

@@ -1,5 +1,6 @@
-"""A slow provider is sent to once: the attempt heartbeats and renews its send lease while the provider takes
-its time, and only the holder of the current lease records a result (a fencing token)."""
+"""A slow provider is sent to once: the attempt renews its send lease while the provider takes its time (a
+local activity, its workflow task kept open by the SDK), and only the holder of the current lease records a
+result (a fencing token)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 
 from tests.support.harness import delivery_attempts
 from touchflow.models import Delivery, DeliveryStatus
 from touchflow.storage import Store
-from touchflow.testing import JourneyHarness, SmtpInbox
+from touchflow.testing import JourneyHarness, SmtpInbox, eventually
 
 
 @pytest.fixture
@@ -31,6 +34,26 @@ async def test_an_smtp_server_answering_6s_after_the_data_gets_one_email(
     [delivery] = journeys.deliveries("s1")
     assert delivery.status == DeliveryStatus.SENT
     assert delivery_attempts(await handle.fetch_history()) == [1]
+
+
+async def test_a_run_cancelled_mid_send_stops_and_its_send_is_recorded_once(
+    journeys: JourneyHarness, smtp: SmtpInbox
+) -> None:
+    smtp.data_latency = 3.0
+    journeys.customer("s2", email="s2@example.com")
+    handle = await journeys.post("s2", "probe", {"probe_id": "cancelled", "via": ["email"]})
+    assert handle is not None
+    await eventually(lambda: smtp.envelopes != [], what="the provider to have the message")
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as failed:
+        await journeys.outcome(handle)
+    assert isinstance(failed.value.cause, CancelledError)  # the run stopped; it did not go on as if failed
+    # The attempt in flight finishes and records its result: nothing would send the step again.
+    await eventually(
+        lambda: [d.status for d in journeys.deliveries("s2")] == [DeliveryStatus.SENT],
+        what="the interrupted send to be recorded",
+    )
+    assert [rcpt for _, [rcpt] in smtp.envelopes] == ["s2@example.com"]
 
 
 def test_only_the_current_lease_holder_records_the_result(sqlite_store: Store) -> None:
