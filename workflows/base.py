@@ -73,8 +73,9 @@ DELIVERY_RETRY = RetryPolicy(
 DELIVERY_GIVE_UP = timedelta(hours=12)
 # Deliveries run as local activities in runs that record this patch (docs/journeys.md, "Changing a journey").
 LOCAL_DELIVERIES = "local-deliveries"
-# A delivery's retries wait in the worker up to this long (2, 4, 8 s), longer ones on a timer.
-LOCAL_RETRY_THRESHOLD = timedelta(seconds=10)
+# Waits between a delivery's attempts (2 s and up) longer than this are durable timers, not sleeps in the
+# worker: the run's workflow task is not held open meanwhile (and tests skip the wait).
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
 # The longest one delivery attempt may take: every channel's own timeouts are far shorter.
 ATTEMPT_LIMIT = timedelta(minutes=10)
 BOOKKEEPING_RETRY = RetryPolicy(
@@ -782,8 +783,7 @@ class Journey:
                     start_to_close_timeout=ATTEMPT_LIMIT,
                     schedule_to_close_timeout=DELIVERY_GIVE_UP,
                     retry_policy=DELIVERY_RETRY,
-                    # Waits between attempts longer than this are durable timers: a failing provider does
-                    # not hold the run's workflow task (and its slot in the worker) for minutes.
+                    # A failing provider does not hold the run's workflow task (and its worker slot).
                     local_retry_threshold=LOCAL_RETRY_THRESHOLD,
                 )
             else:
