@@ -124,6 +124,16 @@ def test_workers_scale_no_fixed_name_no_host_port() -> None:
     assert "ports" not in services["worker"]
 
 
+def test_a_stopping_worker_has_time_to_finish_the_sends_in_flight() -> None:
+    """SIGTERM lets a worker's deliveries finish (docs/operations.md): the grace before SIGKILL outlasts a
+    step that waits out the timeout of every channel it falls back through."""
+    grace = re.fullmatch(r"(\d+)s", compose()["services"]["worker"]["stop_grace_period"])
+    assert grace is not None
+    settings = Settings()
+    longest_step = settings.push_timeout + settings.zalo_timeout + settings.smtp_timeout
+    assert int(grace.group(1)) > longest_step.total_seconds()
+
+
 def test_prometheus_scrapes_the_api_and_every_worker() -> None:
     services = compose()["services"]
     prometheus = services["prometheus"]
