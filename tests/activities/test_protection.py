@@ -25,6 +25,24 @@ async def probe(journeys: JourneyHarness, customer_id: str, probe_id: str, **pro
     assert (await journeys.outcome(handle)).status == "completed"
 
 
+def probe_step(journeys: JourneyHarness, customer_id: str, probe_id: str, **fields: Any) -> SendStepInput:
+    """The probe's email step for a stored `probe` event, as a run would hand it to `deliver_step`."""
+    event_id = f"{customer_id}-1"
+    event = EventIn(id=event_id, customer_id=customer_id, name="probe", properties={"probe_id": probe_id})
+    journeys.store.events.ingest([event], set())
+    return SendStepInput(
+        journey="probe",
+        step="probe",
+        workflow_id=f"probe:{customer_id}:{probe_id}",
+        customer_id=customer_id,
+        key=f"probe:{customer_id}:{probe_id}:1:probe",
+        channels=["email"],
+        stage="awareness",
+        event_id=event_id,
+        **fields,
+    )
+
+
 def deliveries(journeys: JourneyHarness, customer_id: str) -> list[tuple[str, str | None]]:
     return [(d.status, d.error) for d in reversed(journeys.store.deliveries.of_customer(customer_id))]
 
@@ -123,22 +141,8 @@ async def test_a_local_attempt_reads_quiet_hours_on_the_clock_of_now_not_of_its_
 ) -> None:
     """A local activity is scheduled once for all its retries: one retried into quiet hours defers there."""
     customer(journeys, "retried", timezone="UTC")
-    journeys.store.events.ingest(
-        [EventIn(id="retried-1", customer_id="retried", name="probe", properties={"probe_id": "q1"})], set()
-    )
     first_asked = datetime.now(UTC) - timedelta(hours=6)  # outside the quiet hours around now
-    step = SendStepInput(
-        journey="probe",
-        step="probe",
-        workflow_id="probe:retried:q1",
-        customer_id="retried",
-        key="probe:retried:q1:1:probe",
-        channels=["email"],
-        stage="awareness",
-        entered_at=first_asked,
-        event_id="retried-1",
-        asked_at=first_asked,
-    )
+    step = probe_step(journeys, "retried", "q1", entered_at=first_asked, asked_at=first_asked)
     env = ActivityEnvironment()
     env.info = replace(env.info, is_local=True)
     result = await env.run(journeys.activities.deliver_step, step)
@@ -148,21 +152,7 @@ async def test_a_local_attempt_reads_quiet_hours_on_the_clock_of_now_not_of_its_
 
 async def test_two_racing_attempts_send_the_step_once(journeys: JourneyHarness, smtp: SmtpInbox) -> None:
     customer(journeys, "raced")
-    journeys.store.events.ingest(
-        [EventIn(id="raced-1", customer_id="raced", name="probe", properties={"probe_id": "r1"})], set()
-    )
-    step = SendStepInput(
-        journey="probe",
-        step="probe",
-        workflow_id="probe:raced:r1",
-        customer_id="raced",
-        key="probe:raced:r1:1:probe",
-        channels=["email"],
-        stage="awareness",
-        entered_at=datetime.now(UTC) - timedelta(seconds=1),
-        event_id="raced-1",
-        data={},
-    )
+    step = probe_step(journeys, "raced", "r1", entered_at=datetime.now(UTC) - timedelta(seconds=1))
     activities = journeys.activities
     env = ActivityEnvironment()
     results = await asyncio.gather(
